@@ -1,0 +1,395 @@
+//! Signature verification (feature `verify`), on jwt-simple's key types and
+//! the backends jwt-simple itself verifies with (RustCrypto `p256`/`p384`,
+//! `ed25519-compact`, `superboring` for RSA).
+//!
+//! Keys are imported once, when a key set is loaded; a request only hashes
+//! and verifies. The token's `alg` selects the operation, and only a key of
+//! that algorithm's family can be chosen (see [`Jwk::accepts`]), so a token
+//! cannot make an RSA key act as an HMAC secret or an EC key as RSA.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use jwt_simple::prelude::{
+    ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, ES256PublicKey, ES384PublicKey, Ed25519PublicKey,
+    EdDSAPublicKeyLike, RS256PublicKey, RSAPublicKeyLike,
+};
+use p256::ecdsa::signature::Verifier as _;
+use superboring::hash::MessageDigest;
+use superboring::pkey::{PKey, Public};
+use superboring::rsa::Padding;
+
+use crate::header::Algorithm;
+use crate::jwk::{Jwk, JwkSet, KeyMaterial};
+
+/// How many keys are tried for a token without `kid`: bounds the work an
+/// attacker can cause with one token.
+pub const MAX_KEYS_WITHOUT_KID: usize = 4;
+
+/// Why a signature was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The `kid` names no key in the set.
+    UnknownKey,
+    /// No key in the set can verify this algorithm.
+    NoKeyForAlgorithm,
+    /// The signature does not verify.
+    Invalid,
+}
+
+impl SignatureError {
+    /// A short, stable label for metrics and audit lines.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SignatureError::UnknownKey => "unknown_kid",
+            SignatureError::NoKeyForAlgorithm => "no_key_for_alg",
+            SignatureError::Invalid => "bad_signature",
+        }
+    }
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignatureError::UnknownKey => f.write_str("token signing key is unknown"),
+            SignatureError::NoKeyForAlgorithm => f.write_str("no key for the token algorithm"),
+            SignatureError::Invalid => f.write_str("token signature is invalid"),
+        }
+    }
+}
+
+/// A key could not be imported into the crypto backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyImportError {
+    /// The key's id, if any.
+    pub kid: Option<String>,
+}
+
+impl fmt::Display for KeyImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kid {
+            Some(kid) => write!(f, "key {kid:?} is not a valid public key"),
+            None => f.write_str("a key without kid is not a valid public key"),
+        }
+    }
+}
+
+enum Backend {
+    EcP256(p256::ecdsa::VerifyingKey),
+    EcP384(p384::ecdsa::VerifyingKey),
+    Rsa(Box<PKey<Public>>),
+    Ed25519(ed25519_compact::PublicKey),
+}
+
+/// One imported verification key.
+pub struct VerifyingKey {
+    jwk: Jwk,
+    backend: Backend,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.jwk.kid)
+            .field("material", &self.jwk.material)
+            .finish()
+    }
+}
+
+impl VerifyingKey {
+    /// Imports a key (point on curve, RSA key policy checked by jwt-simple).
+    pub fn import(jwk: &Jwk) -> Result<Self, KeyImportError> {
+        let fail = || KeyImportError { kid: jwk.kid.clone() };
+        let backend = match &jwk.material {
+            KeyMaterial::EcP256 { x, y } => {
+                let key = ES256PublicKey::from_bytes(&sec1_point(x, y)).map_err(|_| fail())?;
+                Backend::EcP256(*key.public_key().as_ref())
+            }
+            KeyMaterial::EcP384 { x, y } => {
+                let key = ES384PublicKey::from_bytes(&sec1_point(x, y)).map_err(|_| fail())?;
+                Backend::EcP384(*key.public_key().as_ref())
+            }
+            KeyMaterial::Rsa { n, e } => {
+                let key = RS256PublicKey::from_components(n, e).map_err(|_| fail())?;
+                Backend::Rsa(Box::new(PKey::from_rsa(key.public_key().as_ref().clone()).map_err(|_| fail())?))
+            }
+            KeyMaterial::Ed25519 { x } => {
+                let key = Ed25519PublicKey::from_bytes(x).map_err(|_| fail())?;
+                Backend::Ed25519(*key.public_key().as_ref())
+            }
+        };
+        Ok(Self { jwk: jwk.clone(), backend })
+    }
+
+    /// The key's description (kid, pinned alg, material).
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// Verifies `signature` over `signing_input` with `alg`.
+    pub fn verify(
+        &self,
+        alg: Algorithm,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        if !self.jwk.accepts(alg) {
+            return Err(SignatureError::NoKeyForAlgorithm);
+        }
+        let valid = match &self.backend {
+            Backend::EcP256(key) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok()),
+            Backend::EcP384(key) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok()),
+            Backend::Rsa(key) => verify_rsa(key, alg, signing_input, signature),
+            Backend::Ed25519(key) => ed25519_compact::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok()),
+        };
+        if valid { Ok(()) } else { Err(SignatureError::Invalid) }
+    }
+}
+
+fn sec1_point(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut point = Vec::with_capacity(1 + x.len() + y.len());
+    point.push(0x04);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
+    point
+}
+
+fn verify_rsa(key: &PKey<Public>, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
+    let (digest, padding) = match alg {
+        Algorithm::RS256 => (MessageDigest::sha256(), Padding::PKCS1),
+        Algorithm::RS384 => (MessageDigest::sha384(), Padding::PKCS1),
+        Algorithm::RS512 => (MessageDigest::sha512(), Padding::PKCS1),
+        Algorithm::PS256 => (MessageDigest::sha256(), Padding::PKCS1_PSS),
+        Algorithm::PS384 => (MessageDigest::sha384(), Padding::PKCS1_PSS),
+        Algorithm::PS512 => (MessageDigest::sha512(), Padding::PKCS1_PSS),
+        Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA => return false,
+    };
+    let Ok(mut verifier) = superboring::sign::Verifier::new(digest, key) else {
+        return false;
+    };
+    verifier.set_rsa_padding(padding).is_ok()
+        && verifier.update(signing_input).is_ok()
+        && verifier.verify(signature).unwrap_or(false)
+}
+
+/// Imported keys of one key set.
+#[derive(Debug, Default)]
+pub struct VerifierSet {
+    keys: Vec<VerifyingKey>,
+}
+
+impl VerifierSet {
+    /// Imports every key of a set. A key the backend refuses fails the set
+    /// (strict, for configuration); see [`VerifierSet::import_lenient`].
+    pub fn import(set: &JwkSet) -> Result<Self, KeyImportError> {
+        let keys = set.keys.iter().map(VerifyingKey::import).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { keys })
+    }
+
+    /// Imports the keys the backend accepts, skipping the others (fetched sets).
+    pub fn import_lenient(set: &JwkSet) -> (Self, usize) {
+        let mut keys = Vec::with_capacity(set.keys.len());
+        let mut skipped = 0;
+        for jwk in &set.keys {
+            match VerifyingKey::import(jwk) {
+                Ok(key) => keys.push(key),
+                Err(_) => skipped += 1,
+            }
+        }
+        (Self { keys }, skipped)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether a key with this id exists.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|key| key.jwk.kid.as_deref() == Some(kid))
+    }
+
+    /// The ids of all keys (for logs: ids are public).
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().filter_map(|key| key.jwk.kid.as_deref())
+    }
+
+    /// Verifies with the key named by `kid`, or, without `kid`, with each key
+    /// of the algorithm's family (at most [`MAX_KEYS_WITHOUT_KID`]).
+    pub fn verify(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        match kid {
+            Some(kid) => {
+                let key = self.keys.iter().find(|key| key.jwk.kid.as_deref() == Some(kid));
+                match key {
+                    None => Err(SignatureError::UnknownKey),
+                    Some(key) => key.verify(alg, signing_input, signature),
+                }
+            }
+            None => {
+                let mut candidates = self.keys.iter().filter(|key| key.jwk.accepts(alg)).peekable();
+                if candidates.peek().is_none() {
+                    return Err(SignatureError::NoKeyForAlgorithm);
+                }
+                let verified = candidates
+                    .take(MAX_KEYS_WITHOUT_KID)
+                    .any(|key| key.verify(alg, signing_input, signature).is_ok());
+                if verified { Ok(()) } else { Err(SignatureError::Invalid) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base64url::encode;
+    use crate::jwk::JwkSet;
+    use crate::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
+    use alloc::format;
+    use alloc::string::ToString;
+    use jwt_simple::prelude::*;
+
+    fn ec_jwk(kid: &str, public: &ES256PublicKey) -> String {
+        let point = public.public_key().to_bytes_uncompressed();
+        format!(
+            r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"{}","y":"{}"}}"#,
+            encode(&point[1..33]),
+            encode(&point[33..])
+        )
+    }
+
+    fn rsa_jwk(kid: &str, n: &[u8], e: &[u8]) -> String {
+        format!(r#"{{"kty":"RSA","kid":"{kid}","n":"{}","e":"{}"}}"#, encode(n), encode(e))
+    }
+
+    fn set(keys: &[String]) -> VerifierSet {
+        let json = format!(r#"{{"keys":[{}]}}"#, keys.join(","));
+        VerifierSet::import(&JwkSet::parse_strict(json.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn check(set: &VerifierSet, token: &str) -> Result<(), SignatureError> {
+        let jwt = UnverifiedJwt::parse(token, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+        set.verify(
+            jwt.header().kid.as_deref(),
+            jwt.header().alg,
+            jwt.signing_input().as_bytes(),
+            jwt.signature(),
+        )
+    }
+
+    fn claims() -> JWTClaims<NoCustomClaims> {
+        jwt_simple::claims::Claims::create(jwt_simple::prelude::Duration::from_mins(5)).with_subject("alice")
+    }
+
+    #[test]
+    fn es256_with_and_without_kid() {
+        let key = ES256KeyPair::generate().with_key_id("k1");
+        let other = ES256KeyPair::generate().with_key_id("k2");
+        let keys = set(&[ec_jwk("k1", &key.public_key()), ec_jwk("k2", &other.public_key())]);
+        assert_eq!(check(&keys, &key.sign(claims()).unwrap()), Ok(()));
+        assert_eq!(check(&keys, &other.sign(claims()).unwrap()), Ok(()));
+
+        let unnamed = ES256KeyPair::from_bytes(&key.to_bytes()).unwrap();
+        assert_eq!(check(&keys, &unnamed.sign(claims()).unwrap()), Ok(()));
+
+        let stranger = ES256KeyPair::generate().with_key_id("k1");
+        assert_eq!(check(&keys, &stranger.sign(claims()).unwrap()), Err(SignatureError::Invalid));
+        let unknown = ES256KeyPair::generate().with_key_id("k9");
+        assert_eq!(check(&keys, &unknown.sign(claims()).unwrap()), Err(SignatureError::UnknownKey));
+    }
+
+    #[test]
+    fn tampered_payload_fails() {
+        let key = ES256KeyPair::generate().with_key_id("k1");
+        let keys = set(&[ec_jwk("k1", &key.public_key())]);
+        let token = key.sign(claims()).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_payload = encode(br#"{"sub":"admin","exp":99999999999}"#);
+        let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert_eq!(check(&keys, &forged), Err(SignatureError::Invalid));
+        let stripped = format!("{}.{}.", parts[0], parts[1]);
+        assert_eq!(check(&keys, &stripped), Err(SignatureError::Invalid));
+    }
+
+    #[test]
+    fn rsa_pkcs1_and_pss() {
+        let rs = RS256KeyPair::generate(2048).unwrap().with_key_id("r1");
+        let components = rs.public_key().to_components();
+        let keys = set(&[rsa_jwk("r1", &components.n, &components.e)]);
+        assert_eq!(check(&keys, &rs.sign(claims()).unwrap()), Ok(()));
+        let ps = PS256KeyPair::from_der(&rs.to_der().unwrap()).unwrap().with_key_id("r1");
+        assert_eq!(check(&keys, &ps.sign(claims()).unwrap()), Ok(()));
+        let rs512 = RS512KeyPair::from_der(&rs.to_der().unwrap()).unwrap().with_key_id("r1");
+        assert_eq!(check(&keys, &rs512.sign(claims()).unwrap()), Ok(()));
+        // An RS256 signature presented as PS256 does not verify.
+        let token = rs.sign(claims()).unwrap();
+        let header = encode(br#"{"alg":"PS256","kid":"r1"}"#);
+        let (_, rest) = token.split_once('.').unwrap();
+        assert_eq!(check(&keys, &format!("{header}.{rest}")), Err(SignatureError::Invalid));
+    }
+
+    #[test]
+    fn es384_and_eddsa() {
+        let es384 = ES384KeyPair::generate().with_key_id("p384");
+        let point = es384.public_key().public_key().to_bytes_uncompressed();
+        let ec384 = format!(
+            r#"{{"kty":"EC","crv":"P-384","kid":"p384","x":"{}","y":"{}"}}"#,
+            encode(&point[1..49]),
+            encode(&point[49..])
+        );
+        let ed = Ed25519KeyPair::generate().with_key_id("ed");
+        let okp = format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","kid":"ed","x":"{}"}}"#,
+            encode(&ed.public_key().to_bytes())
+        );
+        let keys = set(&[ec384, okp]);
+        assert_eq!(check(&keys, &es384.sign(claims()).unwrap()), Ok(()));
+        assert_eq!(check(&keys, &ed.sign(claims()).unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn a_key_never_verifies_another_family() {
+        let ec = ES256KeyPair::generate().with_key_id("shared");
+        let keys = set(&[ec_jwk("shared", &ec.public_key())]);
+        let token = ec.sign(claims()).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        let relabelled = format!("{}.{rest}", encode(br#"{"alg":"RS256","kid":"shared"}"#));
+        assert_eq!(check(&keys, &relabelled), Err(SignatureError::NoKeyForAlgorithm));
+        let no_kid = format!("{}.{rest}", encode(br#"{"alg":"EdDSA"}"#));
+        assert_eq!(check(&keys, &no_kid), Err(SignatureError::NoKeyForAlgorithm));
+    }
+
+    #[test]
+    fn off_curve_point_is_refused_at_import() {
+        let bad = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"bad","x":"{}","y":"{}"}}]}}"#,
+            encode(&[1; 32]),
+            encode(&[2; 32])
+        );
+        let parsed = JwkSet::parse_strict(bad.as_bytes()).unwrap();
+        assert_eq!(
+            VerifierSet::import(&parsed).unwrap_err(),
+            KeyImportError { kid: Some("bad".to_string()) }
+        );
+        let (lenient, skipped) = VerifierSet::import_lenient(&parsed);
+        assert!(lenient.is_empty());
+        assert_eq!(skipped, 1);
+    }
+}
