@@ -1,0 +1,145 @@
+//! One audit line per decision: who, what, which rule, which outcome, and a
+//! short token hash to correlate — never the token.
+
+use baton_token::{Claims, TokenHash};
+
+use crate::cache::CacheOutcome;
+use crate::host::{Host, LogLevel};
+
+/// Longest value written for one field; claims are attacker-influenced.
+const MAX_VALUE_CHARS: usize = 128;
+
+/// An audit line being assembled.
+#[derive(Debug, Default)]
+pub struct AuditLine {
+    enabled: bool,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl AuditLine {
+    /// A line; when `enabled` is false nothing is ever written.
+    pub fn new(enabled: bool) -> Self {
+        Self { enabled, fields: Vec::with_capacity(if enabled { 12 } else { 0 }) }
+    }
+
+    fn set(&mut self, name: &'static str, value: &str) -> &mut Self {
+        if self.enabled {
+            self.fields.push((name, value.to_string()));
+        }
+        self
+    }
+
+    /// The route that applied.
+    pub fn route(&mut self, name: &str) -> &mut Self {
+        self.set("route", name)
+    }
+
+    /// The request goes upstream.
+    pub fn allow(&mut self, reason: &str) -> &mut Self {
+        self.set("decision", "allow").set("reason", reason)
+    }
+
+    /// The request is answered locally.
+    pub fn deny(&mut self, status: u16, reason: &str) -> &mut Self {
+        self.set("decision", "deny").set("status", &status.to_string()).set("reason", reason)
+    }
+
+    /// The token's short hash.
+    pub fn token(&mut self, hash: &TokenHash) -> &mut Self {
+        self.set("token", &hash.short())
+    }
+
+    /// Whether verification was cached.
+    pub fn cache(&mut self, outcome: CacheOutcome) -> &mut Self {
+        self.set("cache", outcome.label())
+    }
+
+    /// Who the verified token names.
+    pub fn identity(&mut self, provider: &str, claims: &Claims) -> &mut Self {
+        self.set("provider", provider);
+        if let Some(iss) = &claims.iss {
+            self.set("iss", iss);
+        }
+        if let Some(sub) = &claims.sub {
+            self.set("sub", sub);
+        }
+        if let Some(client) = claims.client() {
+            self.set("client", client);
+        }
+        if let Some(act) = &claims.act {
+            self.set("act", &act.chain().join(">"));
+        }
+        self
+    }
+
+    /// The line as written.
+    pub fn render(&self) -> String {
+        let mut line = String::from("audit");
+        for (name, value) in &self.fields {
+            line.push(' ');
+            line.push_str(name);
+            line.push('=');
+            line.push_str(&quote(value));
+        }
+        line
+    }
+
+    /// Writes the line at info level.
+    pub fn emit(&self, host: &dyn Host) {
+        if self.enabled {
+            host.log(LogLevel::Info, &self.render());
+        }
+    }
+}
+
+/// Bare when the value is plain; otherwise quoted, with quotes, backslashes
+/// and control characters escaped, so no claim can forge a field or a line.
+fn quote(value: &str) -> String {
+    let truncated: String = value.chars().take(MAX_VALUE_CHARS).collect();
+    let plain = !truncated.is_empty()
+        && truncated.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' && c != '=');
+    if plain {
+        return truncated;
+    }
+    let mut quoted = String::with_capacity(truncated.len() + 2);
+    quoted.push('"');
+    for c in truncated.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_cannot_forge_fields_or_lines() {
+        let mut line = AuditLine::new(true);
+        line.route("orders").allow("granted").set("sub", "alice decision=allow\n audit x=\"y\"");
+        assert_eq!(
+            line.render(),
+            r#"audit route=orders decision=allow reason=granted sub="alice decision=allow\u{a} audit x=\"y\"""#
+        );
+    }
+
+    #[test]
+    fn long_values_are_truncated() {
+        let mut line = AuditLine::new(true);
+        line.set("sub", &"a".repeat(1000));
+        assert_eq!(line.render().len(), "audit sub=".len() + MAX_VALUE_CHARS);
+    }
+
+    #[test]
+    fn disabled_lines_collect_nothing() {
+        let mut line = AuditLine::new(false);
+        line.route("r").allow("x");
+        assert_eq!(line.render(), "audit");
+    }
+}

@@ -1,0 +1,183 @@
+//! The request context: strips spoofable identity headers, gathers the
+//! request, asks the [`Engine`](crate::decision::Engine), and applies the
+//! verdict. A request waiting for keys stays paused, body included, until
+//! the root context decides it.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use crate::config::FilterConfig;
+use crate::decision::{Credential, KeyWait, Request, Verdict};
+use crate::host::{Host, LogLevel};
+use crate::root::{SharedVm, Waiter};
+use crate::wasm_host::{ProxyHost, log};
+
+/// Per-request context.
+#[derive(Debug)]
+pub struct ClaimEnforcementHttp {
+    context_id: u32,
+    vm: SharedVm,
+    waiting: bool,
+}
+
+impl ClaimEnforcementHttp {
+    /// A context for one request.
+    pub fn new(context_id: u32, vm: SharedVm) -> Self {
+        Self { context_id, vm, waiting: false }
+    }
+
+    fn on_headers(&mut self) -> Action {
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return fail_closed("filter state busy");
+        };
+        let Some(vm) = slot.as_mut() else {
+            return fail_closed("filter not configured");
+        };
+        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+            return fail_closed("request headers unreadable");
+        };
+        let config = vm.engine.shared_config();
+        // Identity headers come from this filter only: drop any the client sent.
+        for name in config.identity_headers() {
+            if headers.iter().any(|(header, _)| header == name)
+                && hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err()
+            {
+                return fail_closed("identity header could not be removed");
+            }
+        }
+        let request = gather(&headers, &config);
+        let metrics = vm.metrics.clone();
+        let host = ProxyHost::new(&metrics);
+        match vm.engine.decide(&host, &request, KeyWait::Allowed) {
+            Verdict::AwaitKeys { provider } => {
+                let since = host.now_unix_secs();
+                vm.waiters.insert(self.context_id, Waiter { request, provider, since });
+                self.waiting = true;
+                // Let the root context start the fetch now rather than at its
+                // next regular tick.
+                let _ = hostcalls::set_tick_period(std::time::Duration::from_millis(1));
+                Action::Pause
+            }
+            verdict => apply(verdict, &config),
+        }
+    }
+
+    fn still_waiting(&mut self) -> bool {
+        if self.waiting {
+            self.waiting = match self.vm.try_borrow() {
+                Ok(slot) => slot.as_ref().is_some_and(|vm| vm.waiters.contains_key(&self.context_id)),
+                Err(_) => true,
+            };
+        }
+        self.waiting
+    }
+}
+
+/// The attributes the decision needs, from the request headers.
+fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+            .unwrap_or_default()
+    };
+    let mut credentials = headers.iter().filter(|(name, _)| *name == config.token_source.header);
+    let credential = match (credentials.next(), credentials.next()) {
+        (None, _) => Credential::Absent,
+        (Some((_, value)), None) => Credential::One(value.clone()),
+        (Some(_), Some(_)) => Credential::Several,
+    };
+    Request { method: text(":method"), path: text(":path"), authority: text(":authority"), credential }
+}
+
+/// Applies a verdict in the current request's context; returns what the
+/// header callback should answer.
+fn apply(verdict: Verdict, config: &FilterConfig) -> Action {
+    match verdict {
+        Verdict::Forward(forward) => {
+            for (name, value) in &forward.set_headers {
+                if hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()))
+                    .is_err()
+                {
+                    return fail_closed("identity header could not be set");
+                }
+            }
+            if forward.remove_token
+                && hostcalls::remove_map_value(MapType::HttpRequestHeaders, &config.token_source.header)
+                    .is_err()
+            {
+                return fail_closed("token header could not be removed");
+            }
+            Action::Continue
+        }
+        Verdict::Reject(rejection) => {
+            let headers: Vec<(&str, &str)> =
+                rejection.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+            if hostcalls::send_http_response(
+                u32::from(rejection.status),
+                headers,
+                Some(rejection.body.as_bytes()),
+            )
+            .is_err()
+            {
+                log(LogLevel::Error, "local reply could not be sent; resetting the request");
+                let _ = hostcalls::reset_http_request();
+            }
+            Action::Pause
+        }
+        Verdict::AwaitKeys { .. } => fail_closed("keys still unavailable"),
+    }
+}
+
+/// Applies a verdict to a request that waited for keys (the root context
+/// has made it the effective context).
+pub fn apply_after_wait(verdict: Verdict, config: &FilterConfig) {
+    if let Action::Continue = apply(verdict, config) {
+        if hostcalls::resume_http_request().is_err() {
+            log(LogLevel::Warn, "waiting request could not be resumed");
+        }
+    }
+}
+
+/// Answers 500 without forwarding: used only when the host itself fails.
+fn fail_closed(why: &str) -> Action {
+    log(LogLevel::Error, &format!("request refused: {why}"));
+    let body = baton_token::challenge::error_body("server_error", "the request could not be checked");
+    let headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+    if hostcalls::send_http_response(500, headers, Some(body.as_bytes())).is_err() {
+        let _ = hostcalls::reset_http_request();
+    }
+    Action::Pause
+}
+
+impl Context for ClaimEnforcementHttp {}
+
+impl HttpContext for ClaimEnforcementHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.on_headers()
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        // Continuing the body while the headers wait would let the request
+        // through unchecked; hold (and buffer) it until the decision.
+        if self.still_waiting() { Action::Pause } else { Action::Continue }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.still_waiting() { Action::Pause } else { Action::Continue }
+    }
+}
+
+impl Drop for ClaimEnforcementHttp {
+    fn drop(&mut self) {
+        if self.waiting {
+            if let Ok(mut slot) = self.vm.try_borrow_mut() {
+                if let Some(vm) = slot.as_mut() {
+                    vm.waiters.remove(&self.context_id);
+                }
+            }
+        }
+    }
+}
