@@ -105,8 +105,10 @@ impl ClaimEnforcementRoot {
             Err(_) => return false,
         }
         if has_remote {
-            // Fetch the key sets right away, then keep them fresh.
-            self.tick();
+            // The first tick fetches the key sets, then keeps them fresh. Not
+            // fetched here: Envoy may configure a root context that it then
+            // discards, and its call would hold the fetch lease for nothing.
+            let _ = hostcalls::set_tick_period(FAST_TICK);
         }
         true
     }

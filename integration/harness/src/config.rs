@@ -1,0 +1,153 @@
+//! Envoy bootstrap configuration for a test: one HTTP listener with the given
+//! wasm filters in order, routing to a backend, plus named clusters the
+//! filters call (IdPs). Written as JSON, which Envoy reads like YAML.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::paths::wasm_file;
+
+/// One Baton filter on the listener.
+#[derive(Debug, Clone)]
+pub struct WasmFilter {
+    /// The filter's file stem, e.g. `claim_enforcement`.
+    pub name: String,
+    /// Its plugin configuration.
+    pub config: Value,
+}
+
+/// An upstream cluster the filters can call.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Cluster name as referenced by filter configuration.
+    pub name: String,
+    /// Where it is.
+    pub addr: SocketAddr,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct EnvoySpec {
+    filters: Vec<WasmFilter>,
+    backend: Option<SocketAddr>,
+    clusters: Vec<Cluster>,
+    concurrency: u32,
+}
+
+impl EnvoySpec {
+    /// A listener forwarding to `backend`.
+    pub fn new(backend: SocketAddr) -> Self {
+        Self { filters: Vec::new(), backend: Some(backend), clusters: Vec::new(), concurrency: 1 }
+    }
+
+    /// A listener answering 200 itself (`direct_response`), no backend.
+    pub fn direct_response() -> Self {
+        Self { filters: Vec::new(), backend: None, clusters: Vec::new(), concurrency: 1 }
+    }
+
+    /// Appends a filter (filters run in the order added).
+    pub fn filter(mut self, name: &str, config: Value) -> Self {
+        self.filters.push(WasmFilter { name: name.to_string(), config });
+        self
+    }
+
+    /// Adds a cluster.
+    pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.clusters.push(Cluster { name: name.to_string(), addr });
+        self
+    }
+
+    /// Worker threads (default 1).
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Worker threads.
+    pub fn workers(&self) -> u32 {
+        self.concurrency
+    }
+
+    /// The bootstrap document. The log folder is unused for now but keeps
+    /// room for access logs.
+    pub fn bootstrap(&self, _dir: &Path) -> Value {
+        let mut http_filters: Vec<Value> = self.filters.iter().map(wasm_filter).collect();
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+        }));
+        let route = match self.backend {
+            Some(_) => json!({"match": {"prefix": "/"}, "route": {"cluster": "backend", "timeout": "15s"}}),
+            None => {
+                json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
+            }
+        };
+        let mut clusters: Vec<Value> =
+            self.clusters.iter().map(|c| static_cluster(&c.name, c.addr)).collect();
+        if let Some(backend) = self.backend {
+            clusters.push(static_cluster("backend", backend));
+        }
+        json!({
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "normalize_path": true,
+                            "merge_slashes": true,
+                            "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+                            "http_filters": http_filters
+                        }
+                    }]}]
+                }],
+                "clusters": clusters
+            },
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
+        })
+    }
+}
+
+fn wasm_filter(filter: &WasmFilter) -> Value {
+    json!({
+        "name": format!("baton.{}", filter.name),
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": filter.name,
+                "root_id": filter.name,
+                "vm_config": {
+                    "vm_id": format!("baton_{}", filter.name),
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm_file(&filter.name).to_string_lossy()}}
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": filter.config.to_string()
+                },
+                "fail_open": false
+            }
+        }
+    })
+}
+
+fn static_cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": addr.ip().to_string(),
+                "port_value": addr.port()
+            }}}}]}]
+        }
+    })
+}

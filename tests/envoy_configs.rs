@@ -1,0 +1,78 @@
+//! Every shipped Envoy configuration loads, and bad filter configuration is
+//! refused at load with one log line naming the field.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/support.rs"]
+mod support;
+
+use baton_harness::{EnvoySpec, validate_config, validate_spec, workspace_root};
+use serde_json::{Value, json};
+use support::*;
+
+#[test]
+fn every_config_in_envoy_configs_validates() {
+    let root = workspace_root();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("envoy-configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "yaml") {
+            let output = validate_config(&path, &root)
+                .unwrap_or_else(|output| panic!("{}:\n{output}", path.display()));
+            assert!(output.contains("OK"), "{}: {output}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no configs found");
+}
+
+/// Runs `envoy --mode validate` with claim-enforcement configured by `config`.
+fn validate(config: Value) -> Result<String, String> {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    validate_spec(&EnvoySpec::new(loopback).cluster("idp", loopback).filter("claim_enforcement", config))
+}
+
+#[test]
+fn bad_configuration_is_refused_with_the_field_named() {
+    let idp = idp();
+    let good = ce_config(&idp);
+    validate(good.clone()).expect("the base configuration is valid");
+
+    let mut unknown_field = good.clone();
+    unknown_field["rutes"] = json!([]);
+    let mut bad_jwks = good.clone();
+    bad_jwks["providers"][0]["jwks"] =
+        json!({"inline": {"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}});
+    let mut unknown_alg = good.clone();
+    unknown_alg["providers"][0]["algorithms"] = json!(["ES256", "HS256"]);
+    let mut empty_issuer = good.clone();
+    empty_issuer["providers"][0]["issuer"] = json!("");
+    let mut dangling = good.clone();
+    dangling["routes"][1]["providers"] = json!(["nobody"]);
+    let mut misspelled = good.clone();
+    misspelled["routes"][1]["require"] = json!({"scopes": {"allof": ["x"]}});
+
+    for (config, expected) in [
+        (unknown_field, "invalid configuration at rutes: unknown field `rutes`"),
+        (
+            bad_jwks,
+            "invalid configuration at providers[0].jwks.inline: keys[0]: member x is missing or invalid",
+        ),
+        (
+            unknown_alg,
+            "invalid configuration at providers[0].algorithms[1]: unknown or unsupported algorithm \"HS256\"",
+        ),
+        (empty_issuer, "invalid configuration at providers[0].issuer: must not be empty"),
+        (
+            dangling,
+            "invalid configuration at routes[1].providers[0]: no provider named \"nobody\"; known: mock",
+        ),
+        (misspelled, "invalid configuration at routes[1].require.scopes.allof: unknown field `allof`"),
+        (json!("not an object"), "invalid configuration"),
+    ] {
+        let output = validate(config).expect_err(expected);
+        let ours: Vec<&str> =
+            output.lines().filter(|line| line.contains("baton claim-enforcement: invalid")).collect();
+        assert_eq!(ours.len(), 1, "one log line, naming the field: {output}");
+        assert!(ours[0].contains(expected), "expected {expected:?} in {:?}", ours[0]);
+    }
+}
