@@ -417,18 +417,15 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         routes.push(compile_route(route, index, &providers)?);
     }
 
-    if let Some(url) = &raw.resource_metadata {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(ConfigError::new("resourceMetadata", "must be an absolute http(s) URL"));
-        }
+    if let Some(url) = &raw.resource_metadata
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(ConfigError::new("resourceMetadata", "must be an absolute http(s) URL"));
     }
-    if let Some(realm) = &raw.realm {
-        if realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-            return Err(ConfigError::new(
-                "realm",
-                "must not contain quotes, backslashes or control characters",
-            ));
-        }
+    if let Some(realm) = &raw.realm
+        && realm.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        return Err(ConfigError::new("realm", "must not contain quotes, backslashes or control characters"));
     }
     if raw.max_token_bytes < 64 || raw.max_token_bytes > 1024 * 1024 {
         return Err(ConfigError::new("maxTokenBytes", "must be between 64 and 1048576"));
@@ -489,10 +486,10 @@ fn compile_provider(raw: RawProvider, field: &str) -> Result<Provider, ConfigErr
     if raw.clock_skew_seconds > 600 {
         return Err(ConfigError::new(format!("{field}.clockSkewSeconds"), "must be at most 600"));
     }
-    if let Some(typ) = &raw.required_typ {
-        if typ.is_empty() {
-            return Err(ConfigError::new(format!("{field}.requiredTyp"), "must not be empty"));
-        }
+    if let Some(typ) = &raw.required_typ
+        && typ.is_empty()
+    {
+        return Err(ConfigError::new(format!("{field}.requiredTyp"), "must not be empty"));
     }
     let keys = match (raw.jwks.inline, raw.jwks.remote) {
         (Some(inline), None) => {

@@ -262,11 +262,11 @@ impl Engine {
     fn cached(&mut self, hash: &TokenHash, host: &dyn Host) -> Option<(Rc<VerifiedToken>, CacheOutcome)> {
         let (token, outcome) = self.cache.get(hash, host)?;
         // A key retired from the provider's set takes its tokens with it.
-        if let (Some(kid), Some(keys)) = (&token.kid, self.keys.current(token.provider)) {
-            if !keys.has_kid(kid) {
-                self.cache.forget(hash);
-                return None;
-            }
+        if let (Some(kid), Some(keys)) = (&token.kid, self.keys.current(token.provider))
+            && !keys.has_kid(kid)
+        {
+            self.cache.forget(hash);
+            return None;
         }
         Some((token, outcome))
     }

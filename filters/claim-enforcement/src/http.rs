@@ -134,10 +134,10 @@ fn apply(verdict: Verdict, config: &FilterConfig) -> Action {
 /// Applies a verdict to a request that waited for keys (the root context
 /// has made it the effective context).
 pub fn apply_after_wait(verdict: Verdict, config: &FilterConfig) {
-    if let Action::Continue = apply(verdict, config) {
-        if hostcalls::resume_http_request().is_err() {
-            log(LogLevel::Warn, "waiting request could not be resumed");
-        }
+    if let Action::Continue = apply(verdict, config)
+        && hostcalls::resume_http_request().is_err()
+    {
+        log(LogLevel::Warn, "waiting request could not be resumed");
     }
 }
 
@@ -172,12 +172,11 @@ impl HttpContext for ClaimEnforcementHttp {
 
 impl Drop for ClaimEnforcementHttp {
     fn drop(&mut self) {
-        if self.waiting {
-            if let Ok(mut slot) = self.vm.try_borrow_mut() {
-                if let Some(vm) = slot.as_mut() {
-                    vm.waiters.remove(&self.context_id);
-                }
-            }
+        if self.waiting
+            && let Ok(mut slot) = self.vm.try_borrow_mut()
+            && let Some(vm) = slot.as_mut()
+        {
+            vm.waiters.remove(&self.context_id);
         }
     }
 }

@@ -8,12 +8,15 @@ use std::rc::Rc;
 use crate::host::{Host, LogLevel, SharedDataError};
 use crate::metrics::Metric;
 
+/// Shared-data entries with their compare-and-swap versions.
+type SharedData = HashMap<String, (Vec<u8>, u32)>;
+
 /// Shared data is shared between [`TestHost`]s cloned from one another, the
 /// way workers share it in Envoy.
 #[derive(Debug, Clone, Default)]
 pub struct TestHost {
     now: Rc<Cell<u64>>,
-    shared: Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>,
+    shared: Rc<RefCell<SharedData>>,
     counters: Rc<RefCell<HashMap<Metric, u64>>>,
     logs: Rc<RefCell<Vec<(LogLevel, String)>>>,
 }
@@ -60,10 +63,10 @@ impl Host for TestHost {
         let mut shared = self.shared.borrow_mut();
         let current = shared.get(key).map(|(_, version)| *version);
         // As in Envoy: a zero or absent cas writes unconditionally.
-        if let Some(expected) = cas.filter(|cas| *cas != 0) {
-            if current != Some(expected) {
-                return Err(SharedDataError::CasMismatch);
-            }
+        if let Some(expected) = cas.filter(|cas| *cas != 0)
+            && current != Some(expected)
+        {
+            return Err(SharedDataError::CasMismatch);
         }
         shared.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
         Ok(())

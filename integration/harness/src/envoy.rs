@@ -30,25 +30,32 @@ static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 impl Envoy {
     /// Starts Envoy and waits until it is ready and its listener is bound.
     pub fn start(spec: &EnvoySpec) -> Result<Envoy, String> {
+        let dir = temp_dir("envoy")?;
+        let config_path = dir.join("envoy.json");
+        let bootstrap = spec.bootstrap(&dir);
+        fs::write(&config_path, bootstrap.to_string()).map_err(|e| format!("writing config: {e}"))?;
+        Self::start_in(dir, &config_path, &std::env::temp_dir(), spec.workers())
+    }
+
+    /// Starts Envoy on a configuration file as shipped (e.g. from
+    /// `envoy-configs/`), with `workdir` as its working directory.
+    pub fn start_file(config_path: &Path, workdir: &Path, workers: u32) -> Result<Envoy, String> {
+        let dir = temp_dir("envoy")?;
+        Self::start_in(dir, config_path, workdir, workers)
+    }
+
+    fn start_in(dir: PathBuf, config_path: &Path, workdir: &Path, workers: u32) -> Result<Envoy, String> {
         let binary = envoy_binary();
         if !binary.exists() {
             return Err(format!("no Envoy at {} (run `make setup`, or set BATON_ENVOY)", binary.display()));
         }
-        let dir = std::env::temp_dir().join(format!(
-            "baton-envoy-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).map_err(|e| format!("temp dir {}: {e}", dir.display()))?;
-        let config_path = dir.join("envoy.json");
-        let bootstrap = spec.bootstrap(&dir);
-        fs::write(&config_path, bootstrap.to_string()).map_err(|e| format!("writing config: {e}"))?;
         let log = fs::File::create(dir.join("envoy.log")).map_err(|e| format!("log file: {e}"))?;
         let admin_file = dir.join("admin.txt");
         let child = Command::new(&binary)
+            .current_dir(workdir)
             .arg("-c")
-            .arg(&config_path)
-            .args(["--concurrency", &spec.workers().to_string()])
+            .arg(config_path)
+            .args(["--concurrency", &workers.to_string()])
             .args(["--disable-hot-restart", "-l", "info", "--component-log-level", "wasm:debug"])
             .arg("--admin-address-path")
             .arg(&admin_file)
@@ -221,14 +228,19 @@ pub fn validate_config(path: &Path, workdir: &Path) -> Result<String, String> {
     if output.status.success() { Ok(text) } else { Err(text) }
 }
 
-/// Runs `envoy --mode validate` on the bootstrap of `spec`.
-pub fn validate_spec(spec: &EnvoySpec) -> Result<String, String> {
+fn temp_dir(kind: &str) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!(
-        "baton-validate-{}-{}",
+        "baton-{kind}-{}-{}",
         std::process::id(),
         NEXT_DIR.fetch_add(1, Ordering::Relaxed)
     ));
-    fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
+    fs::create_dir_all(&dir).map_err(|e| format!("temp dir {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Runs `envoy --mode validate` on the bootstrap of `spec`.
+pub fn validate_spec(spec: &EnvoySpec) -> Result<String, String> {
+    let dir = temp_dir("validate")?;
     let path = dir.join("envoy.json");
     fs::write(&path, spec.bootstrap(&dir).to_string()).map_err(|e| format!("writing config: {e}"))?;
     let result = validate_config(&path, &dir);

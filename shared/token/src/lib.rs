@@ -18,6 +18,8 @@
 //!    rules and says which challenge to send when they fail
 //!    ([`challenge::AuthChallenge`]).
 #![no_std]
+// The core must stay usable without std: import from core/alloc only.
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
