@@ -56,7 +56,7 @@ impl ClaimEnforcementHttp {
                 self.waiting = true;
                 // Let the root context start the fetch now rather than at its
                 // next regular tick.
-                let _ = hostcalls::set_tick_period(std::time::Duration::from_millis(1));
+                vm.tick_now();
                 Action::Pause
             }
             verdict => apply(verdict, &config),

@@ -22,6 +22,8 @@ use crate::wasm_host::{MetricIds, ProxyHost, log};
 const FAST_TICK: Duration = Duration::from_millis(100);
 /// Tick period otherwise: refresh checks and picking up other workers' fetches.
 const SLOW_TICK: Duration = Duration::from_secs(1);
+/// Tick period a waiting request asks for, so the fetch starts at once.
+const IMMEDIATE_TICK: Duration = Duration::from_millis(1);
 /// Extra time a request may wait beyond the fetch timeout.
 const WAIT_GRACE_SECS: u64 = 3;
 
@@ -48,6 +50,16 @@ pub struct Vm {
     /// Key set fetches in flight: callout token to provider.
     fetches: HashMap<u32, usize>,
     tick: Duration,
+}
+
+impl Vm {
+    /// Makes the root context tick at once (a request waits for keys). The
+    /// next tick sets the period back.
+    pub fn tick_now(&mut self) {
+        if self.tick != IMMEDIATE_TICK && hostcalls::set_tick_period(IMMEDIATE_TICK).is_ok() {
+            self.tick = IMMEDIATE_TICK;
+        }
+    }
 }
 
 /// State shared by the root context and the request contexts of one VM.
