@@ -43,7 +43,7 @@ demo: build
 lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(f)) -p baton-token -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(f)) -p baton-token -p baton-filter-kit -- -D warnings
 	$(CARGO) clippy -p baton-token --no-default-features -- -D warnings
 
 fmt:

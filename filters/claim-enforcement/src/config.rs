@@ -3,44 +3,17 @@
 //! [`FilterConfig`]. Any error names the field it is about, so the one log
 //! line `on_configure` writes tells the operator what to fix.
 
-use std::fmt;
 use std::rc::Rc;
 
-use baton_token::TokenHash;
-use baton_token::header::Algorithm;
-use baton_token::jwk::JwkSet;
+use baton_filter_kit::config::{
+    ConfigError, Provider, ProviderSpec, compile_providers, fingerprint, from_json, header_name,
+    output_header,
+};
 use baton_token::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement, StepUpRequirement};
-use baton_token::validation::{DEFAULT_CLOCK_SKEW_SECS, ValidationPolicy};
-use baton_token::verify::VerifierSet;
 use serde::Deserialize;
 
 use crate::routes::{PathMatch, Route, RouteAction, RouteMatch};
-
-/// A configuration error: the field path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Where, e.g. `providers[0].jwks.remote.cluster`.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() || self.field == "." {
-            write!(f, "invalid configuration: {}", self.message)
-        } else {
-            write!(f, "invalid configuration at {}: {}", self.field, self.message)
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The configuration as written.
@@ -48,7 +21,7 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawConfig {
-    providers: Vec<RawProvider>,
+    providers: Vec<ProviderSpec>,
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
@@ -71,48 +44,6 @@ struct RawConfig {
     max_token_bytes: usize,
     #[serde(default = "default_true")]
     audit_log: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawProvider {
-    name: String,
-    issuer: String,
-    audiences: Vec<String>,
-    algorithms: Vec<String>,
-    #[serde(default = "default_skew")]
-    clock_skew_seconds: u64,
-    #[serde(default)]
-    required_typ: Option<String>,
-    #[serde(default = "default_true")]
-    require_expiration: bool,
-    jwks: RawJwks,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawJwks {
-    #[serde(default)]
-    inline: Option<serde_json::Value>,
-    #[serde(default)]
-    remote: Option<RawRemoteJwks>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawRemoteJwks {
-    cluster: String,
-    path: String,
-    #[serde(default)]
-    authority: Option<String>,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-    #[serde(default = "default_refresh")]
-    refresh_interval_seconds: u64,
-    #[serde(default = "default_min_refetch")]
-    min_refetch_interval_seconds: u64,
-    #[serde(default = "default_retry")]
-    retry_interval_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,21 +142,6 @@ fn default_true() -> bool {
 fn default_max_token_bytes() -> usize {
     DEFAULT_MAX_TOKEN_BYTES
 }
-fn default_skew() -> u64 {
-    DEFAULT_CLOCK_SKEW_SECS
-}
-fn default_timeout_ms() -> u64 {
-    2_000
-}
-fn default_refresh() -> u64 {
-    300
-}
-fn default_min_refetch() -> u64 {
-    30
-}
-fn default_retry() -> u64 {
-    5
-}
 fn default_token_header() -> String {
     String::from("authorization")
 }
@@ -238,46 +154,6 @@ fn default_cache_entries() -> u32 {
 
 // ---------------------------------------------------------------------------
 // The compiled configuration.
-
-/// Where a provider's keys come from.
-#[derive(Debug)]
-pub enum KeySource {
-    /// Keys given in the configuration, imported once.
-    Inline(Rc<VerifierSet>),
-    /// Keys fetched from the IdP through an Envoy cluster.
-    Remote(RemoteJwks),
-}
-
-/// How to fetch and refresh a remote key set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
-    /// Envoy cluster to call.
-    pub cluster: String,
-    /// Request path, e.g. `/.well-known/jwks.json`.
-    pub path: String,
-    /// `:authority` of the request (the IdP's host name).
-    pub authority: String,
-    /// Call timeout.
-    pub timeout_ms: u64,
-    /// How often the key set is refetched.
-    pub refresh_interval_secs: u64,
-    /// Least time between refetches caused by an unknown `kid`.
-    pub min_refetch_interval_secs: u64,
-    /// First delay before retrying a failed fetch (doubles up to the refresh
-    /// interval).
-    pub retry_interval_secs: u64,
-}
-
-/// One trusted token issuer.
-#[derive(Debug)]
-pub struct Provider {
-    /// Name used by routes and in logs.
-    pub name: String,
-    /// What its tokens must satisfy.
-    pub policy: ValidationPolicy,
-    /// Its keys.
-    pub keys: KeySource,
-}
 
 /// A claim copied into a request header for the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +178,7 @@ pub struct TokenSource {
 #[derive(Debug)]
 pub struct FilterConfig {
     /// Trusted issuers.
-    pub providers: Vec<Provider>,
+    pub providers: Rc<Vec<Provider>>,
     /// Ordered routes; the first match applies.
     pub routes: Vec<Route>,
     /// Whether requests matching no route pass (without any check).
@@ -343,40 +219,11 @@ impl FilterConfig {
 
 /// Parses and compiles the plugin configuration.
 pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let field = err.path().to_string();
-        let message = err.inner().to_string();
-        // serde_json appends "at line L column C"; the path says more.
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-        ConfigError::new(field, message)
-    })?;
-    compile(raw, &TokenHash::of(bytes).short())
+    compile(from_json(bytes)?, &fingerprint(bytes))
 }
 
 fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigError> {
-    if raw.providers.is_empty() {
-        return Err(ConfigError::new("providers", "at least one provider is required"));
-    }
-    let mut providers = Vec::with_capacity(raw.providers.len());
-    for (index, provider) in raw.providers.into_iter().enumerate() {
-        let field = format!("providers[{index}]");
-        let compiled = compile_provider(provider, &field)?;
-        if providers.iter().any(|p: &Provider| p.name == compiled.name) {
-            return Err(ConfigError::new(
-                format!("{field}.name"),
-                format!("duplicate provider name {:?}", compiled.name),
-            ));
-        }
-        if providers.iter().any(|p: &Provider| p.policy.issuer == compiled.policy.issuer) {
-            return Err(ConfigError::new(
-                format!("{field}.issuer"),
-                "two providers with the same issuer: tokens could not be attributed",
-            ));
-        }
-        providers.push(compiled);
-    }
-
+    let providers = compile_providers(raw.providers, "providers")?;
     let token_source = TokenSource {
         header: header_name(&raw.token_source.header, "tokenSource.header")?,
         prefix: raw.token_source.prefix,
@@ -435,7 +282,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     }
 
     Ok(FilterConfig {
-        providers,
+        providers: Rc::new(providers),
         routes,
         allow_unmatched: matches!(raw.default_action, RawDefaultAction::Allow),
         token_source,
@@ -448,104 +295,6 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         max_token_bytes: raw.max_token_bytes,
         audit_log: raw.audit_log,
         fingerprint: fingerprint.to_string(),
-    })
-}
-
-fn compile_provider(raw: RawProvider, field: &str) -> Result<Provider, ConfigError> {
-    if raw.name.is_empty() {
-        return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
-    }
-    if raw.issuer.is_empty() {
-        return Err(ConfigError::new(format!("{field}.issuer"), "must not be empty"));
-    }
-    if raw.audiences.is_empty() {
-        return Err(ConfigError::new(
-            format!("{field}.audiences"),
-            "at least one audience is required (RFC 8725 §3.9: a token for another service must not be accepted)",
-        ));
-    }
-    if let Some(index) = raw.audiences.iter().position(String::is_empty) {
-        return Err(ConfigError::new(format!("{field}.audiences[{index}]"), "must not be empty"));
-    }
-    if raw.algorithms.is_empty() {
-        return Err(ConfigError::new(format!("{field}.algorithms"), "at least one algorithm is required"));
-    }
-    let mut algorithms = Vec::with_capacity(raw.algorithms.len());
-    for (index, name) in raw.algorithms.iter().enumerate() {
-        let Some(alg) = Algorithm::from_name(name) else {
-            let valid: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-            return Err(ConfigError::new(
-                format!("{field}.algorithms[{index}]"),
-                format!("unknown or unsupported algorithm {name:?}; valid: {}", valid.join(", ")),
-            ));
-        };
-        if !algorithms.contains(&alg) {
-            algorithms.push(alg);
-        }
-    }
-    if raw.clock_skew_seconds > 600 {
-        return Err(ConfigError::new(format!("{field}.clockSkewSeconds"), "must be at most 600"));
-    }
-    if let Some(typ) = &raw.required_typ
-        && typ.is_empty()
-    {
-        return Err(ConfigError::new(format!("{field}.requiredTyp"), "must not be empty"));
-    }
-    let keys = match (raw.jwks.inline, raw.jwks.remote) {
-        (Some(inline), None) => {
-            let text = serde_json::to_vec(&inline).unwrap_or_default();
-            let set = JwkSet::parse_strict(&text)
-                .map_err(|err| ConfigError::new(format!("{field}.jwks.inline"), err.to_string()))?;
-            let verifiers = VerifierSet::import(&set)
-                .map_err(|err| ConfigError::new(format!("{field}.jwks.inline"), err.to_string()))?;
-            if !algorithms.iter().any(|alg| set.keys.iter().any(|key| key.accepts(*alg))) {
-                return Err(ConfigError::new(
-                    format!("{field}.jwks.inline"),
-                    "no key can verify any of the configured algorithms",
-                ));
-            }
-            KeySource::Inline(Rc::new(verifiers))
-        }
-        (None, Some(remote)) => KeySource::Remote(compile_remote(remote, &format!("{field}.jwks.remote"))?),
-        _ => {
-            return Err(ConfigError::new(
-                format!("{field}.jwks"),
-                "exactly one of inline or remote is required",
-            ));
-        }
-    };
-    let mut policy = ValidationPolicy::new(raw.issuer, raw.audiences, algorithms);
-    policy.clock_skew_secs = raw.clock_skew_seconds;
-    policy.required_typ = raw.required_typ;
-    policy.require_exp = raw.require_expiration;
-    Ok(Provider { name: raw.name, policy, keys })
-}
-
-fn compile_remote(raw: RawRemoteJwks, field: &str) -> Result<RemoteJwks, ConfigError> {
-    if raw.cluster.is_empty() {
-        return Err(ConfigError::new(format!("{field}.cluster"), "must not be empty"));
-    }
-    if !raw.path.starts_with('/') {
-        return Err(ConfigError::new(format!("{field}.path"), "must start with /"));
-    }
-    if raw.timeout_ms == 0 || raw.timeout_ms > 60_000 {
-        return Err(ConfigError::new(format!("{field}.timeoutMs"), "must be between 1 and 60000"));
-    }
-    if raw.refresh_interval_seconds < 1 {
-        return Err(ConfigError::new(format!("{field}.refreshIntervalSeconds"), "must be at least 1"));
-    }
-    if raw.retry_interval_seconds < 1 {
-        return Err(ConfigError::new(format!("{field}.retryIntervalSeconds"), "must be at least 1"));
-    }
-    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
-    Ok(RemoteJwks {
-        cluster: raw.cluster,
-        path: raw.path,
-        authority,
-        timeout_ms: raw.timeout_ms,
-        refresh_interval_secs: raw.refresh_interval_seconds,
-        min_refetch_interval_secs: raw.min_refetch_interval_seconds,
-        retry_interval_secs: raw.retry_interval_seconds,
     })
 }
 
@@ -620,41 +369,11 @@ fn compile_route(raw: RawRoute, index: usize, providers: &[Provider]) -> Result<
     Ok(Route { name, matcher: RouteMatch { path, methods, host }, action })
 }
 
-/// A header name as Envoy stores it: lower case token characters.
-fn header_name(name: &str, field: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid {
-        return Err(ConfigError::new(field, format!("{name:?} is not a valid header name")));
-    }
-    Ok(name.to_ascii_lowercase())
-}
-
-/// A header the filter writes: valid, and not one Envoy or the filter itself
-/// depends on.
-fn output_header(name: &str, field: &str, token_header: &str) -> Result<String, ConfigError> {
-    let name = header_name(name, field)?;
-    const RESERVED: [&str; 8] = [
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "te",
-        "upgrade",
-        "cookie",
-        "authorization",
-    ];
-    if RESERVED.contains(&name.as_str()) || name == token_header {
-        return Err(ConfigError::new(field, format!("{name:?} is reserved and cannot carry claims")));
-    }
-    Ok(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    pub(crate) const EC_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}"#;
+    const EC_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}"#;
 
     fn with(extra: &str) -> String {
         format!(
@@ -679,7 +398,6 @@ mod tests {
             TokenSource { header: "authorization".into(), prefix: "Bearer ".into() }
         );
         assert_eq!(config.providers[0].policy.clock_skew_secs, 60);
-        assert!(config.providers[0].policy.require_exp);
         assert!(config.forward_token);
         assert_eq!(config.fingerprint.len(), 12);
     }
@@ -725,55 +443,6 @@ mod tests {
     }
 
     #[test]
-    fn bad_algorithm_lists_valid_choices() {
-        let err = error(&with("").replace(r#"["ES256"]"#, r#"["ES256","HS256"]"#));
-        assert_eq!(err.field, "providers[0].algorithms[1]");
-        assert!(err.message.contains("HS256") && err.message.contains("valid: ES256"), "{err}");
-        let err = error(&with("").replace(r#"["ES256"]"#, r#"["none"]"#));
-        assert_eq!(err.field, "providers[0].algorithms[0]");
-    }
-
-    #[test]
-    fn bad_jwks_empty_issuer_and_missing_audience() {
-        let err =
-            error(&with("").replace(EC_JWKS, r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}"#));
-        assert_eq!(err.field, "providers[0].jwks.inline");
-        assert!(err.message.contains("keys[0]"), "{err}");
-        let err = error(&with("").replace(EC_JWKS, r#"{"keys":[{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4"}]}"#));
-        assert_eq!(err.field, "providers[0].jwks.inline");
-        let err = error(&with("").replace(r#""issuer":"https://idp""#, r#""issuer":"""#));
-        assert_eq!(err.field, "providers[0].issuer");
-        let err = error(&with("").replace(r#"["api"]"#, "[]"));
-        assert_eq!(err.field, "providers[0].audiences");
-        let err = error(&with("").replace(r#"["ES256"]"#, r#"["RS256"]"#));
-        assert!(err.message.contains("no key can verify"), "{err}");
-        let err = error(r#"{"providers":[]}"#);
-        assert_eq!(err.field, "providers");
-    }
-
-    #[test]
-    fn jwks_needs_exactly_one_source() {
-        let both = with("").replace(
-            r#""jwks":{"inline":"#,
-            r#""jwks":{"remote":{"cluster":"idp","path":"/jwks"},"inline":"#,
-        );
-        assert_eq!(error(&both).field, "providers[0].jwks");
-        let remote = with("")
-            .replace(&format!(r#"{{"inline":{EC_JWKS}}}"#), r#"{"remote":{"cluster":"idp","path":"jwks"}}"#);
-        assert_eq!(error(&remote).field, "providers[0].jwks.remote.path");
-        let remote = with("")
-            .replace(&format!(r#"{{"inline":{EC_JWKS}}}"#), r#"{"remote":{"cluster":"idp","path":"/jwks"}}"#);
-        let config = parse(remote.as_bytes()).unwrap();
-        match &config.providers[0].keys {
-            KeySource::Remote(remote) => {
-                assert_eq!(remote.authority, "idp");
-                assert_eq!(remote.refresh_interval_secs, 300);
-            }
-            KeySource::Inline(_) => panic!("expected remote"),
-        }
-    }
-
-    #[test]
     fn rule_referencing_nothing_is_refused() {
         let err = error(&with(r#","routes":[{"providers":["nobody"]}]"#));
         assert_eq!(err.field, "routes[0].providers[0]");
@@ -800,18 +469,6 @@ mod tests {
             r#","tokenSource":{"header":"x-token","prefix":""},"forwardPayloadHeader":"x-token""#,
         ));
         assert_eq!(err.field, "forwardPayloadHeader");
-    }
-
-    #[test]
-    fn duplicate_providers_are_refused() {
-        let provider = format!(
-            r#"{{"name":"corp","issuer":"https://idp","audiences":["api"],"algorithms":["ES256"],"jwks":{{"inline":{EC_JWKS}}}}}"#
-        );
-        let err = error(&format!(r#"{{"providers":[{provider},{provider}]}}"#));
-        assert_eq!(err.field, "providers[1].name");
-        let renamed = provider.replacen("corp", "other", 1);
-        let err = error(&format!(r#"{{"providers":[{provider},{renamed}]}}"#));
-        assert_eq!(err.field, "providers[1].issuer");
     }
 
     #[test]

@@ -7,20 +7,16 @@
 
 use std::rc::Rc;
 
-use baton_token::challenge::error_body;
-use baton_token::jwt::{JwtError, UnverifiedJwt};
+use baton_filter_kit::audit::AuditLine;
+use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::reply::Rejection;
+use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::rules::AccessDecision;
-use baton_token::validation::ValidationError;
-use baton_token::verify::SignatureError;
 use baton_token::{AuthChallenge, BearerError, TokenHash};
 use serde_json::Value;
 
-use crate::audit::AuditLine;
-use crate::cache::{CacheOutcome, TokenCache, VerifiedToken};
 use crate::config::FilterConfig;
-use crate::host::{Host, LogLevel};
-use crate::keys::KeyStore;
-use crate::metrics::Metric;
+use crate::metrics;
 use crate::routes::{self, RouteAction};
 
 /// The credential header(s) of a request.
@@ -56,17 +52,6 @@ pub struct Forward {
     pub remove_token: bool,
 }
 
-/// Answer the client directly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// HTTP status.
-    pub status: u16,
-    /// Response headers (`www-authenticate`, `content-type`, ...).
-    pub headers: Vec<(&'static str, String)>,
-    /// JSON body.
-    pub body: String,
-}
-
 /// The outcome for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -75,44 +60,32 @@ pub enum Verdict {
     /// Local reply.
     Reject(Rejection),
     /// Hold the request until this provider's keys have been (re)fetched,
-    /// then decide again.
+    /// then decide again with [`KeyWait::Exhausted`].
     AwaitKeys {
         /// Provider index.
         provider: usize,
     },
 }
 
-/// Whether the decision may still ask to wait for keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyWait {
-    /// First pass: waiting for a fetch is allowed.
-    Allowed,
-    /// Second pass after a fetch: decide with what is there.
-    Exhausted,
-}
-
-enum Failure {
-    /// Answer now; `reason` is the audit label.
-    Reject { rejection: Rejection, reason: String },
-    /// Wait for this provider's keys.
-    Await(usize),
-}
-
 /// The VM-wide state a decision reads and updates.
 #[derive(Debug)]
 pub struct Engine {
     config: Rc<FilterConfig>,
-    /// Keys per provider.
-    pub keys: KeyStore,
-    cache: TokenCache,
+    /// Providers, keys and the verified-token cache.
+    pub verifier: TokenVerifier,
 }
 
 impl Engine {
     /// Builds the state for a configuration.
     pub fn new(config: Rc<FilterConfig>) -> Self {
-        let keys = KeyStore::new(&config);
-        let cache = TokenCache::new(config.cache_entries, &config.fingerprint);
-        Self { config, keys, cache }
+        let verifier = TokenVerifier::new(
+            Rc::clone(&config.providers),
+            &format!("baton.ce.{}.", config.fingerprint),
+            config.cache_entries,
+            config.max_token_bytes,
+            metrics::JWKS,
+        );
+        Self { config, verifier }
     }
 
     /// The configuration.
@@ -133,19 +106,19 @@ impl Engine {
         let (providers, requirement) = match route {
             None if config.allow_unmatched => {
                 audit.route("-").allow("unmatched_allowed");
-                return self.pass(host, audit);
+                return pass(host, &audit);
             }
             None => {
                 audit.route("-");
-                let body = error_body("access_denied", "no route policy allows this request");
-                return self.reject(host, audit, Metric::DeniedNoRoute, "no_route", plain(403, body));
+                let rejection = Rejection::json(403, "access_denied", "no route policy allows this request");
+                return reject(host, audit, metrics::DENIED_NO_ROUTE, "no_route", rejection);
             }
             Some(route) => {
                 audit.route(&route.name);
                 match &route.action {
                     RouteAction::Allow => {
                         audit.allow("public_route");
-                        return self.pass(host, audit);
+                        return pass(host, &audit);
                     }
                     RouteAction::RequireToken { providers, requirement } => (providers, requirement),
                 }
@@ -155,77 +128,62 @@ impl Engine {
         let token = match extract_token(&request.credential, &config.token_source.prefix) {
             Ok(token) => token,
             Err(TokenProblem::Missing) => {
-                let challenge = self.challenge(AuthChallenge::bearer());
-                let body = error_body("unauthorized", "a bearer token is required");
-                return self.reject(
-                    host,
-                    audit,
-                    Metric::DeniedMissingToken,
-                    "missing_token",
-                    challenged(challenge, body),
+                let rejection = Rejection::challenged(
+                    &self.challenge(AuthChallenge::bearer()),
+                    "unauthorized",
+                    "a bearer token is required",
                 );
+                return reject(host, audit, metrics::DENIED_MISSING_TOKEN, "missing_token", rejection);
             }
             Err(TokenProblem::Malformed(reason)) => {
                 let challenge = self.challenge(AuthChallenge::error(BearerError::InvalidRequest, reason));
-                let body = error_body("invalid_request", reason);
-                return self.reject(
-                    host,
-                    audit,
-                    Metric::DeniedInvalidRequest,
-                    "invalid_request",
-                    challenged(challenge, body),
-                );
+                let rejection = Rejection::challenged(&challenge, "invalid_request", reason);
+                return reject(host, audit, metrics::DENIED_INVALID_REQUEST, "invalid_request", rejection);
             }
         };
         let hash = TokenHash::of(token.as_bytes());
         audit.token(&hash);
 
-        let (verified, outcome) = match self.cached(&hash, host) {
-            Some(hit) => hit,
-            None => match self.verify(host, token, hash, providers, wait) {
-                Ok(verified) => (verified, CacheOutcome::Miss),
-                Err(Failure::Await(provider)) => return Verdict::AwaitKeys { provider },
-                Err(Failure::Reject { rejection, reason }) => {
-                    audit.deny(rejection.status, &reason);
-                    audit.emit(host);
-                    return Verdict::Reject(rejection);
-                }
-            },
+        let (verified, outcome) = match self.verifier.verify(host, token, &hash, providers, wait) {
+            Ok(verified) => verified,
+            Err(VerifyError::AwaitKeys(provider)) => return Verdict::AwaitKeys { provider },
+            Err(VerifyError::KeysUnavailable(provider)) => {
+                let name = config.providers.get(provider).map_or("?", |p| p.name.as_str());
+                let rejection = Rejection::json(
+                    503,
+                    "temporarily_unavailable",
+                    "the token issuer's keys are not available; retry shortly",
+                )
+                .with_header("retry-after", "5");
+                return reject(
+                    host,
+                    audit,
+                    metrics::DENIED_KEYS_UNAVAILABLE,
+                    &format!("keys_unavailable:{name}"),
+                    rejection,
+                );
+            }
+            Err(VerifyError::Invalid { reason, description }) => {
+                let challenge =
+                    self.challenge(AuthChallenge::error(BearerError::InvalidToken, description.clone()));
+                let rejection = Rejection::challenged(&challenge, "invalid_token", &description);
+                return reject(host, audit, metrics::DENIED_INVALID_TOKEN, reason, rejection);
+            }
         };
         host.count(match outcome {
-            CacheOutcome::HitLocal => Metric::CacheHitLocal,
-            CacheOutcome::HitShared => Metric::CacheHitShared,
-            CacheOutcome::Miss => Metric::CacheMiss,
+            CacheOutcome::HitLocal => metrics::CACHE_HIT_LOCAL,
+            CacheOutcome::HitShared => metrics::CACHE_HIT_SHARED,
+            CacheOutcome::Miss => metrics::CACHE_MISS,
         });
-        audit.cache(outcome);
-        let Some(provider) = config.providers.get(verified.provider) else {
-            self.cache.forget(&hash);
-            return self.invalid_token(host, audit, "issuer_unknown", "token issuer is not accepted");
-        };
-        audit.identity(&provider.name, &verified.claims);
+        audit.cache(outcome.label());
+        let provider_name = config.providers.get(verified.provider).map_or("?", |p| p.name.as_str());
+        audit.identity(provider_name, &verified.claims);
 
-        // A token verified for another route's issuer must still be from an
-        // issuer this route accepts.
-        if !providers.is_empty() && !providers.contains(&verified.provider) {
-            return self.invalid_token(
-                host,
-                audit,
-                "issuer_not_accepted",
-                "token issuer is not accepted for this route",
-            );
-        }
-        // Expiry is re-checked on every use, cached or not.
-        let now = host.now_unix_secs();
-        if let Err(error) = provider.policy.check_times(&verified.claims, now) {
-            self.cache.forget(&hash);
-            return self.invalid_token(host, audit, error.reason(), &error.to_string());
-        }
-
-        match requirement.evaluate(&verified.claims, now) {
+        match requirement.evaluate(&verified.claims, host.now_unix_secs()) {
             AccessDecision::Granted => {
                 audit.allow("granted");
                 audit.emit(host);
-                host.count(Metric::Allowed);
+                host.count(metrics::ALLOWED);
                 Verdict::Forward(self.forward(host, &verified))
             }
             decision @ (AccessDecision::InsufficientScope | AccessDecision::ClaimMismatch { .. }) => {
@@ -234,14 +192,8 @@ impl Engine {
                     AuthChallenge::error(BearerError::InsufficientScope, description.clone())
                         .with_scope(requirement.scopes.named()),
                 );
-                let body = error_body("insufficient_scope", &description);
-                self.reject(
-                    host,
-                    audit,
-                    Metric::DeniedInsufficientScope,
-                    decision.reason(),
-                    challenged(challenge, body),
-                )
+                let rejection = Rejection::challenged(&challenge, "insufficient_scope", &description);
+                reject(host, audit, metrics::DENIED_INSUFFICIENT_SCOPE, decision.reason(), rejection)
             }
             decision @ AccessDecision::StepUpRequired => {
                 let description = decision.description();
@@ -253,98 +205,11 @@ impl Engine {
                         )
                         .with_max_age(step_up.and_then(|s| s.max_age_seconds)),
                 );
-                let body = error_body("insufficient_user_authentication", &description);
-                self.reject(host, audit, Metric::DeniedStepUp, decision.reason(), challenged(challenge, body))
+                let rejection =
+                    Rejection::challenged(&challenge, "insufficient_user_authentication", &description);
+                reject(host, audit, metrics::DENIED_STEP_UP, decision.reason(), rejection)
             }
         }
-    }
-
-    fn cached(&mut self, hash: &TokenHash, host: &dyn Host) -> Option<(Rc<VerifiedToken>, CacheOutcome)> {
-        let (token, outcome) = self.cache.get(hash, host)?;
-        // A key retired from the provider's set takes its tokens with it.
-        if let (Some(kid), Some(keys)) = (&token.kid, self.keys.current(token.provider))
-            && !keys.has_kid(kid)
-        {
-            self.cache.forget(hash);
-            return None;
-        }
-        Some((token, outcome))
-    }
-
-    fn verify(
-        &mut self,
-        host: &dyn Host,
-        token: &str,
-        hash: TokenHash,
-        route_providers: &[usize],
-        wait: KeyWait,
-    ) -> Result<Rc<VerifiedToken>, Failure> {
-        let config = Rc::clone(&self.config);
-        let jwt = UnverifiedJwt::parse(token, config.max_token_bytes).map_err(|error: JwtError| {
-            self.invalid_token_failure(host, error.reason(), &error.to_string())
-        })?;
-        // The unverified issuer only selects the key set; verification and
-        // the issuer check below decide whether it is true.
-        let issuer = jwt.claims().iss.as_deref().unwrap_or("");
-        let provider_id = config
-            .providers
-            .iter()
-            .enumerate()
-            .position(|(id, p)| {
-                p.policy.issuer == issuer && (route_providers.is_empty() || route_providers.contains(&id))
-            })
-            .ok_or_else(|| {
-                self.invalid_token_failure(host, "issuer_unknown", "token issuer is not accepted")
-            })?;
-        let provider = &config.providers[provider_id];
-        provider.policy.check_header(jwt.header()).map_err(|error: ValidationError| {
-            self.invalid_token_failure(host, error.reason(), &error.to_string())
-        })?;
-
-        let kid = jwt.header().kid.as_deref();
-        let keys = match self.keys.current(provider_id) {
-            Some(keys) if kid.is_none_or(|kid| keys.has_kid(kid)) => keys,
-            current => {
-                // Missing keys, or a kid we do not know: perhaps another
-                // worker already fetched newer keys; perhaps we should.
-                if self.keys.sync(provider_id, host) {
-                    return self.verify(host, token, hash, route_providers, wait);
-                }
-                let now = host.now_unix_secs();
-                match current {
-                    None if wait == KeyWait::Allowed && !self.keys.backing_off(provider_id, host, now) => {
-                        return Err(Failure::Await(provider_id));
-                    }
-                    None => {
-                        let reason = format!("keys_unavailable:{}", provider.name);
-                        return Err(Failure::Reject { rejection: self.unavailable(host), reason });
-                    }
-                    Some(_) if wait == KeyWait::Allowed && self.keys.refetch_allowed(provider_id, host) => {
-                        self.keys.want_fetch(provider_id);
-                        return Err(Failure::Await(provider_id));
-                    }
-                    Some(_) => {
-                        let error = SignatureError::UnknownKey;
-                        return Err(self.invalid_token_failure(host, error.reason(), &error.to_string()));
-                    }
-                }
-            }
-        };
-        keys.verify(kid, jwt.header().alg, jwt.signing_input().as_bytes(), jwt.signature())
-            .map_err(|error| self.invalid_token_failure(host, error.reason(), &error.to_string()))?;
-        provider
-            .policy
-            .check_claims(jwt.claims(), host.now_unix_secs())
-            .map_err(|error| self.invalid_token_failure(host, error.reason(), &error.to_string()))?;
-
-        let verified = Rc::new(VerifiedToken {
-            provider: provider_id,
-            kid: kid.map(String::from),
-            payload_segment: jwt.payload_segment().to_string(),
-            claims: jwt.into_claims(),
-        });
-        self.cache.put(hash, Rc::clone(&verified), host);
-        Ok(verified)
     }
 
     fn forward(&self, host: &dyn Host, verified: &VerifiedToken) -> Forward {
@@ -356,7 +221,7 @@ impl Engine {
             match header_value(value) {
                 Some(text) => set_headers.push((claim.header.clone(), text)),
                 None => {
-                    host.count(Metric::ClaimHeaderSkipped);
+                    host.count(metrics::CLAIM_HEADER_SKIPPED);
                     host.log(
                         LogLevel::Warn,
                         &format!("claim {} not forwarded: its value cannot be a header value", claim.claim),
@@ -370,60 +235,6 @@ impl Engine {
         Forward { set_headers, remove_token: !self.config.forward_token }
     }
 
-    fn pass(&self, host: &dyn Host, audit: AuditLine) -> Verdict {
-        audit.emit(host);
-        host.count(Metric::AllowedPublic);
-        Verdict::Forward(Forward::default())
-    }
-
-    fn reject(
-        &self,
-        host: &dyn Host,
-        mut audit: AuditLine,
-        metric: Metric,
-        reason: &str,
-        rejection: Rejection,
-    ) -> Verdict {
-        audit.deny(rejection.status, reason);
-        audit.emit(host);
-        host.count(metric);
-        Verdict::Reject(rejection)
-    }
-
-    fn invalid_token(
-        &self,
-        host: &dyn Host,
-        mut audit: AuditLine,
-        reason: &str,
-        description: &str,
-    ) -> Verdict {
-        let rejection = self.invalid_token_rejection(description);
-        audit.deny(rejection.status, reason);
-        audit.emit(host);
-        host.count(Metric::DeniedInvalidToken);
-        Verdict::Reject(rejection)
-    }
-
-    fn invalid_token_failure(&self, host: &dyn Host, reason: &str, description: &str) -> Failure {
-        host.count(Metric::DeniedInvalidToken);
-        Failure::Reject { rejection: self.invalid_token_rejection(description), reason: reason.to_string() }
-    }
-
-    fn invalid_token_rejection(&self, description: &str) -> Rejection {
-        let challenge = self.challenge(AuthChallenge::error(BearerError::InvalidToken, description));
-        challenged(challenge, error_body("invalid_token", description))
-    }
-
-    fn unavailable(&self, host: &dyn Host) -> Rejection {
-        host.count(Metric::DeniedKeysUnavailable);
-        let mut rejection = plain(
-            503,
-            error_body("temporarily_unavailable", "the token issuer's keys are not available; retry shortly"),
-        );
-        rejection.headers.push(("retry-after", "5".to_string()));
-        rejection
-    }
-
     fn challenge(&self, challenge: AuthChallenge) -> AuthChallenge {
         challenge
             .with_realm(self.config.realm.as_deref())
@@ -431,21 +242,23 @@ impl Engine {
     }
 }
 
-fn challenged(challenge: AuthChallenge, body: String) -> Rejection {
-    let mut rejection = plain(challenge.status(), body);
-    rejection.headers.insert(0, ("www-authenticate", challenge.header_value()));
-    rejection
+fn pass(host: &dyn Host, audit: &AuditLine) -> Verdict {
+    audit.emit(host);
+    host.count(metrics::ALLOWED_PUBLIC);
+    Verdict::Forward(Forward::default())
 }
 
-fn plain(status: u16, body: String) -> Rejection {
-    Rejection {
-        status,
-        headers: vec![
-            ("content-type", "application/json".to_string()),
-            ("cache-control", "no-store".to_string()),
-        ],
-        body,
-    }
+fn reject(
+    host: &dyn Host,
+    mut audit: AuditLine,
+    metric: &str,
+    reason: &str,
+    rejection: Rejection,
+) -> Verdict {
+    audit.deny(rejection.status, reason);
+    audit.emit(host);
+    host.count(metric);
+    Verdict::Reject(rejection)
 }
 
 enum TokenProblem {

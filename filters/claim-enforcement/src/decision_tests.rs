@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::config;
-use crate::test_host::TestHost;
-use crate::test_keys::TestKey;
+use baton_filter_kit::keys::FetchError;
+use baton_filter_kit::test_host::TestHost;
+use baton_filter_kit::test_keys::TestKey;
 use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;
@@ -118,27 +119,8 @@ fn valid_token_is_forwarded_with_identity_headers() {
         ]
     );
     assert!(!forwarded.remove_token);
-    assert_eq!(s.host.counter(Metric::Allowed), 1);
-    assert_eq!(s.host.counter(Metric::CacheMiss), 1);
-}
-
-#[test]
-fn second_use_is_served_from_cache_and_another_worker_shares_it() {
-    let mut s = setup();
-    let token = s.key.token(&claims("alice"));
-    forward(s.get("/orders", &token));
-    forward(s.get("/orders", &token));
-    assert_eq!(s.host.counter(Metric::CacheMiss), 1);
-    assert_eq!(s.host.counter(Metric::CacheHitLocal), 1);
-
-    let mut other_worker = Engine::new(Rc::clone(&s.engine.config));
-    forward(other_worker.decide(
-        &s.host,
-        &request("GET", "/orders", Some(&bearer(&token))),
-        KeyWait::Allowed,
-    ));
-    assert_eq!(s.host.counter(Metric::CacheHitShared), 1);
-    assert_eq!(s.host.counter(Metric::CacheMiss), 1);
+    assert_eq!(s.host.counter(metrics::ALLOWED), 1);
+    assert_eq!(s.host.counter(metrics::CACHE_MISS), 1);
 }
 
 #[test]
@@ -150,7 +132,9 @@ fn cached_token_still_fails_once_expired() {
     forward(s.get("/orders", &token));
     s.host.set_now(NOW + 300 + 60);
     assert_invalid_token(s.get("/orders", &token), "token is expired");
-    assert_eq!(s.host.counter(Metric::CacheHitLocal), 2);
+    // Only uses that passed count as cache hits.
+    assert_eq!(s.host.counter(metrics::CACHE_HIT_LOCAL), 1);
+    assert_eq!(s.host.counter(metrics::DENIED_INVALID_TOKEN), 1);
 }
 
 #[test]
@@ -160,7 +144,7 @@ fn missing_token_gets_a_bare_challenge() {
     assert_eq!(rejection.status, 401);
     assert_eq!(header(&rejection, "www-authenticate"), Some(r#"Bearer realm="orders""#));
     assert_eq!(header(&rejection, "cache-control"), Some("no-store"));
-    assert_eq!(s.host.counter(Metric::DeniedMissingToken), 1);
+    assert_eq!(s.host.counter(metrics::DENIED_MISSING_TOKEN), 1);
     // Another scheme is no bearer token either.
     let basic = rejection_of(&mut s, request("GET", "/orders", Some("Basic YWxpY2U6cHc=")));
     assert_eq!(header(&basic, "www-authenticate"), Some(r#"Bearer realm="orders""#));
@@ -209,7 +193,7 @@ fn scheme_is_case_insensitive_and_whitespace_tolerated() {
 }
 
 #[test]
-fn each_invalid_token_case_has_its_description() {
+fn invalid_tokens_get_an_invalid_token_challenge() {
     let mut s = setup();
     let key = TestKey::es256("k1");
     let with = |change: &dyn Fn(&mut Value)| {
@@ -219,49 +203,14 @@ fn each_invalid_token_case_has_its_description() {
     };
     let cases: Vec<(String, &str)> = vec![
         (s.key.token(&with(&|c| c["exp"] = json!(NOW - 61))), "token is expired"),
-        (s.key.token(&with(&|c| c["nbf"] = json!(NOW + 120))), "token is not yet valid"),
-        (s.key.token(&with(&|c| c["iat"] = json!(NOW + 3600))), "token is issued in the future"),
-        (s.key.token(&with(&|c| c["iss"] = json!("https://evil.test"))), "token issuer is not accepted"),
-        (s.key.token(&with(&|c| c["aud"] = json!(["other", "ledger"]))), "token audience is not accepted"),
-        (
-            s.key.token(&with(&|c| {
-                c.as_object_mut().unwrap().remove("exp");
-            })),
-            "token has no expiry",
-        ),
         (key.token(&claims("alice")), "token signature is invalid"),
-        (TestKey::es256("k9").token(&claims("alice")), "token signing key is unknown"),
         (s.key.sign(&json!({"alg": "none"}), &claims("alice")), "unsigned tokens are not accepted"),
-        (
-            s.key.sign(&json!({"alg": "HS256", "kid": "k1"}), &claims("alice")),
-            "token algorithm is not supported",
-        ),
-        (
-            s.key
-                .sign(&json!({"alg": "ES256", "kid": "k1", "crit": ["b64"], "b64": false}), &claims("alice")),
-            "token has unsupported critical header parameters",
-        ),
-        ("abc.def".to_string(), "token has 2 segments, a signed JWT has 3"),
-        ("a.b.c.d.e".to_string(), "token has 5 segments, a signed JWT has 3"),
-        (s.key.token(&claims("alice")).replacen('.', "=.", 1), "token header is not base64url"),
     ];
     for (token, description) in cases {
         assert_invalid_token(s.get("/orders", &token), description);
     }
-    assert_eq!(s.host.counter(Metric::DeniedInvalidToken), 14);
-    assert_eq!(s.host.counter(Metric::Allowed), 0);
-}
-
-#[test]
-fn oversized_token_is_refused_before_parsing() {
-    let mut s = setup_with(TestKey::es256("k1"), DEFAULT_ROUTES, r#","maxTokenBytes":1024"#);
-    let mut c = claims("alice");
-    c["padding"] = json!("x".repeat(2000));
-    let token = s.key.token(&c);
-    assert_invalid_token(
-        s.get("/orders", &token),
-        &format!("token is {} bytes, over the 1024 byte limit", token.len()),
-    );
+    assert_eq!(s.host.counter(metrics::DENIED_INVALID_TOKEN), 3);
+    assert_eq!(s.host.counter(metrics::ALLOWED), 0);
 }
 
 #[test]
@@ -294,7 +243,7 @@ fn missing_scope_is_403_with_the_scope_named() {
             r#"Bearer realm="orders", error="insufficient_scope", error_description="token lacks a required scope", scope="orders:read""#
         )
     );
-    assert_eq!(s.host.counter(Metric::DeniedInsufficientScope), 1);
+    assert_eq!(s.host.counter(metrics::DENIED_INSUFFICIENT_SCOPE), 1);
 }
 
 #[test]
@@ -328,7 +277,7 @@ fn weak_or_old_login_needs_step_up() {
             )
         );
     }
-    assert_eq!(s.host.counter(Metric::DeniedStepUp), 2);
+    assert_eq!(s.host.counter(metrics::DENIED_STEP_UP), 2);
 }
 
 #[test]
@@ -339,8 +288,8 @@ fn unmatched_routes_are_denied_by_default_and_public_routes_pass() {
     assert_eq!(header(&rejection, "www-authenticate"), None);
     assert_eq!(serde_json::from_str::<Value>(&rejection.body).unwrap()["error"], "access_denied");
     assert_eq!(forward(s.decide(&request("GET", "/healthz", None))), Forward::default());
-    assert_eq!(s.host.counter(Metric::DeniedNoRoute), 1);
-    assert_eq!(s.host.counter(Metric::AllowedPublic), 1);
+    assert_eq!(s.host.counter(metrics::DENIED_NO_ROUTE), 1);
+    assert_eq!(s.host.counter(metrics::ALLOWED_PUBLIC), 1);
 
     let mut open = setup_with(TestKey::es256("k1"), "[]", r#","defaultAction":"allow""#);
     assert_eq!(forward(open.decide(&request("DELETE", "/anything", None))), Forward::default());
@@ -367,7 +316,7 @@ fn claims_that_cannot_be_header_values_are_skipped() {
     c["roles"] = json!(["ok"]);
     let forwarded = forward(s.get("/orders", &s.key.token(&c)));
     assert!(forwarded.set_headers.iter().all(|(name, _)| name != "x-user-id"));
-    assert_eq!(s.host.counter(Metric::ClaimHeaderSkipped), 1);
+    assert_eq!(s.host.counter(metrics::CLAIM_HEADER_SKIPPED), 1);
 }
 
 #[test]
@@ -457,8 +406,8 @@ fn remote_keys_are_awaited_then_used() {
     let mut s = remote_setup();
     let token = s.key.token(&claims("alice"));
     assert_eq!(s.get("/", &token), Verdict::AwaitKeys { provider: 0 });
-    s.engine.keys.start_fetch(0, &s.host).unwrap();
-    s.engine.keys.finish_fetch(0, &s.host, Ok(s.key.jwks().as_bytes()));
+    s.engine.verifier.keys().start_fetch(0, &s.host).unwrap();
+    s.engine.verifier.keys().finish_fetch(0, &s.host, Ok(s.key.jwks().as_bytes()));
     forward(s.engine.decide(&s.host, &request("GET", "/", Some(&bearer(&token))), KeyWait::Exhausted));
 }
 
@@ -471,42 +420,9 @@ fn keys_still_missing_after_a_fetch_mean_503() {
     assert_eq!(unavailable.status, 503);
     assert_eq!(header(&unavailable, "www-authenticate"), None);
     assert_eq!(header(&unavailable, "retry-after"), Some("5"));
-    assert_eq!(s.host.counter(Metric::DeniedKeysUnavailable), 1);
+    assert_eq!(s.host.counter(metrics::DENIED_KEYS_UNAVAILABLE), 1);
     // While a failed fetch is backed off, requests do not wait either.
-    s.engine.keys.start_fetch(0, &s.host).unwrap();
-    s.engine.keys.finish_fetch(0, &s.host, Err(crate::keys::FetchError::NoResponse));
+    s.engine.verifier.keys().start_fetch(0, &s.host).unwrap();
+    s.engine.verifier.keys().finish_fetch(0, &s.host, Err(FetchError::NoResponse));
     assert_eq!(rejection(s.get("/", &token)).status, 503);
-}
-
-#[test]
-fn unknown_kid_triggers_one_rate_limited_refetch() {
-    let mut s = remote_setup();
-    let old = TestKey::es256("k1");
-    s.engine.keys.start_fetch(0, &s.host).unwrap();
-    s.engine.keys.finish_fetch(0, &s.host, Ok(old.jwks().as_bytes()));
-    let rotated = TestKey::es256("k2");
-    let token = rotated.token(&claims("alice"));
-    // Just fetched: no refetch yet.
-    assert_invalid_token(s.get("/", &token), "token signing key is unknown");
-    s.host.set_now(NOW + 30);
-    assert_eq!(s.get("/", &token), Verdict::AwaitKeys { provider: 0 });
-    s.engine.keys.start_fetch(0, &s.host).unwrap();
-    s.engine.keys.finish_fetch(0, &s.host, Ok(rotated.jwks().as_bytes()));
-    forward(s.engine.decide(&s.host, &request("GET", "/", Some(&bearer(&token))), KeyWait::Exhausted));
-}
-
-#[test]
-fn cached_token_of_a_retired_key_is_verified_again() {
-    let mut s = remote_setup();
-    let key = TestKey::es256("k1");
-    s.engine.keys.start_fetch(0, &s.host).unwrap();
-    s.engine.keys.finish_fetch(0, &s.host, Ok(key.jwks().as_bytes()));
-    let token = key.token(&claims("alice"));
-    forward(s.get("/", &token));
-    s.host.set_now(NOW + 30);
-    s.engine.keys.want_fetch(0);
-    s.engine.keys.start_fetch(0, &s.host).unwrap();
-    s.engine.keys.finish_fetch(0, &s.host, Ok(TestKey::es256("k2").jwks().as_bytes()));
-    let verdict = s.engine.decide(&s.host, &request("GET", "/", Some(&bearer(&token))), KeyWait::Exhausted);
-    assert_invalid_token(verdict, "token signing key is unknown");
 }

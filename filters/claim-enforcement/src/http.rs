@@ -3,15 +3,19 @@
 //! verdict. A request waiting for keys stays paused, body included, until
 //! the root context decides it.
 
+use baton_filter_kit::host::Host;
+use baton_filter_kit::proxy_host::{ProxyHost, log};
+use baton_filter_kit::reply::fail_closed;
+use baton_filter_kit::verifier::KeyWait;
+use baton_filter_kit::waiters::resume_request;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
+use crate::FILTER;
 use crate::config::FilterConfig;
-use crate::decision::{Credential, KeyWait, Request, Verdict};
-use crate::host::{Host, LogLevel};
-use crate::root::{SharedVm, Waiter};
-use crate::wasm_host::{ProxyHost, log};
+use crate::decision::{Credential, Request, Verdict};
+use crate::root::{PendingRequest, SharedVm};
 
 /// Per-request context.
 #[derive(Debug)]
@@ -29,13 +33,13 @@ impl ClaimEnforcementHttp {
 
     fn on_headers(&mut self) -> Action {
         let Ok(mut slot) = self.vm.try_borrow_mut() else {
-            return fail_closed("filter state busy");
+            return fail_closed(FILTER, "filter state busy");
         };
         let Some(vm) = slot.as_mut() else {
-            return fail_closed("filter not configured");
+            return fail_closed(FILTER, "filter not configured");
         };
         let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
-            return fail_closed("request headers unreadable");
+            return fail_closed(FILTER, "request headers unreadable");
         };
         let config = vm.engine.shared_config();
         // Identity headers come from this filter only: drop any the client sent.
@@ -43,20 +47,23 @@ impl ClaimEnforcementHttp {
             if headers.iter().any(|(header, _)| header == name)
                 && hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err()
             {
-                return fail_closed("identity header could not be removed");
+                return fail_closed(FILTER, "identity header could not be removed");
             }
         }
         let request = gather(&headers, &config);
         let metrics = vm.metrics.clone();
-        let host = ProxyHost::new(&metrics);
+        let host = ProxyHost::new(&metrics, FILTER);
         match vm.engine.decide(&host, &request, KeyWait::Allowed) {
             Verdict::AwaitKeys { provider } => {
-                let since = host.now_unix_secs();
-                vm.waiters.insert(self.context_id, Waiter { request, provider, since });
+                vm.waiters.insert(
+                    self.context_id,
+                    PendingRequest { request, provider },
+                    host.now_unix_secs(),
+                );
                 self.waiting = true;
                 // Let the root context start the fetch now rather than at its
                 // next regular tick.
-                vm.tick_now();
+                vm.ticker.tick_now();
                 Action::Pause
             }
             verdict => apply(verdict, &config),
@@ -66,7 +73,7 @@ impl ClaimEnforcementHttp {
     fn still_waiting(&mut self) -> bool {
         if self.waiting {
             self.waiting = match self.vm.try_borrow() {
-                Ok(slot) => slot.as_ref().is_some_and(|vm| vm.waiters.contains_key(&self.context_id)),
+                Ok(slot) => slot.as_ref().is_some_and(|vm| vm.waiters.contains(self.context_id)),
                 Err(_) => true,
             };
         }
@@ -101,33 +108,22 @@ fn apply(verdict: Verdict, config: &FilterConfig) -> Action {
                 if hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()))
                     .is_err()
                 {
-                    return fail_closed("identity header could not be set");
+                    return fail_closed(FILTER, "identity header could not be set");
                 }
             }
             if forward.remove_token
                 && hostcalls::remove_map_value(MapType::HttpRequestHeaders, &config.token_source.header)
                     .is_err()
             {
-                return fail_closed("token header could not be removed");
+                return fail_closed(FILTER, "token header could not be removed");
             }
             Action::Continue
         }
         Verdict::Reject(rejection) => {
-            let headers: Vec<(&str, &str)> =
-                rejection.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
-            if hostcalls::send_http_response(
-                u32::from(rejection.status),
-                headers,
-                Some(rejection.body.as_bytes()),
-            )
-            .is_err()
-            {
-                log(LogLevel::Error, "local reply could not be sent; resetting the request");
-                let _ = hostcalls::reset_http_request();
-            }
+            rejection.send(FILTER);
             Action::Pause
         }
-        Verdict::AwaitKeys { .. } => fail_closed("keys still unavailable"),
+        Verdict::AwaitKeys { .. } => fail_closed(FILTER, "keys still unavailable"),
     }
 }
 
@@ -135,21 +131,10 @@ fn apply(verdict: Verdict, config: &FilterConfig) -> Action {
 /// has made it the effective context).
 pub fn apply_after_wait(verdict: Verdict, config: &FilterConfig) {
     if let Action::Continue = apply(verdict, config)
-        && hostcalls::resume_http_request().is_err()
+        && !resume_request()
     {
-        log(LogLevel::Warn, "waiting request could not be resumed");
+        log(FILTER, baton_filter_kit::LogLevel::Warn, "waiting request could not be resumed");
     }
-}
-
-/// Answers 500 without forwarding: used only when the host itself fails.
-fn fail_closed(why: &str) -> Action {
-    log(LogLevel::Error, &format!("request refused: {why}"));
-    let body = baton_token::challenge::error_body("server_error", "the request could not be checked");
-    let headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
-    if hostcalls::send_http_response(500, headers, Some(body.as_bytes())).is_err() {
-        let _ = hostcalls::reset_http_request();
-    }
-    Action::Pause
 }
 
 impl Context for ClaimEnforcementHttp {}
@@ -176,7 +161,7 @@ impl Drop for ClaimEnforcementHttp {
             && let Ok(mut slot) = self.vm.try_borrow_mut()
             && let Some(vm) = slot.as_mut()
         {
-            vm.waiters.remove(&self.context_id);
+            vm.waiters.remove(self.context_id);
         }
     }
 }

@@ -1,27 +1,20 @@
 //! Baton claim-enforcement: validates the bearer JWT of each request inside
 //! Envoy and enforces per-route scope, claim and step-up rules.
 //!
-//! Layout: `config` compiles the plugin configuration; `decision` holds the
-//! per-request logic over the [`host::Host`] trait; `keys` and `cache` keep
-//! key sets and verified tokens shared across workers; `root` and `http` are
-//! the proxy-wasm glue, `wasm_host` the host calls behind [`host::Host`].
+//! Layout: `config` compiles the plugin configuration; `routes` picks the
+//! rule; `decision` holds the per-request logic over the
+//! [`baton_filter_kit::Host`] trait (token verification itself is the kit's
+//! `TokenVerifier`); `root` and `http` are the proxy-wasm glue.
 
-pub mod audit;
-pub mod cache;
 pub mod config;
 pub mod decision;
-pub mod host;
 pub mod http;
-pub mod keys;
 pub mod metrics;
 pub mod root;
 pub mod routes;
-pub mod wasm_host;
 
-#[cfg(test)]
-mod test_host;
-#[cfg(test)]
-mod test_keys;
+/// The name this filter logs under.
+pub const FILTER: &str = "claim-enforcement";
 
 #[cfg(target_arch = "wasm32")]
 mod registration {
@@ -33,7 +26,7 @@ mod registration {
             // visible to the operator.
             let _ = proxy_wasm::hostcalls::log(
                 proxy_wasm::types::LogLevel::Critical,
-                &format!("baton claim-enforcement: panic: {info}"),
+                &format!("baton {}: panic: {info}", crate::FILTER),
             );
         }));
         proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {

@@ -1,78 +1,54 @@
 //! Counters, exported as Envoy stats (`wasmcustom.baton_ce.*` in `/stats`).
 
-/// Every counter the filter keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Metric {
-    /// Request allowed with a valid token.
-    Allowed,
-    /// Request passed on a public route or unmatched with `defaultAction: allow`.
-    AllowedPublic,
-    /// No token.
-    DeniedMissingToken,
-    /// Malformed request (several credentials, bad `Authorization` syntax).
-    DeniedInvalidRequest,
-    /// Token failed parsing, signature or claim validation.
-    DeniedInvalidToken,
-    /// Token lacks a scope or fails a claim condition.
-    DeniedInsufficientScope,
-    /// Step-up required.
-    DeniedStepUp,
-    /// No route allows the request.
-    DeniedNoRoute,
-    /// Keys could not be obtained: 503.
-    DeniedKeysUnavailable,
-    /// Verified token found in this worker's cache.
-    CacheHitLocal,
-    /// Verified token found in the cache shared by the workers.
-    CacheHitShared,
-    /// Token verified from scratch.
-    CacheMiss,
-    /// Key set fetched and loaded.
-    JwksFetchSuccess,
-    /// Key set fetch failed (transport, status, or unusable content).
-    JwksFetchFailure,
-    /// A claim could not be forwarded (its value cannot be a header value).
-    ClaimHeaderSkipped,
-}
+use baton_filter_kit::keys::JwksMetrics;
 
-impl Metric {
-    /// Every counter, for definition at start.
-    pub const ALL: [Metric; 15] = [
-        Metric::Allowed,
-        Metric::AllowedPublic,
-        Metric::DeniedMissingToken,
-        Metric::DeniedInvalidRequest,
-        Metric::DeniedInvalidToken,
-        Metric::DeniedInsufficientScope,
-        Metric::DeniedStepUp,
-        Metric::DeniedNoRoute,
-        Metric::DeniedKeysUnavailable,
-        Metric::CacheHitLocal,
-        Metric::CacheHitShared,
-        Metric::CacheMiss,
-        Metric::JwksFetchSuccess,
-        Metric::JwksFetchFailure,
-        Metric::ClaimHeaderSkipped,
-    ];
+/// Request allowed with a valid token.
+pub const ALLOWED: &str = "baton_ce.allowed";
+/// Request passed on a public route, or unmatched with `defaultAction: allow`.
+pub const ALLOWED_PUBLIC: &str = "baton_ce.allowed_public";
+/// No token.
+pub const DENIED_MISSING_TOKEN: &str = "baton_ce.denied.missing_token";
+/// Malformed request (several credentials, bad `Authorization` syntax).
+pub const DENIED_INVALID_REQUEST: &str = "baton_ce.denied.invalid_request";
+/// Token failed parsing, signature or claim validation.
+pub const DENIED_INVALID_TOKEN: &str = "baton_ce.denied.invalid_token";
+/// Token lacks a scope or fails a claim condition.
+pub const DENIED_INSUFFICIENT_SCOPE: &str = "baton_ce.denied.insufficient_scope";
+/// Step-up required.
+pub const DENIED_STEP_UP: &str = "baton_ce.denied.step_up_required";
+/// No route allows the request.
+pub const DENIED_NO_ROUTE: &str = "baton_ce.denied.no_route";
+/// Keys could not be obtained: 503.
+pub const DENIED_KEYS_UNAVAILABLE: &str = "baton_ce.denied.keys_unavailable";
+/// Verified token found in this worker's cache.
+pub const CACHE_HIT_LOCAL: &str = "baton_ce.cache.hit_local";
+/// Verified token found in the cache shared by the workers.
+pub const CACHE_HIT_SHARED: &str = "baton_ce.cache.hit_shared";
+/// Token verified from scratch.
+pub const CACHE_MISS: &str = "baton_ce.cache.miss";
+/// A claim could not be forwarded (its value cannot be a header value).
+pub const CLAIM_HEADER_SKIPPED: &str = "baton_ce.claim_header_skipped";
+/// Key set fetches.
+pub const JWKS: JwksMetrics = JwksMetrics {
+    fetch_success: "baton_ce.jwks.fetch_success",
+    fetch_failure: "baton_ce.jwks.fetch_failure",
+};
 
-    /// The stat name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Allowed => "baton_ce.allowed",
-            Metric::AllowedPublic => "baton_ce.allowed_public",
-            Metric::DeniedMissingToken => "baton_ce.denied.missing_token",
-            Metric::DeniedInvalidRequest => "baton_ce.denied.invalid_request",
-            Metric::DeniedInvalidToken => "baton_ce.denied.invalid_token",
-            Metric::DeniedInsufficientScope => "baton_ce.denied.insufficient_scope",
-            Metric::DeniedStepUp => "baton_ce.denied.step_up_required",
-            Metric::DeniedNoRoute => "baton_ce.denied.no_route",
-            Metric::DeniedKeysUnavailable => "baton_ce.denied.keys_unavailable",
-            Metric::CacheHitLocal => "baton_ce.cache.hit_local",
-            Metric::CacheHitShared => "baton_ce.cache.hit_shared",
-            Metric::CacheMiss => "baton_ce.cache.miss",
-            Metric::JwksFetchSuccess => "baton_ce.jwks.fetch_success",
-            Metric::JwksFetchFailure => "baton_ce.jwks.fetch_failure",
-            Metric::ClaimHeaderSkipped => "baton_ce.claim_header_skipped",
-        }
-    }
-}
+/// Every counter, for definition at start.
+pub const ALL: [&str; 15] = [
+    ALLOWED,
+    ALLOWED_PUBLIC,
+    DENIED_MISSING_TOKEN,
+    DENIED_INVALID_REQUEST,
+    DENIED_INVALID_TOKEN,
+    DENIED_INSUFFICIENT_SCOPE,
+    DENIED_STEP_UP,
+    DENIED_NO_ROUTE,
+    DENIED_KEYS_UNAVAILABLE,
+    CACHE_HIT_LOCAL,
+    CACHE_HIT_SHARED,
+    CACHE_MISS,
+    CLAIM_HEADER_SKIPPED,
+    JWKS.fetch_success,
+    JWKS.fetch_failure,
+];

@@ -3,7 +3,6 @@
 
 use baton_token::{Claims, TokenHash};
 
-use crate::cache::CacheOutcome;
 use crate::host::{Host, LogLevel};
 
 /// Longest value written for one field; claims are attacker-influenced.
@@ -22,7 +21,8 @@ impl AuditLine {
         Self { enabled, fields: Vec::with_capacity(if enabled { 12 } else { 0 }) }
     }
 
-    fn set(&mut self, name: &'static str, value: &str) -> &mut Self {
+    /// Adds a field.
+    pub fn set(&mut self, name: &'static str, value: &str) -> &mut Self {
         if self.enabled {
             self.fields.push((name, value.to_string()));
         }
@@ -49,9 +49,14 @@ impl AuditLine {
         self.set("token", &hash.short())
     }
 
-    /// Whether verification was cached.
-    pub fn cache(&mut self, outcome: CacheOutcome) -> &mut Self {
-        self.set("cache", outcome.label())
+    /// Another token's short hash under its own name (e.g. `issued`).
+    pub fn token_as(&mut self, name: &'static str, hash: &TokenHash) -> &mut Self {
+        self.set(name, &hash.short())
+    }
+
+    /// Whether the result came from a cache (`hit_local`, `miss`, ...).
+    pub fn cache(&mut self, label: &str) -> &mut Self {
+        self.set("cache", label)
     }
 
     /// Who the verified token names.

@@ -8,16 +8,25 @@
 //!   the failure count that drives retry backoff.
 //!
 //! A failed refresh never replaces the last good set. The decisions here are
-//! pure; `root.rs` performs the fetch these functions ask for.
+//! pure; the filter's root context performs the fetch these functions ask
+//! for (see [`crate::callout`]).
 
 use std::rc::Rc;
 
 use baton_token::jwk::{JwkSet, JwksError};
 use baton_token::verify::VerifierSet;
 
-use crate::config::{FilterConfig, KeySource, RemoteJwks};
+use crate::config::{KeySource, Provider, RemoteJwks};
 use crate::host::{Host, LogLevel};
-use crate::metrics::Metric;
+
+/// The counters a key store increments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksMetrics {
+    /// A key set was fetched and loaded.
+    pub fetch_success: &'static str,
+    /// A fetch failed (transport, status or content).
+    pub fetch_failure: &'static str,
+}
 
 /// Largest key set document accepted from an IdP.
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
@@ -69,6 +78,7 @@ impl std::fmt::Display for FetchError {
 
 #[derive(Debug)]
 struct ProviderKeys {
+    name: String,
     remote: Option<RemoteJwks>,
     current: Option<Rc<VerifierSet>>,
     version: u64,
@@ -117,34 +127,33 @@ fn read_u64(bytes: &[u8]) -> u64 {
 pub struct KeyStore {
     providers: Vec<ProviderKeys>,
     prefix: String,
+    metrics: JwksMetrics,
 }
 
 impl KeyStore {
-    /// Inline keys are ready at once; remote ones start empty.
-    pub fn new(config: &FilterConfig) -> Self {
-        let providers = config
-            .providers
+    /// Inline keys are ready at once; remote ones start empty. `prefix`
+    /// names this filter and configuration in shared data, e.g.
+    /// `baton.ce.<fingerprint>.`.
+    pub fn new(providers: &[Provider], prefix: &str, metrics: JwksMetrics) -> Self {
+        let providers = providers
             .iter()
-            .map(|provider| match &provider.keys {
-                KeySource::Inline(set) => ProviderKeys {
-                    remote: None,
-                    current: Some(Rc::clone(set)),
+            .map(|provider| {
+                let (remote, current) = match &provider.keys {
+                    KeySource::Inline(set) => (None, Some(Rc::clone(set))),
+                    KeySource::Remote(remote) => (Some(remote.clone()), None),
+                };
+                ProviderKeys {
+                    name: provider.name.clone(),
+                    remote,
+                    current,
                     version: 0,
                     fetched_at: 0,
                     in_flight: false,
                     wanted: false,
-                },
-                KeySource::Remote(remote) => ProviderKeys {
-                    remote: Some(remote.clone()),
-                    current: None,
-                    version: 0,
-                    fetched_at: 0,
-                    in_flight: false,
-                    wanted: false,
-                },
+                }
             })
             .collect();
-        Self { providers, prefix: format!("baton.ce.{}.jwks.", config.fingerprint) }
+        Self { providers, prefix: format!("{prefix}jwks."), metrics }
     }
 
     /// Number of providers.
@@ -301,12 +310,17 @@ impl KeyStore {
                 let kids: Vec<&str> = set.kids().collect();
                 host.log(
                     LogLevel::Info,
-                    &format!("jwks provider={provider} loaded keys={} kids=[{}]", set.len(), kids.join(",")),
+                    &format!(
+                        "jwks provider={} loaded keys={} kids=[{}]",
+                        keys.name,
+                        set.len(),
+                        kids.join(",")
+                    ),
                 );
                 keys.current = Some(Rc::new(set));
                 keys.version = version;
                 keys.fetched_at = now;
-                host.count(Metric::JwksFetchSuccess);
+                host.count(self.metrics.fetch_success);
             }
             Err(error) => {
                 let failed = FetchState {
@@ -320,11 +334,11 @@ impl KeyStore {
                 host.log(
                     LogLevel::Warn,
                     &format!(
-                        "jwks provider={provider} fetch failed: {error}; {kept}; failures={}",
-                        failed.failures
+                        "jwks provider={} fetch failed: {error}; {kept}; failures={}",
+                        keys.name, failed.failures
                     ),
                 );
-                host.count(Metric::JwksFetchFailure);
+                host.count(self.metrics.fetch_failure);
             }
         }
     }
@@ -362,25 +376,32 @@ fn import(body: &[u8]) -> Result<VerifierSet, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::config::{ProviderSpec, compile_providers, from_json};
     use crate::test_host::TestHost;
     use crate::test_keys::TestKey;
 
-    fn remote_config() -> FilterConfig {
-        config::parse(
-            br#"{"providers":[{"name":"corp","issuer":"https://idp","audiences":["api"],"algorithms":["ES256"],
+    const METRICS: JwksMetrics = JwksMetrics { fetch_success: "jwks.ok", fetch_failure: "jwks.failed" };
+
+    fn remote_config() -> Vec<Provider> {
+        let specs: Vec<ProviderSpec> = from_json(
+            br#"[{"name":"corp","issuer":"https://idp","audiences":["api"],"algorithms":["ES256"],
                  "jwks":{"remote":{"cluster":"idp","path":"/jwks","timeoutMs":1000,"refreshIntervalSeconds":300,
-                                   "minRefetchIntervalSeconds":30,"retryIntervalSeconds":5}}}]}"#,
+                                   "minRefetchIntervalSeconds":30,"retryIntervalSeconds":5}}}]"#,
         )
-        .unwrap()
+        .unwrap();
+        compile_providers(specs, "providers").unwrap()
+    }
+
+    fn store(providers: &[Provider]) -> KeyStore {
+        KeyStore::new(providers, "test.", METRICS)
     }
 
     #[test]
     fn first_fetch_is_due_and_leased_to_one_worker() {
         let config = remote_config();
         let host = TestHost::new(1000);
-        let mut worker_a = KeyStore::new(&config);
-        let mut worker_b = KeyStore::new(&config);
+        let mut worker_a = store(&config);
+        let mut worker_b = store(&config);
         assert!(worker_a.current(0).is_none() && worker_a.needs_attention());
         let request = worker_a.start_fetch(0, &host).unwrap();
         assert_eq!(
@@ -393,7 +414,7 @@ mod tests {
         let key = TestKey::es256("k1");
         worker_a.finish_fetch(0, &host, Ok(key.jwks().as_bytes()));
         assert!(worker_a.current(0).unwrap().has_kid("k1"));
-        assert_eq!(host.counter(Metric::JwksFetchSuccess), 1);
+        assert_eq!(host.counter(METRICS.fetch_success), 1);
         assert!(worker_b.sync(0, &host), "worker b loads what a fetched");
         assert!(worker_b.current(0).unwrap().has_kid("k1"));
         assert!(!worker_b.sync(0, &host), "nothing newer");
@@ -406,14 +427,14 @@ mod tests {
     fn failed_refresh_keeps_the_last_good_keys_and_backs_off() {
         let config = remote_config();
         let host = TestHost::new(1000);
-        let mut keys = KeyStore::new(&config);
+        let mut keys = store(&config);
         keys.start_fetch(0, &host).unwrap();
         keys.finish_fetch(0, &host, Ok(TestKey::es256("k1").jwks().as_bytes()));
         host.set_now(1300);
         keys.start_fetch(0, &host).unwrap();
         keys.finish_fetch(0, &host, Err(FetchError::Status(503)));
         assert!(keys.current(0).unwrap().has_kid("k1"), "last good set kept");
-        assert_eq!(host.counter(Metric::JwksFetchFailure), 1);
+        assert_eq!(host.counter(METRICS.fetch_failure), 1);
         assert!(keys.backing_off(0, &host, 1304));
         assert!(keys.start_fetch(0, &host).is_none());
         host.set_now(1305);
@@ -438,7 +459,7 @@ mod tests {
     fn unknown_kid_refetch_is_rate_limited() {
         let config = remote_config();
         let host = TestHost::new(1000);
-        let mut keys = KeyStore::new(&config);
+        let mut keys = store(&config);
         keys.start_fetch(0, &host).unwrap();
         keys.finish_fetch(0, &host, Ok(TestKey::es256("k1").jwks().as_bytes()));
         assert!(!keys.refetch_allowed(0, &host));
@@ -452,8 +473,8 @@ mod tests {
     fn expired_lease_can_be_taken_over() {
         let config = remote_config();
         let host = TestHost::new(1000);
-        let mut stuck = KeyStore::new(&config);
-        let mut other = KeyStore::new(&config);
+        let mut stuck = store(&config);
+        let mut other = store(&config);
         stuck.start_fetch(0, &host).unwrap();
         assert!(other.start_fetch(0, &host).is_none());
         host.set_now(1003);
@@ -464,12 +485,12 @@ mod tests {
     fn oversized_and_keyless_documents_are_failures() {
         let config = remote_config();
         let host = TestHost::new(1000);
-        let mut keys = KeyStore::new(&config);
+        let mut keys = store(&config);
         keys.start_fetch(0, &host).unwrap();
         let big = vec![b' '; MAX_JWKS_BYTES + 1];
         keys.finish_fetch(0, &host, Ok(&big));
         assert!(keys.current(0).is_none());
-        assert_eq!(host.counter(Metric::JwksFetchFailure), 1);
+        assert_eq!(host.counter(METRICS.fetch_failure), 1);
     }
 
     #[test]

@@ -1,8 +1,6 @@
-//! What the filter's decisions need from the proxy, as a trait: implemented
-//! once over proxy-wasm host calls (`wasm_host.rs`) and once in memory for
-//! native tests.
-
-use crate::metrics::Metric;
+//! What a filter's decisions need from the proxy, as a trait: implemented
+//! over proxy-wasm host calls ([`crate::proxy_host::ProxyHost`]) and in
+//! memory for native tests (`TestHost`, feature `test-host`).
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +28,16 @@ pub enum SharedDataError {
 pub trait Host {
     /// Current time, whole seconds since the epoch.
     fn now_unix_secs(&self) -> u64;
+    /// Current time, milliseconds since the epoch (latency measurement).
+    fn now_unix_millis(&self) -> u64;
     /// Reads a shared-data entry (visible to every worker of this VM id)
     /// with its compare-and-swap version.
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
-    /// Writes a shared-data entry; with `cas`, only if unchanged since read.
+    /// Writes a shared-data entry; with a non-zero `cas`, only if unchanged
+    /// since it was read.
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError>;
-    /// Adds one to a counter.
-    fn count(&self, metric: Metric);
+    /// Adds one to a counter, by stat name (e.g. `baton_ce.allowed`).
+    fn count(&self, metric: &str);
     /// Writes a log line.
     fn log(&self, level: LogLevel, message: &str);
 }

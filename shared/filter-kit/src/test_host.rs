@@ -6,37 +6,41 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::host::{Host, LogLevel, SharedDataError};
-use crate::metrics::Metric;
 
 /// Shared-data entries with their compare-and-swap versions.
 type SharedData = HashMap<String, (Vec<u8>, u32)>;
 
-/// Shared data is shared between [`TestHost`]s cloned from one another, the
-/// way workers share it in Envoy.
+/// Clones share shared data, counters and logs, the way the workers of one
+/// Envoy share shared data.
 #[derive(Debug, Clone, Default)]
 pub struct TestHost {
-    now: Rc<Cell<u64>>,
+    now_millis: Rc<Cell<u64>>,
     shared: Rc<RefCell<SharedData>>,
-    counters: Rc<RefCell<HashMap<Metric, u64>>>,
+    counters: Rc<RefCell<HashMap<String, u64>>>,
     logs: Rc<RefCell<Vec<(LogLevel, String)>>>,
 }
 
 impl TestHost {
-    /// A host whose clock reads `now`.
+    /// A host whose clock reads `now` (seconds).
     pub fn new(now: u64) -> Self {
         let host = Self::default();
-        host.now.set(now);
+        host.set_now(now);
         host
     }
 
-    /// Moves the clock.
+    /// Moves the clock to `now` seconds.
     pub fn set_now(&self, now: u64) {
-        self.now.set(now);
+        self.now_millis.set(now * 1000);
+    }
+
+    /// Moves the clock forward.
+    pub fn advance_millis(&self, millis: u64) {
+        self.now_millis.set(self.now_millis.get() + millis);
     }
 
     /// A counter's value.
-    pub fn counter(&self, metric: Metric) -> u64 {
-        self.counters.borrow().get(&metric).copied().unwrap_or(0)
+    pub fn counter(&self, metric: &str) -> u64 {
+        self.counters.borrow().get(metric).copied().unwrap_or(0)
     }
 
     /// Log lines so far.
@@ -52,7 +56,11 @@ impl TestHost {
 
 impl Host for TestHost {
     fn now_unix_secs(&self) -> u64 {
-        self.now.get()
+        self.now_millis.get() / 1000
+    }
+
+    fn now_unix_millis(&self) -> u64 {
+        self.now_millis.get()
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
@@ -72,8 +80,8 @@ impl Host for TestHost {
         Ok(())
     }
 
-    fn count(&self, metric: Metric) {
-        *self.counters.borrow_mut().entry(metric).or_default() += 1;
+    fn count(&self, metric: &str) {
+        *self.counters.borrow_mut().entry(metric.to_string()).or_default() += 1;
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -1,63 +1,69 @@
 //! [`Host`] over proxy-wasm host calls. No host call is unwrapped: a failed
 //! call degrades (no counter, no cache entry) and never aborts the VM.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::host::{Host, LogLevel, SharedDataError};
-use crate::metrics::Metric;
 
 /// Counter ids, defined once per VM.
 #[derive(Debug, Clone, Default)]
 pub struct MetricIds {
-    ids: Vec<Option<u32>>,
+    ids: HashMap<&'static str, u32>,
 }
 
 impl MetricIds {
     /// Defines every counter. A counter the host refuses is skipped.
-    pub fn define() -> Self {
-        let ids = Metric::ALL
+    pub fn define(names: &[&'static str]) -> Self {
+        let ids = names
             .iter()
-            .map(|metric| hostcalls::define_metric(MetricType::Counter, metric.name()).ok())
+            .filter_map(|name| hostcalls::define_metric(MetricType::Counter, name).ok().map(|id| (*name, id)))
             .collect();
         Self { ids }
     }
-
-    fn id(&self, metric: Metric) -> Option<u32> {
-        self.ids.get(metric as usize).copied().flatten()
-    }
 }
 
-/// The proxy as a [`Host`].
+/// The proxy as a [`Host`], logging as `filter`.
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyHost<'a> {
     metrics: &'a MetricIds,
+    filter: &'static str,
 }
 
 impl<'a> ProxyHost<'a> {
-    /// A host that counts into `metrics`.
-    pub fn new(metrics: &'a MetricIds) -> Self {
-        Self { metrics }
+    /// A host that counts into `metrics` and prefixes log lines with
+    /// `baton <filter>:`.
+    pub fn new(metrics: &'a MetricIds, filter: &'static str) -> Self {
+        Self { metrics, filter }
     }
 }
 
-/// Writes a log line with the filter's prefix.
-pub fn log(level: LogLevel, message: &str) {
+/// Writes a log line as `baton <filter>: <message>`.
+pub fn log(filter: &str, level: LogLevel, message: &str) {
     let level = match level {
         LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
         LogLevel::Info => proxy_wasm::types::LogLevel::Info,
         LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
         LogLevel::Error => proxy_wasm::types::LogLevel::Error,
     };
-    let _ = hostcalls::log(level, &format!("baton claim-enforcement: {message}"));
+    let _ = hostcalls::log(level, &format!("baton {filter}: {message}"));
+}
+
+fn now() -> Duration {
+    let now = hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now());
+    now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
 }
 
 impl Host for ProxyHost<'_> {
     fn now_unix_secs(&self) -> u64 {
-        let now = hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now());
-        now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+        now().as_secs()
+    }
+
+    fn now_unix_millis(&self) -> u64 {
+        u64::try_from(now().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
@@ -75,13 +81,13 @@ impl Host for ProxyHost<'_> {
         }
     }
 
-    fn count(&self, metric: Metric) {
-        if let Some(id) = self.metrics.id(metric) {
-            let _ = hostcalls::increment_metric(id, 1);
+    fn count(&self, metric: &str) {
+        if let Some(id) = self.metrics.ids.get(metric) {
+            let _ = hostcalls::increment_metric(*id, 1);
         }
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        log(level, message);
+        log(self.filter, level, message);
     }
 }

@@ -1,0 +1,50 @@
+//! The root context's timer: slow when idle, fast while something is being
+//! fetched or waited for, immediate when a request asks for it.
+
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+
+/// Tick period while keys are missing or requests wait.
+pub const FAST_TICK: Duration = Duration::from_millis(100);
+/// Tick period otherwise.
+pub const SLOW_TICK: Duration = Duration::from_secs(1);
+/// Tick period a waiting request asks for, so work starts at once.
+pub const IMMEDIATE_TICK: Duration = Duration::from_millis(1);
+
+/// The period the VM's root context ticks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticker {
+    period: Option<Duration>,
+}
+
+impl Default for Ticker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ticker {
+    /// No timer yet.
+    pub fn new() -> Self {
+        Self { period: None }
+    }
+
+    /// Sets the period (a host call only when it changes).
+    pub fn set(&mut self, period: Duration) {
+        if self.period != Some(period) && hostcalls::set_tick_period(period).is_ok() {
+            self.period = Some(period);
+        }
+    }
+
+    /// Ticks at once; the next tick sets a regular period again. Works from
+    /// a request context too: the period is the VM root context's.
+    pub fn tick_now(&mut self) {
+        self.set(IMMEDIATE_TICK);
+    }
+
+    /// Fast while `busy`, slow otherwise.
+    pub fn settle(&mut self, busy: bool) {
+        self.set(if busy { FAST_TICK } else { SLOW_TICK });
+    }
+}
