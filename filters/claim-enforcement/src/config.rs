@@ -9,11 +9,12 @@ use baton_filter_kit::config::{
     ConfigError, Provider, ProviderSpec, compile_providers, fingerprint, from_json, header_name,
     output_header,
 };
+use baton_filter_kit::matching::{MatchSpec, compile_match};
 use baton_token::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement, StepUpRequirement};
 use serde::Deserialize;
 
-use crate::routes::{PathMatch, Route, RouteAction, RouteMatch};
+use crate::routes::{Route, RouteAction};
 
 // ---------------------------------------------------------------------------
 // The configuration as written.
@@ -52,26 +53,13 @@ struct RawRoute {
     #[serde(default)]
     name: Option<String>,
     #[serde(default, rename = "match")]
-    matcher: RawMatch,
+    matcher: MatchSpec,
     #[serde(default)]
     action: RawRouteAction,
     #[serde(default)]
     providers: Vec<String>,
     #[serde(default)]
     require: RawRequire,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawMatch {
-    #[serde(default)]
-    path_prefix: Option<String>,
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    methods: Vec<String>,
-    #[serde(default)]
-    host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,35 +289,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
 fn compile_route(raw: RawRoute, index: usize, providers: &[Provider]) -> Result<Route, ConfigError> {
     let field = format!("routes[{index}]");
     let name = raw.name.unwrap_or_else(|| format!("route-{index}"));
-    let path = match (raw.matcher.path_prefix, raw.matcher.path) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(format!("{field}.match"), "give pathPrefix or path, not both"));
-        }
-        (Some(prefix), None) => {
-            if !prefix.starts_with('/') {
-                return Err(ConfigError::new(format!("{field}.match.pathPrefix"), "must start with /"));
-            }
-            PathMatch::Prefix(prefix)
-        }
-        (None, Some(path)) => {
-            if !path.starts_with('/') {
-                return Err(ConfigError::new(format!("{field}.match.path"), "must start with /"));
-            }
-            PathMatch::Exact(path)
-        }
-        (None, None) => PathMatch::Any,
-    };
-    let mut methods = Vec::with_capacity(raw.matcher.methods.len());
-    for (m, method) in raw.matcher.methods.iter().enumerate() {
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(ConfigError::new(
-                format!("{field}.match.methods[{m}]"),
-                "must be an HTTP method name",
-            ));
-        }
-        methods.push(method.to_ascii_uppercase());
-    }
-    let host = raw.matcher.host.map(|host| host.to_ascii_lowercase());
+    let matcher = compile_match(raw.matcher, &format!("{field}.match"))?;
     let mut provider_ids = Vec::with_capacity(raw.providers.len());
     for (p, provider_name) in raw.providers.iter().enumerate() {
         match providers.iter().position(|provider| &provider.name == provider_name) {
@@ -366,7 +326,7 @@ fn compile_route(raw: RawRoute, index: usize, providers: &[Provider]) -> Result<
             RouteAction::RequireToken { providers: provider_ids, requirement }
         }
     };
-    Ok(Route { name, matcher: RouteMatch { path, methods, host }, action })
+    Ok(Route { name, matcher, action })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod config;
 pub mod host;
 pub mod key_fetches;
 pub mod keys;
+pub mod matching;
 pub mod proxy_host;
 pub mod reply;
 pub mod ticker;

@@ -34,6 +34,7 @@ pub mod header;
 pub mod json;
 pub mod jwk;
 pub mod jwt;
+pub mod oauth;
 pub mod rules;
 pub mod secret;
 pub mod validation;
