@@ -15,20 +15,11 @@ use baton_token::rules::AccessDecision;
 use baton_token::{AuthChallenge, BearerError, TokenHash};
 use serde_json::Value;
 
+use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
+
 use crate::config::FilterConfig;
 use crate::metrics;
 use crate::routes::{self, RouteAction};
-
-/// The credential header(s) of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// No token header.
-    Absent,
-    /// One token header, its raw value.
-    One(Vec<u8>),
-    /// The token header appears more than once: ambiguous, refused.
-    Several,
-}
 
 /// What the decision needs of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,53 +250,6 @@ fn reject(
     audit.emit(host);
     host.count(metric);
     Verdict::Reject(rejection)
-}
-
-enum TokenProblem {
-    Missing,
-    Malformed(&'static str),
-}
-
-/// Reads the token from the credential header: `prefix` (the scheme,
-/// case-insensitive per RFC 9110 §11.1) then the token (RFC 6750 §2.1
-/// `b64token`). A header with another scheme counts as no token.
-fn extract_token<'a>(credential: &'a Credential, prefix: &str) -> Result<&'a str, TokenProblem> {
-    let raw = match credential {
-        Credential::Absent => return Err(TokenProblem::Missing),
-        Credential::Several => return Err(TokenProblem::Malformed("more than one credential header")),
-        Credential::One(raw) => raw,
-    };
-    let text =
-        std::str::from_utf8(raw).map_err(|_| TokenProblem::Malformed("credential is not valid text"))?;
-    let text = text.trim_matches([' ', '\t']);
-    let token = if prefix.is_empty() {
-        text
-    } else {
-        let scheme = prefix.trim_end();
-        match text.get(..scheme.len()) {
-            Some(head) if head.eq_ignore_ascii_case(scheme) => {
-                let rest = &text[scheme.len()..];
-                if rest.is_empty() {
-                    return Err(TokenProblem::Malformed("bearer credential is empty"));
-                }
-                if scheme.len() < prefix.len() && !rest.starts_with([' ', '\t']) {
-                    // e.g. "Bearerabc" or "Bearers x": another scheme.
-                    return Err(TokenProblem::Missing);
-                }
-                rest.trim_start_matches([' ', '\t'])
-            }
-            _ => return Err(TokenProblem::Missing),
-        }
-    };
-    if token.is_empty() {
-        return Err(TokenProblem::Malformed("bearer credential is empty"));
-    }
-    // Only what breaks the header syntax is a malformed request; anything
-    // else reaches the JWT parser and is an invalid token.
-    if !token.bytes().all(|b| b.is_ascii_graphic() && !b"\"\\,".contains(&b)) {
-        return Err(TokenProblem::Malformed("bearer credential has invalid characters"));
-    }
-    Ok(token)
 }
 
 /// A claim as a header value: strings as they are, arrays joined with

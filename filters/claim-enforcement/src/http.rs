@@ -3,6 +3,7 @@
 //! verdict. A request waiting for keys stays paused, body included, until
 //! the root context decides it.
 
+use baton_filter_kit::credential::Credential;
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
@@ -14,7 +15,7 @@ use proxy_wasm::types::{Action, MapType};
 
 use crate::FILTER;
 use crate::config::FilterConfig;
-use crate::decision::{Credential, Request, Verdict};
+use crate::decision::{Request, Verdict};
 use crate::root::{PendingRequest, SharedVm};
 
 /// Per-request context.

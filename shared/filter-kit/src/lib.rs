@@ -15,6 +15,7 @@ pub mod audit;
 pub mod cache;
 pub mod callout;
 pub mod config;
+pub mod credential;
 pub mod host;
 pub mod key_fetches;
 pub mod keys;

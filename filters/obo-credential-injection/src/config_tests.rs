@@ -1,0 +1,192 @@
+//! Configuration: what compiles, and every cross-field rule refused with the
+//! field named.
+
+use super::*;
+use serde_json::{Value, json};
+
+fn base() -> Value {
+    json!({
+        "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "agent-broker", "clientSecret": "s3cr3t"}],
+        "subjectToken": {"validation": "decodeOnly", "issuers": ["https://idp"]},
+        "targets": [{
+            "name": "portfolio",
+            "match": {"host": "portfolio.internal"},
+            "mode": "tokenExchange",
+            "idp": "corp",
+            "audiences": ["portfolio-agent"],
+            "scope": "portfolio:read"
+        }]
+    })
+}
+
+fn parse_value(config: &Value) -> Result<FilterConfig, ConfigError> {
+    parse(config.to_string().as_bytes())
+}
+
+fn error(config: &Value) -> ConfigError {
+    match parse_value(config) {
+        Ok(_) => panic!("accepted: {config}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn minimal_configuration_has_safe_defaults() {
+    let config = parse_value(&base()).unwrap();
+    let target = &config.targets[0];
+    assert_eq!(target.mode, Mode::TokenExchange);
+    assert_eq!(target.subject_token_type, TOKEN_TYPE_ACCESS_TOKEN);
+    assert_eq!(target.inject, Injection { header: "authorization".into(), prefix: "Bearer ".into() });
+    assert_eq!(config.default_action, DefaultAction::Deny);
+    assert_eq!(config.idps[0].timeout_ms, 3000);
+    assert!(matches!(config.idps[0].client_auth, ClientAuth::Basic { .. }));
+    assert_eq!(config.cache_entries, 10_000);
+    assert!(config.credentials.is_empty());
+}
+
+#[test]
+fn the_client_secret_never_shows_in_debug_output() {
+    let config = parse_value(&base()).unwrap();
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let mut config = base();
+    config["targets"][0]["audience"] = json!("x");
+    let err = error(&config);
+    assert_eq!(err.field, "targets[0].audience");
+    let mut config = base();
+    config["idps"][0]["clientSecrets"] = json!("x");
+    assert_eq!(error(&config).field, "idps[0].clientSecrets");
+}
+
+#[test]
+fn actor_token_type_only_with_an_actor_token() {
+    let mut config = base();
+    config["targets"][0]["actor"] = json!({"tokenType": "urn:ietf:params:oauth:token-type:jwt"});
+    let err = error(&config);
+    assert_eq!(err.field, "targets[0].actor.tokenType");
+    assert!(err.message.contains("only with an actor token"), "{err}");
+    config["targets"][0]["actor"] = json!({"token": "abc"});
+    assert!(error(&config).message.contains("required with an actor token"));
+    config["targets"][0]["actor"] = json!({"token": "abc", "tokenType": "not a uri"});
+    assert_eq!(error(&config).field, "targets[0].actor.tokenType");
+    config["targets"][0]["actor"] =
+        json!({"token": "abc", "tokenType": "urn:ietf:params:oauth:token-type:jwt"});
+    parse_value(&config).unwrap();
+}
+
+#[test]
+fn entra_on_behalf_of_needs_a_scope_and_nothing_exchange_specific() {
+    let mut config = base();
+    config["targets"][0] = json!({"name": "graph", "mode": "entraOnBehalfOf", "idp": "corp"});
+    assert_eq!(error(&config).field, "targets[0].scope");
+    config["targets"][0]["scope"] = json!("api://portfolio/.default");
+    config["targets"][0]["audiences"] = json!(["x"]);
+    assert_eq!(error(&config).field, "targets[0].audiences");
+    config["targets"][0].as_object_mut().unwrap().remove("audiences");
+    parse_value(&config).unwrap();
+}
+
+#[test]
+fn reserved_parameters_cannot_be_overridden() {
+    for reserved in ["grant_type", "subject_token", "audience", "client_secret", "scope"] {
+        let mut config = base();
+        config["targets"][0]["extraParameters"] = json!({reserved: "x"});
+        let err = error(&config);
+        assert_eq!(err.field, format!("targets[0].extraParameters.{reserved}"));
+    }
+    let mut config = base();
+    config["targets"][0]["extraParameters"] = json!({"tenant": "acme"});
+    assert_eq!(
+        parse_value(&config).unwrap().targets[0].extra_parameters,
+        [("tenant".to_string(), "acme".to_string())]
+    );
+}
+
+#[test]
+fn references_must_resolve() {
+    let mut config = base();
+    config["targets"][0]["idp"] = json!("nobody");
+    let err = error(&config);
+    assert_eq!(err.field, "targets[0].idp");
+    assert!(err.message.contains("known: corp"), "{err}");
+    let mut config = base();
+    config.as_object_mut().unwrap().remove("subjectToken");
+    assert_eq!(error(&config).field, "subjectToken");
+}
+
+#[test]
+fn a_token_exchange_names_its_audience() {
+    let mut config = base();
+    config["targets"][0].as_object_mut().unwrap().remove("audiences");
+    assert_eq!(error(&config).field, "targets[0].audiences");
+    config["targets"][0]["resources"] = json!(["https://ledger.example/api"]);
+    parse_value(&config).unwrap();
+}
+
+#[test]
+fn client_credentials_grants_are_shared() {
+    let config = json!({
+        "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "gw", "clientSecret": "pw",
+                  "clientAuthMethod": "clientSecretPost"}],
+        "targets": [
+            {"name": "market", "mode": "clientCredentials", "idp": "corp", "audiences": ["market-data"], "scope": "quotes"},
+            {"name": "market-2", "match": {"pathPrefix": "/v2"}, "mode": "clientCredentials", "idp": "corp",
+             "audiences": ["market-data"], "scope": "quotes"},
+            {"name": "other", "mode": "clientCredentials", "idp": "corp", "audiences": ["other"]}
+        ]
+    });
+    let config = parse_value(&config).unwrap();
+    assert_eq!(config.credentials.len(), 2, "identical grants are fetched once");
+    assert!(config.subject.is_none());
+    assert!(matches!(config.idps[0].client_auth, ClientAuth::Post { .. }));
+}
+
+#[test]
+fn an_actor_from_client_credentials_is_a_kept_fresh_grant() {
+    let mut config = base();
+    config["targets"][0]["actor"] = json!({"clientCredentials": {"scope": "actor"}});
+    let config = parse_value(&config).unwrap();
+    assert_eq!(config.credentials.len(), 1);
+    assert!(matches!(config.targets[0].actor, Some(Actor::ClientCredentials(_))));
+}
+
+#[test]
+fn targets_with_different_parameters_have_different_digests() {
+    let mut config = base();
+    let mut second = config["targets"][0].clone();
+    second["name"] = json!("portfolio-write");
+    second["scope"] = json!("portfolio:write");
+    config["targets"].as_array_mut().unwrap().push(second);
+    let config = parse_value(&config).unwrap();
+    assert_ne!(config.targets[0].digest, config.targets[1].digest);
+}
+
+#[test]
+fn subject_validation_modes() {
+    let mut config = base();
+    config["subjectToken"] = json!({"validation": "jwks", "issuers": ["x"]});
+    assert_eq!(error(&config).field, "subjectToken.validation");
+    config["subjectToken"] = json!({"validation": "jwks"});
+    assert_eq!(error(&config).field, "subjectToken.providers");
+    config["subjectToken"] = json!({"validation": "decodeOnly", "providers": []});
+    assert_eq!(error(&config).field, "subjectToken.providers");
+    config["subjectToken"] = json!({"validation": "sometimes"});
+    assert_eq!(error(&config).field, "subjectToken.validation");
+}
+
+#[test]
+fn cache_and_delegation_bounds() {
+    let mut config = base();
+    config["cache"] = json!({"maxEntries": 0});
+    assert_eq!(error(&config).field, "cache.maxEntries");
+    let mut config = base();
+    config["delegation"] = json!({"allow": [{"caller": "broker", "audiences": []}]});
+    assert_eq!(error(&config).field, "delegation.allow[0].audiences");
+    config["delegation"] = json!({"callerHeader": "X-Caller", "allow": [{"caller": "broker", "audiences": ["a"]}], "requireMayAct": true});
+    let delegation = parse_value(&config).unwrap().delegation;
+    assert_eq!(delegation.caller_header.as_deref(), Some("x-caller"));
+    assert!(delegation.require_may_act);
+}

@@ -1,0 +1,539 @@
+//! The per-request decision: which target, which subject token, is it
+//! acceptable, may this caller act for this user, and which token goes to
+//! the upstream — from the cache, or after a call to the IdP.
+//!
+//! Plain Rust over the [`Host`] trait. The glue gathers the request, applies
+//! the [`Verdict`], and runs the [`Job`]s the decision asks for.
+
+use std::rc::Rc;
+
+use baton_filter_kit::audit::AuditLine;
+use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
+use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::reply::Rejection;
+use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
+use baton_token::claims::Claims;
+use baton_token::jwt::UnverifiedJwt;
+use baton_token::oauth::{OAuthErrorCode, TokenEndpointError, TokenResponse};
+use baton_token::secret::Secret;
+use baton_token::{AuthChallenge, BearerError, TokenHash};
+
+use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
+use crate::jobs::{Job, credentials_job, exchange_job};
+use crate::metrics;
+use crate::model::{Actor, DefaultAction, FilterConfig, SubjectValidation, Target};
+use crate::subject::{caller, check_delegation, decode_only};
+
+/// What the decision needs of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `:method`.
+    pub method: String,
+    /// `:path`.
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// The subject token header.
+    pub credential: Credential,
+    /// The delegation policy's caller header, when configured and present.
+    pub caller_header: Option<String>,
+}
+
+/// Forward the request with these header changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forward {
+    /// The injected header and its value (a secret).
+    pub inject: Option<(String, Secret)>,
+    /// Headers to remove (the subject token never reaches the upstream).
+    pub remove: Vec<String>,
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward upstream.
+    Forward(Forward),
+    /// Local reply.
+    Reject(Rejection),
+    /// Wait for this provider's keys, then decide again.
+    AwaitKeys(usize),
+    /// Wait for this call (or the one already running for its key), then
+    /// decide again.
+    AwaitToken(Box<Job>),
+}
+
+/// Which pass of the decision this is.
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    /// 0 for the first pass; each wait adds one.
+    pub number: u8,
+    /// Whether waiting for keys is still allowed.
+    pub keys: KeyWait,
+    /// A token that just arrived for the key this request waited on, and
+    /// how long the IdP took.
+    pub fresh: Option<(&'a TokenHash, &'a Rc<IssuedToken>, u64)>,
+}
+
+impl Round<'_> {
+    /// The first pass.
+    pub const FIRST: Round<'static> = Round { number: 0, keys: KeyWait::Allowed, fresh: None };
+}
+
+/// Longest chain of waits for one request (keys, actor token, exchange).
+const MAX_ROUNDS: u8 = 4;
+
+/// The VM-wide state a decision reads and updates.
+#[derive(Debug)]
+pub struct Engine {
+    config: Rc<FilterConfig>,
+    /// Subject token verification (validation `jwks`).
+    pub verifier: Option<TokenVerifier>,
+    /// Issued tokens.
+    pub cache: IssuedTokenCache,
+}
+
+/// The subject token, once accepted.
+struct Subject<'a> {
+    token: &'a str,
+    hash: TokenHash,
+    claims: SubjectClaims,
+}
+
+/// Claims of an accepted subject token: shared with the verification cache,
+/// or decoded for this request.
+enum SubjectClaims {
+    Verified(Rc<VerifiedToken>),
+    Decoded(Box<Claims>),
+}
+
+impl SubjectClaims {
+    fn get(&self) -> &Claims {
+        match self {
+            SubjectClaims::Verified(verified) => &verified.claims,
+            SubjectClaims::Decoded(claims) => claims,
+        }
+    }
+}
+
+impl Engine {
+    /// Builds the state for a configuration.
+    pub fn new(config: Rc<FilterConfig>) -> Self {
+        let prefix = format!("baton.obo.{}.", config.fingerprint);
+        let verifier = match config.subject.as_ref().map(|s| &s.validation) {
+            Some(SubjectValidation::Jwks(providers)) => Some(TokenVerifier::new(
+                Rc::clone(providers),
+                &prefix,
+                config.cache_entries,
+                baton_token::jwt::DEFAULT_MAX_TOKEN_BYTES,
+                metrics::JWKS,
+            )),
+            _ => None,
+        };
+        let cache = IssuedTokenCache::new(config.cache_entries, &prefix);
+        Self { config, verifier, cache }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FilterConfig {
+        &self.config
+    }
+
+    /// The configuration, shared.
+    pub fn shared_config(&self) -> Rc<FilterConfig> {
+        Rc::clone(&self.config)
+    }
+
+    /// Decides what happens to `request`.
+    pub fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
+        let config = Rc::clone(&self.config);
+        let mut audit = AuditLine::new(config.audit_log);
+        let Some(target) = config
+            .targets
+            .iter()
+            .find(|t| t.matcher.matches(&request.method, &request.path, &request.authority))
+        else {
+            audit.set("target", "-");
+            return match config.default_action {
+                DefaultAction::Deny => {
+                    let rejection =
+                        Rejection::json(403, "access_denied", "no delegation target matches this request");
+                    reject(host, audit, metrics::DENIED_NO_TARGET, "no_target", rejection)
+                }
+                DefaultAction::PassThrough => {
+                    audit.allow("pass_through");
+                    audit.emit(host);
+                    host.count(metrics::PASS_THROUGH);
+                    let remove = config.subject.iter().map(|s| s.header.clone()).collect();
+                    Verdict::Forward(Forward { inject: None, remove })
+                }
+            };
+        };
+        audit.set("target", &target.name).set("mode", target.mode.label());
+        if !target.audiences.is_empty() || !target.resources.is_empty() {
+            audit.set("audience", &target.destinations().collect::<Vec<_>>().join(","));
+        }
+
+        if let Some(grant) = &target.credentials {
+            // Service to service: the gateway's own token, no user involved.
+            return match self.obtain(host, &grant.key, round) {
+                Some((token, outcome, idp_ms)) => self.forward(host, audit, target, &token, outcome, idp_ms),
+                None => self.wait_for(host, audit, round, credentials_job(grant, &config.idps[grant.idp])),
+            };
+        }
+
+        let subject = match self.accept_subject(host, request, round, &mut audit) {
+            Ok(subject) => subject,
+            Err(verdict) => return verdict,
+        };
+        audit.token_as("subject", &subject.hash);
+        let claims = subject.claims.get();
+        if let Some(sub) = &claims.sub {
+            audit.set("sub", sub);
+        }
+        let caller = caller(&config.delegation, request.caller_header.as_deref(), claims);
+        if let Some(caller) = &caller {
+            audit.set("caller", caller);
+        }
+        if let Err(description) = check_delegation(&config.delegation, caller.as_deref(), claims, target) {
+            let rejection = Rejection::json(403, "access_denied", &description);
+            return reject(host, audit, metrics::DENIED_DELEGATION, "delegation_denied", rejection);
+        }
+
+        let key = TokenHash::of_parts(&[target.digest.as_bytes(), subject.hash.as_bytes()]);
+        if let Some((token, outcome, idp_ms)) = self.obtain(host, &key, round) {
+            return self.forward(host, audit, target, &token, outcome, idp_ms);
+        }
+        let actor = match &target.actor {
+            None => None,
+            Some(Actor::Static { token, token_type }) => Some((token.clone(), token_type.clone())),
+            Some(Actor::ClientCredentials(grant)) => match self.obtain(host, &grant.key, round) {
+                Some((token, _, _)) => {
+                    Some((token.token.clone(), baton_token::oauth::TOKEN_TYPE_ACCESS_TOKEN.to_string()))
+                }
+                None => {
+                    return self.wait_for(host, audit, round, credentials_job(grant, &config.idps[grant.idp]));
+                }
+            },
+        };
+        let subject_exp = claims.exp.and_then(|exp| u64::try_from(exp).ok());
+        let job = exchange_job(target, &config.idps[target.idp], key, subject.token, subject_exp, actor);
+        self.wait_for(host, audit, round, job)
+    }
+
+    /// A usable token for `key`: the one that just arrived, or a cached one.
+    fn obtain(
+        &mut self,
+        host: &dyn Host,
+        key: &TokenHash,
+        round: Round<'_>,
+    ) -> Option<(Rc<IssuedToken>, CacheOutcome, Option<u64>)> {
+        if let Some((fresh_key, token, idp_ms)) = round.fresh
+            && fresh_key == key
+        {
+            return Some((Rc::clone(token), CacheOutcome::Miss, Some(idp_ms)));
+        }
+        self.cache.get(key, host).map(|(token, outcome)| (token, outcome, None))
+    }
+
+    fn accept_subject<'r>(
+        &mut self,
+        host: &dyn Host,
+        request: &'r Request,
+        round: Round<'_>,
+        audit: &mut AuditLine,
+    ) -> Result<Subject<'r>, Verdict> {
+        let config = Rc::clone(&self.config);
+        let Some(subject) = &config.subject else {
+            return Err(self.unavailable(host, std::mem::take(audit), "no_subject_configuration"));
+        };
+        let realm = config.realm.as_deref();
+        let token = match extract_token(&request.credential, &subject.prefix) {
+            Ok(token) => token,
+            Err(TokenProblem::Missing) => {
+                let rejection = Rejection::challenged(
+                    &AuthChallenge::bearer().with_realm(realm),
+                    "unauthorized",
+                    "a bearer token is required",
+                );
+                return Err(reject(
+                    host,
+                    std::mem::take(audit),
+                    metrics::DENIED_MISSING_TOKEN,
+                    "missing_token",
+                    rejection,
+                ));
+            }
+            Err(TokenProblem::Malformed(why)) => {
+                let challenge = AuthChallenge::error(BearerError::InvalidRequest, why).with_realm(realm);
+                let rejection = Rejection::challenged(&challenge, "invalid_request", why);
+                return Err(reject(
+                    host,
+                    std::mem::take(audit),
+                    metrics::DENIED_INVALID_REQUEST,
+                    "invalid_request",
+                    rejection,
+                ));
+            }
+        };
+        let hash = TokenHash::of(token.as_bytes());
+        let claims = match &subject.validation {
+            SubjectValidation::DecodeOnly { issuers, audiences, clock_skew_secs } => {
+                match decode_only(token, issuers, audiences, *clock_skew_secs, host.now_unix_secs()) {
+                    Ok(claims) => SubjectClaims::Decoded(Box::new(claims)),
+                    Err(rejected) => {
+                        audit.token_as("subject", &hash);
+                        return Err(self.invalid_token(
+                            host,
+                            std::mem::take(audit),
+                            rejected.reason,
+                            &rejected.description,
+                        ));
+                    }
+                }
+            }
+            SubjectValidation::Jwks(_) => {
+                let Some(verifier) = self.verifier.as_mut() else {
+                    return Err(self.unavailable(host, std::mem::take(audit), "no_verifier"));
+                };
+                match verifier.verify(host, token, &hash, &[], round.keys) {
+                    Ok((verified, _)) => SubjectClaims::Verified(verified),
+                    Err(VerifyError::AwaitKeys(provider)) if round.number < MAX_ROUNDS => {
+                        return Err(Verdict::AwaitKeys(provider));
+                    }
+                    Err(VerifyError::AwaitKeys(_)) | Err(VerifyError::KeysUnavailable(_)) => {
+                        return Err(self.unavailable(host, std::mem::take(audit), "keys_unavailable"));
+                    }
+                    Err(VerifyError::Invalid { reason, description }) => {
+                        audit.token_as("subject", &hash);
+                        return Err(self.invalid_token(host, std::mem::take(audit), reason, &description));
+                    }
+                }
+            }
+        };
+        Ok(Subject { token, hash, claims })
+    }
+
+    fn wait_for(&self, host: &dyn Host, audit: AuditLine, round: Round<'_>, job: Job) -> Verdict {
+        // A request that already waited for this very key and still has no
+        // token would wait forever: answer now.
+        let again = round.fresh.is_some_and(|(key, _, _)| *key == job.key);
+        if again || round.number >= MAX_ROUNDS {
+            return self.unavailable(host, audit, "token_unavailable");
+        }
+        Verdict::AwaitToken(Box::new(job))
+    }
+
+    fn forward(
+        &self,
+        host: &dyn Host,
+        mut audit: AuditLine,
+        target: &Target,
+        token: &IssuedToken,
+        outcome: CacheOutcome,
+        idp_ms: Option<u64>,
+    ) -> Verdict {
+        host.count(match outcome {
+            CacheOutcome::HitLocal => metrics::CACHE_HIT_LOCAL,
+            CacheOutcome::HitShared => metrics::CACHE_HIT_SHARED,
+            CacheOutcome::Miss => metrics::CACHE_MISS,
+        });
+        host.count(metrics::INJECTED);
+        audit.cache(outcome.label());
+        if let Some(idp_ms) = idp_ms {
+            audit.set("idp_ms", &idp_ms.to_string());
+        }
+        audit.token_as("issued", &token.hash());
+        if let Some(act) = UnverifiedJwt::parse(token.token.expose(), 64 * 1024)
+            .ok()
+            .and_then(|jwt| jwt.claims().act.clone())
+        {
+            audit.set("act", &act.chain().join(">"));
+        }
+        audit.allow("injected");
+        audit.emit(host);
+        let mut remove = Vec::new();
+        if let Some(subject_header) = self.config.subject.as_ref().map(|s| &s.header)
+            && *subject_header != target.inject.header
+        {
+            remove.push(subject_header.clone());
+        }
+        let value = Secret::new(format!("{}{}", target.inject.prefix, token.token.expose()));
+        Verdict::Forward(Forward { inject: Some((target.inject.header.clone(), value)), remove })
+    }
+
+    fn invalid_token(&self, host: &dyn Host, audit: AuditLine, reason: &str, description: &str) -> Verdict {
+        let challenge = AuthChallenge::error(BearerError::InvalidToken, description)
+            .with_realm(self.config.realm.as_deref());
+        let rejection = Rejection::challenged(&challenge, "invalid_token", description);
+        reject(host, audit, metrics::DENIED_INVALID_TOKEN, reason, rejection)
+    }
+
+    fn unavailable(&self, host: &dyn Host, audit: AuditLine, reason: &str) -> Verdict {
+        reject(host, audit, metrics::DENIED_UNAVAILABLE, reason, unavailable_rejection())
+    }
+
+    /// Takes a token endpoint answer for `job`: a token is cached and
+    /// returned; a failure is counted, logged and returned as the answer
+    /// every request waiting for it gets.
+    pub fn finish_job(
+        &mut self,
+        host: &dyn Host,
+        job: &Job,
+        status: Option<u16>,
+        body: &[u8],
+    ) -> Result<Rc<IssuedToken>, JobFailure> {
+        let idp_name = self.config.idps.get(job.idp).map_or("?", |idp| idp.name.as_str());
+        match TokenResponse::parse(status, body, job.expectation()) {
+            Ok(response) => {
+                host.count(metrics::IDP_SUCCESS);
+                let rules = LifetimeRules {
+                    margin_secs: self.config.expiry_margin_secs,
+                    default_secs: self.config.default_lifetime_secs,
+                    not_after: job.not_after,
+                };
+                let (token, cacheable) = issued_token(response, rules, host.now_unix_secs());
+                let token = Rc::new(token);
+                if cacheable {
+                    self.cache.put(job.key, Rc::clone(&token), host);
+                }
+                Ok(token)
+            }
+            Err(error) => {
+                host.count(match &error {
+                    TokenEndpointError::Rejected { .. } => metrics::IDP_REJECTED,
+                    TokenEndpointError::InvalidResponse(_) => metrics::IDP_INVALID_RESPONSE,
+                    _ => metrics::IDP_UNAVAILABLE,
+                });
+                let (failure, level) = failure_for(&error);
+                host.log(level, &format!("idp={idp_name} call for {} failed: {error}", job.label));
+                Err(failure)
+            }
+        }
+    }
+
+    /// Answers a request that waited longer than any call could take.
+    pub fn overdue(&self, host: &dyn Host) -> Rejection {
+        let mut audit = AuditLine::new(self.config.audit_log);
+        audit.deny(503, "wait_timeout");
+        audit.emit(host);
+        host.count(metrics::DENIED_UNAVAILABLE);
+        unavailable_rejection()
+    }
+
+    /// Answers a request that waited for a call that failed.
+    pub fn fail_waiting(&self, host: &dyn Host, failure: &JobFailure) -> Rejection {
+        let rejection = failure.rejection(self.config.realm.as_deref());
+        let mut audit = AuditLine::new(self.config.audit_log);
+        audit.deny(rejection.status, &failure.reason);
+        audit.emit(host);
+        host.count(failure.metric);
+        rejection
+    }
+}
+
+/// How a failed IdP call is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    /// Audit label, e.g. `idp_rejected:invalid_grant`.
+    pub reason: String,
+    /// Counter.
+    pub metric: &'static str,
+    kind: FailureKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FailureKind {
+    /// 401 `invalid_token`: the IdP refused the subject token.
+    SubjectRefused(String),
+    /// 403: the IdP refused this target or client.
+    TargetRefused(String),
+    /// 503.
+    Unavailable,
+}
+
+impl JobFailure {
+    /// The answer to send.
+    pub fn rejection(&self, realm: Option<&str>) -> Rejection {
+        match &self.kind {
+            FailureKind::SubjectRefused(code) => {
+                let description = format!("the identity provider refused the subject token ({code})");
+                let challenge =
+                    AuthChallenge::error(BearerError::InvalidToken, description.clone()).with_realm(realm);
+                Rejection::challenged(&challenge, "invalid_token", &description)
+            }
+            FailureKind::TargetRefused(code) => Rejection::json(
+                403,
+                "access_denied",
+                &format!("the identity provider refused a token for this upstream ({code})"),
+            ),
+            FailureKind::Unavailable => unavailable_rejection(),
+        }
+    }
+}
+
+fn failure_for(error: &TokenEndpointError) -> (JobFailure, LogLevel) {
+    let reason = error.reason();
+    match error {
+        TokenEndpointError::Rejected {
+            code: code @ (OAuthErrorCode::InvalidGrant | OAuthErrorCode::InvalidRequest),
+            ..
+        } => (
+            JobFailure {
+                reason,
+                metric: metrics::DENIED_INVALID_TOKEN,
+                kind: FailureKind::SubjectRefused(code.as_str().to_string()),
+            },
+            LogLevel::Info,
+        ),
+        TokenEndpointError::Rejected {
+            code:
+                code @ (OAuthErrorCode::InvalidTarget
+                | OAuthErrorCode::UnauthorizedClient
+                | OAuthErrorCode::InvalidScope),
+            ..
+        } => (
+            JobFailure {
+                reason,
+                metric: metrics::DENIED_IDP_REFUSED,
+                kind: FailureKind::TargetRefused(code.as_str().to_string()),
+            },
+            LogLevel::Warn,
+        ),
+        // The gateway's own credentials or grant were refused: a
+        // configuration problem, not the client's.
+        TokenEndpointError::Rejected { .. } => (
+            JobFailure { reason, metric: metrics::DENIED_UNAVAILABLE, kind: FailureKind::Unavailable },
+            LogLevel::Error,
+        ),
+        _ => (
+            JobFailure { reason, metric: metrics::DENIED_UNAVAILABLE, kind: FailureKind::Unavailable },
+            LogLevel::Warn,
+        ),
+    }
+}
+
+fn unavailable_rejection() -> Rejection {
+    Rejection::json(
+        503,
+        "temporarily_unavailable",
+        "a token for the upstream could not be obtained; retry shortly",
+    )
+    .with_header("retry-after", "5")
+}
+
+fn reject(
+    host: &dyn Host,
+    mut audit: AuditLine,
+    metric: &str,
+    reason: &str,
+    rejection: Rejection,
+) -> Verdict {
+    audit.deny(rejection.status, reason);
+    audit.emit(host);
+    host.count(metric);
+    Verdict::Reject(rejection)
+}
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

@@ -1,0 +1,391 @@
+//! Decisions through the in-memory host: every mode, the cache, the
+//! delegation policy and each IdP failure, with tokens minted here.
+
+use super::*;
+use crate::config;
+use baton_filter_kit::test_host::TestHost;
+use baton_filter_kit::test_keys::TestKey;
+use serde_json::{Value, json};
+
+const NOW: u64 = 1_800_000_000;
+const ISS: &str = "https://idp.test";
+
+struct Setup {
+    engine: Engine,
+    host: TestHost,
+    key: TestKey,
+}
+
+fn setup(config: Value) -> Setup {
+    let config = Rc::new(config::parse(config.to_string().as_bytes()).unwrap());
+    Setup { engine: Engine::new(config), host: TestHost::new(NOW), key: TestKey::es256("k1") }
+}
+
+fn base() -> Value {
+    json!({
+        "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "agent-broker", "clientSecret": "pw"}],
+        "subjectToken": {"validation": "decodeOnly", "issuers": [ISS]},
+        "targets": [
+            {"name": "portfolio", "match": {"host": "portfolio.internal"}, "mode": "tokenExchange", "idp": "corp",
+             "audiences": ["portfolio-agent"], "scope": "portfolio:read"},
+            {"name": "market", "match": {"host": "market.internal"}, "mode": "clientCredentials", "idp": "corp",
+             "audiences": ["market-data"], "scope": "quotes"},
+            {"name": "graph", "match": {"host": "graph.internal"}, "mode": "entraOnBehalfOf", "idp": "corp",
+             "scope": "api://graph/.default"}
+        ],
+        "cache": {"expiryMarginSeconds": 30}
+    })
+}
+
+fn user_claims(sub: &str) -> Value {
+    json!({"iss": ISS, "sub": sub, "aud": "agent-broker", "azp": "broker-app", "exp": NOW + 600, "iat": NOW - 5,
+           "scope": "portfolio:read"})
+}
+
+fn request(host: &str, authorization: Option<&str>) -> Request {
+    Request {
+        method: "GET".into(),
+        path: "/api".into(),
+        authority: host.into(),
+        credential: authorization.map_or(Credential::Absent, |a| Credential::One(a.as_bytes().to_vec())),
+        caller_header: None,
+    }
+}
+
+impl Setup {
+    fn first(&mut self, request: &Request) -> Verdict {
+        self.engine.decide(&self.host, request, Round::FIRST)
+    }
+
+    fn user(&self, sub: &str) -> String {
+        self.key.token(&user_claims(sub))
+    }
+
+    /// Runs the job the verdict asks for against a canned IdP answer, then
+    /// decides again as the root context would.
+    fn complete(&mut self, request: &Request, verdict: Verdict, status: u16, body: &Value) -> Verdict {
+        let Verdict::AwaitToken(job) = verdict else {
+            panic!("expected a wait for a token, got {verdict:?}")
+        };
+        let job = *job;
+        match self.engine.finish_job(&self.host, &job, Some(status), body.to_string().as_bytes()) {
+            Ok(token) => {
+                let round = Round { number: 1, keys: KeyWait::Allowed, fresh: Some((&job.key, &token, 12)) };
+                self.engine.decide(&self.host, request, round)
+            }
+            Err(failure) => Verdict::Reject(self.engine.fail_waiting(&self.host, &failure)),
+        }
+    }
+}
+
+fn issued(token: &str, expires_in: u64) -> Value {
+    json!({"access_token": token, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+           "token_type": "Bearer", "expires_in": expires_in})
+}
+
+fn job_of(verdict: &Verdict) -> &Job {
+    match verdict {
+        Verdict::AwaitToken(job) => job,
+        other => panic!("expected a wait for a token, got {other:?}"),
+    }
+}
+
+fn injected(verdict: &Verdict) -> (String, String) {
+    match verdict {
+        Verdict::Forward(Forward { inject: Some((name, value)), .. }) => {
+            (name.clone(), value.expose().to_string())
+        }
+        other => panic!("expected an injected token, got {other:?}"),
+    }
+}
+
+fn rejected(verdict: Verdict) -> Rejection {
+    match verdict {
+        Verdict::Reject(rejection) => rejection,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn body_error(rejection: &Rejection) -> String {
+    serde_json::from_str::<Value>(&rejection.body).unwrap()["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_token_exchange_is_made_once_then_served_from_the_cache() {
+    let mut s = setup(base());
+    let alice = s.user("alice");
+    let req = request("portfolio.internal", Some(&format!("Bearer {alice}")));
+    let verdict = s.first(&req);
+    let job = job_of(&verdict).clone();
+    let body = job.request.body.expose();
+    assert!(body.contains(&format!("subject_token={alice}")), "{body}");
+    assert!(body.contains("audience=portfolio-agent") && body.contains("scope=portfolio%3Aread"), "{body}");
+    assert_eq!(job.not_after, Some(NOW + 600));
+
+    let forwarded = s.complete(&req, verdict, 200, &issued("exchanged-for-alice", 300));
+    assert_eq!(injected(&forwarded), ("authorization".to_string(), "Bearer exchanged-for-alice".to_string()));
+    assert_eq!(s.host.counter(metrics::CACHE_MISS), 1);
+
+    // The next request for the same user and target is a cache hit, with
+    // no call; another user needs a call of their own.
+    assert_eq!(injected(&s.first(&req)).1, "Bearer exchanged-for-alice");
+    assert_eq!(s.host.counter(metrics::CACHE_HIT_LOCAL), 1);
+    let bob = s.user("bob");
+    let other = s.first(&request("portfolio.internal", Some(&format!("Bearer {bob}"))));
+    assert_ne!(job_of(&other).key, job.key);
+    assert_eq!(s.host.counter(metrics::INJECTED), 2);
+}
+
+#[test]
+fn a_cached_token_expires_with_its_margin() {
+    let mut s = setup(base());
+    let req = request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))));
+    let verdict = s.first(&req);
+    injected(&s.complete(&req, verdict, 200, &issued("short", 100)));
+    s.host.set_now(NOW + 69);
+    injected(&s.first(&req));
+    s.host.set_now(NOW + 70);
+    job_of(&s.first(&req));
+}
+
+#[test]
+fn the_issued_token_never_outlives_the_subject_token() {
+    let mut s = setup(base());
+    let mut claims = user_claims("alice");
+    claims["exp"] = json!(NOW + 100);
+    let req = request("portfolio.internal", Some(&format!("Bearer {}", s.key.token(&claims))));
+    let verdict = s.first(&req);
+    injected(&s.complete(&req, verdict, 200, &issued("long-lived", 3600)));
+    s.host.set_now(NOW + 69);
+    injected(&s.first(&req));
+    s.host.set_now(NOW + 70);
+    job_of(&s.first(&req));
+}
+
+#[test]
+fn subject_token_problems_never_reach_the_idp() {
+    let mut s = setup(base());
+    let missing = rejected(s.first(&request("portfolio.internal", None)));
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.headers[0], ("www-authenticate", "Bearer".to_string()));
+    let mut claims = user_claims("alice");
+    claims["exp"] = json!(NOW - 120);
+    let expired =
+        rejected(s.first(&request("portfolio.internal", Some(&format!("Bearer {}", s.key.token(&claims))))));
+    assert_eq!(expired.status, 401);
+    assert!(expired.headers[0].1.contains("token is expired"));
+    let mut claims = user_claims("alice");
+    claims["iss"] = json!("https://evil.test");
+    let foreign =
+        rejected(s.first(&request("portfolio.internal", Some(&format!("Bearer {}", s.key.token(&claims))))));
+    assert_eq!(foreign.status, 401);
+    let garbage = rejected(s.first(&request("portfolio.internal", Some("Bearer not.a.jwt"))));
+    assert_eq!(garbage.status, 401);
+    let mut two = request("portfolio.internal", None);
+    two.credential = Credential::Several;
+    assert_eq!(rejected(s.first(&two)).status, 400);
+    assert_eq!(s.host.counter(metrics::DENIED_INVALID_TOKEN), 3);
+    assert_eq!(s.host.counter(metrics::CACHE_MISS), 0);
+}
+
+#[test]
+fn client_credentials_need_no_user_token() {
+    let mut s = setup(base());
+    let req = request("market.internal", Some("Bearer whatever-the-caller-sent"));
+    let verdict = s.first(&req);
+    assert_eq!(
+        job_of(&verdict).request.body.expose(),
+        "grant_type=client_credentials&audience=market-data&scope=quotes"
+    );
+    let forwarded = s.complete(
+        &req,
+        verdict,
+        200,
+        &json!({"access_token": "gateway-token", "token_type": "Bearer", "expires_in": 300}),
+    );
+    assert_eq!(injected(&forwarded).1, "Bearer gateway-token");
+    assert_eq!(injected(&s.first(&request("market.internal", None))).1, "Bearer gateway-token");
+}
+
+#[test]
+fn entra_on_behalf_of() {
+    let mut s = setup(base());
+    let alice = s.user("alice");
+    let req = request("graph.internal", Some(&format!("Bearer {alice}")));
+    let verdict = s.first(&req);
+    let body = job_of(&verdict).request.body.expose().to_string();
+    assert!(
+        body.starts_with("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="),
+        "{body}"
+    );
+    assert!(
+        body.contains("requested_token_use=on_behalf_of")
+            && body.contains("scope=api%3A%2F%2Fgraph%2F.default")
+    );
+    let obo_answer = json!({"access_token": "graph-token", "token_type": "Bearer", "expires_in": "3599", "ext_expires_in": 3599});
+    assert_eq!(injected(&s.complete(&req, verdict, 200, &obo_answer)).1, "Bearer graph-token");
+}
+
+#[test]
+fn an_actor_client_credentials_token_is_obtained_first() {
+    let mut config = base();
+    config["targets"][0]["actor"] = json!({"clientCredentials": {"scope": "actor"}});
+    let mut s = setup(config);
+    let req = request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))));
+    let first = s.first(&req);
+    assert_eq!(job_of(&first).request.body.expose(), "grant_type=client_credentials&scope=actor");
+    let second = s.complete(
+        &req,
+        first,
+        200,
+        &json!({"access_token": "broker-actor", "token_type": "Bearer", "expires_in": 300}),
+    );
+    let body = job_of(&second).request.body.expose().to_string();
+    assert!(body.contains("actor_token=broker-actor"), "{body}");
+    assert!(
+        body.contains("actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"),
+        "{body}"
+    );
+}
+
+#[test]
+fn no_target_is_denied_or_passed_without_the_token() {
+    let mut s = setup(base());
+    let denied = rejected(s.first(&request("elsewhere.internal", Some("Bearer x"))));
+    assert_eq!((denied.status, body_error(&denied)), (403, "access_denied".to_string()));
+    let mut config = base();
+    config["defaultAction"] = json!("passThrough");
+    let mut s = setup(config);
+    assert_eq!(
+        s.first(&request("elsewhere.internal", Some("Bearer x"))),
+        Verdict::Forward(Forward { inject: None, remove: vec!["authorization".into()] })
+    );
+}
+
+#[test]
+fn delegation_policy_refuses_other_callers() {
+    let mut config = base();
+    config["delegation"] = json!({"allow": [{"caller": "broker-app", "audiences": ["portfolio-agent"]}]});
+    let mut s = setup(config);
+    job_of(&s.first(&request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))))));
+    let mut claims = user_claims("alice");
+    claims["azp"] = json!("rogue-app");
+    let denied =
+        rejected(s.first(&request("portfolio.internal", Some(&format!("Bearer {}", s.key.token(&claims))))));
+    assert_eq!(denied.status, 403);
+    assert!(
+        denied.body.contains("caller rogue-app may not obtain tokens for portfolio-agent"),
+        "{}",
+        denied.body
+    );
+    assert_eq!(s.host.counter(metrics::DENIED_DELEGATION), 1);
+}
+
+#[test]
+fn idp_failures_have_their_status() {
+    let cases: Vec<(u16, Value, u16, &str)> = vec![
+        (
+            400,
+            json!({"error": "invalid_grant", "error_description": "subject token revoked"}),
+            401,
+            "invalid_token",
+        ),
+        (400, json!({"error": "invalid_request"}), 401, "invalid_token"),
+        (400, json!({"error": "invalid_target"}), 403, "access_denied"),
+        (400, json!({"error": "unauthorized_client"}), 403, "access_denied"),
+        (401, json!({"error": "invalid_client"}), 503, "temporarily_unavailable"),
+        (500, json!({"error": "server_error"}), 503, "temporarily_unavailable"),
+        (503, json!("busy"), 503, "temporarily_unavailable"),
+        (200, json!({"token_type": "Bearer"}), 503, "temporarily_unavailable"),
+        (200, json!({"access_token": "t", "token_type": "Bearer"}), 503, "temporarily_unavailable"),
+        (
+            200,
+            json!({"access_token": "t", "token_type": "Bearer", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "expires_in": -1}),
+            503,
+            "temporarily_unavailable",
+        ),
+    ];
+    for (status, body, expected, error) in cases {
+        let mut s = setup(base());
+        let req = request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))));
+        let verdict = s.first(&req);
+        let rejection = rejected(s.complete(&req, verdict, status, &body));
+        assert_eq!((rejection.status, body_error(&rejection).as_str()), (expected, error), "{status} {body}");
+        assert!(!rejection.body.contains("eyJ"), "no token in an error body");
+    }
+}
+
+#[test]
+fn no_response_is_unavailable() {
+    let mut s = setup(base());
+    let req = request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))));
+    let Verdict::AwaitToken(job) = s.first(&req) else { panic!() };
+    let job = *job;
+    let failure = s.engine.finish_job(&s.host, &job, None, b"").unwrap_err();
+    assert_eq!(s.engine.fail_waiting(&s.host, &failure).status, 503);
+    assert_eq!(s.host.counter(metrics::IDP_UNAVAILABLE), 1);
+}
+
+#[test]
+fn audit_lines_name_the_parties_never_the_tokens() {
+    let mut s = setup(base());
+    let alice = s.user("alice");
+    let req = request("portfolio.internal", Some(&format!("Bearer {alice}")));
+    let verdict = s.first(&req);
+    let exchanged = s.key.token(&json!({"sub": "alice", "act": {"sub": "broker"}, "exp": NOW + 300}));
+    injected(&s.complete(&req, verdict, 200, &issued(&exchanged, 300)));
+    let line = &s.host.logs()[0].1;
+    let subject_hash = TokenHash::of(alice.as_bytes()).short();
+    let issued_hash = TokenHash::of(exchanged.as_bytes()).short();
+    assert_eq!(
+        line,
+        &format!(
+            "audit target=portfolio mode=token_exchange audience=portfolio-agent subject={subject_hash} sub=alice \
+             caller=broker-app cache=miss idp_ms=12 issued={issued_hash} act=broker decision=allow reason=injected"
+        )
+    );
+    assert!(!line.contains(&alice) && !line.contains(&exchanged));
+}
+
+#[test]
+fn jwks_validation_waits_for_keys() {
+    let mut config = base();
+    config["subjectToken"] = json!({"validation": "jwks", "providers": [{
+        "name": "corp", "issuer": ISS, "audiences": ["agent-broker"], "algorithms": ["ES256"],
+        "jwks": {"remote": {"cluster": "idp", "path": "/jwks"}}}]});
+    let mut s = setup(config);
+    let req = request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))));
+    assert_eq!(s.first(&req), Verdict::AwaitKeys(0));
+    let verifier = s.engine.verifier.as_mut().unwrap();
+    verifier.keys().start_fetch(0, &s.host).unwrap();
+    verifier.keys().finish_fetch(0, &s.host, Ok(s.key.jwks().as_bytes()));
+    let after_keys = Round { number: 1, keys: KeyWait::Exhausted, fresh: None };
+    job_of(&s.engine.decide(&s.host, &req, after_keys));
+    // A forged token (right kid, other key) is refused before any call.
+    let forged = TestKey::es256("k1").token(&user_claims("mallory"));
+    let refused = rejected(s.first(&request("portfolio.internal", Some(&format!("Bearer {forged}")))));
+    assert_eq!(refused.status, 401);
+    assert!(refused.headers[0].1.contains("token signature is invalid"));
+}
+
+#[test]
+fn the_subject_header_is_removed_when_another_header_carries_the_token() {
+    let mut config = base();
+    config["targets"][1]["inject"] = json!({"header": "x-upstream-token", "prefix": ""});
+    let mut s = setup(config);
+    let req = request("market.internal", Some("Bearer caller-token"));
+    let verdict = s.first(&req);
+    let forwarded = s.complete(
+        &req,
+        verdict,
+        200,
+        &json!({"access_token": "svc", "token_type": "Bearer", "expires_in": 300}),
+    );
+    assert_eq!(
+        forwarded,
+        Verdict::Forward(Forward {
+            inject: Some(("x-upstream-token".into(), Secret::new("svc"))),
+            remove: vec!["authorization".into()]
+        })
+    );
+}

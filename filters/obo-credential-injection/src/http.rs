@@ -1,0 +1,163 @@
+//! The request context: gathers the request, asks the
+//! [`Engine`](crate::decision::Engine), and applies the verdict. A request
+//! waiting for a token or keys stays paused, body included, until the root
+//! context decides it.
+
+use baton_filter_kit::credential::Credential;
+use baton_filter_kit::host::Host;
+use baton_filter_kit::proxy_host::{ProxyHost, log};
+use baton_filter_kit::reply::fail_closed;
+use baton_filter_kit::waiters::resume_request;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use crate::FILTER;
+use crate::decision::{Request, Round, Verdict};
+use crate::model::FilterConfig;
+use crate::root::SharedVm;
+
+/// Per-request context.
+#[derive(Debug)]
+pub struct OboHttp {
+    context_id: u32,
+    vm: SharedVm,
+    waiting: bool,
+}
+
+impl OboHttp {
+    /// A context for one request.
+    pub fn new(context_id: u32, vm: SharedVm) -> Self {
+        Self { context_id, vm, waiting: false }
+    }
+
+    fn on_headers(&mut self) -> Action {
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return fail_closed(FILTER, "filter state busy");
+        };
+        let Some(vm) = slot.as_mut() else {
+            return fail_closed(FILTER, "filter not configured");
+        };
+        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+            return fail_closed(FILTER, "request headers unreadable");
+        };
+        let request = gather(&headers, vm.engine.config());
+        let metrics = vm.metrics.clone();
+        let host = ProxyHost::new(&metrics, FILTER);
+        let verdict = vm.engine.decide(&host, &request, Round::FIRST);
+        match vm.park(self.context_id, request, verdict, 0, host.now_unix_secs()) {
+            Ok(()) => {
+                self.waiting = true;
+                Action::Pause
+            }
+            Err(verdict) => apply(verdict),
+        }
+    }
+
+    fn still_waiting(&mut self) -> bool {
+        if self.waiting {
+            self.waiting = match self.vm.try_borrow() {
+                Ok(slot) => slot.as_ref().is_some_and(|vm| vm.waiters.contains(self.context_id)),
+                Err(_) => true,
+            };
+        }
+        self.waiting
+    }
+}
+
+/// The attributes the decision needs, from the request headers.
+fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    };
+    let credential = match &config.subject {
+        None => Credential::Absent,
+        Some(subject) => {
+            let mut values = headers.iter().filter(|(name, _)| *name == subject.header);
+            match (values.next(), values.next()) {
+                (None, _) => Credential::Absent,
+                (Some((_, value)), None) => Credential::One(value.clone()),
+                (Some(_), Some(_)) => Credential::Several,
+            }
+        }
+    };
+    Request {
+        method: text(":method").unwrap_or_default(),
+        path: text(":path").unwrap_or_default(),
+        authority: text(":authority").unwrap_or_default(),
+        credential,
+        caller_header: config.delegation.caller_header.as_deref().and_then(text),
+    }
+}
+
+/// Applies a verdict in the current request's context; returns what the
+/// header callback should answer.
+fn apply(verdict: Verdict) -> Action {
+    match verdict {
+        Verdict::Forward(forward) => {
+            for name in &forward.remove {
+                if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+                    return fail_closed(FILTER, "subject token header could not be removed");
+                }
+            }
+            if let Some((name, value)) = &forward.inject
+                && hostcalls::set_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    name,
+                    Some(value.expose().as_bytes()),
+                )
+                .is_err()
+            {
+                return fail_closed(FILTER, "token could not be injected");
+            }
+            Action::Continue
+        }
+        Verdict::Reject(rejection) => {
+            rejection.send(FILTER);
+            Action::Pause
+        }
+        Verdict::AwaitKeys(_) | Verdict::AwaitToken(_) => fail_closed(FILTER, "decision still waiting"),
+    }
+}
+
+/// Applies a verdict to a request that waited (the root context has made it
+/// the effective context).
+pub fn apply_after_wait(verdict: Verdict) {
+    if let Action::Continue = apply(verdict)
+        && !resume_request()
+    {
+        log(FILTER, baton_filter_kit::LogLevel::Warn, "waiting request could not be resumed");
+    }
+}
+
+impl Context for OboHttp {}
+
+impl HttpContext for OboHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.on_headers()
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        // Continuing the body while the headers wait would let the request
+        // through unchecked; hold (and buffer) it until the decision.
+        if self.still_waiting() { Action::Pause } else { Action::Continue }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.still_waiting() { Action::Pause } else { Action::Continue }
+    }
+}
+
+impl Drop for OboHttp {
+    fn drop(&mut self) {
+        if self.waiting
+            && let Ok(mut slot) = self.vm.try_borrow_mut()
+            && let Some(vm) = slot.as_mut()
+        {
+            vm.waiters.remove(self.context_id);
+        }
+    }
+}

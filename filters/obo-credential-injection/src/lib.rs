@@ -1,0 +1,42 @@
+//! Baton obo-credential-injection: replaces the caller's bearer token with
+//! one minted for the upstream (RFC 8693 token exchange, Microsoft Entra
+//! on-behalf-of, or the gateway's own client-credentials token), obtained
+//! from the IdP with `dispatch_http_call`, cached and shared by the workers.
+//!
+//! Layout: `config` compiles the configuration into the `model`; `subject`
+//! checks the subject token and the delegation policy; `decision` decides
+//! per request over the [`baton_filter_kit::Host`] trait; `jobs` builds
+//! token endpoint calls and keeps one in flight per token; `issued` caches
+//! the results; `root` and `http` are the proxy-wasm glue.
+
+pub mod config;
+pub mod decision;
+pub mod http;
+pub mod issued;
+pub mod jobs;
+pub mod metrics;
+pub mod model;
+pub mod root;
+pub mod subject;
+
+/// The name this filter logs under.
+pub const FILTER: &str = "obo-credential-injection";
+
+#[cfg(target_arch = "wasm32")]
+mod registration {
+    use proxy_wasm::traits::RootContext;
+
+    proxy_wasm::main! {{
+        std::panic::set_hook(Box::new(|info| {
+            // With panic = "abort" this is the last word of the VM: make it
+            // visible to the operator.
+            let _ = proxy_wasm::hostcalls::log(
+                proxy_wasm::types::LogLevel::Critical,
+                &format!("baton {}: panic: {info}", crate::FILTER),
+            );
+        }));
+        proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+            Box::new(crate::root::OboRoot::new(context_id))
+        });
+    }}
+}

@@ -1,0 +1,215 @@
+//! The compiled configuration: identity providers the gateway authenticates
+//! to, targets (which upstream gets which token), how the subject token is
+//! checked, and who may act for whom.
+
+use std::rc::Rc;
+
+use baton_filter_kit::config::Provider;
+use baton_filter_kit::matching::RequestMatch;
+use baton_token::TokenHash;
+use baton_token::oauth::ClientAuth;
+use baton_token::secret::Secret;
+
+/// A token endpoint the gateway calls, with its own client credentials.
+#[derive(Debug)]
+pub struct Idp {
+    /// Name targets refer to.
+    pub name: String,
+    /// Envoy cluster.
+    pub cluster: String,
+    /// Token endpoint path.
+    pub token_path: String,
+    /// `:authority` of the call.
+    pub authority: String,
+    /// Call timeout.
+    pub timeout_ms: u64,
+    /// How the gateway authenticates.
+    pub client_auth: ClientAuth,
+}
+
+/// How a target's token is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// RFC 8693 token exchange.
+    TokenExchange,
+    /// Microsoft Entra on-behalf-of (JWT bearer).
+    EntraOnBehalfOf,
+    /// The gateway's own token (service to service).
+    ClientCredentials,
+}
+
+impl Mode {
+    /// Label for logs and cache keys.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::TokenExchange => "token_exchange",
+            Mode::EntraOnBehalfOf => "entra_obo",
+            Mode::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Whether the mode acts for a user (needs a subject token).
+    pub fn needs_subject(self) -> bool {
+        !matches!(self, Mode::ClientCredentials)
+    }
+}
+
+/// Who the gateway names as actor in a token exchange.
+#[derive(Debug)]
+pub enum Actor {
+    /// A fixed token from configuration.
+    Static {
+        /// The token.
+        token: Secret,
+        /// Its RFC 8693 type.
+        token_type: String,
+    },
+    /// The gateway's own client-credentials token.
+    ClientCredentials(Rc<CredentialsGrant>),
+}
+
+/// A client-credentials token the gateway keeps fresh: for a
+/// `clientCredentials` target, or as an actor token.
+#[derive(Debug)]
+pub struct CredentialsGrant {
+    /// Cache key (hash of idp, audiences, resources, scope).
+    pub key: TokenHash,
+    /// Index of the IdP.
+    pub idp: usize,
+    /// `audience` values.
+    pub audiences: Vec<String>,
+    /// `resource` values.
+    pub resources: Vec<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+}
+
+/// Where a token is put on the upstream request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    /// Header name (lower case).
+    pub header: String,
+    /// Scheme prefix, e.g. `Bearer `.
+    pub prefix: String,
+}
+
+/// One upstream and how its token is obtained.
+#[derive(Debug)]
+pub struct Target {
+    /// Name for logs.
+    pub name: String,
+    /// Which requests it applies to.
+    pub matcher: RequestMatch,
+    /// The grant.
+    pub mode: Mode,
+    /// Index of the IdP.
+    pub idp: usize,
+    /// `audience` values.
+    pub audiences: Vec<String>,
+    /// `resource` values.
+    pub resources: Vec<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// RFC 8693 `subject_token_type`.
+    pub subject_token_type: String,
+    /// RFC 8693 `requested_token_type`, if any.
+    pub requested_token_type: Option<String>,
+    /// The actor, if any.
+    pub actor: Option<Actor>,
+    /// Non-reserved extra form parameters.
+    pub extra_parameters: Vec<(String, String)>,
+    /// Where the token goes.
+    pub inject: Injection,
+    /// Digest of everything above that shapes the issued token: with the
+    /// subject token's hash it makes the cache key.
+    pub digest: TokenHash,
+    /// For `clientCredentials` targets, the grant kept fresh.
+    pub credentials: Option<Rc<CredentialsGrant>>,
+}
+
+impl Target {
+    /// The audiences and resources the issued token is for (delegation
+    /// policy and audit).
+    pub fn destinations(&self) -> impl Iterator<Item = &str> {
+        self.audiences.iter().chain(self.resources.iter()).map(String::as_str)
+    }
+}
+
+/// How the subject token is checked before any IdP call.
+#[derive(Debug)]
+pub enum SubjectValidation {
+    /// Full verification (signature, `iss`, `aud`, `exp`) against providers.
+    Jwks(Rc<Vec<Provider>>),
+    /// Parsed and time-checked only: for listeners where claim-enforcement
+    /// already verified the token earlier in the chain.
+    DecodeOnly {
+        /// Accepted issuers (any when empty).
+        issuers: Vec<String>,
+        /// Accepted audiences (any when empty).
+        audiences: Vec<String>,
+        /// Leeway on `exp`, `nbf`, `iat`.
+        clock_skew_secs: u64,
+    },
+}
+
+/// Where the subject token is read from, and how it is checked.
+#[derive(Debug)]
+pub struct SubjectToken {
+    /// Header name (lower case).
+    pub header: String,
+    /// Scheme prefix, e.g. `Bearer `.
+    pub prefix: String,
+    /// Checks.
+    pub validation: SubjectValidation,
+}
+
+/// Which caller may obtain tokens for which audiences.
+#[derive(Debug, Default)]
+pub struct Delegation {
+    /// Header naming the caller (set by Envoy, e.g. from mTLS); the
+    /// subject token's `client_id`/`azp` when absent.
+    pub caller_header: Option<String>,
+    /// Allowed (caller, audiences) pairs; `None`: any caller.
+    pub allow: Option<Vec<(String, Vec<String>)>>,
+    /// The subject token's `may_act` must name the caller.
+    pub require_may_act: bool,
+}
+
+/// What happens to a request no target matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAction {
+    /// 403.
+    Deny,
+    /// Forwarded without any token (the subject token is removed).
+    PassThrough,
+}
+
+/// The validated, compiled configuration.
+#[derive(Debug)]
+pub struct FilterConfig {
+    /// Token endpoints.
+    pub idps: Vec<Idp>,
+    /// Targets, first match wins.
+    pub targets: Vec<Target>,
+    /// Subject token source and checks (absent when no target needs one).
+    pub subject: Option<SubjectToken>,
+    /// Delegation policy.
+    pub delegation: Delegation,
+    /// Unmatched requests.
+    pub default_action: DefaultAction,
+    /// Shared cache slots for issued tokens.
+    pub cache_entries: u32,
+    /// Seconds before expiry a cached token stops being used.
+    pub expiry_margin_secs: u64,
+    /// Lifetime assumed when the IdP sends no `expires_in` and the token
+    /// carries no `exp`.
+    pub default_lifetime_secs: u64,
+    /// `realm` of challenges.
+    pub realm: Option<String>,
+    /// Whether each decision is logged.
+    pub audit_log: bool,
+    /// Digest of the configuration text (shared-data key prefix).
+    pub fingerprint: String,
+    /// Every client-credentials grant kept fresh (targets and actors).
+    pub credentials: Vec<Rc<CredentialsGrant>>,
+}

@@ -1,0 +1,380 @@
+//! The root context: configuration, the token endpoint calls requests wait
+//! for (one per token, dispatched here so a departing request never cancels
+//! a call others wait on), client-credentials tokens kept fresh, key set
+//! fetches, and waking the waiting requests.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use baton_filter_kit::callout::{Callout, CalloutResponse};
+use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::key_fetches::KeyFetches;
+use baton_filter_kit::proxy_host::{MetricIds, ProxyHost, log};
+use baton_filter_kit::ticker::{FAST_TICK, Ticker};
+use baton_filter_kit::verifier::KeyWait;
+use baton_filter_kit::waiters::{Waiter, Waiters, enter_context};
+use baton_token::TokenHash;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use crate::decision::{Engine, JobFailure, Request, Round, Verdict};
+use crate::http::{OboHttp, apply_after_wait};
+use crate::issued::IssuedToken;
+use crate::jobs::{Flights, credentials_job};
+use crate::{FILTER, config, metrics};
+
+/// Largest token endpoint answer read.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+/// Extra time a request may wait beyond the call timeout.
+const WAIT_GRACE_SECS: u64 = 3;
+
+/// What a paused request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// A provider's keys (subject validation `jwks`).
+    Keys(usize),
+    /// A token (exchange or client credentials) by cache key.
+    Token(TokenHash),
+}
+
+/// A paused request.
+#[derive(Debug)]
+pub struct Pending {
+    /// The request, to decide again.
+    pub request: Request,
+    /// What it waits for.
+    pub waiting_for: WaitFor,
+    /// How many times it already waited.
+    pub round: u8,
+}
+
+/// Everything a VM keeps once configured.
+#[derive(Debug)]
+pub struct Vm {
+    /// Decisions, subject verification, issued-token cache.
+    pub engine: Engine,
+    /// Counter ids.
+    pub metrics: MetricIds,
+    /// Paused requests by context id.
+    pub waiters: Waiters<Pending>,
+    /// The root context's timer.
+    pub ticker: Ticker,
+    /// Token endpoint calls, one per token.
+    pub flights: Flights,
+    key_fetches: KeyFetches,
+}
+
+impl Vm {
+    /// Pauses request `context_id` until what `verdict` waits for arrives;
+    /// hands back a verdict that does not wait.
+    pub fn park(
+        &mut self,
+        context_id: u32,
+        request: Request,
+        verdict: Verdict,
+        round: u8,
+        now: u64,
+    ) -> Result<(), Verdict> {
+        let waiting_for = match verdict {
+            Verdict::AwaitKeys(provider) => WaitFor::Keys(provider),
+            Verdict::AwaitToken(job) => {
+                let key = job.key;
+                self.flights.request(*job);
+                WaitFor::Token(key)
+            }
+            other => return Err(other),
+        };
+        self.waiters.insert(context_id, Pending { request, waiting_for, round }, now);
+        // Start the work now rather than at the next regular tick.
+        self.ticker.tick_now();
+        Ok(())
+    }
+}
+
+/// State shared by the root context and the request contexts of one VM.
+pub type SharedVm = Rc<RefCell<Option<Vm>>>;
+
+/// The filter's root context.
+#[derive(Debug)]
+pub struct OboRoot {
+    context_id: u32,
+    vm: SharedVm,
+}
+
+impl OboRoot {
+    /// A root context before configuration.
+    pub fn new(context_id: u32) -> Self {
+        Self { context_id, vm: Rc::new(RefCell::new(None)) }
+    }
+
+    fn configure(&mut self) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            _ => {
+                log(FILTER, LogLevel::Error, "invalid configuration: no plugin configuration given");
+                return false;
+            }
+        };
+        let config = match config::parse(&bytes) {
+            Ok(config) => config,
+            Err(error) => {
+                log(FILTER, LogLevel::Error, &error.to_string());
+                return false;
+            }
+        };
+        log(
+            FILTER,
+            LogLevel::Info,
+            &format!(
+                "configured version={} idps={} targets={} fingerprint={}",
+                env!("CARGO_PKG_VERSION"),
+                config.idps.len(),
+                config.targets.len(),
+                config.fingerprint
+            ),
+        );
+        let mut vm = Vm {
+            engine: Engine::new(Rc::new(config)),
+            metrics: MetricIds::define(&metrics::ALL),
+            waiters: Waiters::default(),
+            ticker: Ticker::new(),
+            flights: Flights::default(),
+            key_fetches: KeyFetches::default(),
+        };
+        // The first tick fetches key sets and client-credentials tokens.
+        vm.ticker.set(FAST_TICK);
+        match self.vm.try_borrow_mut() {
+            Ok(mut slot) => {
+                *slot = Some(vm);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn tick(&mut self) {
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return;
+        };
+        let Some(vm) = slot.as_mut() else {
+            return;
+        };
+        let metrics = vm.metrics.clone();
+        let host = ProxyHost::new(&metrics, FILTER);
+        if let Some(verifier) = vm.engine.verifier.as_mut() {
+            for provider in vm.key_fetches.poll(verifier.keys(), &host, "baton-obo-credential-injection") {
+                wake_for(vm, &host, WaitFor::Keys(provider), None);
+            }
+        }
+        refresh_credentials(vm, &host);
+        dispatch_queued(vm, &host);
+        answer_overdue(vm, &host);
+        let busy = !vm.waiters.is_empty() || vm.flights.busy() || vm.key_fetches.busy();
+        vm.ticker.settle(busy);
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+
+    fn call_done(&mut self, token: u32, body_size: usize) {
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return;
+        };
+        let Some(vm) = slot.as_mut() else {
+            return;
+        };
+        let metrics = vm.metrics.clone();
+        let host = ProxyHost::new(&metrics, FILTER);
+        if vm.key_fetches.owns(token) {
+            if let Some(verifier) = vm.engine.verifier.as_mut()
+                && let Some(provider) = vm.key_fetches.complete(token, body_size, verifier.keys(), &host)
+            {
+                wake_for(vm, &host, WaitFor::Keys(provider), None);
+            }
+        } else if let Some((job, started)) = vm.flights.complete(token) {
+            let response = CalloutResponse::read(body_size, MAX_TOKEN_RESPONSE_BYTES);
+            let idp_ms = host.now_unix_millis().saturating_sub(started);
+            let result = if response.body_too_large {
+                vm.engine.finish_job(&host, &job, response.status, b"too large")
+            } else {
+                vm.engine.finish_job(&host, &job, response.status, &response.body)
+            };
+            match result {
+                Ok(token) => wake_for(vm, &host, WaitFor::Token(job.key), Some((&token, idp_ms))),
+                Err(failure) => fail_waiting(vm, &host, job.key, &failure),
+            }
+            // A request woken above may have queued the next call it needs.
+            dispatch_queued(vm, &host);
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+}
+
+/// Dispatches the queued token endpoint calls.
+fn dispatch_queued(vm: &mut Vm, host: &dyn Host) {
+    let config = vm.engine.shared_config();
+    for job in vm.flights.take_queued() {
+        let Some(idp) = config.idps.get(job.idp) else {
+            vm.flights.abandoned(&job.key);
+            continue;
+        };
+        let mut headers = vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", "application/json"),
+            ("user-agent", "baton-obo-credential-injection"),
+        ];
+        if let Some(authorization) = &job.request.authorization {
+            headers.push(("authorization", authorization.expose()));
+        }
+        let callout = Callout {
+            cluster: &idp.cluster,
+            method: "POST",
+            path: &idp.token_path,
+            authority: &idp.authority,
+            headers,
+            body: Some(job.request.body.expose().as_bytes()),
+            timeout: Duration::from_millis(idp.timeout_ms),
+        };
+        host.count(metrics::IDP_CALLS);
+        match callout.dispatch() {
+            Ok(token) => vm.flights.dispatched(job, token, host.now_unix_millis()),
+            Err(status) => {
+                vm.flights.abandoned(&job.key);
+                let failure = vm.engine.finish_job(host, &job, None, b"");
+                host.log(
+                    LogLevel::Warn,
+                    &format!("idp={} cluster={} dispatch failed: {status:?}", idp.name, idp.cluster),
+                );
+                if let Err(failure) = failure {
+                    fail_waiting(vm, host, job.key, &failure);
+                }
+            }
+        }
+    }
+}
+
+/// Queues a renewal for each client-credentials token that is missing or
+/// past its refresh time, once across the workers (a lease in shared data).
+fn refresh_credentials(vm: &mut Vm, host: &dyn Host) {
+    let config = vm.engine.shared_config();
+    let now = host.now_unix_secs();
+    for grant in &config.credentials {
+        if vm.flights.pending(&grant.key) {
+            continue;
+        }
+        let current = vm.engine.cache.get(&grant.key, host);
+        let due = current.as_ref().is_none_or(|(token, _)| now >= token.refresh_at);
+        let Some(idp) = config.idps.get(grant.idp) else {
+            continue;
+        };
+        if due && take_lease(host, &config.fingerprint, &grant.key, now, idp.timeout_ms.div_ceil(1000) + 2) {
+            if current.is_some() {
+                host.count(metrics::CREDENTIALS_REFRESHED);
+            }
+            vm.flights.request(credentials_job(grant, idp));
+        }
+    }
+}
+
+/// A cross-worker lease on `key` for `seconds`: true for the one worker
+/// that gets it.
+fn take_lease(host: &dyn Host, fingerprint: &str, key: &TokenHash, now: u64, seconds: u64) -> bool {
+    let name = format!("baton.obo.{fingerprint}.lease.{}", key.short());
+    let (until, cas) = match host.shared_get(&name) {
+        Some((bytes, cas)) if bytes.len() == 8 => {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(&bytes);
+            (u64::from_be_bytes(buf), cas)
+        }
+        _ => (0, 0),
+    };
+    if now < until {
+        return false;
+    }
+    host.shared_set(&name, &(now + seconds).to_be_bytes(), Some(cas)).is_ok()
+}
+
+/// Answers requests that waited longer than any call could take.
+fn answer_overdue(vm: &mut Vm, host: &dyn Host) {
+    let now = host.now_unix_secs();
+    let longest = vm.engine.config().idps.iter().map(|idp| idp.timeout_ms.div_ceil(1000)).max().unwrap_or(0);
+    let overdue = vm.waiters.take(|waiter: &Waiter<Pending>| now > waiter.since + longest + WAIT_GRACE_SECS);
+    for (id, _) in overdue {
+        let rejection = vm.engine.overdue(host);
+        if enter_context(id) {
+            rejection.send(FILTER);
+        }
+    }
+}
+
+/// Decides again every request waiting for `what`, with the token that just
+/// arrived, in each request's own context.
+fn wake_for(vm: &mut Vm, host: &dyn Host, what: WaitFor, fresh: Option<(&Rc<IssuedToken>, u64)>) {
+    let fresh_key = match what {
+        WaitFor::Token(key) => Some(key),
+        WaitFor::Keys(_) => None,
+    };
+    for (id, waiter) in vm.waiters.take(|waiter| waiter.request.waiting_for == what) {
+        if !enter_context(id) {
+            continue; // the request is gone
+        }
+        let pending = waiter.request;
+        let round = Round {
+            number: pending.round + 1,
+            keys: if matches!(what, WaitFor::Keys(_)) { KeyWait::Exhausted } else { KeyWait::Allowed },
+            fresh: match (&fresh_key, fresh) {
+                (Some(key), Some((token, idp_ms))) => Some((key, token, idp_ms)),
+                _ => None,
+            },
+        };
+        let verdict = vm.engine.decide(host, &pending.request, round);
+        if let Err(verdict) = vm.park(id, pending.request, verdict, pending.round + 1, host.now_unix_secs()) {
+            apply_after_wait(verdict);
+        }
+    }
+}
+
+/// Answers every request waiting for `key` with the failure.
+fn fail_waiting(vm: &mut Vm, host: &dyn Host, key: TokenHash, failure: &JobFailure) {
+    for (id, _) in vm.waiters.take(|waiter| waiter.request.waiting_for == WaitFor::Token(key)) {
+        let rejection = vm.engine.fail_waiting(host, failure);
+        if enter_context(id) {
+            rejection.send(FILTER);
+        }
+    }
+}
+
+impl Context for OboRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.call_done(token_id, body_size);
+    }
+}
+
+impl RootContext for OboRoot {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        log(FILTER, LogLevel::Info, &format!("vm started, version {}", env!("CARGO_PKG_VERSION")));
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        self.configure()
+    }
+
+    fn on_tick(&mut self) {
+        self.tick();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(OboHttp::new(context_id, Rc::clone(&self.vm))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
