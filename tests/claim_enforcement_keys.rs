@@ -74,8 +74,12 @@ fn a_failed_refresh_keeps_the_last_good_keys() {
     let envoy = envoy_with(config, &idp, &backend, 1);
     assert!(envoy.wait_for(Duration::from_secs(5), |e| e.counter("baton_ce.jwks.fetch_success") >= 1));
 
+    // A closed connection, then a response cut off mid-body (no response
+    // headers reach the filter at all).
     idp.set_fault(Endpoint::Jwks, Fault::Close, None);
     assert!(envoy.wait_for(Duration::from_secs(6), |e| e.counter("baton_ce.jwks.fetch_failure") >= 2));
+    idp.set_fault(Endpoint::Jwks, Fault::Truncated, None);
+    assert!(envoy.wait_for(Duration::from_secs(12), |e| e.counter("baton_ce.jwks.fetch_failure") >= 3));
     let response = envoy.get_with_token("/orders", &idp.mint(claims(&idp, "bob")));
     assert_eq!(response.status, 200, "{}", response.body_str());
     let warning = envoy.filter_logs().into_iter().find(|l| l.contains("fetch failed")).unwrap();

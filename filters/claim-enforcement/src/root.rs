@@ -144,7 +144,7 @@ impl ClaimEnforcementRoot {
         let _ = hostcalls::set_effective_context(self.context_id);
     }
 
-    fn fetch_done(&mut self, token: u32, body_size: usize) {
+    fn fetch_done(&mut self, token: u32, num_headers: usize, body_size: usize) {
         let Ok(mut slot) = self.vm.try_borrow_mut() else {
             return;
         };
@@ -153,7 +153,9 @@ impl ClaimEnforcementRoot {
         };
         let metrics = vm.metrics.clone();
         let host = ProxyHost::new(&metrics, FILTER);
-        if let Some(provider) = vm.fetches.complete(token, body_size, vm.engine.verifier.keys(), &host) {
+        if let Some(provider) =
+            vm.fetches.complete(token, num_headers, body_size, vm.engine.verifier.keys(), &host)
+        {
             wake(vm, &host, |waiter| waiter.request.provider == provider);
         }
         let _ = hostcalls::set_effective_context(self.context_id);
@@ -176,11 +178,11 @@ impl Context for ClaimEnforcementRoot {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
-        self.fetch_done(token_id, body_size);
+        self.fetch_done(token_id, num_headers, body_size);
     }
 }
 

@@ -211,7 +211,12 @@ impl Engine {
                     Some((token.token.clone(), baton_token::oauth::TOKEN_TYPE_ACCESS_TOKEN.to_string()))
                 }
                 None => {
-                    return self.wait_for(host, audit, round, credentials_job(grant, &config.idps[grant.idp]));
+                    return self.wait_for(
+                        host,
+                        audit,
+                        round,
+                        credentials_job(grant, &config.idps[grant.idp]),
+                    );
                 }
             },
         };

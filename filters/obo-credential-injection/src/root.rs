@@ -176,7 +176,7 @@ impl OboRoot {
         let _ = hostcalls::set_effective_context(self.context_id);
     }
 
-    fn call_done(&mut self, token: u32, body_size: usize) {
+    fn call_done(&mut self, token: u32, num_headers: usize, body_size: usize) {
         let Ok(mut slot) = self.vm.try_borrow_mut() else {
             return;
         };
@@ -187,12 +187,13 @@ impl OboRoot {
         let host = ProxyHost::new(&metrics, FILTER);
         if vm.key_fetches.owns(token) {
             if let Some(verifier) = vm.engine.verifier.as_mut()
-                && let Some(provider) = vm.key_fetches.complete(token, body_size, verifier.keys(), &host)
+                && let Some(provider) =
+                    vm.key_fetches.complete(token, num_headers, body_size, verifier.keys(), &host)
             {
                 wake_for(vm, &host, WaitFor::Keys(provider), None);
             }
         } else if let Some((job, started)) = vm.flights.complete(token) {
-            let response = CalloutResponse::read(body_size, MAX_TOKEN_RESPONSE_BYTES);
+            let response = CalloutResponse::read(num_headers, body_size, MAX_TOKEN_RESPONSE_BYTES);
             let idp_ms = host.now_unix_millis().saturating_sub(started);
             let result = if response.body_too_large {
                 vm.engine.finish_job(&host, &job, response.status, b"too large")
@@ -348,11 +349,11 @@ impl Context for OboRoot {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
-        self.call_done(token_id, body_size);
+        self.call_done(token_id, num_headers, body_size);
     }
 }
 

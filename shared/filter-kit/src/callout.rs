@@ -50,8 +50,15 @@ pub struct CalloutResponse {
 }
 
 impl CalloutResponse {
-    /// Reads the current call response (inside `on_http_call_response`).
-    pub fn read(body_size: usize, max_body: usize) -> Self {
+    /// Reads the current call response (inside `on_http_call_response`,
+    /// with the counts it was given).
+    pub fn read(num_headers: usize, body_size: usize, max_body: usize) -> Self {
+        if num_headers == 0 {
+            // A failed call (timeout, reset) has no response headers at all,
+            // and asking for one makes the host answer a status the SDK
+            // aborts on: do not ask.
+            return Self { status: None, body: Vec::new(), body_too_large: false };
+        }
         let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()

@@ -70,12 +70,13 @@ impl KeyFetches {
     pub fn complete(
         &mut self,
         token: u32,
+        num_headers: usize,
         body_size: usize,
         keys: &mut KeyStore,
         host: &dyn Host,
     ) -> Option<usize> {
         let provider = self.in_flight.remove(&token)?;
-        let response = CalloutResponse::read(body_size, MAX_JWKS_BYTES);
+        let response = CalloutResponse::read(num_headers, body_size, MAX_JWKS_BYTES);
         let result = match response.status {
             None => Err(FetchError::NoResponse),
             Some(200) if response.body_too_large => Err(FetchError::TooLarge),
