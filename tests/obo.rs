@@ -148,11 +148,18 @@ fn an_actor_token_makes_the_issued_token_name_the_gateway() {
 fn client_credentials_carry_no_user_identity_and_are_prefetched() {
     let idp = idp();
     let backend = backend();
-    let envoy = start(obo_config(&idp), &idp, &backend, 1);
-    let fetched = envoy.wait_for(Duration::from_secs(5), |_| {
-        idp.token_requests().iter().any(|r| r.grant_type.as_deref() == Some("client_credentials"))
-    });
-    assert!(fetched, "client-credentials tokens are fetched at start");
+    let envoy = start(obo_config(&idp), &idp, &backend, 2);
+    let cc_calls = || {
+        idp.token_requests().iter().filter(|r| r.grant_type.as_deref() == Some("client_credentials")).count()
+    };
+    // Two grants are configured (the market target, the actor of
+    // portfolio-as-broker): each is fetched at start, once for all workers.
+    assert!(
+        envoy.wait_for(Duration::from_secs(5), |_| cc_calls() >= 2),
+        "client-credentials tokens are fetched at start"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cc_calls(), 2, "one call per grant across the main thread and both workers");
     let calls_before = idp.calls(Endpoint::Token);
     let response = call(&envoy, "market.internal", Some(&user_token(&idp, "alice")));
     assert_eq!(response.status, 200, "{}", response.body_str());
@@ -250,7 +257,7 @@ fn an_issued_token_is_exchanged_again_after_it_expires() {
 }
 
 #[test]
-fn concurrent_cold_requests_share_one_exchange_per_worker() {
+fn concurrent_cold_requests_share_one_exchange_across_workers() {
     for workers in [1u32, 2] {
         let idp = Arc::new(idp());
         let backend = backend();

@@ -4,12 +4,14 @@
 //! fetches, and waking the waiting requests.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use baton_filter_kit::callout::{Callout, CalloutResponse};
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::key_fetches::KeyFetches;
+use baton_filter_kit::lease::{Lease, LeaseTable};
 use baton_filter_kit::proxy_host::{MetricIds, ProxyHost, log};
 use baton_filter_kit::ticker::{FAST_TICK, Ticker};
 use baton_filter_kit::verifier::KeyWait;
@@ -22,13 +24,17 @@ use proxy_wasm::types::{BufferType, ContextType};
 use crate::decision::{Engine, JobFailure, Request, Round, Verdict};
 use crate::http::{OboHttp, apply_after_wait};
 use crate::issued::IssuedToken;
-use crate::jobs::{Flights, credentials_job};
+use crate::jobs::{Flights, Job, credentials_job};
 use crate::{FILTER, config, metrics};
 
 /// Largest token endpoint answer read.
 const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 /// Extra time a request may wait beyond the call timeout.
 const WAIT_GRACE_SECS: u64 = 3;
+/// Cross-worker lease slots for token endpoint calls.
+const LEASE_SLOTS: u32 = 64;
+/// How often a worker looks for a result another worker is fetching.
+const REMOTE_POLL: Duration = Duration::from_millis(10);
 
 /// What a paused request waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,10 @@ pub struct Vm {
     /// Token endpoint calls, one per token.
     pub flights: Flights,
     key_fetches: KeyFetches,
+    /// Leases that make one worker of all call for a given token.
+    leases: LeaseTable,
+    /// Calls another worker is making: this worker waits for their result.
+    remote: HashMap<TokenHash, Job>,
 }
 
 impl Vm {
@@ -135,6 +145,7 @@ impl OboRoot {
                 config.fingerprint
             ),
         );
+        let leases = LeaseTable::new(format!("baton.obo.{}.flight.", config.fingerprint), LEASE_SLOTS);
         let mut vm = Vm {
             engine: Engine::new(Rc::new(config)),
             metrics: MetricIds::define(&metrics::ALL),
@@ -142,7 +153,10 @@ impl OboRoot {
             ticker: Ticker::new(),
             flights: Flights::default(),
             key_fetches: KeyFetches::default(),
+            leases,
+            remote: HashMap::new(),
         };
+        vm.leases.init(&ProxyHost::new(&vm.metrics, FILTER));
         // The first tick fetches key sets and client-credentials tokens.
         vm.ticker.set(FAST_TICK);
         match self.vm.try_borrow_mut() {
@@ -169,10 +183,15 @@ impl OboRoot {
             }
         }
         refresh_credentials(vm, &host);
+        poll_remote(vm, &host);
         dispatch_queued(vm, &host);
         answer_overdue(vm, &host);
-        let busy = !vm.waiters.is_empty() || vm.flights.busy() || vm.key_fetches.busy();
-        vm.ticker.settle(busy);
+        if vm.remote.is_empty() {
+            let busy = !vm.waiters.is_empty() || vm.flights.busy() || vm.key_fetches.busy();
+            vm.ticker.settle(busy);
+        } else {
+            vm.ticker.set(REMOTE_POLL);
+        }
         let _ = hostcalls::set_effective_context(self.context_id);
     }
 
@@ -200,6 +219,9 @@ impl OboRoot {
             } else {
                 vm.engine.finish_job(&host, &job, response.status, &response.body)
             };
+            // The result is in the shared cache (or was a failure): other
+            // workers waiting on this lease stop waiting.
+            vm.leases.release(&host, &job.key);
             match result {
                 Ok(token) => wake_for(vm, &host, WaitFor::Token(job.key), Some((&token, idp_ms))),
                 Err(failure) => fail_waiting(vm, &host, job.key, &failure),
@@ -211,7 +233,8 @@ impl OboRoot {
     }
 }
 
-/// Dispatches the queued token endpoint calls.
+/// Dispatches the queued token endpoint calls; a call another worker is
+/// already making is waited for instead.
 fn dispatch_queued(vm: &mut Vm, host: &dyn Host) {
     let config = vm.engine.shared_config();
     for job in vm.flights.take_queued() {
@@ -219,6 +242,11 @@ fn dispatch_queued(vm: &mut Vm, host: &dyn Host) {
             vm.flights.abandoned(&job.key);
             continue;
         };
+        let lease = vm.leases.acquire(host, &job.key, host.now_unix_millis(), idp.timeout_ms + 1000);
+        if lease == Lease::HeldElsewhere {
+            vm.remote.insert(job.key, job);
+            continue;
+        }
         let mut headers = vec![
             ("content-type", "application/x-www-form-urlencoded"),
             ("accept", "application/json"),
@@ -254,8 +282,28 @@ fn dispatch_queued(vm: &mut Vm, host: &dyn Host) {
     }
 }
 
+/// Picks up results other workers fetched for this worker's waiting
+/// requests; takes over a call whose lease ended without a result.
+fn poll_remote(vm: &mut Vm, host: &dyn Host) {
+    let now_ms = host.now_unix_millis();
+    let keys: Vec<TokenHash> = vm.remote.keys().copied().collect();
+    for key in keys {
+        if vm.engine.cache.get(&key, host).is_some() {
+            vm.remote.remove(&key);
+            vm.flights.abandoned(&key);
+            wake_for(vm, host, WaitFor::Token(key), None);
+        } else if !vm.leases.held(host, &key, now_ms)
+            && let Some(job) = vm.remote.remove(&key)
+        {
+            vm.flights.abandoned(&key);
+            vm.flights.request(job);
+        }
+    }
+}
+
 /// Queues a renewal for each client-credentials token that is missing or
-/// past its refresh time, once across the workers (a lease in shared data).
+/// past its refresh time. When several workers queue the same renewal, the
+/// lease in `dispatch_queued` lets one of them call.
 fn refresh_credentials(vm: &mut Vm, host: &dyn Host) {
     let config = vm.engine.shared_config();
     let now = host.now_unix_secs();
@@ -263,36 +311,20 @@ fn refresh_credentials(vm: &mut Vm, host: &dyn Host) {
         if vm.flights.pending(&grant.key) {
             continue;
         }
-        let current = vm.engine.cache.get(&grant.key, host);
-        let due = current.as_ref().is_none_or(|(token, _)| now >= token.refresh_at);
         let Some(idp) = config.idps.get(grant.idp) else {
             continue;
         };
-        if due && take_lease(host, &config.fingerprint, &grant.key, now, idp.timeout_ms.div_ceil(1000) + 2) {
-            if current.is_some() {
-                host.count(metrics::CREDENTIALS_REFRESHED);
+        match vm.engine.cache.get(&grant.key, host) {
+            None => {
+                vm.flights.request(credentials_job(grant, idp));
             }
-            vm.flights.request(credentials_job(grant, idp));
+            Some((token, _)) if now >= token.refresh_at => {
+                host.count(metrics::CREDENTIALS_REFRESHED);
+                vm.flights.request(credentials_job(grant, idp));
+            }
+            Some(_) => {}
         }
     }
-}
-
-/// A cross-worker lease on `key` for `seconds`: true for the one worker
-/// that gets it.
-fn take_lease(host: &dyn Host, fingerprint: &str, key: &TokenHash, now: u64, seconds: u64) -> bool {
-    let name = format!("baton.obo.{fingerprint}.lease.{}", key.short());
-    let (until, cas) = match host.shared_get(&name) {
-        Some((bytes, cas)) if bytes.len() == 8 => {
-            let mut buf = [0u8; 8];
-            buf.copy_from_slice(&bytes);
-            (u64::from_be_bytes(buf), cas)
-        }
-        _ => (0, 0),
-    };
-    if now < until {
-        return false;
-    }
-    host.shared_set(&name, &(now + seconds).to_be_bytes(), Some(cas)).is_ok()
 }
 
 /// Answers requests that waited longer than any call could take.

@@ -19,6 +19,7 @@ pub mod credential;
 pub mod host;
 pub mod key_fetches;
 pub mod keys;
+pub mod lease;
 pub mod matching;
 pub mod proxy_host;
 pub mod reply;
