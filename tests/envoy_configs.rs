@@ -16,13 +16,15 @@ fn every_config_in_envoy_configs_validates() {
     for entry in std::fs::read_dir(root.join("envoy-configs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|ext| ext == "yaml") {
-            let output = validate_config(&path, &root)
+            // delegation-broker.yaml reads its client secret from here.
+            let env = [("BATON_BROKER_SECRET", "agent-broker-secret")];
+            let output = validate_config(&path, &root, &env)
                 .unwrap_or_else(|output| panic!("{}:\n{output}", path.display()));
             assert!(output.contains("OK"), "{}: {output}", path.display());
             checked += 1;
         }
     }
-    assert!(checked >= 1, "no configs found");
+    assert!(checked >= 3, "configs missing: {checked}");
 }
 
 /// Runs `envoy --mode validate` with claim-enforcement configured by `config`.
@@ -74,5 +76,44 @@ fn bad_configuration_is_refused_with_the_field_named() {
             output.lines().filter(|line| line.contains("baton claim-enforcement: invalid")).collect();
         assert_eq!(ours.len(), 1, "one log line, naming the field: {output}");
         assert!(ours[0].contains(expected), "expected {expected:?} in {:?}", ours[0]);
+    }
+}
+
+/// Runs `envoy --mode validate` with obo-credential-injection configured by `config`.
+fn validate_obo(config: Value) -> Result<String, String> {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    validate_spec(
+        &EnvoySpec::new(loopback).cluster("idp", loopback).filter("obo_credential_injection", config),
+    )
+}
+
+#[test]
+fn bad_obo_configuration_is_refused_with_the_field_named() {
+    let good = json!({
+        "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "gw", "clientSecret": "pw"}],
+        "subjectToken": {"validation": "decodeOnly"},
+        "targets": [{"name": "t", "mode": "tokenExchange", "idp": "corp", "audiences": ["a"]}]
+    });
+    validate_obo(good.clone()).expect("the base configuration is valid");
+    let mut actor_type_alone = good.clone();
+    actor_type_alone["targets"][0]["actor"] = json!({"tokenType": "urn:ietf:params:oauth:token-type:jwt"});
+    let mut entra_without_scope = good.clone();
+    entra_without_scope["targets"][0] = json!({"name": "t", "mode": "entraOnBehalfOf", "idp": "corp"});
+    let mut reserved = good.clone();
+    reserved["targets"][0]["extraParameters"] = json!({"subject_token": "x"});
+    for (config, expected) in [
+        (actor_type_alone, "invalid configuration at targets[0].actor.tokenType: only with an actor token"),
+        (entra_without_scope, "invalid configuration at targets[0].scope: required for entraOnBehalfOf"),
+        (
+            reserved,
+            "invalid configuration at targets[0].extraParameters.subject_token: is a parameter the grant sets itself",
+        ),
+    ] {
+        let output = validate_obo(config).expect_err(expected);
+        let ours: Vec<&str> =
+            output.lines().filter(|line| line.contains("baton obo-credential-injection: invalid")).collect();
+        assert_eq!(ours.len(), 1, "one log line, naming the field: {output}");
+        assert!(ours[0].contains(expected), "expected {expected:?} in {:?}", ours[0]);
+        assert!(!output.contains("\"pw\"") && !output.contains(": pw"), "the secret reached the log");
     }
 }

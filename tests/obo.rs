@@ -367,3 +367,45 @@ fn idp_refusals_are_401_or_403() {
     assert!(refused.header("www-authenticate").unwrap().contains("invalid_grant"));
     assert!(backend.requests().is_empty());
 }
+
+#[test]
+fn the_client_secret_can_stay_out_of_the_envoy_config() {
+    let idp = idp();
+    let backend = backend();
+    let mut config = obo_config(&idp);
+    config["idps"][0].as_object_mut().unwrap().remove("clientSecret");
+    config["idps"][0]["clientSecretEnv"] = json!("BATON_BROKER_SECRET");
+    let spec = EnvoySpec::new(backend.addr())
+        .cluster("idp", idp.addr())
+        .filter("obo_credential_injection", config)
+        .env("BATON_BROKER_SECRET", DEMO_BROKER_SECRET);
+    let envoy = Envoy::start(&spec).unwrap();
+    let response = call(&envoy, "portfolio.internal", Some(&user_token(&idp, "alice")));
+    assert_eq!(response.status, 200, "{}", response.body_str());
+    assert_eq!(upstream_claims(&backend)["aud"], "portfolio-agent");
+}
+
+#[test]
+fn client_credentials_tokens_are_renewed_before_they_expire() {
+    let config = MockIdpConfig { access_token_ttl: Duration::from_secs(3), ..MockIdpConfig::default() };
+    let idp = MockIdp::start(config).unwrap();
+    let backend = backend();
+    let mut filter = obo_config(&idp);
+    filter["cache"] = json!({"expiryMarginSeconds": 0});
+    let envoy = start(filter, &idp, &backend, 1);
+    let market_calls = || {
+        idp.token_requests()
+            .iter()
+            .filter(|r| {
+                r.grant_type.as_deref() == Some("client_credentials") && r.audiences == ["market-data"]
+            })
+            .count()
+    };
+    assert!(envoy.wait_for(Duration::from_secs(5), |_| market_calls() == 1));
+    // Renewed at four fifths of its 3 s life, with no request asking.
+    assert!(envoy.wait_for(Duration::from_secs(6), |_| market_calls() >= 2), "not renewed");
+    assert!(envoy.counter("baton_obo.credentials.refreshed") >= 1);
+    let before = idp.calls(Endpoint::Token);
+    assert_eq!(call(&envoy, "market.internal", None).status, 200);
+    assert_eq!(idp.calls(Endpoint::Token), before, "requests use the renewed token");
+}

@@ -50,7 +50,10 @@ struct RawIdp {
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
     client_id: String,
-    client_secret: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_secret_env: Option<String>,
     #[serde(default)]
     client_auth_method: RawClientAuthMethod,
 }
@@ -310,16 +313,45 @@ fn compile_idp(raw: RawIdp, field: &str) -> Result<Idp, ConfigError> {
             return Err(ConfigError::new(format!("{field}.{name}"), "must not be empty"));
         }
     }
-    if raw.client_secret.is_empty() {
-        return Err(ConfigError::new(format!("{field}.clientSecret"), "must not be empty"));
-    }
+    // The secret comes from the configuration, or (better: the Envoy config
+    // then holds no secret) from an environment variable Envoy passes to the
+    // VM through `vm_config.environment_variables.host_env_keys`.
+    let client_secret = match (raw.client_secret, raw.client_secret_env) {
+        (Some(secret), None) if !secret.is_empty() => secret,
+        (Some(_), None) => {
+            return Err(ConfigError::new(format!("{field}.clientSecret"), "must not be empty"));
+        }
+        (None, Some(variable)) => match std::env::var(&variable) {
+            Ok(secret) if !secret.is_empty() => secret,
+            _ => {
+                return Err(ConfigError::new(
+                    format!("{field}.clientSecretEnv"),
+                    format!(
+                        "environment variable {variable:?} is not set for the VM (vm_config.environment_variables)"
+                    ),
+                ));
+            }
+        },
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("{field}.clientSecret"),
+                "give clientSecret or clientSecretEnv, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("{field}.clientSecret"),
+                "clientSecret or clientSecretEnv is required",
+            ));
+        }
+    };
     if !raw.token_path.starts_with('/') {
         return Err(ConfigError::new(format!("{field}.tokenPath"), "must start with /"));
     }
     if raw.timeout_ms == 0 || raw.timeout_ms > 60_000 {
         return Err(ConfigError::new(format!("{field}.timeoutMs"), "must be between 1 and 60000"));
     }
-    let secret = Secret::new(raw.client_secret);
+    let secret = Secret::new(client_secret);
     let client_auth = match raw.client_auth_method {
         RawClientAuthMethod::ClientSecretBasic => ClientAuth::Basic { client_id: raw.client_id, secret },
         RawClientAuthMethod::ClientSecretPost => ClientAuth::Post { client_id: raw.client_id, secret },

@@ -190,3 +190,22 @@ fn cache_and_delegation_bounds() {
     assert_eq!(delegation.caller_header.as_deref(), Some("x-caller"));
     assert!(delegation.require_may_act);
 }
+
+#[test]
+fn the_client_secret_can_come_from_the_environment() {
+    let mut config = base();
+    config["idps"][0].as_object_mut().unwrap().remove("clientSecret");
+    config["idps"][0]["clientSecretEnv"] = json!("BATON_TEST_SECRET_UNSET");
+    let err = error(&config);
+    assert_eq!(err.field, "idps[0].clientSecretEnv");
+    assert!(err.message.contains("BATON_TEST_SECRET_UNSET"), "{err}");
+    // PATH is set in every test environment.
+    config["idps"][0]["clientSecretEnv"] = json!("PATH");
+    let parsed = parse_value(&config).unwrap();
+    assert_eq!(parsed.idps[0].client_auth.client_id(), "agent-broker");
+    config["idps"][0]["clientSecret"] = json!("x");
+    assert_eq!(error(&config).field, "idps[0].clientSecret");
+    config["idps"][0].as_object_mut().unwrap().remove("clientSecret");
+    config["idps"][0].as_object_mut().unwrap().remove("clientSecretEnv");
+    assert!(error(&config).message.contains("required"));
+}

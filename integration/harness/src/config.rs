@@ -34,17 +34,24 @@ pub struct EnvoySpec {
     backend: Option<SocketAddr>,
     clusters: Vec<Cluster>,
     concurrency: u32,
+    env: Vec<(String, String)>,
 }
 
 impl EnvoySpec {
     /// A listener forwarding to `backend`.
     pub fn new(backend: SocketAddr) -> Self {
-        Self { filters: Vec::new(), backend: Some(backend), clusters: Vec::new(), concurrency: 1 }
+        Self {
+            filters: Vec::new(),
+            backend: Some(backend),
+            clusters: Vec::new(),
+            concurrency: 1,
+            env: Vec::new(),
+        }
     }
 
     /// A listener answering 200 itself (`direct_response`), no backend.
     pub fn direct_response() -> Self {
-        Self { filters: Vec::new(), backend: None, clusters: Vec::new(), concurrency: 1 }
+        Self { filters: Vec::new(), backend: None, clusters: Vec::new(), concurrency: 1, env: Vec::new() }
     }
 
     /// Appends a filter (filters run in the order added).
@@ -70,10 +77,23 @@ impl EnvoySpec {
         self.concurrency
     }
 
+    /// An environment variable for Envoy, passed on to the filters' VMs
+    /// (`vm_config.environment_variables.host_env_keys`).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The environment variables given with [`EnvoySpec::env`].
+    pub fn environment(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// The bootstrap document. The log folder is unused for now but keeps
     /// room for access logs.
     pub fn bootstrap(&self, _dir: &Path) -> Value {
-        let mut http_filters: Vec<Value> = self.filters.iter().map(wasm_filter).collect();
+        let env_keys: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        let mut http_filters: Vec<Value> = self.filters.iter().map(|f| wasm_filter(f, &env_keys)).collect();
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -114,7 +134,7 @@ impl EnvoySpec {
     }
 }
 
-fn wasm_filter(filter: &WasmFilter) -> Value {
+fn wasm_filter(filter: &WasmFilter, env_keys: &[&str]) -> Value {
     json!({
         "name": format!("baton.{}", filter.name),
         "typed_config": {
@@ -125,7 +145,8 @@ fn wasm_filter(filter: &WasmFilter) -> Value {
                 "vm_config": {
                     "vm_id": format!("baton_{}", filter.name),
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_file(&filter.name).to_string_lossy()}}
+                    "code": {"local": {"filename": wasm_file(&filter.name).to_string_lossy()}},
+                    "environment_variables": {"host_env_keys": env_keys}
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",

@@ -34,17 +34,23 @@ impl Envoy {
         let config_path = dir.join("envoy.json");
         let bootstrap = spec.bootstrap(&dir);
         fs::write(&config_path, bootstrap.to_string()).map_err(|e| format!("writing config: {e}"))?;
-        Self::start_in(dir, &config_path, &std::env::temp_dir(), spec.workers())
+        Self::start_in(dir, &config_path, &std::env::temp_dir(), spec.workers(), spec.environment())
     }
 
     /// Starts Envoy on a configuration file as shipped (e.g. from
     /// `envoy-configs/`), with `workdir` as its working directory.
     pub fn start_file(config_path: &Path, workdir: &Path, workers: u32) -> Result<Envoy, String> {
         let dir = temp_dir("envoy")?;
-        Self::start_in(dir, config_path, workdir, workers)
+        Self::start_in(dir, config_path, workdir, workers, &[])
     }
 
-    fn start_in(dir: PathBuf, config_path: &Path, workdir: &Path, workers: u32) -> Result<Envoy, String> {
+    fn start_in(
+        dir: PathBuf,
+        config_path: &Path,
+        workdir: &Path,
+        workers: u32,
+        env: &[(String, String)],
+    ) -> Result<Envoy, String> {
         let binary = envoy_binary();
         if !binary.exists() {
             return Err(format!("no Envoy at {} (run `make setup`, or set BATON_ENVOY)", binary.display()));
@@ -52,6 +58,7 @@ impl Envoy {
         let log = fs::File::create(dir.join("envoy.log")).map_err(|e| format!("log file: {e}"))?;
         let admin_file = dir.join("admin.txt");
         let child = Command::new(&binary)
+            .envs(env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .current_dir(workdir)
             .arg("-c")
             .arg(config_path)
@@ -216,8 +223,9 @@ fn unspecified() -> SocketAddr {
 
 /// Runs `envoy --mode validate -c path` (which loads the wasm and runs the
 /// filter's `on_configure`). Ok with Envoy's output, or Err with it.
-pub fn validate_config(path: &Path, workdir: &Path) -> Result<String, String> {
+pub fn validate_config(path: &Path, workdir: &Path, env: &[(&str, &str)]) -> Result<String, String> {
     let output = Command::new(envoy_binary())
+        .envs(env.iter().copied())
         .args(["--mode", "validate", "--disable-hot-restart", "-l", "info", "-c"])
         .arg(path)
         .current_dir(workdir)
@@ -243,7 +251,8 @@ pub fn validate_spec(spec: &EnvoySpec) -> Result<String, String> {
     let dir = temp_dir("validate")?;
     let path = dir.join("envoy.json");
     fs::write(&path, spec.bootstrap(&dir).to_string()).map_err(|e| format!("writing config: {e}"))?;
-    let result = validate_config(&path, &dir);
+    let env: Vec<(&str, &str)> = spec.environment().iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let result = validate_config(&path, &dir, &env);
     let _ = fs::remove_dir_all(&dir);
     result
 }
