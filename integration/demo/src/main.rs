@@ -1,7 +1,8 @@
-//! `make demo`: the mock IdP, an echo backend and a real Envoy running
-//! `envoy-configs/claim-enforcement.yaml`, and a walk through the identity
-//! flows a user of Baton cares about. Prints decisions and decoded claims,
-//! never a raw token, then stops everything.
+//! `make demo`: the mock IdP, an echo backend and real Envoys running
+//! `envoy-configs/claim-enforcement.yaml` (ingress) and
+//! `envoy-configs/obo-credential-injection.yaml` (egress), and a walk through
+//! the identity flows a user of Baton cares about. Prints decisions and
+//! decoded claims, never a raw token, then stops everything.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use serde_json::Value;
 const IDP_PORT: u16 = 9000;
 const BACKEND_PORT: u16 = 9001;
 const CONFIG: &str = "envoy-configs/claim-enforcement.yaml";
+const OBO_CONFIG: &str = "envoy-configs/obo-credential-injection.yaml";
 
 fn main() -> ExitCode {
     match run() {
@@ -34,12 +36,21 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("echo backend on 127.0.0.1:{BACKEND_PORT}: {e} (is the port free?)"))?;
     let root = workspace_root();
     let envoy = Envoy::start_file(&root.join(CONFIG), &root, 1)?;
+    let egress = Envoy::start_file(&root.join(OBO_CONFIG), &root, 1)?;
 
-    println!("Baton demo: claim-enforcement inside Envoy {}", envoy_version());
-    println!("  mock IdP  {}  (issuer, JWKS, authorization code + PKCE)", idp.issuer());
-    println!("  backend   http://{}  (echoes the headers it receives)", backend.addr());
-    println!("  Envoy     http://{}  running {CONFIG}", envoy.addr());
+    println!("Baton demo: identity through Envoy {}", envoy_version());
+    println!("  mock IdP  {}  (issuer, JWKS, authorization code + PKCE, token exchange)", idp.issuer());
+    println!("  backend   http://{}  (echoes what it receives)", backend.addr());
+    println!("  ingress   http://{}  running {CONFIG}", envoy.addr());
+    println!("  egress    http://{}  running {OBO_CONFIG}", egress.addr());
     wait_for_keys(&envoy)?;
+    // The egress Envoy fetches the IdP's keys and its own actor token
+    // (client credentials) at start.
+    if !egress.wait_for(Duration::from_secs(10), |e| {
+        e.counter("baton_obo.jwks.fetch_success") >= 1 && e.counter("baton_obo.idp.success") >= 1
+    }) {
+        return Err("the egress Envoy did not get the IdP's keys and its actor token within 10 s".into());
+    }
 
     step(1, "alice signs in to finport-app (authorization code + PKCE S256, no step-up)");
     let password_token = sign_in(&idp, "alice", None)?;
@@ -83,7 +94,24 @@ fn run() -> Result<(), String> {
     show_response(&response);
     show_identity_seen(&backend);
 
-    step(9, "counters in Envoy's /stats");
+    step(9, "the broker calls the Portfolio Agent through the egress Envoy with alice's token");
+    println!("  token the broker holds:");
+    show_claims(&mfa_token);
+    let token_calls = idp.calls(mock_idp::Endpoint::Token);
+    backend.clear();
+    let response = egress.get_with_token("/portfolio/holdings", &mfa_token);
+    show_response(&response);
+    println!("  token the Portfolio Agent received (exchanged by obo-credential-injection, RFC 8693):");
+    show_upstream_claims(&backend, &mfa_token);
+    let response = egress.get_with_token("/portfolio/holdings", &mfa_token);
+    println!(
+        "  again: {} {}; calls to the IdP's token endpoint for both requests: {} (the second was a cache hit)",
+        response.status,
+        http_kit::reason_phrase(response.status),
+        idp.calls(mock_idp::Endpoint::Token) - token_calls
+    );
+
+    step(10, "counters in Envoy's /stats");
     for name in [
         "allowed",
         "denied.missing_token",
@@ -96,9 +124,13 @@ fn run() -> Result<(), String> {
     ] {
         println!("  wasmcustom.baton_ce.{name:<28} {}", envoy.counter(&format!("baton_ce.{name}")));
     }
+    for name in ["injected", "cache.miss", "cache.hit_local", "idp.calls", "idp.success"] {
+        println!("  wasmcustom.baton_obo.{name:<27} {}", egress.counter(&format!("baton_obo.{name}")));
+    }
     let audit = envoy.filter_logs().into_iter().filter(|l| l.contains(" audit ")).count();
     println!("  audit lines in Envoy's log: {audit} (one per decision, token hashes only)");
 
+    drop(egress);
     drop(envoy);
     drop(backend);
     idp.shutdown();
@@ -184,14 +216,31 @@ fn show_claims(token: &str) {
     };
     let lifetime = claims["exp"].as_i64().map_or(0, |exp| exp - mock_idp::now_secs());
     println!(
-        "  token claims: sub={} aud={} scope=\"{}\" roles={} acr={} amr={} expires in {lifetime}s",
+        "  token claims: sub={} aud={} scope=\"{}\" roles={} acr={} amr={} act={} client_id={} expires in {lifetime}s",
         field("sub"),
         field("aud"),
         field("scope"),
         field("roles"),
         field("acr"),
-        field("amr")
+        field("amr"),
+        field("act"),
+        field("client_id")
     );
+}
+
+/// What the upstream received in `Authorization`, decoded; and whether the
+/// caller's own token got through (it must not).
+fn show_upstream_claims(backend: &EchoBackend, callers_token: &str) {
+    let requests = backend.requests();
+    let Some(authorization) = requests.last().and_then(|r| r.header("authorization").map(String::from))
+    else {
+        println!("  backend saw no Authorization header");
+        return;
+    };
+    let token = authorization.strip_prefix("Bearer ").unwrap_or(&authorization);
+    show_claims(token);
+    let leaked = requests.iter().any(|r| r.headers.iter().any(|(_, value)| value.contains(callers_token)));
+    println!("  the caller's own token reached the upstream: {}", if leaked { "YES" } else { "no" });
 }
 
 fn show_response(response: &ClientResponse) {
