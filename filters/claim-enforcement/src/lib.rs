@@ -16,21 +16,4 @@ pub mod routes;
 /// The name this filter logs under.
 pub const FILTER: &str = "claim-enforcement";
 
-#[cfg(target_arch = "wasm32")]
-mod registration {
-    use proxy_wasm::traits::RootContext;
-
-    proxy_wasm::main! {{
-        std::panic::set_hook(Box::new(|info| {
-            // With panic = "abort" this is the last word of the VM: make it
-            // visible to the operator.
-            let _ = proxy_wasm::hostcalls::log(
-                proxy_wasm::types::LogLevel::Critical,
-                &format!("baton {}: panic: {info}", crate::FILTER),
-            );
-        }));
-        proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-            Box::new(crate::root::ClaimEnforcementRoot::new(context_id))
-        });
-    }}
-}
+baton_filter_kit::register_filter!(crate::FILTER, crate::root::ClaimEnforcementRoot::new);

@@ -8,13 +8,14 @@ use std::rc::Rc;
 use baton_filter_kit::config::KeySource;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::key_fetches::KeyFetches;
+use baton_filter_kit::plugin::load_config;
 use baton_filter_kit::proxy_host::{MetricIds, ProxyHost, log};
 use baton_filter_kit::ticker::{FAST_TICK, Ticker};
 use baton_filter_kit::verifier::KeyWait;
-use baton_filter_kit::waiters::{Waiter, Waiters, enter_context};
+use baton_filter_kit::waiters::{Waiter, Waiters, WaitingRequests, enter_context};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
+use proxy_wasm::types::ContextType;
 
 use crate::decision::{Engine, Request};
 use crate::http::{ClaimEnforcementHttp, apply_after_wait};
@@ -46,6 +47,16 @@ pub struct Vm {
     fetches: KeyFetches,
 }
 
+impl WaitingRequests for Vm {
+    fn is_waiting(&self, context_id: u32) -> bool {
+        self.waiters.contains(context_id)
+    }
+
+    fn forget(&mut self, context_id: u32) {
+        self.waiters.remove(context_id);
+    }
+}
+
 /// State shared by the root context and the request contexts of one VM.
 pub type SharedVm = Rc<RefCell<Option<Vm>>>;
 
@@ -63,19 +74,8 @@ impl ClaimEnforcementRoot {
     }
 
     fn configure(&mut self) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(bytes)) => bytes,
-            _ => {
-                log(FILTER, LogLevel::Error, "invalid configuration: no plugin configuration given");
-                return false;
-            }
-        };
-        let config = match config::parse(&bytes) {
-            Ok(config) => config,
-            Err(error) => {
-                log(FILTER, LogLevel::Error, &error.to_string());
-                return false;
-            }
+        let Some(config) = load_config(FILTER, config::parse) else {
+            return false;
         };
         log(
             FILTER,

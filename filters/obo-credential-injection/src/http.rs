@@ -7,7 +7,9 @@ use baton_filter_kit::credential::Credential;
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
-use baton_filter_kit::waiters::resume_request;
+use std::rc::Rc;
+
+use baton_filter_kit::waiters::{PauseGuard, resume_request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -15,20 +17,20 @@ use proxy_wasm::types::{Action, MapType};
 use crate::FILTER;
 use crate::decision::{Request, Round, Verdict};
 use crate::model::FilterConfig;
-use crate::root::SharedVm;
+use crate::root::{SharedVm, Vm};
 
 /// Per-request context.
 #[derive(Debug)]
 pub struct OboHttp {
     context_id: u32,
     vm: SharedVm,
-    waiting: bool,
+    pause: PauseGuard<Vm>,
 }
 
 impl OboHttp {
     /// A context for one request.
     pub fn new(context_id: u32, vm: SharedVm) -> Self {
-        Self { context_id, vm, waiting: false }
+        Self { context_id, pause: PauseGuard::new(Rc::clone(&vm), context_id), vm }
     }
 
     fn on_headers(&mut self) -> Action {
@@ -47,21 +49,11 @@ impl OboHttp {
         let verdict = vm.engine.decide(&host, &request, Round::FIRST);
         match vm.park(self.context_id, request, verdict, 0, host.now_unix_secs()) {
             Ok(()) => {
-                self.waiting = true;
+                self.pause.mark_waiting();
                 Action::Pause
             }
             Err(verdict) => apply(verdict),
         }
-    }
-
-    fn still_waiting(&mut self) -> bool {
-        if self.waiting {
-            self.waiting = match self.vm.try_borrow() {
-                Ok(slot) => slot.as_ref().is_some_and(|vm| vm.waiters.contains(self.context_id)),
-                Err(_) => true,
-            };
-        }
-        self.waiting
     }
 }
 
@@ -141,23 +133,10 @@ impl HttpContext for OboHttp {
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
-        // Continuing the body while the headers wait would let the request
-        // through unchecked; hold (and buffer) it until the decision.
-        if self.still_waiting() { Action::Pause } else { Action::Continue }
+        self.pause.data_action()
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.still_waiting() { Action::Pause } else { Action::Continue }
-    }
-}
-
-impl Drop for OboHttp {
-    fn drop(&mut self) {
-        if self.waiting
-            && let Ok(mut slot) = self.vm.try_borrow_mut()
-            && let Some(vm) = slot.as_mut()
-        {
-            vm.waiters.remove(self.context_id);
-        }
+        self.pause.data_action()
     }
 }

@@ -21,6 +21,7 @@ pub mod key_fetches;
 pub mod keys;
 pub mod lease;
 pub mod matching;
+pub mod plugin;
 pub mod proxy_host;
 pub mod reply;
 pub mod ticker;

@@ -2,9 +2,12 @@
 //! exchanged token). The root context that receives it decides each waiting
 //! request again in that request's own context.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
+use proxy_wasm::types::Action;
 
 /// A paused request.
 #[derive(Debug)]
@@ -70,6 +73,59 @@ pub fn enter_context(context_id: u32) -> bool {
 /// Resumes the effective (paused) request.
 pub fn resume_request() -> bool {
     hostcalls::resume_http_request().is_ok()
+}
+
+/// A VM's state that tracks paused requests.
+pub trait WaitingRequests {
+    /// Whether request `context_id` still waits.
+    fn is_waiting(&self, context_id: u32) -> bool;
+    /// Forgets request `context_id` (it went away).
+    fn forget(&mut self, context_id: u32);
+}
+
+/// A request context's side of pausing: holds the body while the request
+/// waits, and withdraws the request from the VM's waiters when it goes away.
+#[derive(Debug)]
+pub struct PauseGuard<V: WaitingRequests> {
+    vm: Rc<RefCell<Option<V>>>,
+    context_id: u32,
+    waiting: bool,
+}
+
+impl<V: WaitingRequests> PauseGuard<V> {
+    /// A guard for request `context_id`.
+    pub fn new(vm: Rc<RefCell<Option<V>>>, context_id: u32) -> Self {
+        Self { vm, context_id, waiting: false }
+    }
+
+    /// The request now waits.
+    pub fn mark_waiting(&mut self) {
+        self.waiting = true;
+    }
+
+    /// What a body or trailers callback answers: continuing data while the
+    /// headers wait would let the request through unchecked, so hold (and
+    /// buffer) it until the decision.
+    pub fn data_action(&mut self) -> Action {
+        if self.waiting {
+            self.waiting = match self.vm.try_borrow() {
+                Ok(slot) => slot.as_ref().is_some_and(|vm| vm.is_waiting(self.context_id)),
+                Err(_) => true,
+            };
+        }
+        if self.waiting { Action::Pause } else { Action::Continue }
+    }
+}
+
+impl<V: WaitingRequests> Drop for PauseGuard<V> {
+    fn drop(&mut self) {
+        if self.waiting
+            && let Ok(mut slot) = self.vm.try_borrow_mut()
+            && let Some(vm) = slot.as_mut()
+        {
+            vm.forget(self.context_id);
+        }
+    }
 }
 
 #[cfg(test)]
