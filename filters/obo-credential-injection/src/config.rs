@@ -9,6 +9,7 @@ use baton_filter_kit::config::{
     ConfigError, ProviderSpec, compile_providers, fingerprint, from_json, header_name, output_header,
 };
 use baton_filter_kit::matching::{MatchSpec, compile_match};
+use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::TokenHash;
 use baton_token::oauth::{ClientAuth, RESERVED_PARAMETERS, TOKEN_TYPE_ACCESS_TOKEN};
 use baton_token::secret::Secret;
@@ -357,12 +358,14 @@ fn compile_idp(raw: RawIdp, field: &str) -> Result<Idp, ConfigError> {
         RawClientAuthMethod::ClientSecretPost => ClientAuth::Post { client_id: raw.client_id, secret },
     };
     Ok(Idp {
-        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         name: raw.name,
-        cluster: raw.cluster,
-        token_path: raw.token_path,
-        timeout_ms: raw.timeout_ms,
-        client_auth,
+        endpoint: TokenEndpoint {
+            authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
+            cluster: raw.cluster,
+            path: raw.token_path,
+            timeout_ms: raw.timeout_ms,
+            client_auth,
+        },
     })
 }
 

@@ -38,8 +38,8 @@ fn minimal_configuration_has_safe_defaults() {
     assert_eq!(target.subject_token_type, TOKEN_TYPE_ACCESS_TOKEN);
     assert_eq!(target.inject, Injection { header: "authorization".into(), prefix: "Bearer ".into() });
     assert_eq!(config.default_action, DefaultAction::Deny);
-    assert_eq!(config.idps[0].timeout_ms, 3000);
-    assert!(matches!(config.idps[0].client_auth, ClientAuth::Basic { .. }));
+    assert_eq!(config.idps[0].endpoint.timeout_ms, 3000);
+    assert!(matches!(config.idps[0].endpoint.client_auth, ClientAuth::Basic { .. }));
     assert_eq!(config.cache_entries, 10_000);
     assert!(config.credentials.is_empty());
 }
@@ -141,7 +141,7 @@ fn client_credentials_grants_are_shared() {
     let config = parse_value(&config).unwrap();
     assert_eq!(config.credentials.len(), 2, "identical grants are fetched once");
     assert!(config.subject.is_none());
-    assert!(matches!(config.idps[0].client_auth, ClientAuth::Post { .. }));
+    assert!(matches!(config.idps[0].endpoint.client_auth, ClientAuth::Post { .. }));
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn the_client_secret_can_come_from_the_environment() {
     // PATH is set in every test environment.
     config["idps"][0]["clientSecretEnv"] = json!("PATH");
     let parsed = parse_value(&config).unwrap();
-    assert_eq!(parsed.idps[0].client_auth.client_id(), "agent-broker");
+    assert_eq!(parsed.idps[0].endpoint.client_auth.client_id(), "agent-broker");
     config["idps"][0]["clientSecret"] = json!("x");
     assert_eq!(error(&config).field, "idps[0].clientSecret");
     config["idps"][0].as_object_mut().unwrap().remove("clientSecret");

@@ -387,7 +387,7 @@ impl Engine {
         status: Option<u16>,
         body: &[u8],
     ) -> Result<Rc<IssuedToken>, JobFailure> {
-        let idp_name = self.config.idps.get(job.idp).map_or("?", |idp| idp.name.as_str());
+        let idp_name = self.config.idps.get(job.endpoint).map_or("?", |idp| idp.name.as_str());
         match TokenResponse::parse(status, body, job.expectation()) {
             Ok(response) => {
                 host.count(metrics::IDP_SUCCESS);

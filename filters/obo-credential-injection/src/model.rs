@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use baton_filter_kit::config::Provider;
 use baton_filter_kit::matching::RequestMatch;
+use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::TokenHash;
-use baton_token::oauth::ClientAuth;
 use baton_token::secret::Secret;
 
 /// A token endpoint the gateway calls, with its own client credentials.
@@ -15,16 +15,8 @@ use baton_token::secret::Secret;
 pub struct Idp {
     /// Name targets refer to.
     pub name: String,
-    /// Envoy cluster.
-    pub cluster: String,
-    /// Token endpoint path.
-    pub token_path: String,
-    /// `:authority` of the call.
-    pub authority: String,
-    /// Call timeout.
-    pub timeout_ms: u64,
-    /// How the gateway authenticates.
-    pub client_auth: ClientAuth,
+    /// Where and how to call.
+    pub endpoint: TokenEndpoint,
 }
 
 /// How a target's token is obtained.

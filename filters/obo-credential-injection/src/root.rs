@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use baton_filter_kit::callout::{Callout, CalloutResponse};
+use baton_filter_kit::callout::CalloutResponse;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::key_fetches::KeyFetches;
 use baton_filter_kit::lease::{Lease, LeaseTable};
@@ -25,8 +25,9 @@ use proxy_wasm::types::ContextType;
 use crate::decision::{Engine, JobFailure, Request, Round, Verdict};
 use crate::http::{OboHttp, apply_after_wait};
 use crate::issued::IssuedToken;
-use crate::jobs::{Flights, Job, credentials_job};
+use crate::jobs::{Job, credentials_job};
 use crate::{FILTER, config, metrics};
+use baton_filter_kit::token_calls::Flights;
 
 /// Largest token endpoint answer read.
 const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
@@ -238,41 +239,24 @@ impl OboRoot {
 fn dispatch_queued(vm: &mut Vm, host: &dyn Host) {
     let config = vm.engine.shared_config();
     for job in vm.flights.take_queued() {
-        let Some(idp) = config.idps.get(job.idp) else {
+        let Some(idp) = config.idps.get(job.endpoint) else {
             vm.flights.abandoned(&job.key);
             continue;
         };
-        let lease = vm.leases.acquire(host, &job.key, host.now_unix_millis(), idp.timeout_ms + 1000);
+        let lease = vm.leases.acquire(host, &job.key, host.now_unix_millis(), idp.endpoint.timeout_ms + 1000);
         if lease == Lease::HeldElsewhere {
             vm.remote.insert(job.key, job);
             continue;
         }
-        let mut headers = vec![
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("accept", "application/json"),
-            ("user-agent", "baton-obo-credential-injection"),
-        ];
-        if let Some(authorization) = &job.request.authorization {
-            headers.push(("authorization", authorization.expose()));
-        }
-        let callout = Callout {
-            cluster: &idp.cluster,
-            method: "POST",
-            path: &idp.token_path,
-            authority: &idp.authority,
-            headers,
-            body: Some(job.request.body.expose().as_bytes()),
-            timeout: Duration::from_millis(idp.timeout_ms),
-        };
         host.count(metrics::IDP_CALLS);
-        match callout.dispatch() {
+        match idp.endpoint.dispatch(&job, "baton-obo-credential-injection") {
             Ok(token) => vm.flights.dispatched(job, token, host.now_unix_millis()),
             Err(status) => {
                 vm.flights.abandoned(&job.key);
                 let failure = vm.engine.finish_job(host, &job, None, b"");
                 host.log(
                     LogLevel::Warn,
-                    &format!("idp={} cluster={} dispatch failed: {status:?}", idp.name, idp.cluster),
+                    &format!("idp={} cluster={} dispatch failed: {status:?}", idp.name, idp.endpoint.cluster),
                 );
                 if let Err(failure) = failure {
                     fail_waiting(vm, host, job.key, &failure);
@@ -330,7 +314,8 @@ fn refresh_credentials(vm: &mut Vm, host: &dyn Host) {
 /// Answers requests that waited longer than any call could take.
 fn answer_overdue(vm: &mut Vm, host: &dyn Host) {
     let now = host.now_unix_secs();
-    let longest = vm.engine.config().idps.iter().map(|idp| idp.timeout_ms.div_ceil(1000)).max().unwrap_or(0);
+    let longest =
+        vm.engine.config().idps.iter().map(|idp| idp.endpoint.timeout_ms.div_ceil(1000)).max().unwrap_or(0);
     let overdue = vm.waiters.take(|waiter: &Waiter<Pending>| now > waiter.since + longest + WAIT_GRACE_SECS);
     for (id, _) in overdue {
         let rejection = vm.engine.overdue(host);

@@ -25,6 +25,7 @@ pub mod plugin;
 pub mod proxy_host;
 pub mod reply;
 pub mod ticker;
+pub mod token_calls;
 pub mod verifier;
 pub mod waiters;
 

@@ -34,7 +34,7 @@ pub fn load_config<T, E: Display>(filter: &str, parse: impl FnOnce(&[u8]) -> Res
 /// that logs at critical level (with `panic = "abort"` it is the VM's last
 /// word), then the root context constructor.
 ///
-/// ```ignore
+/// ```text
 /// baton_filter_kit::register_filter!(crate::FILTER, crate::root::MyRoot::new);
 /// ```
 #[macro_export]

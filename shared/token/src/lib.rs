@@ -35,6 +35,7 @@ pub mod json;
 pub mod jwk;
 pub mod jwt;
 pub mod oauth;
+pub mod pkce;
 pub mod rules;
 pub mod secret;
 pub mod validation;

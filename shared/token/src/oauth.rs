@@ -106,13 +106,21 @@ pub enum ClientAuth {
         /// Client secret.
         secret: Secret,
     },
+    /// A public client (RFC 6749 §2.1): only `client_id` in the form body;
+    /// PKCE protects the code instead of a secret.
+    Public {
+        /// Client id.
+        client_id: String,
+    },
 }
 
 impl ClientAuth {
     /// The client id.
     pub fn client_id(&self) -> &str {
         match self {
-            ClientAuth::Basic { client_id, .. } | ClientAuth::Post { client_id, .. } => client_id,
+            ClientAuth::Basic { client_id, .. }
+            | ClientAuth::Post { client_id, .. }
+            | ClientAuth::Public { client_id } => client_id,
         }
     }
 
@@ -127,7 +135,7 @@ impl ClientAuth {
                 let raw = format!("{id}:{pw}");
                 Some(Secret::new(format!("Basic {}", standard_base64(raw.as_bytes()))))
             }
-            ClientAuth::Post { .. } => None,
+            ClientAuth::Post { .. } | ClientAuth::Public { .. } => None,
         }
     }
 }
@@ -170,6 +178,15 @@ pub enum Grant {
     },
     /// RFC 6749 §4.4 client credentials.
     ClientCredentials,
+    /// RFC 6749 §4.1.3 authorization code, with the RFC 7636 PKCE verifier.
+    AuthorizationCode {
+        /// The code the authorization server gave the user agent.
+        code: Secret,
+        /// The `redirect_uri` of the authorization request.
+        redirect_uri: String,
+        /// The PKCE verifier.
+        code_verifier: Secret,
+    },
 }
 
 /// A request to a token endpoint.
@@ -221,6 +238,12 @@ impl TokenRequest {
                 pairs.push(("requested_token_use", "on_behalf_of"));
             }
             Grant::ClientCredentials => pairs.push(("grant_type", GRANT_CLIENT_CREDENTIALS)),
+            Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+                pairs.push(("grant_type", "authorization_code"));
+                pairs.push(("code", code.expose()));
+                pairs.push(("redirect_uri", redirect_uri));
+                pairs.push(("code_verifier", code_verifier.expose()));
+            }
         }
         for audience in &self.audiences {
             pairs.push(("audience", audience));
@@ -234,9 +257,13 @@ impl TokenRequest {
         for (name, value) in &self.extra {
             pairs.push((name, value));
         }
-        if let ClientAuth::Post { client_id, secret } = auth {
-            pairs.push(("client_id", client_id));
-            pairs.push(("client_secret", secret.expose()));
+        match auth {
+            ClientAuth::Post { client_id, secret } => {
+                pairs.push(("client_id", client_id));
+                pairs.push(("client_secret", secret.expose()));
+            }
+            ClientAuth::Public { client_id } => pairs.push(("client_id", client_id)),
+            ClientAuth::Basic { .. } => {}
         }
         EncodedTokenRequest {
             body: Secret::new(form_urlencode(&pairs)),
@@ -519,6 +546,30 @@ mod tests {
         assert_eq!(
             encoded.body.expose(),
             "grant_type=client_credentials&scope=x&client_id=svc&client_secret=pw"
+        );
+        assert!(encoded.authorization.is_none());
+    }
+
+    #[test]
+    fn authorization_code_form_with_pkce_for_a_public_client() {
+        let request = TokenRequest {
+            grant: Grant::AuthorizationCode {
+                code: Secret::new("c0de"),
+                redirect_uri: "https://gw.example/cb".into(),
+                code_verifier: Secret::new("v".repeat(43)),
+            },
+            audiences: vec![],
+            resources: vec![],
+            scope: None,
+            extra: vec![],
+        };
+        let encoded = request.encode(&ClientAuth::Public { client_id: "gw".into() });
+        assert_eq!(
+            encoded.body.expose(),
+            alloc::format!(
+                "grant_type=authorization_code&code=c0de&redirect_uri=https%3A%2F%2Fgw.example%2Fcb&code_verifier={}&client_id=gw",
+                "v".repeat(43)
+            )
         );
         assert!(encoded.authorization.is_none());
     }
