@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, ProviderSpec, compile_providers, fingerprint, from_json, header_name, output_header,
+    ConfigError, ProviderSpec, client_secret, compile_providers, fingerprint, from_json, header_name,
+    output_header,
 };
 use baton_filter_kit::matching::{MatchSpec, compile_match};
 use baton_filter_kit::token_calls::TokenEndpoint;
@@ -314,37 +315,11 @@ fn compile_idp(raw: RawIdp, field: &str) -> Result<Idp, ConfigError> {
             return Err(ConfigError::new(format!("{field}.{name}"), "must not be empty"));
         }
     }
-    // The secret comes from the configuration, or (better: the Envoy config
-    // then holds no secret) from an environment variable Envoy passes to the
-    // VM through `vm_config.environment_variables.host_env_keys`.
-    let client_secret = match (raw.client_secret, raw.client_secret_env) {
-        (Some(secret), None) if !secret.is_empty() => secret,
-        (Some(_), None) => {
-            return Err(ConfigError::new(format!("{field}.clientSecret"), "must not be empty"));
-        }
-        (None, Some(variable)) => match std::env::var(&variable) {
-            Ok(secret) if !secret.is_empty() => secret,
-            _ => {
-                return Err(ConfigError::new(
-                    format!("{field}.clientSecretEnv"),
-                    format!(
-                        "environment variable {variable:?} is not set for the VM (vm_config.environment_variables)"
-                    ),
-                ));
-            }
-        },
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                format!("{field}.clientSecret"),
-                "give clientSecret or clientSecretEnv, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                format!("{field}.clientSecret"),
-                "clientSecret or clientSecretEnv is required",
-            ));
-        }
+    let Some(client_secret) = client_secret(raw.client_secret, raw.client_secret_env, field)? else {
+        return Err(ConfigError::new(
+            format!("{field}.clientSecret"),
+            "clientSecret or clientSecretEnv is required",
+        ));
     };
     if !raw.token_path.starts_with('/') {
         return Err(ConfigError::new(format!("{field}.tokenPath"), "must start with /"));

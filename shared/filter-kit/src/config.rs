@@ -80,6 +80,36 @@ pub fn output_header(name: &str, field: &str, also_reserved: &str) -> Result<Str
     Ok(name)
 }
 
+/// A client secret from `clientSecret`, or (better: the Envoy config then
+/// holds no secret) from the environment variable `clientSecretEnv` names,
+/// which Envoy passes to the VM through
+/// `vm_config.environment_variables.host_env_keys`. `None` when neither is
+/// given. `field` is the object holding both (e.g. `idps[0]`).
+pub fn client_secret(
+    secret: Option<String>,
+    secret_env: Option<String>,
+    field: &str,
+) -> Result<Option<String>, ConfigError> {
+    match (secret, secret_env) {
+        (Some(secret), None) if !secret.is_empty() => Ok(Some(secret)),
+        (Some(_), None) => Err(ConfigError::new(format!("{field}.clientSecret"), "must not be empty")),
+        (None, Some(variable)) => match std::env::var(&variable) {
+            Ok(secret) if !secret.is_empty() => Ok(Some(secret)),
+            _ => Err(ConfigError::new(
+                format!("{field}.clientSecretEnv"),
+                format!(
+                    "environment variable {variable:?} is not set for the VM (vm_config.environment_variables)"
+                ),
+            )),
+        },
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            format!("{field}.clientSecret"),
+            "give clientSecret or clientSecretEnv, not both",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Providers: trusted issuers and their keys.
 

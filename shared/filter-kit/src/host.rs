@@ -36,6 +36,9 @@ pub trait Host {
     /// Writes a shared-data entry; with a non-zero `cas`, only if unchanged
     /// since it was read.
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError>;
+    /// Fills `buf` with cryptographically secure random bytes; false when
+    /// no randomness is available (the caller must then refuse to proceed).
+    fn fill_random(&self, buf: &mut [u8]) -> bool;
     /// Adds one to a counter, by stat name (e.g. `baton_ce.allowed`).
     fn count(&self, metric: &str);
     /// Writes a log line.

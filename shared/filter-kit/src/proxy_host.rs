@@ -81,6 +81,10 @@ impl Host for ProxyHost<'_> {
         }
     }
 
+    fn fill_random(&self, buf: &mut [u8]) -> bool {
+        getrandom::fill(buf).is_ok()
+    }
+
     fn count(&self, metric: &str) {
         if let Some(id) = self.metrics.ids.get(metric) {
             let _ = hostcalls::increment_metric(*id, 1);

@@ -5,6 +5,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use baton_token::TokenHash;
+
 use crate::host::{Host, LogLevel, SharedDataError};
 
 /// Shared-data entries with their compare-and-swap versions.
@@ -18,6 +20,7 @@ pub struct TestHost {
     shared: Rc<RefCell<SharedData>>,
     counters: Rc<RefCell<HashMap<String, u64>>>,
     logs: Rc<RefCell<Vec<(LogLevel, String)>>>,
+    random_counter: Rc<Cell<u64>>,
 }
 
 impl TestHost {
@@ -78,6 +81,17 @@ impl Host for TestHost {
         }
         shared.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
         Ok(())
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) -> bool {
+        // Distinct, repeatable bytes: tests see stable values, never the same
+        // value twice.
+        let seed = TokenHash::of(&self.random_counter.get().to_be_bytes());
+        self.random_counter.set(self.random_counter.get() + 1);
+        for (index, byte) in buf.iter_mut().enumerate() {
+            *byte = seed.as_bytes()[index % 32] ^ u8::try_from(index / 32 % 256).unwrap_or(0);
+        }
+        true
     }
 
     fn count(&self, metric: &str) {

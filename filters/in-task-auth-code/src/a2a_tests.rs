@@ -1,0 +1,196 @@
+//! A2A JSON-RPC in both versions, as the official SDKs send it.
+
+use super::*;
+
+fn v03(parts: Value) -> Vec<u8> {
+    json!({"jsonrpc": "2.0", "id": "req-1", "method": "message/send", "params": {"message": {
+        "kind": "message", "role": "user", "messageId": "m1", "taskId": "t1", "contextId": "c1", "parts": parts}}})
+    .to_string()
+    .into_bytes()
+}
+
+fn v10(method: &str, parts: Value) -> Vec<u8> {
+    json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": {"message": {
+        "role": "ROLE_USER", "messageId": "m1", "parts": parts}}})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn recognises_both_versions_and_kinds() {
+    let call = parse_call(&v03(json!([{"kind": "text", "text": "hi"}])), None).unwrap();
+    assert_eq!((call.version, call.kind, call.id.clone()), (Version::V03, CallKind::Send, json!("req-1")));
+    assert_eq!((call.task_id(), call.context_id()), (Some("t1"), Some("c1")));
+    let call = parse_call(&v10("SendStreamingMessage", json!([{"text": "hi"}])), Some("1.0")).unwrap();
+    assert_eq!((call.version, call.kind, call.task_id()), (Version::V10, CallKind::Stream, None));
+    let other = br#"{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t1"}}"#;
+    assert_eq!(parse_call(other, Some("1.0")).unwrap().kind, CallKind::Other);
+    let other = br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"t1"}}"#;
+    assert_eq!(parse_call(other, None).unwrap().version, Version::V03);
+}
+
+#[test]
+fn malformed_bodies_are_json_rpc_errors() {
+    let code = |body: &[u8]| parse_call(body, None).unwrap_err().code;
+    assert_eq!(code(b"{not json"), PARSE_ERROR);
+    assert_eq!(code(b""), PARSE_ERROR);
+    assert_eq!(code(b"[1,2]"), INVALID_REQUEST);
+    assert_eq!(code(br#"{"jsonrpc":"1.0","id":1,"method":"message/send"}"#), INVALID_REQUEST);
+    assert_eq!(code(br#"{"jsonrpc":"2.0","id":{"x":1},"method":"message/send"}"#), INVALID_REQUEST);
+    assert_eq!(code(br#"{"jsonrpc":"2.0","id":1}"#), INVALID_REQUEST);
+    assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{}}"#), INVALID_PARAMS);
+    let error =
+        parse_call(br#"{"jsonrpc":"2.0","id":9,"method":"SendMessage","params":{"message":{}}}"#, None)
+            .unwrap_err();
+    assert_eq!(error.id, json!(9), "the id is echoed when readable");
+}
+
+#[test]
+fn finds_credentials_in_data_parts_and_metadata() {
+    let call = parse_call(
+        &v03(json!([
+            {"kind": "text", "text": "transfer 100 to bob"},
+            {"kind": "data", "data": {"operation": "transfer", "auth_credentials": {"accessToken": "t0k"}}}
+        ])),
+        None,
+    )
+    .unwrap();
+    assert_eq!(call.credentials().len(), 1);
+    assert_eq!(call.credentials()[0]["accessToken"], "t0k");
+    assert_eq!(call.data_at("/operation"), Some(&json!("transfer")));
+    let mut with_metadata = parse_call(&v03(json!([{"kind": "text", "text": "x"}])), None).unwrap();
+    with_metadata.body["params"]["message"]["metadata"] =
+        json!({"auth_credentials": {"code": "c", "state": "s"}, "skill": "pay"});
+    assert_eq!(with_metadata.credentials().len(), 1);
+    assert_eq!(with_metadata.metadata_at("/skill"), Some(&json!("pay")));
+}
+
+#[test]
+fn stripping_keeps_other_data_and_never_leaves_a_message_empty() {
+    let mut call = parse_call(
+        &v03(json!([
+            {"kind": "text", "text": "go"},
+            {"kind": "data", "data": {"operation": "transfer", "auth_credentials": {"accessToken": "t0k"}}}
+        ])),
+        None,
+    )
+    .unwrap();
+    call.strip_credentials();
+    let body = String::from_utf8(call.to_bytes()).unwrap();
+    assert!(!body.contains("t0k") && !body.contains(CREDENTIALS_KEY), "{body}");
+    assert!(body.contains("\"operation\":\"transfer\""));
+
+    let mut only = parse_call(
+        &v10("SendMessage", json!([{"data": {"auth_credentials": {"accessToken": "t0k"}}}])),
+        None,
+    )
+    .unwrap();
+    only.strip_credentials();
+    assert_eq!(
+        only.message().unwrap()["parts"],
+        json!([{"text": "Authorization was provided to the gateway."}])
+    );
+    let mut only =
+        parse_call(&v03(json!([{"kind": "data", "data": {"auth_credentials": {}}}])), None).unwrap();
+    only.strip_credentials();
+    assert_eq!(only.message().unwrap()["parts"][0]["kind"], "text");
+}
+
+#[test]
+fn challenge_answers_per_version_and_kind() {
+    let ids = TaskIds { task_id: "t1".into(), context_id: "c1".into() };
+    let challenge = json!({"authorizationUrl": "https://bank/authorize?x=1"});
+    let send03 = parse_call(&v03(json!([{"kind": "text", "text": "x"}])), None).unwrap();
+    let answer =
+        challenge_answer(&send03, &ids, "gw-1", "Sign in", challenge.clone(), "2026-11-22T05:00:00Z");
+    assert!(!answer.stream);
+    assert_eq!(answer.result["kind"], "task");
+    assert_eq!(answer.result["status"]["state"], "auth-required");
+    assert_eq!(answer.result["status"]["message"]["role"], "agent");
+    assert_eq!(answer.result["status"]["message"]["parts"][0], json!({"kind": "text", "text": "Sign in"}));
+    assert_eq!(answer.result["status"]["message"]["parts"][1]["data"]["authChallenge"], challenge);
+    let body = response_body(&send03.id, &answer.result);
+    assert!(body.starts_with(r#"{"id":"req-1","jsonrpc":"2.0","result":"#), "{body}");
+
+    let stream10 = parse_call(&v10("SendStreamingMessage", json!([{"text": "x"}])), None).unwrap();
+    let answer =
+        challenge_answer(&stream10, &ids, "gw-1", "Sign in", challenge.clone(), "2026-11-22T05:00:00Z");
+    assert!(answer.stream);
+    assert_eq!(answer.result["statusUpdate"]["status"]["state"], "TASK_STATE_AUTH_REQUIRED");
+    assert_eq!(answer.result["statusUpdate"]["status"]["message"]["parts"][0], json!({"text": "Sign in"}));
+    let events = event_stream_body(&stream10.id, &answer.result);
+    assert!(events.starts_with("data: {") && events.ends_with("}\n\n"));
+
+    let send10 = parse_call(&v10("SendMessage", json!([{"text": "x"}])), None).unwrap();
+    let answer = challenge_answer(&send10, &ids, "gw-1", "Sign in", challenge, "2026-11-22T05:00:00Z");
+    assert_eq!(answer.result["task"]["status"]["message"]["role"], "ROLE_AGENT");
+}
+
+trait ReplaceMethod {
+    fn replace_method(&self) -> Vec<u8>;
+}
+
+impl ReplaceMethod for Vec<u8> {
+    fn replace_method(&self) -> Vec<u8> {
+        String::from_utf8_lossy(self).replace("message/send", "message/stream").into_bytes()
+    }
+}
+
+#[test]
+fn streaming_v03_answer_is_a_final_status_update() {
+    let body = v03(json!([{"kind": "text", "text": "x"}])).replace_method();
+    let call = parse_call(&body, None).unwrap();
+    assert_eq!(call.kind, CallKind::Stream);
+    let ids = TaskIds { task_id: "t1".into(), context_id: "c1".into() };
+    let answer = challenge_answer(&call, &ids, "gw-1", "Sign in", json!({}), "2026-11-22T05:00:00Z");
+    assert_eq!(answer.result["kind"], "status-update");
+    assert_eq!(answer.result["final"], true);
+}
+
+#[test]
+fn agent_challenges_without_a_url_are_found_and_enriched() {
+    let v03_answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "t9", "contextId": "c9",
+        "status": {"state": "auth-required", "message": {"kind": "message", "role": "agent", "messageId": "a1",
+            "parts": [{"kind": "text", "text": "I need your bank's permission"}]}}}});
+    let found = agent_challenge(&v03_answer).unwrap();
+    assert_eq!(
+        found,
+        AgentChallenge {
+            ids: TaskIds { task_id: "t9".into(), context_id: "c9".into() },
+            version: Version::V03
+        }
+    );
+    let mut enriched = v03_answer.clone();
+    enrich_agent_challenge(
+        &mut enriched,
+        &found,
+        "gw-2",
+        json!({"authorizationUrl": "https://bank/authorize"}),
+    );
+    let parts = &enriched["result"]["status"]["message"]["parts"];
+    assert_eq!(parts[0]["text"], "I need your bank's permission", "the agent's words are kept");
+    assert_eq!(
+        parts[1],
+        json!({"kind": "data", "data": {"authChallenge": {"authorizationUrl": "https://bank/authorize"}}})
+    );
+    assert!(agent_challenge(&enriched).is_none(), "complete now");
+
+    let v10_bare = json!({"jsonrpc": "2.0", "id": 1, "result": {"task": {"id": "t2", "contextId": "c2",
+        "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}}});
+    let found = agent_challenge(&v10_bare).unwrap();
+    let mut enriched = v10_bare.clone();
+    enrich_agent_challenge(&mut enriched, &found, "gw-3", json!({"authorizationUrl": "u"}));
+    assert_eq!(enriched["result"]["task"]["status"]["message"]["role"], "ROLE_AGENT");
+    assert_eq!(
+        enriched["result"]["task"]["status"]["message"]["parts"][0],
+        json!({"data": {"authChallenge": {"authorizationUrl": "u"}}})
+    );
+
+    for not_a_challenge in [
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "t", "status": {"state": "completed"}}}),
+        json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "x"}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "message", "parts": []}}),
+    ] {
+        assert!(agent_challenge(&not_a_challenge).is_none(), "{not_a_challenge}");
+    }
+}

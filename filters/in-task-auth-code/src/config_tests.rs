@@ -1,0 +1,144 @@
+//! Configuration: what compiles, and each rule refused with its field.
+
+use super::*;
+use serde_json::json;
+
+pub(crate) fn base() -> Value {
+    json!({
+        "secondaryIdp": {
+            "name": "bank",
+            "authorizationEndpoint": "https://bank.example/authorize",
+            "tokenEndpoint": "https://bank.example/token",
+            "cluster": "bank_idp",
+            "tokenPath": "/token",
+            "clientId": "transfer-gateway",
+            "clientSecret": "s3cr3t",
+            "redirectUri": "https://gw.example/a2a/oauth/callback",
+            "scopes": ["transfers:write"],
+            "audience": "bank-api",
+            "providers": [{
+                "name": "bank", "issuer": "https://bank.example", "audiences": ["bank-api"], "algorithms": ["ES256"],
+                "jwks": {"remote": {"cluster": "bank_idp", "path": "/jwks"}}
+            }]
+        },
+        "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
+                   "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
+        "primaryIdentity": {"header": "authorization", "claim": "sub"},
+        "identityHeader": "x-user-id"
+    })
+}
+
+fn parse_value(config: &Value) -> Result<FilterConfig, ConfigError> {
+    parse(config.to_string().as_bytes())
+}
+
+fn error(config: &Value) -> ConfigError {
+    match parse_value(config) {
+        Ok(_) => panic!("accepted: {config}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn minimal_configuration_has_safe_defaults() {
+    let config = parse_value(&base()).unwrap();
+    assert_eq!(config.callback_path, "/a2a/oauth/callback");
+    assert_eq!(config.state_ttl_secs, 300);
+    assert_eq!(config.challenge_status, 200);
+    assert_eq!(config.on_invalid_credential, InvalidCredential::Challenge);
+    assert_eq!((config.inject_header.as_str(), config.inject_prefix.as_str()), ("authorization", "Bearer "));
+    assert!(matches!(config.idp.token_endpoint.client_auth, ClientAuth::Basic { .. }));
+    assert_eq!(
+        config.primary,
+        PrimaryIdentity::TokenClaim {
+            header: "authorization".into(),
+            prefix: "Bearer ".into(),
+            claim: "sub".into()
+        }
+    );
+    assert_eq!(config.rules[0].when.as_ref().unwrap().values, [json!("transfer")]);
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn a_public_client_has_no_secret() {
+    let mut config = base();
+    config["secondaryIdp"].as_object_mut().unwrap().remove("clientSecret");
+    let parsed = parse_value(&config).unwrap();
+    assert_eq!(
+        parsed.idp.token_endpoint.client_auth,
+        ClientAuth::Public { client_id: "transfer-gateway".into() }
+    );
+    config["secondaryIdp"]["clientAuthMethod"] = json!("clientSecretPost");
+    assert_eq!(error(&config).field, "secondaryIdp.clientSecret");
+}
+
+#[test]
+fn errors_name_their_field() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/secondaryIdp/authorizationEndpoint",
+            json!("bank.example/authorize"),
+            "secondaryIdp.authorizationEndpoint",
+        ),
+        ("/secondaryIdp/tokenPath", json!("token"), "secondaryIdp.tokenPath"),
+        ("/secondaryIdp/scopes", json!(["a b"]), "secondaryIdp.scopes[0]"),
+        (
+            "/secondaryIdp/extraAuthorizeParameters",
+            json!({"state": "x"}),
+            "secondaryIdp.extraAuthorizeParameters.state",
+        ),
+        ("/secondaryIdp/providers", json!([]), "secondaryIdp.providers"),
+        ("/rules", json!([]), "rules"),
+        (
+            "/rules/0/when",
+            json!({"source": "data", "pointer": "operation", "equals": 1}),
+            "rules[0].when.pointer",
+        ),
+        ("/rules/0/when", json!({"source": "data", "pointer": "/op"}), "rules[0].when"),
+        ("/rules/0/when", json!({"source": "body", "pointer": "/op", "equals": 1}), "rules[0].when.source"),
+        ("/identityHeader", json!("authorization"), "identityHeader"),
+        ("/callbackPath", json!("callback"), "callbackPath"),
+        ("/tokenTimeoutSeconds", json!(5), "tokenTimeoutSeconds"),
+        ("/challengeStatus", json!(42), "challengeStatus"),
+        ("/onInvalidCredential", json!("ignore"), "onInvalidCredential"),
+        ("/cache", json!({"maxEntries": 0}), "cache.maxEntries"),
+        ("/require", json!({"claims": [{"claim": "acr"}]}), "require"),
+    ];
+    for (pointer, value, field) in cases {
+        let mut config = base();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        match config.pointer_mut(parent).unwrap_or_else(|| panic!("{pointer}")) {
+            Value::Object(object) => {
+                object.insert(key.to_string(), value);
+            }
+            Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
+            _ => panic!("{pointer}"),
+        }
+        assert_eq!(error(&config).field, field, "{pointer}");
+    }
+    let mut misspelled = base();
+    misspelled["secondaryIdp"]["redirectURI"] = json!("x");
+    assert_eq!(error(&misspelled).field, "secondaryIdp.redirectURI");
+}
+
+#[test]
+fn the_identity_header_cannot_be_the_one_it_comes_from() {
+    let mut config = base();
+    config["primaryIdentity"] = json!({"header": "x-user-id"});
+    assert_eq!(error(&config).field, "identityHeader");
+    config["identityHeader"] = json!("x-baton-user");
+    assert_eq!(parse_value(&config).unwrap().primary, PrimaryIdentity::Header("x-user-id".into()));
+}
+
+#[test]
+fn agent_cards_are_recognised() {
+    for path in
+        ["/.well-known/agent-card.json", "/.well-known/agent.json", "/agents/transfer/agent-card.json?v=1"]
+    {
+        assert!(crate::model::is_agent_card(path), "{path}");
+    }
+    for path in ["/", "/a2a", "/.well-known/agent-card.json.bak", "/agent-card"] {
+        assert!(!crate::model::is_agent_card(path), "{path}");
+    }
+}

@@ -1,0 +1,4 @@
+//! in-task-auth-code (being written)
+pub mod a2a;
+pub mod config;
+pub mod model;
