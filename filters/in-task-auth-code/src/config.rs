@@ -403,4 +403,4 @@ fn compile_rule(raw: RawRule, field: &str) -> Result<Rule, ConfigError> {
 
 #[cfg(test)]
 #[path = "config_tests.rs"]
-mod tests;
+pub(crate) mod tests;

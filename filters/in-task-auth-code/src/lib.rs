@@ -1,4 +1,25 @@
-//! in-task-auth-code (being written)
+//! Baton in-task-auth-code: A2A in-task authorization with a second IdP.
+//! When a step of an A2A task needs a credential from another authorization
+//! server (the user's bank), the filter answers with an auth-required task
+//! and a ready-to-open authorization URL (PKCE and `state` made by the
+//! gateway), exchanges the returned code inside Envoy, validates the token,
+//! keeps it for the user's task, strips credentials from message bodies and
+//! injects the token for the agent.
+//!
+//! Layout: `config` -> `model`; `a2a` reads and writes A2A JSON-RPC (v0.3
+//! and v1.0); `decision` decides per message, `callback` serves the OAuth
+//! redirect, `response` completes agents' own challenges; `challenge` makes
+//! state and PKCE; `store` keeps them; `root`/`http` are the proxy-wasm glue.
+
 pub mod a2a;
+pub mod callback;
+pub mod challenge;
 pub mod config;
+pub mod decision;
+pub mod metrics;
 pub mod model;
+pub mod response;
+pub mod store;
+
+/// The name this filter logs under.
+pub const FILTER: &str = "in-task-auth-code";

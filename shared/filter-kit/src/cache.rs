@@ -106,6 +106,32 @@ impl SharedSlots {
         Some(entry)
     }
 
+    /// The entry stored for `key` with its compare-and-swap version, for a
+    /// later [`SharedSlots::put_if_unchanged`].
+    pub fn get_versioned(&self, key: &TokenHash, host: &dyn Host) -> Option<(Vec<u8>, u32)> {
+        if self.slots == 0 {
+            return None;
+        }
+        let (mut entry, cas) = host.shared_get(&self.slot_key(key))?;
+        if entry.len() < 32 || entry[..32] != key.as_bytes()[..] {
+            return None;
+        }
+        entry.drain(..32);
+        Some((entry, cas))
+    }
+
+    /// Replaces the entry for `key` only if it is still the version read:
+    /// exactly one of several workers racing for it succeeds.
+    pub fn put_if_unchanged(&self, key: &TokenHash, value: &[u8], cas: u32, host: &dyn Host) -> bool {
+        if self.slots == 0 || cas == 0 {
+            return false;
+        }
+        let mut entry = Vec::with_capacity(32 + value.len());
+        entry.extend_from_slice(key.as_bytes());
+        entry.extend_from_slice(value);
+        host.shared_set(&self.slot_key(key), &entry, Some(cas)).is_ok()
+    }
+
     /// Stores `value` for `key`. A failed write only costs another worker a
     /// recomputation, so it is not reported.
     pub fn put(&self, key: &TokenHash, value: &[u8], host: &dyn Host) {
@@ -150,6 +176,10 @@ mod tests {
         slots.put(&b, b"value-b", &host);
         assert_eq!(slots.get(&a, &host), None, "the one slot now belongs to b");
         assert_eq!(host.shared_len(), 1);
+        let (_, cas) = slots.get_versioned(&b, &host).unwrap();
+        assert!(slots.put_if_unchanged(&b, b"value-b2", cas, &host));
+        assert!(!slots.put_if_unchanged(&b, b"value-b3", cas, &host), "the version moved on");
+        assert_eq!(slots.get(&b, &host).as_deref(), Some(&b"value-b2"[..]));
         let other_prefix = SharedSlots::new(1, "u.");
         assert_eq!(other_prefix.get(&b, &host), None);
         let disabled = SharedSlots::new(0, "t.");

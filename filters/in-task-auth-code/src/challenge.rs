@@ -1,0 +1,110 @@
+//! Making a challenge: an unguessable `state` and a PKCE pair, remembered
+//! for the user and task, and the `authChallenge` object a client needs to
+//! send the user to the secondary IdP.
+
+use baton_filter_kit::host::Host;
+use baton_token::clock::rfc3339;
+use baton_token::oauth::form_urlencode;
+use baton_token::pkce;
+use serde_json::{Value, json};
+
+use crate::a2a::TaskIds;
+use crate::model::FilterConfig;
+use crate::store::{PendingAuthorization, Store, TaskRecord};
+
+/// A challenge ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedChallenge {
+    /// The `authChallenge` object.
+    pub object: Value,
+    /// The `state` (for audit, as a hash only).
+    pub state: String,
+}
+
+/// Thirty-two random bytes, or `None` when the host has no randomness.
+pub fn random32(host: &dyn Host) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    host.fill_random(&mut bytes).then_some(bytes)
+}
+
+/// A random id for a task, context or message the gateway creates.
+pub fn random_id(host: &dyn Host) -> Option<String> {
+    random32(host).map(|bytes| pkce::opaque(&bytes)[..22].to_string())
+}
+
+/// Creates a challenge for `user` and `ids`: remembers the state and PKCE
+/// verifier, and, for a task the gateway named itself, a task record that
+/// says so. `error` explains why an earlier credential was refused.
+pub fn issue(
+    config: &FilterConfig,
+    store: &Store,
+    host: &dyn Host,
+    user: &str,
+    ids: &TaskIds,
+    new_task: bool,
+    error: Option<(&str, &str)>,
+) -> Option<IssuedChallenge> {
+    let now = host.now_unix_secs();
+    let state = pkce::opaque(&random32(host)?);
+    let verifier = pkce::verifier(&random32(host)?);
+    let expires_at = now + config.state_ttl_secs;
+    store.put_state(
+        host,
+        &state,
+        &PendingAuthorization {
+            user: user.to_string(),
+            task_id: ids.task_id.clone(),
+            context_id: ids.context_id.clone(),
+            verifier: verifier.expose().to_string(),
+            expires_at,
+            used: false,
+        },
+    );
+    if new_task {
+        store.put_task(
+            host,
+            &TaskRecord {
+                user: user.to_string(),
+                task_id: ids.task_id.clone(),
+                gateway_task: true,
+                token: None,
+                expires_at,
+            },
+        );
+    }
+    let idp = &config.idp;
+    let scope = idp.scopes.join(" ");
+    let challenge = pkce::s256_challenge(verifier.expose());
+    let mut query: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", idp.token_endpoint.client_auth.client_id()),
+        ("redirect_uri", &idp.redirect_uri),
+        ("state", &state),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    if !scope.is_empty() {
+        query.push(("scope", &scope));
+    }
+    for (name, value) in &idp.extra_authorize_parameters {
+        query.push((name, value));
+    }
+    let separator = if idp.authorization_endpoint.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}{}", idp.authorization_endpoint, form_urlencode(&query));
+    let mut object = json!({
+        "authorizationUrl": url,
+        "authorizationEndpoint": idp.authorization_endpoint,
+        "tokenEndpoint": idp.token_endpoint_url,
+        "scopes": idp.scopes,
+        "audience": idp.audience,
+        "secondaryAuthProvider": idp.name,
+        "expiresAt": rfc3339(expires_at),
+        "state": state,
+        "redirectUri": idp.redirect_uri,
+    });
+    if let Some((code, description)) = error {
+        object["error"] = json!(code);
+        object["errorDescription"] = json!(description);
+    }
+    Some(IssuedChallenge { object, state })
+}

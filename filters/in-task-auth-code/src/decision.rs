@@ -1,0 +1,701 @@
+//! The per-request decision for A2A messages: does this message need the
+//! secondary credential, did it bring one (token, or code and state), is
+//! there one stored for this user's task — and so: forward with the token
+//! injected and the credential stripped, or answer with an auth-required
+//! task. The OAuth redirect is in `callback`, agents' own challenges in
+//! `response`.
+
+use std::rc::Rc;
+
+use baton_filter_kit::audit::AuditLine;
+use baton_filter_kit::credential::{Credential, extract_token};
+use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::token_calls::TokenCall;
+use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifyError};
+use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
+use baton_token::oauth::{Grant, OAuthErrorCode, TokenEndpointError, TokenRequest};
+use baton_token::rules::AccessDecision;
+use baton_token::secret::Secret;
+use baton_token::{AuthChallenge, TokenHash};
+use serde_json::{Map, Value};
+
+use crate::a2a::{self, Call, CallKind, INVALID_PARAMS, SERVER_ERROR, TaskIds};
+use crate::challenge::{issue, random_id};
+use crate::metrics;
+use crate::model::{ConditionSource, FilterConfig, InvalidCredential, PrimaryIdentity, Rule, is_agent_card};
+use crate::store::{StateProblem, Store, TaskRecord};
+
+/// What the decision needs of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `:method`.
+    pub method: String,
+    /// `:path`, query included.
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// The primary identity header.
+    pub primary: Credential,
+    /// `A2A-Version`, if sent.
+    pub a2a_version: Option<String>,
+    /// `Accept`, if sent.
+    pub accept: Option<String>,
+    /// The body, once read (protected routes only).
+    pub body: Option<Vec<u8>>,
+}
+
+/// A local answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: String,
+}
+
+impl Reply {
+    fn json(status: u16, body: String) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
+            body,
+        }
+    }
+
+    /// A JSON-RPC error answer.
+    pub fn rpc_error(status: u16, id: &Value, code: i64, message: &str) -> Self {
+        Self::json(status, a2a::error_body(id, code, message))
+    }
+}
+
+/// Forward the request with these changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forward {
+    /// Headers to set (the secondary token is a secret).
+    pub set: Vec<(String, Secret)>,
+    /// The new body, when rewritten.
+    pub body: Option<Vec<u8>>,
+    /// After the answer: the task the agent creates gets this token too
+    /// (the message named a task only the gateway knew).
+    pub rebind: Option<Rebind>,
+}
+
+/// A token to remember for the task the agent's answer names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebind {
+    /// The user.
+    pub user: String,
+    /// The token.
+    pub token: Secret,
+    /// Until when.
+    pub expires_at: u64,
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward; no body needed.
+    Continue(Forward),
+    /// The route needs the body before deciding.
+    ReadBody,
+    /// Forward with changes.
+    Forward(Forward),
+    /// Answer locally.
+    Reply(Reply),
+    /// Wait for the secondary IdP's keys, then decide again.
+    AwaitKeys(usize),
+    /// Wait for this code exchange, then decide again with its outcome.
+    AwaitToken(Box<TokenCall>),
+}
+
+/// How a code exchange ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeOutcome {
+    /// A token.
+    Token(Secret),
+    /// The IdP refused the code (expired, used, wrong verifier).
+    Refused(String),
+    /// The IdP could not be reached or answered garbage.
+    Unavailable(String),
+}
+
+/// Which pass of the decision this is.
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    /// 0 for the first pass.
+    pub number: u8,
+    /// Whether waiting for keys is still allowed.
+    pub keys: KeyWait,
+    /// The code exchange this request waited for, by key, and its outcome.
+    pub exchange: Option<(&'a TokenHash, &'a ExchangeOutcome)>,
+}
+
+impl Round<'_> {
+    /// The first pass.
+    pub const FIRST: Round<'static> = Round { number: 0, keys: KeyWait::Allowed, exchange: None };
+
+    /// The outcome of the exchange keyed `key`, if this pass follows it.
+    pub fn outcome_for(&self, key: &TokenHash) -> Option<&ExchangeOutcome> {
+        self.exchange.filter(|(k, _)| *k == key).map(|(_, outcome)| outcome)
+    }
+}
+
+/// Longest chain of waits for one request (code exchange, keys).
+pub const MAX_ROUNDS: u8 = 4;
+
+/// The VM-wide state decisions read and update.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) config: Rc<FilterConfig>,
+    /// Secondary token verification.
+    pub verifier: TokenVerifier,
+    pub(crate) store: Store,
+}
+
+/// Why a secondary token is not accepted.
+pub(crate) enum Refusal {
+    Invalid { reason: String, description: String },
+    AwaitKeys(usize),
+    KeysUnavailable,
+}
+
+impl Engine {
+    /// Builds the state for a configuration.
+    pub fn new(config: Rc<FilterConfig>) -> Self {
+        let prefix = format!("baton.itac.{}.", config.fingerprint);
+        let verifier = TokenVerifier::new(
+            Rc::clone(&config.idp.providers),
+            &prefix,
+            config.cache_entries,
+            DEFAULT_MAX_TOKEN_BYTES,
+            metrics::JWKS,
+        );
+        let store = Store::new(config.cache_entries, &prefix);
+        Self { config, verifier, store }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FilterConfig {
+        &self.config
+    }
+
+    /// The configuration, shared.
+    pub fn shared_config(&self) -> Rc<FilterConfig> {
+        Rc::clone(&self.config)
+    }
+
+    /// Who the user is: the identity header, or a claim of the primary token.
+    pub fn user(&self, request: &Request) -> Option<String> {
+        match &self.config.primary {
+            PrimaryIdentity::Header(_) => match &request.primary {
+                Credential::One(value) => {
+                    let value = std::str::from_utf8(value).ok()?.trim();
+                    (!value.is_empty()).then(|| value.to_string())
+                }
+                _ => None,
+            },
+            PrimaryIdentity::TokenClaim { prefix, claim, .. } => {
+                let token = extract_token(&request.primary, prefix).ok()?;
+                let jwt = UnverifiedJwt::parse(token, DEFAULT_MAX_TOKEN_BYTES).ok()?;
+                jwt.claims().select(claim).and_then(Value::as_str).map(String::from)
+            }
+        }
+    }
+
+    /// The identity header to set for the agent.
+    fn identity(&self, user: Option<&str>) -> Vec<(String, Secret)> {
+        match (&self.config.identity_header, user) {
+            (Some(header), Some(user)) if user.chars().all(|c| !c.is_control()) => {
+                vec![(header.clone(), Secret::new(user))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Decides what happens to `request`.
+    pub fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
+        let config = Rc::clone(&self.config);
+        if is_agent_card(&request.path) {
+            return Verdict::Continue(Forward::default());
+        }
+        if request.path.split('?').next() == Some(config.callback_path.as_str()) {
+            return crate::callback::decide(self, host, request, round);
+        }
+        let user = self.user(request);
+        let Some(rule) = config
+            .rules
+            .iter()
+            .find(|r| r.matcher.matches(&request.method, &request.path, &request.authority))
+        else {
+            return Verdict::Continue(Forward { set: self.identity(user.as_deref()), ..Forward::default() });
+        };
+        let Some(body) = &request.body else {
+            return Verdict::ReadBody;
+        };
+        let mut audit = AuditLine::new(config.audit_log);
+        audit.set("rule", &rule.name);
+        self.decide_message(host, request, body, rule, user, round, &mut audit)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_message(
+        &mut self,
+        host: &dyn Host,
+        request: &Request,
+        body: &[u8],
+        rule: &Rule,
+        user: Option<String>,
+        round: Round<'_>,
+        audit: &mut AuditLine,
+    ) -> Verdict {
+        let mut call = match a2a::parse_call(body, request.a2a_version.as_deref()) {
+            Ok(call) => call,
+            Err(error) => {
+                host.count(metrics::JSON_RPC_ERRORS);
+                audit.deny(400, "json_rpc_error").emit(host);
+                return Verdict::Reply(Reply::rpc_error(400, &error.id, error.code, &error.message));
+            }
+        };
+        if call.kind == CallKind::Other {
+            return Verdict::Continue(Forward { set: self.identity(user.as_deref()), ..Forward::default() });
+        }
+        let Some(user) = user else {
+            audit.deny(401, "no_user").emit(host);
+            let mut reply =
+                Reply::rpc_error(401, &call.id, a2a::INVALID_REQUEST, "the caller's user is not identified");
+            reply.headers.push(("www-authenticate", AuthChallenge::bearer().header_value()));
+            return Verdict::Reply(reply);
+        };
+        audit.set("user", &user);
+        if let Some(task) = call.task_id() {
+            audit.set("task", task);
+        }
+        let identity = self.identity(Some(&user));
+        if !rule.when.as_ref().is_none_or(|when| condition_holds(&call, when)) {
+            // Not a step that needs the credential; still, no credential a
+            // client put in the message ever reaches the agent.
+            let body = call.mentions_credentials().then(|| {
+                call.strip_credentials();
+                call.to_bytes()
+            });
+            return Verdict::Forward(Forward { set: identity, body, rebind: None });
+        }
+        if call.mentions_credentials() && call.credentials().len() != 1 {
+            host.count(metrics::JSON_RPC_ERRORS);
+            audit.deny(400, "credentials_ambiguous").emit(host);
+            return Verdict::Reply(Reply::rpc_error(
+                400,
+                &call.id,
+                INVALID_PARAMS,
+                "Invalid params: exactly one auth_credentials object with a string accessToken, or code and state, is accepted",
+            ));
+        }
+        let now = host.now_unix_secs();
+        let record = call.task_id().and_then(|task| self.store.task(host, &user, task));
+
+        let token = match call.credentials().first().copied().map(parse_credential) {
+            Some(Some(Credentials::Token(token))) => token,
+            Some(Some(Credentials::Code { code, state })) => {
+                let key = TokenHash::of(state.as_bytes());
+                match round.outcome_for(&key) {
+                    Some(ExchangeOutcome::Token(token)) => token.clone(),
+                    Some(ExchangeOutcome::Refused(why)) => {
+                        audit.set("exchange", why);
+                        return self.refuse_credential(
+                            host,
+                            &call,
+                            &user,
+                            "invalid_grant",
+                            "the authorization code was refused",
+                            audit,
+                        );
+                    }
+                    Some(ExchangeOutcome::Unavailable(why)) => {
+                        host.count(metrics::IDP_UNAVAILABLE);
+                        audit.deny(503, why).emit(host);
+                        return Verdict::Reply(Reply::rpc_error(
+                            503,
+                            &call.id,
+                            SERVER_ERROR,
+                            &format!(
+                                "{} could not complete the authorization; retry shortly",
+                                self.config.idp.name
+                            ),
+                        ));
+                    }
+                    None => return self.start_code_exchange(host, &call, &user, &code, &state, round, audit),
+                }
+            }
+            Some(None) => {
+                host.count(metrics::JSON_RPC_ERRORS);
+                audit.deny(400, "credentials_malformed").emit(host);
+                return Verdict::Reply(Reply::rpc_error(
+                    400,
+                    &call.id,
+                    INVALID_PARAMS,
+                    "Invalid params: auth_credentials needs a string accessToken, or code and state",
+                ));
+            }
+            None => match record.as_ref().and_then(|record| record.usable_token(now)) {
+                Some(stored) => {
+                    audit.set("credential", "stored");
+                    return self.inject(host, call, user, identity, stored, record, audit);
+                }
+                None => return self.challenge(host, &call, &user, None, audit),
+            },
+        };
+        match self.accept_token(host, &token, round) {
+            Ok(expires_at) => {
+                let record = match record {
+                    Some(record) => {
+                        TaskRecord { token: Some(token.expose().to_string()), expires_at, ..record }
+                    }
+                    None => TaskRecord {
+                        user: user.clone(),
+                        task_id: call.task_id().unwrap_or("").to_string(),
+                        gateway_task: false,
+                        token: Some(token.expose().to_string()),
+                        expires_at,
+                    },
+                };
+                if !record.task_id.is_empty() {
+                    self.store.put_task(host, &record);
+                }
+                audit.set("credential", "message");
+                self.inject(host, call, user, identity, token, Some(record), audit)
+            }
+            Err(Refusal::AwaitKeys(provider)) if round.number < MAX_ROUNDS => Verdict::AwaitKeys(provider),
+            Err(Refusal::AwaitKeys(_) | Refusal::KeysUnavailable) => {
+                host.count(metrics::IDP_UNAVAILABLE);
+                audit.deny(503, "keys_unavailable").emit(host);
+                Verdict::Reply(Reply::rpc_error(
+                    503,
+                    &call.id,
+                    SERVER_ERROR,
+                    &format!(
+                        "{}'s keys are not available to check the credential; retry shortly",
+                        self.config.idp.name
+                    ),
+                ))
+            }
+            Err(Refusal::Invalid { reason, description }) => {
+                self.refuse_credential(host, &call, &user, &reason, &description, audit)
+            }
+        }
+    }
+
+    /// Validates a secondary token: signature, issuer, audience, expiry, and
+    /// the configured requirements. Returns when it expires.
+    pub(crate) fn accept_token(
+        &mut self,
+        host: &dyn Host,
+        token: &Secret,
+        round: Round<'_>,
+    ) -> Result<u64, Refusal> {
+        let hash = TokenHash::of(token.expose().as_bytes());
+        match self.verifier.verify(host, token.expose(), &hash, &[], round.keys) {
+            Ok((verified, _)) => {
+                match self.config.requirement.evaluate(&verified.claims, host.now_unix_secs()) {
+                    AccessDecision::Granted => Ok(verified
+                        .claims
+                        .exp
+                        .and_then(|exp| u64::try_from(exp).ok())
+                        .unwrap_or_else(|| host.now_unix_secs() + self.config.state_ttl_secs)),
+                    decision => Err(Refusal::Invalid {
+                        reason: decision.reason().to_string(),
+                        description: decision.description(),
+                    }),
+                }
+            }
+            Err(VerifyError::AwaitKeys(provider)) => Err(Refusal::AwaitKeys(provider)),
+            Err(VerifyError::KeysUnavailable(_)) => Err(Refusal::KeysUnavailable),
+            Err(VerifyError::Invalid { reason, description }) => {
+                Err(Refusal::Invalid { reason: reason.to_string(), description })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_code_exchange(
+        &mut self,
+        host: &dyn Host,
+        call: &Call,
+        user: &str,
+        code: &str,
+        state: &str,
+        round: Round<'_>,
+        audit: &mut AuditLine,
+    ) -> Verdict {
+        if round.number >= MAX_ROUNDS {
+            audit.deny(503, "too_many_rounds").emit(host);
+            return Verdict::Reply(Reply::rpc_error(
+                503,
+                &call.id,
+                SERVER_ERROR,
+                "authorization could not complete",
+            ));
+        }
+        let pending = match self.store.consume_state(host, state) {
+            Ok(pending) => pending,
+            Err(StateProblem::Expired) => {
+                host.count(metrics::STATE_MISUSE);
+                audit.set("state", "expired");
+                return self.challenge(
+                    host,
+                    call,
+                    user,
+                    Some(("state_expired", "the authorization request expired; authorize again")),
+                    audit,
+                );
+            }
+            Err(problem) => {
+                host.count(metrics::STATE_MISUSE);
+                audit.deny(400, problem.reason()).emit(host);
+                return Verdict::Reply(Reply::rpc_error(
+                    400,
+                    &call.id,
+                    INVALID_PARAMS,
+                    "Invalid params: unknown or already used state",
+                ));
+            }
+        };
+        if pending.user != user {
+            host.count(metrics::STATE_MISUSE);
+            audit.deny(403, "state_other_user").emit(host);
+            host.log(LogLevel::Warn, &format!("state issued to another user presented by user={user}"));
+            return Verdict::Reply(Reply::rpc_error(
+                403,
+                &call.id,
+                INVALID_PARAMS,
+                "Invalid params: the authorization belongs to another user",
+            ));
+        }
+        if call.task_id().is_some_and(|task| task != pending.task_id) {
+            host.count(metrics::STATE_MISUSE);
+            audit.deny(403, "state_other_task").emit(host);
+            return Verdict::Reply(Reply::rpc_error(
+                403,
+                &call.id,
+                INVALID_PARAMS,
+                "Invalid params: the authorization belongs to another task",
+            ));
+        }
+        Verdict::AwaitToken(Box::new(code_exchange(&self.config, state, code, &pending.verifier)))
+    }
+
+    /// Forwards with the secondary token injected, the credential stripped,
+    /// and a gateway-made task id removed (the agent does not know it).
+    #[allow(clippy::too_many_arguments)]
+    fn inject(
+        &self,
+        host: &dyn Host,
+        mut call: Call,
+        user: String,
+        mut set: Vec<(String, Secret)>,
+        token: Secret,
+        record: Option<TaskRecord>,
+        audit: &mut AuditLine,
+    ) -> Verdict {
+        let mut rewritten = false;
+        if call.mentions_credentials() {
+            call.strip_credentials();
+            rewritten = true;
+        }
+        let gateway_task = record.as_ref().is_some_and(|record| record.gateway_task);
+        if gateway_task {
+            if let Some(message) =
+                call.body.get_mut("params").and_then(|p| p.get_mut("message")).and_then(Value::as_object_mut)
+            {
+                message.remove("taskId");
+            }
+            rewritten = true;
+        }
+        audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
+        audit.allow("injected").emit(host);
+        host.count(metrics::TOKENS_INJECTED);
+        let rebind = gateway_task.then(|| Rebind {
+            user,
+            token: token.clone(),
+            expires_at: record.map_or(0, |record| record.expires_at),
+        });
+        set.push((
+            self.config.inject_header.clone(),
+            Secret::new(format!("{}{}", self.config.inject_prefix, token.expose())),
+        ));
+        Verdict::Forward(Forward { set, body: rewritten.then(|| call.to_bytes()), rebind })
+    }
+
+    fn refuse_credential(
+        &mut self,
+        host: &dyn Host,
+        call: &Call,
+        user: &str,
+        reason: &str,
+        description: &str,
+        audit: &mut AuditLine,
+    ) -> Verdict {
+        host.count(metrics::VALIDATION_FAILURES);
+        audit.set("refused", reason);
+        match self.config.on_invalid_credential {
+            InvalidCredential::Challenge => {
+                self.challenge(host, call, user, Some(("invalid_token", description)), audit)
+            }
+            InvalidCredential::Reject => {
+                audit.deny(401, reason).emit(host);
+                let mut reply = Reply::rpc_error(
+                    401,
+                    &call.id,
+                    SERVER_ERROR,
+                    &format!("the credential was refused: {description}"),
+                );
+                reply.headers.push((
+                    "www-authenticate",
+                    AuthChallenge::error(baton_token::BearerError::InvalidToken, description).header_value(),
+                ));
+                Verdict::Reply(reply)
+            }
+        }
+    }
+
+    /// Answers with an auth-required task (and remembers the challenge).
+    fn challenge(
+        &mut self,
+        host: &dyn Host,
+        call: &Call,
+        user: &str,
+        error: Option<(&str, &str)>,
+        audit: &mut AuditLine,
+    ) -> Verdict {
+        let ids = (|| {
+            Some(TaskIds {
+                task_id: match call.task_id() {
+                    Some(task) => task.to_string(),
+                    None => random_id(host)?,
+                },
+                context_id: match call.context_id() {
+                    Some(context) => context.to_string(),
+                    None => random_id(host)?,
+                },
+            })
+        })();
+        let issued = ids.as_ref().and_then(|ids| {
+            issue(&self.config, &self.store, host, user, ids, call.task_id().is_none(), error)
+        });
+        let (Some(ids), Some(issued), Some(message_id)) = (ids, issued, random_id(host)) else {
+            audit.deny(500, "no_randomness").emit(host);
+            return Verdict::Reply(Reply::rpc_error(
+                500,
+                &call.id,
+                SERVER_ERROR,
+                "the gateway could not create an authorization request",
+            ));
+        };
+        let text = format!(
+            "This step needs your authorization at {}. Open the authorization URL, then continue the task.",
+            self.config.idp.name
+        );
+        let answer = a2a::challenge_answer(
+            call,
+            &ids,
+            &message_id,
+            &text,
+            issued.object,
+            &baton_token::clock::rfc3339(host.now_unix_secs()),
+        );
+        host.count(metrics::CHALLENGES);
+        audit.set("task", &ids.task_id).token_as("state", &TokenHash::of(issued.state.as_bytes()));
+        audit.deny(self.config.challenge_status, "auth_required").emit(host);
+        let (content_type, body) = if answer.stream {
+            ("text/event-stream", a2a::event_stream_body(&call.id, &answer.result))
+        } else {
+            ("application/json", a2a::response_body(&call.id, &answer.result))
+        };
+        Verdict::Reply(Reply {
+            status: self.config.challenge_status,
+            headers: vec![("content-type", content_type.into()), ("cache-control", "no-store".into())],
+            body,
+        })
+    }
+
+    /// Interprets a code exchange answer.
+    pub fn exchange_outcome(&self, host: &dyn Host, status: Option<u16>, body: &[u8]) -> ExchangeOutcome {
+        match baton_token::oauth::TokenResponse::parse(status, body, Default::default()) {
+            Ok(response) => {
+                host.count(metrics::CODES_EXCHANGED);
+                ExchangeOutcome::Token(response.access_token)
+            }
+            Err(error) => {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("idp={} code exchange failed: {error}", self.config.idp.name),
+                );
+                match error {
+                    TokenEndpointError::Rejected {
+                        code: OAuthErrorCode::InvalidGrant | OAuthErrorCode::InvalidRequest,
+                        ..
+                    } => ExchangeOutcome::Refused(error.reason()),
+                    other => ExchangeOutcome::Unavailable(other.reason()),
+                }
+            }
+        }
+    }
+}
+
+/// A credential object, read.
+pub(crate) enum Credentials {
+    Token(Secret),
+    Code { code: String, state: String },
+}
+
+pub(crate) fn parse_credential(object: &Map<String, Value>) -> Option<Credentials> {
+    match (object.get("accessToken"), object.get("code"), object.get("state")) {
+        (Some(Value::String(token)), None, None) if !token.is_empty() => {
+            Some(Credentials::Token(Secret::new(token.clone())))
+        }
+        (None, Some(Value::String(code)), Some(Value::String(state)))
+            if !code.is_empty() && code.len() <= 2048 && !state.is_empty() && state.len() <= 256 =>
+        {
+            Some(Credentials::Code { code: code.clone(), state: state.clone() })
+        }
+        _ => None,
+    }
+}
+
+/// The authorization code grant for `state`'s code (RFC 6749 §4.1.3 with
+/// the RFC 7636 verifier), keyed by the state.
+pub(crate) fn code_exchange(config: &FilterConfig, state: &str, code: &str, verifier: &str) -> TokenCall {
+    let request = TokenRequest {
+        grant: Grant::AuthorizationCode {
+            code: Secret::new(code),
+            redirect_uri: config.idp.redirect_uri.clone(),
+            code_verifier: Secret::new(verifier),
+        },
+        audiences: Vec::new(),
+        resources: Vec::new(),
+        scope: None,
+        extra: Vec::new(),
+    };
+    TokenCall {
+        key: TokenHash::of(state.as_bytes()),
+        endpoint: 0,
+        request: request.encode(&config.idp.token_endpoint.client_auth),
+        requested_token_type: None,
+        token_exchange: false,
+        not_after: None,
+        label: "authorization_code".into(),
+    }
+}
+
+fn condition_holds(call: &Call, when: &crate::model::MessageCondition) -> bool {
+    let value = match when.source {
+        ConditionSource::Data => call.data_at(&when.pointer),
+        ConditionSource::Metadata => call.metadata_at(&when.pointer),
+    };
+    value.is_some_and(|value| when.values.contains(value))
+}
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

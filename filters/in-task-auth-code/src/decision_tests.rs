@@ -1,0 +1,479 @@
+//! Decisions through the in-memory host: challenges in both A2A versions,
+//! each way a credential comes back, state misuse, the stored token, and
+//! agents' own challenges.
+
+use super::*;
+use crate::callback::parse_query;
+use crate::config;
+use crate::response::{AnswerContext, on_answer};
+use baton_filter_kit::test_host::TestHost;
+use baton_filter_kit::test_keys::TestKey;
+use serde_json::json;
+
+const NOW: u64 = 1_800_000_000;
+const BANK: &str = "https://bank.example";
+
+struct Setup {
+    engine: Engine,
+    host: TestHost,
+    bank: TestKey,
+}
+
+fn setup_with(change: impl FnOnce(&mut Value)) -> Setup {
+    let bank = TestKey::es256("bank-1");
+    let mut config = crate::config::tests::base();
+    config["secondaryIdp"]["providers"][0]["jwks"] =
+        json!({"inline": serde_json::from_str::<Value>(&bank.jwks()).unwrap()});
+    config["primaryIdentity"] = json!({"header": "x-user-id"});
+    config["identityHeader"] = json!("x-baton-user");
+    change(&mut config);
+    let config = Rc::new(config::parse(config.to_string().as_bytes()).unwrap());
+    Setup { engine: Engine::new(config), host: TestHost::new(NOW), bank }
+}
+
+fn setup() -> Setup {
+    setup_with(|_| {})
+}
+
+fn v03(user: Option<&str>, task: Option<&str>, parts: Value) -> Request {
+    let mut message = json!({"kind": "message", "role": "user", "messageId": "m1", "parts": parts});
+    if let Some(task) = task {
+        message["taskId"] = json!(task);
+        message["contextId"] = json!("ctx-1");
+    }
+    request(user, "message/send", message)
+}
+
+fn v10(user: Option<&str>, method: &str, task: Option<&str>, parts: Value) -> Request {
+    let mut message = json!({"role": "ROLE_USER", "messageId": "m1", "parts": parts});
+    if let Some(task) = task {
+        message["taskId"] = json!(task);
+    }
+    let mut request = request(user, method, message);
+    request.a2a_version = Some("1.0".into());
+    request
+}
+
+fn request(user: Option<&str>, method: &str, message: Value) -> Request {
+    let body = json!({"jsonrpc": "2.0", "id": "req-1", "method": method, "params": {"message": message}});
+    Request {
+        method: "POST".into(),
+        path: "/".into(),
+        authority: "transfer-agent".into(),
+        primary: user.map_or(Credential::Absent, |u| Credential::One(u.as_bytes().to_vec())),
+        a2a_version: None,
+        accept: None,
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+fn transfer() -> Value {
+    json!([{"kind": "text", "text": "send 100 to bob"}, {"kind": "data", "data": {"operation": "transfer", "amount": 100}}])
+}
+
+fn with_credentials(credentials: Value) -> Value {
+    json!([{"kind": "text", "text": "send 100 to bob"},
+           {"kind": "data", "data": {"operation": "transfer", "auth_credentials": credentials}}])
+}
+
+fn bank_claims(sub: &str) -> Value {
+    json!({"iss": BANK, "sub": sub, "aud": "bank-api", "exp": NOW + 600, "iat": NOW - 1, "scope": "transfers:write"})
+}
+
+impl Setup {
+    fn decide(&mut self, request: &Request) -> Verdict {
+        self.engine.decide(&self.host, request, Round::FIRST)
+    }
+
+    fn bank_token(&self, sub: &str) -> String {
+        self.bank.token(&bank_claims(sub))
+    }
+}
+
+fn reply(verdict: Verdict) -> Reply {
+    match verdict {
+        Verdict::Reply(reply) => reply,
+        other => panic!("expected a local reply, got {other:?}"),
+    }
+}
+
+fn forward(verdict: Verdict) -> Forward {
+    match verdict {
+        Verdict::Forward(forward) => forward,
+        other => panic!("expected forwarding, got {other:?}"),
+    }
+}
+
+fn json_body(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+fn header<'a>(forward: &'a Forward, name: &str) -> Option<&'a str> {
+    forward.set.iter().find(|(n, _)| n == name).map(|(_, v)| v.expose())
+}
+
+/// The `authChallenge` of a v0.3 challenge answer.
+fn auth_challenge(reply: &Reply) -> Value {
+    json_body(reply)["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"].clone()
+}
+
+fn query_of(url: &str) -> Vec<(String, String)> {
+    parse_query(url.split_once('?').unwrap().1)
+}
+
+fn param(url: &str, name: &str) -> String {
+    query_of(url).into_iter().find(|(n, _)| n == name).map(|(_, v)| v).unwrap()
+}
+
+#[test]
+fn agent_cards_and_other_routes_pass() {
+    let mut s = setup_with(|c| c["rules"][0]["match"] = json!({"pathPrefix": "/a2a"}));
+    let mut card = v03(Some("alice"), None, transfer());
+    card.path = "/.well-known/agent-card.json".into();
+    card.method = "GET".into();
+    assert_eq!(s.decide(&card), Verdict::Continue(Forward::default()));
+    let mut elsewhere = v03(Some("alice"), None, transfer());
+    elsewhere.path = "/health".into();
+    let Verdict::Continue(passed) = s.decide(&elsewhere) else { panic!() };
+    assert_eq!(header(&passed, "x-baton-user"), Some("alice"));
+    let mut unread = v03(Some("alice"), None, transfer());
+    unread.path = "/a2a".into();
+    unread.body = None;
+    assert_eq!(s.decide(&unread), Verdict::ReadBody);
+}
+
+#[test]
+fn a_transfer_without_a_credential_gets_an_auth_required_task() {
+    let mut s = setup();
+    let reply = reply(s.decide(&v03(Some("alice"), None, transfer())));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers[0], ("content-type", "application/json".to_string()));
+    let body = json_body(&reply);
+    assert_eq!(body["id"], "req-1");
+    assert_eq!(body["result"]["kind"], "task");
+    assert_eq!(body["result"]["status"]["state"], "auth-required");
+    let challenge = auth_challenge(&reply);
+    let url = challenge["authorizationUrl"].as_str().unwrap();
+    assert!(
+        url.starts_with(
+            "https://bank.example/authorize?response_type=code&client_id=transfer-gateway&redirect_uri="
+        ),
+        "{url}"
+    );
+    assert_eq!(param(url, "redirect_uri"), "https://gw.example/a2a/oauth/callback");
+    assert_eq!(param(url, "scope"), "transfers:write");
+    assert_eq!(param(url, "code_challenge_method"), "S256");
+    assert_eq!(param(url, "code_challenge").len(), 43);
+    let state = param(url, "state");
+    assert_eq!(challenge["state"], state.as_str());
+    assert_eq!(challenge["authorizationEndpoint"], "https://bank.example/authorize");
+    assert_eq!(challenge["tokenEndpoint"], "https://bank.example/token");
+    assert_eq!(challenge["scopes"], json!(["transfers:write"]));
+    assert_eq!(challenge["audience"], "bank-api");
+    assert_eq!(challenge["secondaryAuthProvider"], "bank");
+    assert_eq!(challenge["expiresAt"], baton_token::clock::rfc3339(NOW + 300));
+    // The gateway named the new task; it remembers the challenge for alice.
+    let task = body["result"]["id"].as_str().unwrap();
+    let pending = s.engine.store.peek_state(&s.host, &state).unwrap();
+    assert_eq!((pending.user.as_str(), pending.task_id.as_str()), ("alice", task));
+    assert_eq!(baton_token::pkce::s256_challenge(&pending.verifier), param(url, "code_challenge"));
+    assert!(s.engine.store.task(&s.host, "alice", task).unwrap().gateway_task);
+    assert_eq!(s.host.counter(metrics::CHALLENGES), 1);
+}
+
+#[test]
+fn challenges_in_v10_and_as_a_stream() {
+    let mut s = setup();
+    let send = reply(s.decide(&v10(
+        Some("alice"),
+        "SendMessage",
+        Some("t-1"),
+        json!([{"text": "x"}, {"data": {"operation": "transfer"}}]),
+    )));
+    let body = json_body(&send);
+    assert_eq!(body["result"]["task"]["status"]["state"], "TASK_STATE_AUTH_REQUIRED");
+    assert_eq!(body["result"]["task"]["id"], "t-1", "the message's task id is kept");
+    let stream = reply(s.decide(&v10(
+        Some("alice"),
+        "SendStreamingMessage",
+        Some("t-1"),
+        json!([{"data": {"operation": "transfer"}}]),
+    )));
+    assert_eq!(stream.headers[0], ("content-type", "text/event-stream".to_string()));
+    let event: Value = serde_json::from_str(stream.body.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+    assert_eq!(event["result"]["statusUpdate"]["status"]["state"], "TASK_STATE_AUTH_REQUIRED");
+    let mut custom = setup_with(|c| c["challengeStatus"] = json!(401));
+    assert_eq!(reply(custom.decide(&v03(Some("alice"), None, transfer()))).status, 401);
+}
+
+#[test]
+fn a_token_in_the_message_is_validated_stripped_and_injected() {
+    let mut s = setup();
+    let token = s.bank_token("alice@bank");
+    let forwarded =
+        forward(s.decide(&v03(Some("alice"), Some("t-9"), with_credentials(json!({"accessToken": token})))));
+    assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(header(&forwarded, "x-baton-user"), Some("alice"));
+    let body = String::from_utf8(forwarded.body.unwrap()).unwrap();
+    assert!(!body.contains(&token) && !body.contains("auth_credentials"), "{body}");
+    assert!(body.contains("\"operation\":\"transfer\""));
+    assert!(forwarded.rebind.is_none(), "t-9 is the agent's own task");
+    // The token is kept for alice's task: the next message needs nothing.
+    let next = forward(s.decide(&v03(Some("alice"), Some("t-9"), transfer())));
+    assert_eq!(header(&next, "authorization"), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(next.body, None, "nothing to rewrite");
+    // Bob's message for the same task id gets no token of alice's.
+    let bob = reply(s.decide(&v03(Some("bob"), Some("t-9"), transfer())));
+    assert_eq!(json_body(&bob)["result"]["status"]["state"], "auth-required");
+    assert_eq!(s.host.counter(metrics::TOKENS_INJECTED), 2);
+}
+
+#[test]
+fn a_gateway_named_task_is_not_forwarded_and_the_agents_task_gets_the_token() {
+    let mut s = setup();
+    let challenge = reply(s.decide(&v03(Some("alice"), None, transfer())));
+    let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    let token = s.bank_token("alice@bank");
+    let forwarded = forward(s.decide(&v03(
+        Some("alice"),
+        Some(&gateway_task),
+        with_credentials(json!({"accessToken": token})),
+    )));
+    let body: Value = serde_json::from_slice(forwarded.body.as_ref().unwrap()).unwrap();
+    assert_eq!(body["params"]["message"].get("taskId"), None, "the agent never heard of {gateway_task}");
+    let rebind = forwarded.rebind.clone().unwrap();
+    let answer = json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "task", "id": "agent-task-7", "contextId": "ctx-1",
+                        "status": {"state": "completed"}}});
+    let context = AnswerContext { user: Some("alice".into()), rebind: Some(rebind) };
+    assert_eq!(on_answer(&mut s.engine, &s.host, &context, answer.to_string().as_bytes()), None);
+    let next = forward(s.decide(&v03(Some("alice"), Some("agent-task-7"), transfer())));
+    assert_eq!(
+        header(&next, "authorization"),
+        Some(format!("Bearer {token}").as_str()),
+        "second transfer, no new challenge"
+    );
+}
+
+#[test]
+fn an_invalid_token_gets_a_new_challenge_or_a_401() {
+    let mut s = setup();
+    let forged = TestKey::es256("bank-1").token(&bank_claims("alice@bank"));
+    let challenge =
+        reply(s.decide(&v03(Some("alice"), Some("t-1"), with_credentials(json!({"accessToken": forged})))));
+    let object = auth_challenge(&challenge);
+    assert_eq!(object["error"], "invalid_token");
+    assert_eq!(object["errorDescription"], "token signature is invalid");
+    let mut claims = bank_claims("alice@bank");
+    claims["scope"] = json!("accounts:read");
+    let mut s = setup_with(|c| {
+        c["require"] = json!({"scopes": {"allOf": ["transfers:write"]}});
+        c["onInvalidCredential"] = json!("reject");
+    });
+    let weak = s.bank.token(&claims);
+    let refused =
+        reply(s.decide(&v03(Some("alice"), Some("t-1"), with_credentials(json!({"accessToken": weak})))));
+    assert_eq!(refused.status, 401);
+    assert_eq!(json_body(&refused)["error"]["code"], SERVER_ERROR);
+    assert!(refused.headers.iter().any(|(n, v)| *n == "www-authenticate" && v.contains("invalid_token")));
+    assert_eq!(s.host.counter(metrics::VALIDATION_FAILURES), 1);
+}
+
+#[test]
+fn a_code_in_the_message_is_exchanged_once() {
+    let mut s = setup();
+    let challenge = reply(s.decide(&v03(Some("alice"), Some("t-1"), transfer())));
+    let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
+    let message = v03(Some("alice"), Some("t-1"), with_credentials(json!({"code": "c0de", "state": state})));
+    let Verdict::AwaitToken(call) = s.decide(&message) else { panic!("expected a code exchange") };
+    let form = call.request.body.expose();
+    assert!(form.starts_with("grant_type=authorization_code&code=c0de&redirect_uri="), "{form}");
+    assert!(form.contains("code_verifier="));
+    assert_eq!(
+        call.request.authorization.as_ref().unwrap().expose(),
+        "Basic dHJhbnNmZXItZ2F0ZXdheTpzM2NyM3Q="
+    );
+    assert_eq!(call.key, TokenHash::of(state.as_bytes()));
+
+    let token = Secret::new(s.bank_token("alice@bank"));
+    let outcome = ExchangeOutcome::Token(token.clone());
+    let continued = Round { number: 1, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
+    let forwarded = forward(s.engine.decide(&s.host, &message, continued));
+    assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {}", token.expose()).as_str()));
+    assert!(!String::from_utf8(forwarded.body.unwrap()).unwrap().contains("c0de"));
+
+    let reused = reply(s.decide(&message));
+    assert_eq!((reused.status, json_body(&reused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
+    assert_eq!(s.host.counter(metrics::STATE_MISUSE), 1);
+}
+
+#[test]
+fn a_state_is_bound_to_its_user_task_and_lifetime() {
+    let mut s = setup();
+    let state = |s: &mut Setup, task: &str| {
+        let challenge = reply(s.decide(&v03(Some("alice"), Some(task), transfer())));
+        auth_challenge(&challenge)["state"].as_str().unwrap().to_string()
+    };
+    let for_alice = state(&mut s, "t-1");
+    let stolen = reply(s.decide(&v03(
+        Some("mallory"),
+        Some("t-1"),
+        with_credentials(json!({"code": "c", "state": for_alice})),
+    )));
+    assert_eq!(stolen.status, 403);
+    let other = state(&mut s, "t-2");
+    let wrong_task = reply(s.decide(&v03(
+        Some("alice"),
+        Some("t-1"),
+        with_credentials(json!({"code": "c", "state": other})),
+    )));
+    assert_eq!(wrong_task.status, 403);
+    let late = state(&mut s, "t-3");
+    s.host.set_now(NOW + 301);
+    let expired = reply(s.decide(&v03(
+        Some("alice"),
+        Some("t-3"),
+        with_credentials(json!({"code": "c", "state": late})),
+    )));
+    assert_eq!(auth_challenge(&expired)["error"], "state_expired", "a fresh challenge");
+    assert_eq!(s.host.counter(metrics::STATE_MISUSE), 3);
+}
+
+#[test]
+fn the_redirect_is_served_and_the_task_continues_with_nothing_in_the_body() {
+    let mut s = setup();
+    let challenge = reply(s.decide(&v03(Some("alice"), Some("t-5"), transfer())));
+    let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
+    let callback = Request {
+        method: "GET".into(),
+        path: format!("/a2a/oauth/callback?code=c0de&state={state}"),
+        authority: "gw".into(),
+        primary: Credential::Absent,
+        a2a_version: None,
+        accept: Some("text/html".into()),
+        body: None,
+    };
+    let Verdict::AwaitToken(call) = s.decide(&callback) else { panic!("expected a code exchange") };
+    let token = Secret::new(s.bank_token("alice@bank"));
+    let outcome = ExchangeOutcome::Token(token.clone());
+    let continued = Round { number: 1, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
+    let page = reply(s.engine.decide(&s.host, &callback, continued));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Authorization complete") && !page.body.contains(token.expose()));
+    let next = forward(s.decide(&v03(Some("alice"), Some("t-5"), transfer())));
+    assert_eq!(header(&next, "authorization"), Some(format!("Bearer {}", token.expose()).as_str()));
+    // The state was used by the redirect.
+    assert_eq!(reply(s.decide(&callback)).status, 400);
+}
+
+#[test]
+fn bad_redirects_are_refused() {
+    let mut s = setup();
+    let challenge = reply(s.decide(&v03(Some("alice"), Some("t-5"), transfer())));
+    let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
+    let get = |path: String| Request {
+        method: "GET".into(),
+        path,
+        authority: "gw".into(),
+        primary: Credential::Absent,
+        a2a_version: None,
+        accept: Some("application/json".into()),
+        body: None,
+    };
+    for path in [
+        "/a2a/oauth/callback?code=x".to_string(),
+        "/a2a/oauth/callback?code=x&state=unknown".to_string(),
+        format!("/a2a/oauth/callback?code=x&state={state}&state={state}"),
+        format!("/a2a/oauth/callback?state={}", "s".repeat(300)),
+    ] {
+        let refused = reply(s.decide(&get(path.clone())));
+        assert_eq!(refused.status, 400, "{path}");
+        assert!(json_body(&refused)["error"].is_string());
+    }
+    let denied = reply(s.decide(&get(format!("/a2a/oauth/callback?error=access_denied&state={state}"))));
+    assert_eq!((denied.status, json_body(&denied)["error"].as_str()), (400, Some("authorization_denied")));
+    let after = reply(s.decide(&get(format!("/a2a/oauth/callback?code=x&state={state}"))));
+    assert_eq!(after.status, 400, "a denied state cannot be used afterwards");
+}
+
+#[test]
+fn messages_that_are_not_transfers_pass_without_credentials() {
+    let mut s = setup();
+    let balance = json!([{"kind": "data", "data": {"operation": "balance", "auth_credentials": {"accessToken": "leak"}}}]);
+    let forwarded = forward(s.decide(&v03(Some("alice"), Some("t-1"), balance)));
+    assert_eq!(header(&forwarded, "authorization"), None);
+    assert!(
+        !String::from_utf8(forwarded.body.unwrap()).unwrap().contains("leak"),
+        "credentials never reach the agent"
+    );
+    let untouched =
+        forward(s.decide(&v03(Some("alice"), Some("t-1"), json!([{"kind": "text", "text": "hello"}]))));
+    assert_eq!(untouched.body, None);
+}
+
+#[test]
+fn malformed_and_ambiguous_bodies_are_json_rpc_errors() {
+    let mut s = setup();
+    let mut broken = v03(Some("alice"), None, transfer());
+    broken.body = Some(b"{\"jsonrpc\":".to_vec());
+    assert_eq!(json_body(&reply(s.decide(&broken)))["error"]["code"], a2a::PARSE_ERROR);
+    broken.body = Some(br#"{"hello":"world"}"#.to_vec());
+    assert_eq!(json_body(&reply(s.decide(&broken)))["error"]["code"], a2a::INVALID_REQUEST);
+    let two = json!([{"kind": "data", "data": {"operation": "transfer", "auth_credentials": {"accessToken": "a"}}},
+                     {"kind": "data", "data": {"auth_credentials": {"accessToken": "b"}}}]);
+    assert_eq!(json_body(&reply(s.decide(&v03(Some("alice"), None, two))))["error"]["code"], INVALID_PARAMS);
+    let odd = with_credentials(json!({"accessToken": 42}));
+    assert_eq!(json_body(&reply(s.decide(&v03(Some("alice"), None, odd))))["error"]["code"], INVALID_PARAMS);
+    let nobody = reply(s.decide(&v03(None, None, transfer())));
+    assert_eq!(nobody.status, 401);
+    assert_eq!(s.host.counter(metrics::JSON_RPC_ERRORS), 4);
+}
+
+#[test]
+fn agents_own_challenges_get_a_ready_to_open_url() {
+    let mut s = setup();
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "agent-task", "contextId": "c",
+        "status": {"state": "auth-required", "message": {"kind": "message", "role": "agent", "messageId": "a",
+            "parts": [{"kind": "text", "text": "I need the bank"}]}}}});
+    let context = AnswerContext { user: Some("alice".into()), rebind: None };
+    let rewritten = on_answer(&mut s.engine, &s.host, &context, answer.to_string().as_bytes()).unwrap();
+    let rewritten: Value = serde_json::from_slice(&rewritten).unwrap();
+    let challenge = &rewritten["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"];
+    let state = param(challenge["authorizationUrl"].as_str().unwrap(), "state");
+    let pending = s.engine.store.peek_state(&s.host, &state).unwrap();
+    assert_eq!((pending.user.as_str(), pending.task_id.as_str()), ("alice", "agent-task"));
+    assert_eq!(s.host.counter(metrics::AGENT_CHALLENGES_ENRICHED), 1);
+    let complete = json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "t", "status": {"state": "completed"}}});
+    assert_eq!(on_answer(&mut s.engine, &s.host, &context, complete.to_string().as_bytes()), None);
+}
+
+#[test]
+fn code_exchange_answers_are_interpreted() {
+    let s = setup();
+    let outcome = |status, body: &str| s.engine.exchange_outcome(&s.host, Some(status), body.as_bytes());
+    assert!(matches!(
+        outcome(200, r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#),
+        ExchangeOutcome::Token(_)
+    ));
+    assert!(matches!(outcome(400, r#"{"error":"invalid_grant"}"#), ExchangeOutcome::Refused(_)));
+    assert!(matches!(outcome(503, "busy"), ExchangeOutcome::Unavailable(_)));
+    assert!(matches!(outcome(200, "<html>"), ExchangeOutcome::Unavailable(_)));
+    assert!(matches!(s.engine.exchange_outcome(&s.host, None, b""), ExchangeOutcome::Unavailable(_)));
+}
+
+#[test]
+fn audit_lines_never_hold_credentials() {
+    let mut s = setup();
+    let token = s.bank_token("alice@bank");
+    forward(s.decide(&v03(Some("alice"), Some("t-9"), with_credentials(json!({"accessToken": token})))));
+    let challenge = reply(s.decide(&v03(Some("alice"), Some("t-10"), transfer())));
+    let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
+    for (_, line) in s.host.logs() {
+        assert!(!line.contains(&token) && !line.contains(&state), "{line}");
+    }
+    let logs: Vec<String> = s.host.logs().into_iter().map(|(_, l)| l).collect();
+    assert!(
+        logs[0].contains("user=alice task=t-9") && logs[0].contains("decision=allow reason=injected"),
+        "{}",
+        logs[0]
+    );
+}
