@@ -9,7 +9,7 @@ ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/release
-FILTERS := claim-enforcement obo-credential-injection
+FILTERS := claim-enforcement obo-credential-injection in-task-auth-code
 WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
 
 .PHONY: all setup build test unit-test integration-test demo lint fmt clean

@@ -16,10 +16,14 @@ pub mod callback;
 pub mod challenge;
 pub mod config;
 pub mod decision;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod response;
+pub mod root;
 pub mod store;
 
 /// The name this filter logs under.
 pub const FILTER: &str = "in-task-auth-code";
+
+baton_filter_kit::register_filter!(crate::FILTER, crate::root::InTaskRoot::new);

@@ -1,0 +1,307 @@
+//! The request context: holds a protected request until its body is read,
+//! asks the [`Engine`](crate::decision::Engine), applies the verdict
+//! (headers, rewritten body, local reply), and reads the agent's JSON answer
+//! when the request phase asked for it.
+
+use std::rc::Rc;
+
+use baton_filter_kit::credential::Credential;
+use baton_filter_kit::host::Host;
+use baton_filter_kit::proxy_host::{ProxyHost, log};
+use baton_filter_kit::reply::fail_closed;
+use baton_filter_kit::waiters::{PauseGuard, resume_request};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
+use serde_json::Value;
+
+use crate::FILTER;
+use crate::a2a;
+use crate::decision::{Forward, Reply, Request, Round, Verdict};
+use crate::model::FilterConfig;
+use crate::response::{AnswerContext, on_answer};
+use crate::root::{SharedVm, Vm};
+
+/// Per-request context.
+#[derive(Debug)]
+pub struct InTaskHttp {
+    context_id: u32,
+    vm: SharedVm,
+    pause: PauseGuard<Vm>,
+    /// The request, while its body is being read.
+    reading: Option<Request>,
+    /// Whether the answer body is being read.
+    reading_answer: bool,
+}
+
+impl InTaskHttp {
+    /// A context for one request.
+    pub fn new(context_id: u32, vm: SharedVm) -> Self {
+        Self {
+            context_id,
+            pause: PauseGuard::new(Rc::clone(&vm), context_id),
+            vm,
+            reading: None,
+            reading_answer: false,
+        }
+    }
+
+    fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
+        let shared = Rc::clone(&self.vm);
+        let Ok(mut slot) = shared.try_borrow_mut() else {
+            return fail_closed(FILTER, "filter state busy");
+        };
+        let Some(vm) = slot.as_mut() else {
+            return fail_closed(FILTER, "filter not configured");
+        };
+        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+            return fail_closed(FILTER, "request headers unreadable");
+        };
+        let config = vm.engine.shared_config();
+        // The identity header comes from this filter only.
+        if let Some(identity) = &config.identity_header
+            && headers.iter().any(|(name, _)| name == identity)
+            && hostcalls::remove_map_value(MapType::HttpRequestHeaders, identity).is_err()
+        {
+            return fail_closed(FILTER, "identity header could not be removed");
+        }
+        let mut request = gather(&headers, &config);
+        if end_of_stream {
+            request.body = Some(Vec::new()).filter(|_| request.method != "GET" && request.method != "HEAD");
+        }
+        self.decide(vm, request)
+    }
+
+    fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.reading.is_none() {
+            return self.pause.data_action();
+        }
+        let shared = Rc::clone(&self.vm);
+        let Ok(mut slot) = shared.try_borrow_mut() else {
+            return fail_closed(FILTER, "filter state busy");
+        };
+        let Some(vm) = slot.as_mut() else {
+            return fail_closed(FILTER, "filter not configured");
+        };
+        if body_size > vm.engine.config().max_body_bytes {
+            self.reading = None;
+            let metrics = vm.metrics.clone();
+            ProxyHost::new(&metrics, FILTER).count(crate::metrics::JSON_RPC_ERRORS);
+            send_reply(&Reply::rpc_error(
+                413,
+                &Value::Null,
+                a2a::INVALID_REQUEST,
+                "Invalid Request: the body is too large",
+            ));
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause; // buffered by Envoy until the whole body is here
+        }
+        let Some(mut request) = self.reading.take() else {
+            return Action::Continue;
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        request.body = Some(body);
+        self.decide(vm, request)
+    }
+
+    fn decide(&mut self, vm: &mut Vm, request: Request) -> Action {
+        let metrics = vm.metrics.clone();
+        let host = ProxyHost::new(&metrics, FILTER);
+        let verdict = vm.engine.decide(&host, &request, Round::FIRST);
+        if verdict == Verdict::ReadBody {
+            self.reading = Some(request);
+            return Action::Pause;
+        }
+        let user = vm.engine.user(&request);
+        match vm.park(self.context_id, request, verdict, 0, None, host.now_unix_secs()) {
+            Ok(()) => {
+                self.pause.mark_waiting();
+                Action::Pause
+            }
+            Err((verdict, _)) => {
+                if let Verdict::Forward(forward) = &verdict {
+                    vm.answers
+                        .insert(self.context_id, AnswerContext { user, rebind: forward.rebind.clone() });
+                }
+                apply(verdict)
+            }
+        }
+    }
+
+    fn on_answer_headers(&mut self) -> Action {
+        let Ok(slot) = self.vm.try_borrow() else {
+            return Action::Continue;
+        };
+        let Some(vm) = slot.as_ref() else {
+            return Action::Continue;
+        };
+        let Some(context) = vm.answers.get(&self.context_id) else {
+            return Action::Continue;
+        };
+        let json = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, "content-type")
+            .ok()
+            .flatten()
+            .is_some_and(|value| value.starts_with(b"application/json"));
+        if json && context.wants_body(vm.engine.config().enrich_agent_challenges) {
+            self.reading_answer = true;
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.reading_answer {
+            return Action::Continue;
+        }
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let Some(vm) = slot.as_mut() else {
+            return Action::Continue;
+        };
+        if body_size > vm.engine.config().max_body_bytes {
+            // Too large to rewrite: pass it on as it is.
+            self.reading_answer = false;
+            vm.answers.remove(&self.context_id);
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.reading_answer = false;
+        let Some(context) = vm.answers.remove(&self.context_id) else {
+            return Action::Continue;
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let metrics = vm.metrics.clone();
+        let host = ProxyHost::new(&metrics, FILTER);
+        if let Some(rewritten) = on_answer(&mut vm.engine, &host, &context, &body) {
+            let length = rewritten.len().to_string();
+            let replaced = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &rewritten)
+                .is_ok()
+                && hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", Some(&length))
+                    .is_ok();
+            if !replaced {
+                log(FILTER, baton_filter_kit::LogLevel::Warn, "agent answer could not be rewritten");
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// The attributes the decision needs, from the request headers.
+fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    };
+    let mut primary = headers.iter().filter(|(name, _)| *name == config.primary.header());
+    let primary = match (primary.next(), primary.next()) {
+        (None, _) => Credential::Absent,
+        (Some((_, value)), None) => Credential::One(value.clone()),
+        (Some(_), Some(_)) => Credential::Several,
+    };
+    Request {
+        method: text(":method").unwrap_or_default(),
+        path: text(":path").unwrap_or_default(),
+        authority: text(":authority").unwrap_or_default(),
+        primary,
+        a2a_version: text("a2a-version"),
+        accept: text("accept"),
+        body: None,
+    }
+}
+
+/// Sends a local reply in the current request's context.
+pub fn send_reply(reply: &Reply) {
+    let headers: Vec<(&str, &str)> =
+        reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    if hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes())).is_err() {
+        log(
+            FILTER,
+            baton_filter_kit::LogLevel::Error,
+            "local reply could not be sent; resetting the request",
+        );
+        let _ = hostcalls::reset_http_request();
+    }
+}
+
+fn apply_forward(forward: &Forward) -> Result<(), &'static str> {
+    for (name, value) in &forward.set {
+        hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.expose().as_bytes()))
+            .map_err(|_| "header could not be set")?;
+    }
+    if let Some(body) = &forward.body {
+        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body)
+            .map_err(|_| "body could not be rewritten")?;
+        hostcalls::set_map_value(
+            MapType::HttpRequestHeaders,
+            "content-length",
+            Some(&body.len().to_string()),
+        )
+        .map_err(|_| "content-length could not be set")?;
+    }
+    Ok(())
+}
+
+/// Applies a verdict in the current request's context.
+fn apply(verdict: Verdict) -> Action {
+    match verdict {
+        Verdict::Continue(forward) | Verdict::Forward(forward) => match apply_forward(&forward) {
+            Ok(()) => Action::Continue,
+            Err(why) => fail_closed(FILTER, why),
+        },
+        Verdict::Reply(reply) => {
+            send_reply(&reply);
+            Action::Pause
+        }
+        Verdict::ReadBody | Verdict::AwaitKeys(_) | Verdict::AwaitToken(_) => {
+            fail_closed(FILTER, "decision still waiting")
+        }
+    }
+}
+
+/// Applies a verdict to a request that waited (the root context has made it
+/// the effective context).
+pub fn apply_after_wait(verdict: Verdict) {
+    if let Action::Continue = apply(verdict)
+        && !resume_request()
+    {
+        log(FILTER, baton_filter_kit::LogLevel::Warn, "waiting request could not be resumed");
+    }
+}
+
+impl Context for InTaskHttp {}
+
+impl HttpContext for InTaskHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.on_request_headers(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_request_body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.reading.is_some() { Action::Pause } else { self.pause.data_action() }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.on_answer_headers()
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_answer_body(body_size, end_of_stream)
+    }
+}
