@@ -123,12 +123,12 @@ impl InTaskHttp {
                 self.pause.mark_waiting();
                 Action::Pause
             }
-            Err((verdict, _)) => {
-                if let Verdict::Forward(forward) = &verdict {
+            Err(verdict) => {
+                if let Verdict::Forward(forward) = verdict.as_ref() {
                     vm.answers
                         .insert(self.context_id, AnswerContext { user, rebind: forward.rebind.clone() });
                 }
-                apply(verdict)
+                apply(*verdict)
             }
         }
     }
