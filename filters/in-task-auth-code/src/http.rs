@@ -32,6 +32,8 @@ pub struct InTaskHttp {
     reading: Option<Request>,
     /// Whether the answer body is being read.
     reading_answer: bool,
+    /// Whether a body callback came.
+    body_seen: bool,
 }
 
 impl InTaskHttp {
@@ -43,6 +45,7 @@ impl InTaskHttp {
             vm,
             reading: None,
             reading_answer: false,
+            body_seen: false,
         }
     }
 
@@ -73,6 +76,7 @@ impl InTaskHttp {
     }
 
     fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_seen = true;
         if self.reading.is_none() {
             return self.pause.data_action();
         }
@@ -83,6 +87,8 @@ impl InTaskHttp {
         let Some(vm) = slot.as_mut() else {
             return fail_closed(FILTER, "filter not configured");
         };
+        // The body arrives: Envoy lets this filter hold the headers.
+        vm.reading.remove(&self.context_id);
         if body_size > vm.engine.config().max_body_bytes {
             self.reading = None;
             let metrics = vm.metrics.clone();
@@ -115,6 +121,10 @@ impl InTaskHttp {
         let verdict = vm.engine.decide(&host, &request, Round::FIRST);
         if verdict == Verdict::ReadBody {
             self.reading = Some(request);
+            if !self.body_seen {
+                vm.reading.insert(self.context_id, host.now_unix_secs());
+                vm.ticker.tick_now();
+            }
             return Action::Pause;
         }
         let user = vm.engine.user(&request);

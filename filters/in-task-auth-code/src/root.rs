@@ -64,6 +64,8 @@ pub struct Vm {
     pub waiters: Waiters<Pending>,
     /// What each forwarded request left for the agent's answer.
     pub answers: HashMap<u32, AnswerContext>,
+    /// Requests whose body is awaited, since when.
+    pub reading: HashMap<u32, u64>,
     /// The root context's timer.
     pub ticker: Ticker,
     /// Code exchanges, one per state.
@@ -106,6 +108,7 @@ impl WaitingRequests for Vm {
     fn forget(&mut self, context_id: u32) {
         self.waiters.remove(context_id);
         self.answers.remove(&context_id);
+        self.reading.remove(&context_id);
     }
 }
 
@@ -145,6 +148,7 @@ impl InTaskRoot {
             metrics: MetricIds::define(&metrics::ALL),
             waiters: Waiters::default(),
             answers: HashMap::new(),
+            reading: HashMap::new(),
             ticker: Ticker::new(),
             flights: Flights::default(),
             key_fetches: KeyFetches::default(),
@@ -173,7 +177,9 @@ impl InTaskRoot {
         }
         dispatch_queued(vm, &host);
         answer_overdue(vm, &host);
+        answer_bodiless(vm, &host);
         let busy = !vm.waiters.is_empty()
+            || !vm.reading.is_empty()
             || vm.flights.busy()
             || vm.key_fetches.busy()
             || vm.engine.verifier.keys().needs_attention();
@@ -239,6 +245,36 @@ fn answer_overdue(vm: &mut Vm, host: &dyn Host) {
                 &serde_json::Value::Null,
                 crate::a2a::SERVER_ERROR,
                 "authorization timed out",
+            );
+            crate::http::send_reply(&reply);
+        }
+    }
+}
+
+/// How long a protected request may wait for its first body bytes.
+const BODY_WAIT_SECS: u64 = 10;
+
+/// Answers requests whose body never came. With Envoy's default for Wasm
+/// filters, holding the headers also withholds the body from the filter;
+/// the filter needs `allow_on_headers_stop_iteration: true` in its plugin
+/// config. Rather than hang, such requests fail closed with a clear log.
+fn answer_bodiless(vm: &mut Vm, host: &dyn Host) {
+    let now = host.now_unix_secs();
+    let stuck: Vec<u32> =
+        vm.reading.iter().filter(|(_, since)| now > **since + BODY_WAIT_SECS).map(|(id, _)| *id).collect();
+    for id in stuck {
+        vm.reading.remove(&id);
+        host.log(
+            LogLevel::Error,
+            "a protected request's body never reached the filter: set allow_on_headers_stop_iteration: true in the \
+             Wasm plugin config (Envoy >= 1.35); answering 500",
+        );
+        if enter_context(id) {
+            let reply = Reply::rpc_error(
+                500,
+                &serde_json::Value::Null,
+                crate::a2a::SERVER_ERROR,
+                "the gateway could not read the request",
             );
             crate::http::send_reply(&reply);
         }

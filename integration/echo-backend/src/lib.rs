@@ -15,6 +15,8 @@ use core::time::Duration;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+pub mod a2a_agent;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http_kit::{Reply, Request, Response, Server};
@@ -99,6 +101,14 @@ impl EchoBackend {
     ) -> &Self {
         lock(&self.shared.handlers).push((path_prefix.to_string(), Arc::new(handler)));
         self
+    }
+
+    /// An echo backend that answers as an A2A agent on every path (see
+    /// [`a2a_agent`]).
+    pub fn start_a2a_agent() -> io::Result<EchoBackend> {
+        let backend = Self::start()?;
+        backend.with_handler("/", a2a_agent::reply);
+        Ok(backend)
     }
 
     /// Stops the server; the same as dropping it.

@@ -35,6 +35,7 @@ pub struct EnvoySpec {
     clusters: Vec<Cluster>,
     concurrency: u32,
     env: Vec<(String, String)>,
+    hold_headers_for_body: bool,
 }
 
 impl EnvoySpec {
@@ -46,12 +47,20 @@ impl EnvoySpec {
             clusters: Vec::new(),
             concurrency: 1,
             env: Vec::new(),
+            hold_headers_for_body: true,
         }
     }
 
     /// A listener answering 200 itself (`direct_response`), no backend.
     pub fn direct_response() -> Self {
-        Self { filters: Vec::new(), backend: None, clusters: Vec::new(), concurrency: 1, env: Vec::new() }
+        Self {
+            filters: Vec::new(),
+            backend: None,
+            clusters: Vec::new(),
+            concurrency: 1,
+            env: Vec::new(),
+            hold_headers_for_body: true,
+        }
     }
 
     /// Appends a filter (filters run in the order added).
@@ -84,6 +93,13 @@ impl EnvoySpec {
         self
     }
 
+    /// Leaves `allow_on_headers_stop_iteration` at Envoy's default (false),
+    /// as a user who forgot it would (to test the filters' answer to that).
+    pub fn without_header_stop_iteration(mut self) -> Self {
+        self.hold_headers_for_body = false;
+        self
+    }
+
     /// The environment variables given with [`EnvoySpec::env`].
     pub fn environment(&self) -> &[(String, String)] {
         &self.env
@@ -93,7 +109,8 @@ impl EnvoySpec {
     /// room for access logs.
     pub fn bootstrap(&self, _dir: &Path) -> Value {
         let env_keys: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
-        let mut http_filters: Vec<Value> = self.filters.iter().map(|f| wasm_filter(f, &env_keys)).collect();
+        let mut http_filters: Vec<Value> =
+            self.filters.iter().map(|f| wasm_filter(f, &env_keys, self.hold_headers_for_body)).collect();
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -134,7 +151,7 @@ impl EnvoySpec {
     }
 }
 
-fn wasm_filter(filter: &WasmFilter, env_keys: &[&str]) -> Value {
+fn wasm_filter(filter: &WasmFilter, env_keys: &[&str], hold_headers_for_body: bool) -> Value {
     json!({
         "name": format!("baton.{}", filter.name),
         "typed_config": {
@@ -152,7 +169,10 @@ fn wasm_filter(filter: &WasmFilter, env_keys: &[&str]) -> Value {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": filter.config.to_string()
                 },
-                "fail_open": false
+                "fail_open": false,
+                // Let a filter hold the headers while it reads the body
+                // (Envoy >= 1.35); in-task-auth-code needs it.
+                "allow_on_headers_stop_iteration": hold_headers_for_body
             }
         }
     })
