@@ -4,14 +4,19 @@
 //! the identity flows a user of Baton cares about. Prints decisions and
 //! decoded claims, never a raw token, then stops everything.
 
+mod oauth;
+mod show;
+mod transfer;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
 use baton_harness::{Envoy, workspace_root};
 use echo_backend::EchoBackend;
-use http_kit::{ClientRequest, ClientResponse};
-use mock_idp::{DEMO_REDIRECT_URI, MockIdp, MockIdpConfig, decode_claims_unverified, s256_challenge};
-use serde_json::Value;
+use http_kit::ClientRequest;
+use mock_idp::{MockIdp, MockIdpConfig};
+use oauth::sign_in;
+use show::{show_claims, show_identity_seen, show_response, show_upstream_claims, step, tamper};
 
 /// The ports `envoy-configs/claim-enforcement.yaml` names.
 const IDP_PORT: u16 = 9000;
@@ -37,12 +42,18 @@ fn run() -> Result<(), String> {
     let root = workspace_root();
     let envoy = Envoy::start_file(&root.join(CONFIG), &root, 1)?;
     let egress = Envoy::start_file(&root.join(OBO_CONFIG), &root, 1)?;
+    let bank = transfer::start_bank()?;
+    let agent = transfer::start_agent()?;
+    let gateway = Envoy::start_file(&root.join(transfer::CONFIG), &root, 1)?;
 
     println!("Baton demo: identity through Envoy {}", envoy_version());
     println!("  mock IdP  {}  (issuer, JWKS, authorization code + PKCE, token exchange)", idp.issuer());
     println!("  backend   http://{}  (echoes what it receives)", backend.addr());
     println!("  ingress   http://{}  running {CONFIG}", envoy.addr());
     println!("  egress    http://{}  running {OBO_CONFIG}", egress.addr());
+    println!("  bank IdP  {}  (a second IdP: the user's bank)", bank.issuer());
+    println!("  agent     http://{}  (an A2A Transfer Agent)", agent.addr());
+    println!("  A2A gw    http://{}  running {}", gateway.addr(), transfer::CONFIG);
     wait_for_keys(&envoy)?;
     // The egress Envoy fetches the IdP's keys and its own actor token
     // (client credentials) at start.
@@ -50,6 +61,9 @@ fn run() -> Result<(), String> {
         e.counter("baton_obo.jwks.fetch_success") >= 1 && e.counter("baton_obo.idp.success") >= 1
     }) {
         return Err("the egress Envoy did not get the IdP's keys and its actor token within 10 s".into());
+    }
+    if !gateway.wait_for(Duration::from_secs(10), |e| e.counter("baton_itac.jwks.fetch_success") >= 1) {
+        return Err("the A2A gateway did not get the bank's keys within 10 s".into());
     }
 
     step(1, "alice signs in to finport-app (authorization code + PKCE S256, no step-up)");
@@ -111,7 +125,10 @@ fn run() -> Result<(), String> {
         idp.calls(mock_idp::Endpoint::Token) - token_calls
     );
 
-    step(10, "counters in Envoy's /stats");
+    let bob_token = sign_in(&idp, "bob", Some("mfa"))?;
+    let next = transfer::run(10, &bank, &agent, &gateway, &mfa_token, &bob_token)?;
+
+    step(next, "counters in the Envoys' /stats");
     for name in [
         "allowed",
         "denied.missing_token",
@@ -127,14 +144,20 @@ fn run() -> Result<(), String> {
     for name in ["injected", "cache.miss", "cache.hit_local", "idp.calls", "idp.success"] {
         println!("  wasmcustom.baton_obo.{name:<27} {}", egress.counter(&format!("baton_obo.{name}")));
     }
+    for name in ["challenges", "codes_exchanged", "tokens_injected", "state_misuse"] {
+        println!("  wasmcustom.baton_itac.{name:<26} {}", gateway.counter(&format!("baton_itac.{name}")));
+    }
     let audit = envoy.filter_logs().into_iter().filter(|l| l.contains(" audit ")).count();
     println!("  audit lines in Envoy's log: {audit} (one per decision, token hashes only)");
 
+    drop(gateway);
     drop(egress);
     drop(envoy);
+    drop(agent);
     drop(backend);
+    bank.shutdown();
     idp.shutdown();
-    println!("\nstopped Envoy, the backend and the mock IdP.");
+    println!("\nstopped the Envoys, the backend, the agent and both mock IdPs.");
     Ok(())
 }
 
@@ -157,125 +180,4 @@ fn wait_for_keys(envoy: &Envoy) -> Result<(), String> {
     } else {
         Err("Envoy did not fetch the IdP's keys within 10 s".into())
     }
-}
-
-fn step(number: u32, title: &str) {
-    println!("\n{number}. {title}");
-}
-
-/// The real browser flow, done by a program: /authorize (auto-approved by
-/// the mock IdP), then the code and the PKCE verifier at /token.
-fn sign_in(idp: &MockIdp, user: &str, acr: Option<&str>) -> Result<String, String> {
-    let verifier = format!("demo-verifier-{}-{}", user, mock_idp::now_secs()).repeat(2);
-    let mut query = vec![
-        ("response_type", "code"),
-        ("client_id", "finport-app"),
-        ("redirect_uri", DEMO_REDIRECT_URI),
-        ("scope", "openid portfolio:read"),
-        ("state", "demo-state"),
-        ("login_hint", user),
-        ("code_challenge_method", "S256"),
-    ];
-    let challenge = s256_challenge(&verifier);
-    query.push(("code_challenge", &challenge));
-    if let Some(acr) = acr {
-        query.push(("acr_values", acr));
-    }
-    let target = format!("/authorize?{}", http_kit::form_urlencode(&query));
-    let redirect = http_kit::send(idp.addr(), &ClientRequest::get(&target), Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let location = redirect.header("location").ok_or("no redirect from /authorize")?;
-    let code = http_kit::parse_urlencoded(location.split_once('?').map_or("", |(_, q)| q))
-        .into_iter()
-        .find(|(name, _)| name == "code")
-        .map(|(_, code)| code)
-        .ok_or("no code in the redirect")?;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", DEMO_REDIRECT_URI),
-        ("client_id", "finport-app"),
-        ("code_verifier", verifier.as_str()),
-    ];
-    let response =
-        http_kit::send(idp.addr(), &ClientRequest::post_form("/token", &form), Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-    let body: Value = response.json().map_err(|e| format!("token response: {e}"))?;
-    body["access_token"].as_str().map(String::from).ok_or_else(|| format!("token endpoint said {body}"))
-}
-
-fn show_claims(token: &str) {
-    let Some(claims) = decode_claims_unverified(token) else {
-        println!("  (token is not a JWT)");
-        return;
-    };
-    let field = |name: &str| match &claims[name] {
-        Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let lifetime = claims["exp"].as_i64().map_or(0, |exp| exp - mock_idp::now_secs());
-    println!(
-        "  token claims: sub={} aud={} scope=\"{}\" roles={} acr={} amr={} act={} client_id={} expires in {lifetime}s",
-        field("sub"),
-        field("aud"),
-        field("scope"),
-        field("roles"),
-        field("acr"),
-        field("amr"),
-        field("act"),
-        field("client_id")
-    );
-}
-
-/// What the upstream received in `Authorization`, decoded; and whether the
-/// caller's own token got through (it must not).
-fn show_upstream_claims(backend: &EchoBackend, callers_token: &str) {
-    let requests = backend.requests();
-    let Some(authorization) = requests.last().and_then(|r| r.header("authorization").map(String::from))
-    else {
-        println!("  backend saw no Authorization header");
-        return;
-    };
-    let token = authorization.strip_prefix("Bearer ").unwrap_or(&authorization);
-    show_claims(token);
-    let leaked = requests.iter().any(|r| r.headers.iter().any(|(_, value)| value.contains(callers_token)));
-    println!("  the caller's own token reached the upstream: {}", if leaked { "YES" } else { "no" });
-}
-
-fn show_response(response: &ClientResponse) {
-    println!("  -> {} {}", response.status, http_kit::reason_phrase(response.status));
-    if let Some(challenge) = response.header("www-authenticate") {
-        println!("     WWW-Authenticate: {challenge}");
-    }
-    if response.status != 200 {
-        println!("     body: {}", response.body_str());
-    }
-}
-
-fn show_identity_seen(backend: &EchoBackend) {
-    let requests = backend.requests();
-    let Some(last) = requests.last() else {
-        println!("  backend saw nothing");
-        return;
-    };
-    let value = |name: &str| last.header_all(name).join(" | ");
-    println!(
-        "  backend saw: x-user-id={} x-user-roles={} x-client-id={} (requests so far: {})",
-        value("x-user-id"),
-        value("x-user-roles"),
-        value("x-client-id"),
-        requests.len()
-    );
-}
-
-/// The same token with `sub` changed and the signature kept.
-fn tamper(token: &str) -> String {
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
-        return token.to_string();
-    };
-    let mut claims = decode_claims_unverified(token).unwrap_or(Value::Null);
-    claims["sub"] = Value::from("admin");
-    format!("{header}.{}.{signature}", mock_idp::b64url(claims.to_string().as_bytes()))
 }

@@ -1,0 +1,154 @@
+//! The money-transfer step: the broker asks the Transfer Agent (A2A) to move
+//! money; in-task-auth-code in front of the agent asks for the user's bank
+//! authorization, the user authorizes, the transfer goes through with the
+//! bank's token, and only that user's task can use it.
+
+use baton_harness::Envoy;
+use echo_backend::EchoBackend;
+use http_kit::{ClientRequest, ClientResponse};
+use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig};
+use serde_json::{Value, json};
+
+use crate::oauth::authorize;
+use crate::show::{show_response, step};
+
+/// Where `envoy-configs/in-task-auth-code.yaml` expects the bank and agent.
+pub const BANK_PORT: u16 = 9010;
+/// The Transfer Agent.
+pub const AGENT_PORT: u16 = 9011;
+/// The config the third Envoy runs.
+pub const CONFIG: &str = "envoy-configs/in-task-auth-code.yaml";
+
+/// The user's bank: a second mock IdP, with its own issuer and keys.
+pub fn start_bank() -> Result<MockIdp, String> {
+    let config = MockIdpConfig {
+        port: BANK_PORT,
+        clients: vec![
+            ClientRegistration::confidential("transfer-gateway", "bank-demo-secret")
+                .with_grant_types(&["authorization_code"])
+                .with_redirect_uris(&["http://127.0.0.1:10003/a2a/oauth/callback"])
+                .with_default_audience("bank-api"),
+        ],
+        ..MockIdpConfig::default()
+    };
+    MockIdp::start(config).map_err(|e| format!("bank IdP on 127.0.0.1:{BANK_PORT}: {e} (is the port free?)"))
+}
+
+/// The Transfer Agent: an A2A echo agent.
+pub fn start_agent() -> Result<EchoBackend, String> {
+    let agent = EchoBackend::start_on(AGENT_PORT)
+        .map_err(|e| format!("transfer agent on 127.0.0.1:{AGENT_PORT}: {e} (is the port free?)"))?;
+    agent.with_handler("/", echo_backend::a2a_agent::reply);
+    Ok(agent)
+}
+
+fn send_transfer(gateway: &Envoy, user_token: &str, task: Option<&str>, amount: u32) -> ClientResponse {
+    let mut message = json!({"kind": "message", "role": "user", "messageId": format!("transfer-{amount}"),
+        "parts": [{"kind": "text", "text": format!("send {amount} EUR to bob")},
+                  {"kind": "data", "data": {"operation": "transfer", "amount": amount, "to": "bob"}}]});
+    if let Some(task) = task {
+        message["taskId"] = json!(task);
+    }
+    let body = json!({"jsonrpc": "2.0", "id": format!("req-{amount}"), "method": "message/send", "params": {"message": message}});
+    gateway.send(
+        &ClientRequest::post("/", "application/json", body.to_string().into_bytes())
+            .header("authorization", &format!("Bearer {user_token}")),
+    )
+}
+
+fn task_state(response: &ClientResponse) -> (String, String) {
+    let body: Value = response.json().unwrap_or(Value::Null);
+    (
+        body["result"]["id"].as_str().unwrap_or("?").to_string(),
+        body["result"]["status"]["state"].as_str().unwrap_or("?").to_string(),
+    )
+}
+
+fn auth_challenge(response: &ClientResponse) -> Value {
+    let body: Value = response.json().unwrap_or(Value::Null);
+    body["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"].clone()
+}
+
+/// What the agent reported about the request it received.
+fn show_agent_report(response: &ClientResponse) {
+    let body: Value = response.json().unwrap_or(Value::Null);
+    let report = &body["result"]["status"]["message"]["parts"][1]["data"];
+    println!(
+        "  the agent received: x-baton-user={} auth_credentials in the body: {}",
+        report["user_header"].as_str().unwrap_or("-"),
+        report["auth_credentials_seen"]
+    );
+    let claims = &report["bearer_claims"];
+    println!(
+        "  token the agent received: iss={} sub={} aud={} scope=\"{}\"",
+        claims["iss"].as_str().unwrap_or("-"),
+        claims["sub"].as_str().unwrap_or("-"),
+        claims["aud"].as_str().unwrap_or("-"),
+        claims["scope"].as_str().unwrap_or("-")
+    );
+}
+
+/// Runs the transfer steps, numbered from `first`; returns the next number.
+pub fn run(
+    first: u32,
+    bank: &MockIdp,
+    agent: &EchoBackend,
+    gateway: &Envoy,
+    alice: &str,
+    bob: &str,
+) -> Result<u32, String> {
+    step(
+        first,
+        "the broker asks the Transfer Agent (A2A, message/send) to send 250 EUR to bob, with alice's token",
+    );
+    let challenge = send_transfer(gateway, alice, None, 250);
+    show_response(&challenge);
+    let (gateway_task, state) = task_state(&challenge);
+    println!(
+        "  task {gateway_task} is {state}; the agent was not called (requests it saw: {})",
+        agent.requests().len()
+    );
+    let object = auth_challenge(&challenge);
+    println!(
+        "  authChallenge: {}",
+        serde_json::to_string_pretty(&object).unwrap_or_default().replace('\n', "\n  ")
+    );
+
+    step(
+        first + 1,
+        "alice opens the authorization URL at her bank (approved), the bank redirects to the gateway",
+    );
+    let url = object["authorizationUrl"].as_str().ok_or("no authorizationUrl")?;
+    let redirect = authorize(bank, url, "alice")?;
+    let callback = redirect.split_once("10003").map_or(redirect.as_str(), |(_, path)| path);
+    println!("  redirect to the gateway: /a2a/oauth/callback?code=…&state=… (code and state not shown)");
+    let page = gateway.get(callback, &[("accept", "application/json")]);
+    println!("  -> {} {}", page.status, page.body_str());
+
+    step(
+        first + 2,
+        "the broker resends the transfer in the task: nothing in the body, the gateway injects the bank's token",
+    );
+    let done = send_transfer(gateway, alice, Some(&gateway_task), 250);
+    let (agent_task, state) = task_state(&done);
+    println!(
+        "  -> {} {}: agent task {agent_task} is {state}",
+        done.status,
+        http_kit::reason_phrase(done.status)
+    );
+    show_agent_report(&done);
+
+    step(first + 3, "a second transfer (100 EUR) in the same task needs no new authorization");
+    let again = send_transfer(gateway, alice, Some(&agent_task), 100);
+    let (_, state) = task_state(&again);
+    println!("  -> {} {}: task {agent_task} is {state}", again.status, http_kit::reason_phrase(again.status));
+
+    step(first + 4, "bob's agent tries to use alice's task");
+    let stolen = send_transfer(gateway, bob, Some(&agent_task), 1000);
+    let (_, state) = task_state(&stolen);
+    println!(
+        "  -> task {agent_task} is {state} for bob: he must authorize at his own bank; the agent was not called"
+    );
+    println!("  requests the agent received in all: {}", agent.requests().len());
+    Ok(first + 5)
+}
