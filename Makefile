@@ -10,9 +10,11 @@ ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/release
 FILTERS := claim-enforcement obo-credential-injection in-task-auth-code
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BENCH_ARGS ?=
 WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
 
-.PHONY: all setup build test unit-test integration-test demo lint fmt clean
+.PHONY: all setup build test unit-test integration-test demo bench bench-tools lint fmt clean
 
 all: build
 
@@ -38,6 +40,22 @@ test: build
 ## demo: Envoy + mock IdP + backend, walking through the identity flows
 demo: build
 	$(CARGO) run --quiet -p baton-demo
+
+## bench: every filter against Envoy's native filters, side by side (not part of test);
+## results in bench/results/. BENCH_ARGS="--only ce-one-token --seconds 5" narrows it.
+bench: build bench-tools
+	$(CARGO) run --release --quiet -p baton-bench -- $(BENCH_ARGS)
+
+## bench-tools: wrk (load), binaryen (wasm-opt, for the size figures), taskset
+bench-tools:
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \
+	command -v taskset >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
+	fi
 
 ## lint: formatting, and clippy for native and wasm32 with warnings as errors
 lint: setup

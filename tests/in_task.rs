@@ -18,12 +18,7 @@ const REDIRECT: &str = "http://gateway.test/a2a/oauth/callback";
 
 fn bank() -> MockIdp {
     let config = MockIdpConfig {
-        clients: vec![
-            ClientRegistration::confidential("transfer-gateway", "bank-secret")
-                .with_grant_types(&["authorization_code"])
-                .with_redirect_uris(&[REDIRECT])
-                .with_default_audience("bank-api"),
-        ],
+        clients: vec![ClientRegistration::bank_gateway("transfer-gateway", "bank-secret", REDIRECT)],
         ..MockIdpConfig::default()
     };
     MockIdp::start(config).unwrap()

@@ -23,12 +23,11 @@ pub const CONFIG: &str = "envoy-configs/in-task-auth-code.yaml";
 pub fn start_bank() -> Result<MockIdp, String> {
     let config = MockIdpConfig {
         port: BANK_PORT,
-        clients: vec![
-            ClientRegistration::confidential("transfer-gateway", "bank-demo-secret")
-                .with_grant_types(&["authorization_code"])
-                .with_redirect_uris(&["http://127.0.0.1:10003/a2a/oauth/callback"])
-                .with_default_audience("bank-api"),
-        ],
+        clients: vec![ClientRegistration::bank_gateway(
+            "transfer-gateway",
+            "bank-demo-secret",
+            "http://127.0.0.1:10003/a2a/oauth/callback",
+        )],
         ..MockIdpConfig::default()
     };
     MockIdp::start(config).map_err(|e| format!("bank IdP on 127.0.0.1:{BANK_PORT}: {e} (is the port free?)"))

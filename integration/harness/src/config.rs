@@ -18,6 +18,32 @@ pub struct WasmFilter {
     pub config: Value,
 }
 
+/// One HTTP filter on the listener, before the router.
+#[derive(Debug, Clone)]
+pub enum HttpFilter {
+    /// A Baton filter.
+    Wasm(WasmFilter),
+    /// One of Envoy's own filters (`jwt_authn`, `rbac`, ...), for
+    /// side-by-side comparisons.
+    Native {
+        /// The filter name, e.g. `envoy.filters.http.jwt_authn`.
+        name: String,
+        /// Its `typed_config`, `@type` included.
+        typed_config: Value,
+    },
+}
+
+/// Where the listener's one route goes.
+#[derive(Debug, Clone)]
+enum RouteTarget {
+    Backend(SocketAddr),
+    /// Envoy answers itself: status 200 with this body and content type.
+    Direct {
+        body: String,
+        content_type: String,
+    },
+}
+
 /// An upstream cluster the filters can call.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -30,43 +56,90 @@ pub struct Cluster {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct EnvoySpec {
-    filters: Vec<WasmFilter>,
-    backend: Option<SocketAddr>,
+    filters: Vec<HttpFilter>,
+    route: RouteTarget,
     clusters: Vec<Cluster>,
+    secrets: Vec<(String, String)>,
     concurrency: u32,
     env: Vec<(String, String)>,
     hold_headers_for_body: bool,
+    log_level: String,
+    cpus: Option<String>,
 }
 
 impl EnvoySpec {
     /// A listener forwarding to `backend`.
     pub fn new(backend: SocketAddr) -> Self {
-        Self {
-            filters: Vec::new(),
-            backend: Some(backend),
-            clusters: Vec::new(),
-            concurrency: 1,
-            env: Vec::new(),
-            hold_headers_for_body: true,
-        }
+        Self::with_route(RouteTarget::Backend(backend))
     }
 
-    /// A listener answering 200 itself (`direct_response`), no backend.
+    /// A listener answering 200 `ok` itself (`direct_response`), no backend.
     pub fn direct_response() -> Self {
+        Self::direct_response_with("ok", "text/plain")
+    }
+
+    /// A listener answering 200 with `body` itself (`direct_response`).
+    pub fn direct_response_with(body: &str, content_type: &str) -> Self {
+        Self::with_route(RouteTarget::Direct {
+            body: body.to_string(),
+            content_type: content_type.to_string(),
+        })
+    }
+
+    fn with_route(route: RouteTarget) -> Self {
         Self {
             filters: Vec::new(),
-            backend: None,
+            route,
             clusters: Vec::new(),
+            secrets: Vec::new(),
             concurrency: 1,
             env: Vec::new(),
             hold_headers_for_body: true,
+            log_level: "info".to_string(),
+            cpus: None,
         }
     }
 
-    /// Appends a filter (filters run in the order added).
+    /// Appends a Baton filter (filters run in the order added).
     pub fn filter(mut self, name: &str, config: Value) -> Self {
-        self.filters.push(WasmFilter { name: name.to_string(), config });
+        self.filters.push(HttpFilter::Wasm(WasmFilter { name: name.to_string(), config }));
         self
+    }
+
+    /// Appends one of Envoy's own filters by name and `typed_config`.
+    pub fn native_filter(mut self, name: &str, typed_config: Value) -> Self {
+        self.filters.push(HttpFilter::Native { name: name.to_string(), typed_config });
+        self
+    }
+
+    /// A static generic secret (`static_resources.secrets`), e.g. a client
+    /// secret for `credential_injector`.
+    pub fn secret(mut self, name: &str, value: &str) -> Self {
+        self.secrets.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Envoy's log level for everything (default `info`, with the wasm
+    /// component at `debug`); a benchmark runs at `warning`.
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.log_level = level.to_string();
+        self
+    }
+
+    /// The log level.
+    pub fn level(&self) -> &str {
+        &self.log_level
+    }
+
+    /// Pins Envoy to these CPUs (`taskset -c LIST`).
+    pub fn cpus(mut self, list: &str) -> Self {
+        self.cpus = Some(list.to_string());
+        self
+    }
+
+    /// The CPU list Envoy is pinned to, if any.
+    pub fn cpu_list(&self) -> Option<&str> {
+        self.cpus.as_deref()
     }
 
     /// Adds a cluster.
@@ -109,23 +182,43 @@ impl EnvoySpec {
     /// room for access logs.
     pub fn bootstrap(&self, _dir: &Path) -> Value {
         let env_keys: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
-        let mut http_filters: Vec<Value> =
-            self.filters.iter().map(|f| wasm_filter(f, &env_keys, self.hold_headers_for_body)).collect();
+        let mut http_filters: Vec<Value> = self
+            .filters
+            .iter()
+            .map(|filter| match filter {
+                HttpFilter::Wasm(wasm) => wasm_filter(wasm, &env_keys, self.hold_headers_for_body),
+                HttpFilter::Native { name, typed_config } => {
+                    json!({"name": name, "typed_config": typed_config})
+                }
+            })
+            .collect();
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
         }));
-        let route = match self.backend {
-            Some(_) => json!({"match": {"prefix": "/"}, "route": {"cluster": "backend", "timeout": "15s"}}),
-            None => {
-                json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
+        let route = match &self.route {
+            RouteTarget::Backend(_) => {
+                json!({"match": {"prefix": "/"}, "route": {"cluster": "backend", "timeout": "15s"}})
             }
+            RouteTarget::Direct { body, content_type } => json!({
+                "match": {"prefix": "/"},
+                "direct_response": {"status": 200, "body": {"inline_string": body}},
+                "response_headers_to_add": [{"header": {"key": "content-type", "value": content_type},
+                                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+            }),
         };
         let mut clusters: Vec<Value> =
             self.clusters.iter().map(|c| static_cluster(&c.name, c.addr)).collect();
-        if let Some(backend) = self.backend {
+        if let RouteTarget::Backend(backend) = self.route {
             clusters.push(static_cluster("backend", backend));
         }
+        let secrets: Vec<Value> = self
+            .secrets
+            .iter()
+            .map(
+                |(name, value)| json!({"name": name, "generic_secret": {"secret": {"inline_string": value}}}),
+            )
+            .collect();
         json!({
             "static_resources": {
                 "listeners": [{
@@ -144,7 +237,8 @@ impl EnvoySpec {
                         }
                     }]}]
                 }],
-                "clusters": clusters
+                "clusters": clusters,
+                "secrets": secrets
             },
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
         })

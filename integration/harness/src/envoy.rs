@@ -25,6 +25,14 @@ pub struct Envoy {
     listener: SocketAddr,
 }
 
+/// How to run the Envoy process.
+struct Launch<'a> {
+    workers: u32,
+    env: &'a [(String, String)],
+    log_level: &'a str,
+    cpus: Option<&'a str>,
+}
+
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
 impl Envoy {
@@ -34,36 +42,49 @@ impl Envoy {
         let config_path = dir.join("envoy.json");
         let bootstrap = spec.bootstrap(&dir);
         fs::write(&config_path, bootstrap.to_string()).map_err(|e| format!("writing config: {e}"))?;
-        Self::start_in(dir, &config_path, &std::env::temp_dir(), spec.workers(), spec.environment())
+        let launch = Launch {
+            workers: spec.workers(),
+            env: spec.environment(),
+            log_level: spec.level(),
+            cpus: spec.cpu_list(),
+        };
+        Self::start_in(dir, &config_path, &std::env::temp_dir(), &launch)
     }
 
     /// Starts Envoy on a configuration file as shipped (e.g. from
     /// `envoy-configs/`), with `workdir` as its working directory.
     pub fn start_file(config_path: &Path, workdir: &Path, workers: u32) -> Result<Envoy, String> {
         let dir = temp_dir("envoy")?;
-        Self::start_in(dir, config_path, workdir, workers, &[])
+        let launch = Launch { workers, env: &[], log_level: "info", cpus: None };
+        Self::start_in(dir, config_path, workdir, &launch)
     }
 
-    fn start_in(
-        dir: PathBuf,
-        config_path: &Path,
-        workdir: &Path,
-        workers: u32,
-        env: &[(String, String)],
-    ) -> Result<Envoy, String> {
+    fn start_in(dir: PathBuf, config_path: &Path, workdir: &Path, launch: &Launch) -> Result<Envoy, String> {
         let binary = envoy_binary();
         if !binary.exists() {
             return Err(format!("no Envoy at {} (run `make setup`, or set BATON_ENVOY)", binary.display()));
         }
         let log = fs::File::create(dir.join("envoy.log")).map_err(|e| format!("log file: {e}"))?;
         let admin_file = dir.join("admin.txt");
-        let child = Command::new(&binary)
-            .envs(env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+        // `taskset` execs Envoy, so the child's PID is Envoy's either way.
+        let mut command = match launch.cpus {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpus]).arg(&binary);
+                taskset
+            }
+            None => Command::new(&binary),
+        };
+        // At `info`, the filters' own lines (wasm component) go down to debug.
+        let wasm_level = if launch.log_level == "info" { "debug" } else { launch.log_level };
+        let child = command
+            .envs(launch.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .current_dir(workdir)
             .arg("-c")
             .arg(config_path)
-            .args(["--concurrency", &workers.to_string()])
-            .args(["--disable-hot-restart", "-l", "info", "--component-log-level", "wasm:debug"])
+            .args(["--concurrency", &launch.workers.to_string()])
+            .args(["--disable-hot-restart", "-l", launch.log_level])
+            .args(["--component-log-level", &format!("wasm:{wasm_level}")])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .stdin(Stdio::null())
@@ -117,6 +138,13 @@ impl Envoy {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resident memory of the Envoy process in KiB (`VmRSS`), if readable.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Sends a request through the listener.

@@ -9,6 +9,6 @@ mod config;
 mod envoy;
 mod paths;
 
-pub use config::{Cluster, EnvoySpec, WasmFilter};
+pub use config::{Cluster, EnvoySpec, HttpFilter, WasmFilter};
 pub use envoy::{Envoy, body_json, validate_config, validate_spec};
 pub use paths::{envoy_binary, wasm_file, workspace_root};

@@ -159,6 +159,16 @@ impl ClientRegistration {
         }
     }
 
+    /// The gateway's client at a user's bank (the in-task flow's secondary
+    /// IdP): confidential, authorization code only, one redirect URI, tokens
+    /// for `bank-api`.
+    pub fn bank_gateway(client_id: &str, client_secret: &str, redirect_uri: &str) -> Self {
+        Self::confidential(client_id, client_secret)
+            .with_grant_types(&["authorization_code"])
+            .with_redirect_uris(&[redirect_uri])
+            .with_default_audience("bank-api")
+    }
+
     /// Restricts the grant types.
     #[must_use]
     pub fn with_grant_types(mut self, grant_types: &[&str]) -> Self {

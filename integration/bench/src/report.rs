@@ -1,0 +1,172 @@
+//! Turning rounds into the table: medians, and ratios taken round by round
+//! (a configuration against its baseline and anchor measured minutes apart
+//! at most), then their median.
+
+use serde_json::{Value, json};
+
+use crate::configs::{Kind, Target};
+use crate::run::Running;
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Configuration id.
+    pub id: &'static str,
+    /// Its label.
+    pub label: &'static str,
+    /// Row kind.
+    pub kind: Kind,
+    /// Median requests per second.
+    pub rps: f64,
+    /// Median p50 latency, µs.
+    pub p50_us: u64,
+    /// Median p99 latency, µs.
+    pub p99_us: u64,
+    /// Median ratio to the passthrough row with the same workload.
+    pub vs_passthrough: f64,
+    /// Median ratio to the anchor, with the target.
+    pub vs_anchor: Option<(Target, f64)>,
+    /// Token-endpoint calls per 10,000 requests (cached configurations).
+    pub idp_calls_per_10k: Option<f64>,
+    /// Token-endpoint calls in total (setup and rounds).
+    pub idp_calls: Option<u64>,
+    /// Every request's rate, per round.
+    pub rounds_rps: Vec<f64>,
+}
+
+impl Row {
+    /// Whether the target is met (`None`: the row has none).
+    pub fn met(&self) -> Option<bool> {
+        self.vs_anchor.map(|(target, ratio)| ratio >= target.min_ratio)
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn rates(running: &Running) -> Vec<f64> {
+    running.rounds.iter().map(|round| round.requests_per_sec).collect()
+}
+
+/// Median over rounds of `a / b`, round by round.
+fn paired_ratio(a: &Running, b: &Running) -> f64 {
+    median(a.rounds.iter().zip(&b.rounds).map(|(x, y)| x.requests_per_sec / y.requests_per_sec).collect())
+}
+
+/// The rows, in configuration order.
+pub fn rows(all: &[Running]) -> Vec<Row> {
+    let find = |id: &str| all.iter().find(|running| running.config.id == id);
+    all.iter()
+        .map(|running| {
+            let config = &running.config;
+            let vs_passthrough =
+                find(config.baseline).map(|base| paired_ratio(running, base)).unwrap_or(f64::NAN);
+            let vs_anchor = config
+                .target
+                .and_then(|target| find(target.anchor).map(|anchor| (target, paired_ratio(running, anchor))));
+            let total_requests: u64 =
+                running.setup_requests + running.rounds.iter().map(|round| round.requests).sum::<u64>();
+            let idp_calls =
+                config.counts_idp_calls.then_some(running.setup_idp_calls + running.run_idp_calls);
+            Row {
+                id: config.id,
+                label: config.label,
+                kind: config.kind,
+                rps: median(rates(running)),
+                p50_us: median(running.rounds.iter().map(|r| r.p50_us as f64).collect()) as u64,
+                p99_us: median(running.rounds.iter().map(|r| r.p99_us as f64).collect()) as u64,
+                vs_passthrough,
+                vs_anchor,
+                idp_calls_per_10k: idp_calls
+                    .map(|calls| calls as f64 * 10_000.0 / total_requests.max(1) as f64),
+                idp_calls,
+                rounds_rps: rates(running),
+            }
+        })
+        .collect()
+}
+
+fn latency(us: u64) -> String {
+    if us >= 10_000 { format!("{:.1}ms", us as f64 / 1000.0) } else { format!("{:.2}ms", us as f64 / 1000.0) }
+}
+
+/// The table as printed (Markdown, so the closing note can paste it).
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    out.push_str("| configuration | req/s | p50 | p99 | vs passthrough | vs anchor | target |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    for row in rows {
+        let (anchor, target) = match (row.vs_anchor, row.met()) {
+            (Some((target, ratio)), Some(met)) => (
+                format!("{ratio:.2}x {}", target.anchor),
+                format!("≥ {:.2}x {}", target.min_ratio, if met { "met" } else { "MISSED" }),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        out.push_str(&format!(
+            "| {} | {:.0} | {} | {} | {:.2} | {} | {} |\n",
+            row.label,
+            row.rps,
+            latency(row.p50_us),
+            latency(row.p99_us),
+            row.vs_passthrough,
+            anchor,
+            target
+        ));
+    }
+    out
+}
+
+/// The rows as JSON.
+pub fn rows_json(rows: &[Row]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|row| {
+                json!({
+                    "id": row.id,
+                    "label": row.label,
+                    "kind": match row.kind { Kind::Passthrough => "passthrough", Kind::Native => "native", Kind::Baton => "baton" },
+                    "requests_per_sec": row.rps.round(),
+                    "rounds_requests_per_sec": row.rounds_rps.iter().map(|r| r.round()).collect::<Vec<_>>(),
+                    "p50_us": row.p50_us,
+                    "p99_us": row.p99_us,
+                    "vs_passthrough": round3(row.vs_passthrough),
+                    "anchor": row.vs_anchor.map(|(target, _)| target.anchor),
+                    "vs_anchor": row.vs_anchor.map(|(_, ratio)| round3(ratio)),
+                    "target": row.vs_anchor.map(|(target, _)| target.min_ratio),
+                    "met": row.met(),
+                    "idp_calls": row.idp_calls,
+                    "idp_calls_per_10k_requests": row.idp_calls_per_10k.map(round3),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn latencies_read_in_milliseconds() {
+        assert_eq!(latency(380), "0.38ms");
+        assert_eq!(latency(12_345), "12.3ms");
+    }
+}
