@@ -12,6 +12,8 @@ use baton_token::verify::VerifierSet;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::json_path;
+
 /// A configuration error: the field path and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -38,14 +40,15 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Deserializes strictly, reporting the path of the offending field.
+/// Deserializes strictly, reporting the path of the offending field (found
+/// from where serde_json stopped, see [`crate::json_path`]).
 pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let field = err.path().to_string();
-        let message = err.inner().to_string();
+    serde_json::from_slice(bytes).map_err(|err| {
+        let message = err.to_string();
         // serde_json appends "at line L column C"; the path says more.
         let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        let end = json_path::offset(bytes, err.line(), err.column());
+        let field = json_path::path_at(bytes, end, message.starts_with("missing field"));
         ConfigError::new(field, message)
     })
 }
