@@ -9,7 +9,7 @@ use baton_filter_kit::config::{
     ConfigError, Provider, ProviderSpec, compile_providers, fingerprint, from_json, header_name,
     output_header,
 };
-use baton_filter_kit::matching::{MatchSpec, compile_match};
+use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
 use baton_token::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement, StepUpRequirement};
 use serde::Deserialize;
@@ -169,6 +169,8 @@ pub struct FilterConfig {
     pub providers: Rc<Vec<Provider>>,
     /// Ordered routes; the first match applies.
     pub routes: Vec<Route>,
+    /// The request attributes the routes look at.
+    pub match_inputs: MatchInputs,
     /// Whether requests matching no route pass (without any check).
     pub allow_unmatched: bool,
     /// Token location.
@@ -271,6 +273,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
 
     Ok(FilterConfig {
         providers: Rc::new(providers),
+        match_inputs: MatchInputs::of(routes.iter().map(|route| &route.matcher)),
         routes,
         allow_unmatched: matches!(raw.default_action, RawDefaultAction::Allow),
         token_source,

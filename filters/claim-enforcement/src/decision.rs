@@ -132,10 +132,19 @@ impl Engine {
                 return reject(host, audit, metrics::DENIED_INVALID_REQUEST, "invalid_request", rejection);
             }
         };
-        let hash = TokenHash::of(token.as_bytes());
-        audit.token(&hash);
-
-        let (verified, outcome) = match self.verifier.verify(host, token, &hash, providers, wait) {
+        let verdict = self.verifier.verify(host, token, providers, wait);
+        // A token's hash identifies it in the audit line; a verified one
+        // carries it, a refused one is hashed only when the line is written.
+        match &verdict {
+            Ok((verified, _)) => {
+                audit.token(&verified.hash);
+            }
+            Err(_) if audit.enabled() => {
+                audit.token(&TokenHash::of(token.as_bytes()));
+            }
+            Err(_) => {}
+        }
+        let (verified, outcome) = match verdict {
             Ok(verified) => verified,
             Err(VerifyError::AwaitKeys(provider)) => return Verdict::AwaitKeys { provider },
             Err(VerifyError::KeysUnavailable(provider)) => {

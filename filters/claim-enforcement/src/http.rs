@@ -3,17 +3,17 @@
 //! verdict. A request waiting for keys stays paused, body included, until
 //! the root context decides it.
 
-use baton_filter_kit::credential::Credential;
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
+use baton_filter_kit::request_headers;
 use baton_filter_kit::verifier::KeyWait;
 use std::rc::Rc;
 
 use baton_filter_kit::waiters::{PauseGuard, resume_request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, MapType, Status};
 
 use crate::FILTER;
 use crate::config::FilterConfig;
@@ -41,19 +41,10 @@ impl ClaimEnforcementHttp {
         let Some(vm) = slot.as_mut() else {
             return fail_closed(FILTER, "filter not configured");
         };
-        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        let config = vm.engine.shared_config();
+        let Ok(request) = read_request(&config) else {
             return fail_closed(FILTER, "request headers unreadable");
         };
-        let config = vm.engine.shared_config();
-        // Identity headers come from this filter only: drop any the client sent.
-        for name in config.identity_headers() {
-            if headers.iter().any(|(header, _)| header == name)
-                && hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err()
-            {
-                return fail_closed(FILTER, "identity header could not be removed");
-            }
-        }
-        let request = gather(&headers, &config);
         let metrics = vm.metrics.clone();
         let host = ProxyHost::new(&metrics, FILTER);
         match vm.engine.decide(&host, &request, KeyWait::Allowed) {
@@ -74,22 +65,16 @@ impl ClaimEnforcementHttp {
     }
 }
 
-/// The attributes the decision needs, from the request headers.
-fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
-    let text = |name: &str| {
-        headers
-            .iter()
-            .find(|(header, _)| header == name)
-            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
-            .unwrap_or_default()
-    };
-    let mut credentials = headers.iter().filter(|(name, _)| *name == config.token_source.header);
-    let credential = match (credentials.next(), credentials.next()) {
-        (None, _) => Credential::Absent,
-        (Some((_, value)), None) => Credential::One(value.clone()),
-        (Some(_), Some(_)) => Credential::Several,
-    };
-    Request { method: text(":method"), path: text(":path"), authority: text(":authority"), credential }
+/// The attributes the decision needs: the token header, and only the
+/// request attributes the routes look at.
+fn read_request(config: &FilterConfig) -> Result<Request, Status> {
+    let attributes = request_headers::match_attributes(config.match_inputs)?;
+    Ok(Request {
+        method: attributes.method,
+        path: attributes.path,
+        authority: attributes.authority,
+        credential: request_headers::credential(&config.token_source.header)?,
+    })
 }
 
 /// Applies a verdict in the current request's context; returns what the
@@ -97,10 +82,18 @@ fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
 fn apply(verdict: Verdict, config: &FilterConfig) -> Action {
     match verdict {
         Verdict::Forward(forward) => {
-            for (name, value) in &forward.set_headers {
-                if hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()))
-                    .is_err()
-                {
+            // Identity headers come from this filter only: each is set
+            // (replacing every client copy) or removed.
+            for name in config.identity_headers() {
+                let value =
+                    forward.set_headers.iter().find(|(header, _)| header == name).map(|(_, v)| v.as_bytes());
+                let done = match value {
+                    Some(value) => {
+                        hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value))
+                    }
+                    None => hostcalls::remove_map_value(MapType::HttpRequestHeaders, name),
+                };
+                if done.is_err() {
                     return fail_closed(FILTER, "identity header could not be set");
                 }
             }

@@ -394,8 +394,7 @@ impl Engine {
         token: &Secret,
         round: Round<'_>,
     ) -> Result<u64, Refusal> {
-        let hash = TokenHash::of(token.expose().as_bytes());
-        match self.verifier.verify(host, token.expose(), &hash, &[], round.keys) {
+        match self.verifier.verify(host, token.expose(), &[], round.keys) {
             Ok((verified, _)) => {
                 match self.config.requirement.evaluate(&verified.claims, host.now_unix_secs()) {
                     AccessDecision::Granted => Ok(verified

@@ -9,7 +9,7 @@ use baton_filter_kit::config::{
     ConfigError, ProviderSpec, client_secret, compile_providers, fingerprint, from_json, header_name,
     output_header,
 };
-use baton_filter_kit::matching::{MatchSpec, compile_match};
+use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
 use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::TokenHash;
 use baton_token::oauth::{ClientAuth, RESERVED_PARAMETERS, TOKEN_TYPE_ACCESS_TOKEN};
@@ -292,6 +292,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     }
     Ok(FilterConfig {
         idps,
+        match_inputs: MatchInputs::of(targets.iter().map(|target| &target.matcher)),
         targets,
         subject,
         delegation,

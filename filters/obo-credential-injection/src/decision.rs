@@ -13,7 +13,6 @@ use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::reply::Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::claims::Claims;
-use baton_token::jwt::UnverifiedJwt;
 use baton_token::oauth::{OAuthErrorCode, TokenEndpointError, TokenResponse};
 use baton_token::secret::Secret;
 use baton_token::{AuthChallenge, BearerError, TokenHash};
@@ -79,6 +78,14 @@ impl Round<'_> {
     pub const FIRST: Round<'static> = Round { number: 0, keys: KeyWait::Allowed, fresh: None };
 }
 
+/// Names a refused subject token in the audit line (hashed only when the
+/// line is written).
+fn audit_subject(audit: &mut AuditLine, token: &str) {
+    if audit.enabled() {
+        audit.token_as("subject", &TokenHash::of(token.as_bytes()));
+    }
+}
+
 /// Longest chain of waits for one request (keys, actor token, exchange).
 const MAX_ROUNDS: u8 = 4;
 
@@ -95,8 +102,17 @@ pub struct Engine {
 /// The subject token, once accepted.
 struct Subject<'a> {
     token: &'a str,
-    hash: TokenHash,
     claims: SubjectClaims,
+}
+
+impl Subject<'_> {
+    /// The token's SHA-256: known once verified, computed for a decoded one.
+    fn hash(&self) -> TokenHash {
+        match &self.claims {
+            SubjectClaims::Verified(verified) => verified.hash,
+            SubjectClaims::Decoded(_) => TokenHash::of(self.token.as_bytes()),
+        }
+    }
 }
 
 /// Claims of an accepted subject token: shared with the verification cache,
@@ -147,10 +163,11 @@ impl Engine {
     pub fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
         let config = Rc::clone(&self.config);
         let mut audit = AuditLine::new(config.audit_log);
-        let Some(target) = config
+        let Some((target_index, target)) = config
             .targets
             .iter()
-            .find(|t| t.matcher.matches(&request.method, &request.path, &request.authority))
+            .enumerate()
+            .find(|(_, t)| t.matcher.matches(&request.method, &request.path, &request.authority))
         else {
             audit.set("target", "-");
             return match config.default_action {
@@ -185,7 +202,9 @@ impl Engine {
             Ok(subject) => subject,
             Err(verdict) => return verdict,
         };
-        audit.token_as("subject", &subject.hash);
+        if audit.enabled() {
+            audit.token_as("subject", &subject.hash());
+        }
         let claims = subject.claims.get();
         if let Some(sub) = &claims.sub {
             audit.set("sub", sub);
@@ -199,8 +218,17 @@ impl Engine {
             return reject(host, audit, metrics::DENIED_DELEGATION, "delegation_denied", rejection);
         }
 
-        let key = TokenHash::of_parts(&[target.digest.as_bytes(), subject.hash.as_bytes()]);
+        // This worker exchanged this very token for this target before: no
+        // hashing, no shared data.
+        let target_index = u32::try_from(target_index).unwrap_or(u32::MAX);
+        if round.fresh.is_none()
+            && let Some(token) = self.cache.exchanged(target_index, subject.token, host.now_unix_secs())
+        {
+            return self.forward(host, audit, target, &token, CacheOutcome::HitLocal, None);
+        }
+        let key = TokenHash::of_parts(&[target.digest.as_bytes(), subject.hash().as_bytes()]);
         if let Some((token, outcome, idp_ms)) = self.obtain(host, &key, round) {
+            self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
             return self.forward(host, audit, target, &token, outcome, idp_ms);
         }
         let actor = match &target.actor {
@@ -280,13 +308,12 @@ impl Engine {
                 ));
             }
         };
-        let hash = TokenHash::of(token.as_bytes());
         let claims = match &subject.validation {
             SubjectValidation::DecodeOnly { issuers, audiences, clock_skew_secs } => {
                 match decode_only(token, issuers, audiences, *clock_skew_secs, host.now_unix_secs()) {
                     Ok(claims) => SubjectClaims::Decoded(Box::new(claims)),
                     Err(rejected) => {
-                        audit.token_as("subject", &hash);
+                        audit_subject(audit, token);
                         return Err(self.invalid_token(
                             host,
                             std::mem::take(audit),
@@ -300,7 +327,7 @@ impl Engine {
                 let Some(verifier) = self.verifier.as_mut() else {
                     return Err(self.unavailable(host, std::mem::take(audit), "no_verifier"));
                 };
-                match verifier.verify(host, token, &hash, &[], round.keys) {
+                match verifier.verify(host, token, &[], round.keys) {
                     Ok((verified, _)) => SubjectClaims::Verified(verified),
                     Err(VerifyError::AwaitKeys(provider)) if round.number < MAX_ROUNDS => {
                         return Err(Verdict::AwaitKeys(provider));
@@ -309,13 +336,13 @@ impl Engine {
                         return Err(self.unavailable(host, std::mem::take(audit), "keys_unavailable"));
                     }
                     Err(VerifyError::Invalid { reason, description }) => {
-                        audit.token_as("subject", &hash);
+                        audit_subject(audit, token);
                         return Err(self.invalid_token(host, std::mem::take(audit), reason, &description));
                     }
                 }
             }
         };
-        Ok(Subject { token, hash, claims })
+        Ok(Subject { token, claims })
     }
 
     fn wait_for(&self, host: &dyn Host, audit: AuditLine, round: Round<'_>, job: Job) -> Verdict {
@@ -347,12 +374,9 @@ impl Engine {
         if let Some(idp_ms) = idp_ms {
             audit.set("idp_ms", &idp_ms.to_string());
         }
-        audit.token_as("issued", &token.hash());
-        if let Some(act) = UnverifiedJwt::parse(token.token.expose(), 64 * 1024)
-            .ok()
-            .and_then(|jwt| jwt.claims().act.clone())
-        {
-            audit.set("act", &act.chain().join(">"));
+        audit.set("issued", &token.audit.short_hash);
+        if let Some(act) = &token.audit.act {
+            audit.set("act", act);
         }
         audit.allow("injected");
         audit.emit(host);

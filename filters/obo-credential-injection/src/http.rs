@@ -7,12 +7,13 @@ use baton_filter_kit::credential::Credential;
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
+use baton_filter_kit::request_headers;
 use std::rc::Rc;
 
 use baton_filter_kit::waiters::{PauseGuard, resume_request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, MapType, Status};
 
 use crate::FILTER;
 use crate::decision::{Request, Round, Verdict};
@@ -40,10 +41,9 @@ impl OboHttp {
         let Some(vm) = slot.as_mut() else {
             return fail_closed(FILTER, "filter not configured");
         };
-        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        let Ok(request) = read_request(vm.engine.config()) else {
             return fail_closed(FILTER, "request headers unreadable");
         };
-        let request = gather(&headers, vm.engine.config());
         let metrics = vm.metrics.clone();
         let host = ProxyHost::new(&metrics, FILTER);
         let verdict = vm.engine.decide(&host, &request, Round::FIRST);
@@ -57,32 +57,25 @@ impl OboHttp {
     }
 }
 
-/// The attributes the decision needs, from the request headers.
-fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
-    let text = |name: &str| {
-        headers
-            .iter()
-            .find(|(header, _)| header == name)
-            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
-    };
+/// The attributes the decision needs, each read from the proxy only when
+/// the configuration uses it.
+fn read_request(config: &FilterConfig) -> Result<Request, Status> {
+    let attributes = request_headers::match_attributes(config.match_inputs)?;
     let credential = match &config.subject {
         None => Credential::Absent,
-        Some(subject) => {
-            let mut values = headers.iter().filter(|(name, _)| *name == subject.header);
-            match (values.next(), values.next()) {
-                (None, _) => Credential::Absent,
-                (Some((_, value)), None) => Credential::One(value.clone()),
-                (Some(_), Some(_)) => Credential::Several,
-            }
-        }
+        Some(subject) => request_headers::credential(&subject.header)?,
     };
-    Request {
-        method: text(":method").unwrap_or_default(),
-        path: text(":path").unwrap_or_default(),
-        authority: text(":authority").unwrap_or_default(),
+    let caller_header = match &config.delegation.caller_header {
+        Some(name) => request_headers::header(name)?,
+        None => None,
+    };
+    Ok(Request {
+        method: attributes.method,
+        path: attributes.path,
+        authority: attributes.authority,
         credential,
-        caller_header: config.delegation.caller_header.as_deref().and_then(text),
-    }
+        caller_header,
+    })
 }
 
 /// Applies a verdict in the current request's context; returns what the

@@ -1,10 +1,12 @@
 //! Issued tokens: how long one may be used, and the cache that keeps them
-//! for every worker (keyed by a hash of the exchange inputs, never by a
-//! token).
+//! for every worker. Shared entries are keyed by a hash of the exchange
+//! inputs, never by a token; in worker memory an exchanged token is also
+//! found by its target and subject token, so a repeated request costs no
+//! hashing at all.
 
 use std::rc::Rc;
 
-use baton_filter_kit::cache::{LocalCache, SharedSlots};
+use baton_filter_kit::cache::{LocalCache, SharedSlots, TokenMemo};
 use baton_filter_kit::host::Host;
 use baton_filter_kit::verifier::{CacheOutcome, MAX_LOCAL_ENTRIES};
 use baton_token::TokenHash;
@@ -23,17 +25,32 @@ pub struct IssuedToken {
     pub use_until: u64,
     /// When a client-credentials token should be renewed in the background.
     pub refresh_at: u64,
+    /// What audit lines say of it, worked out once rather than per request.
+    pub audit: IssuedAudit,
+}
+
+/// An issued token as audit lines name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedAudit {
+    /// Short hash of the token.
+    pub short_hash: String,
+    /// The `act` chain of a JWT (`a>b`), if any.
+    pub act: Option<String>,
 }
 
 impl IssuedToken {
+    /// A token ready to inject, with what audit lines say of it.
+    pub fn new(token: Secret, token_type: String, use_until: u64, refresh_at: u64) -> Self {
+        let act = UnverifiedJwt::parse(token.expose(), 64 * 1024)
+            .ok()
+            .and_then(|jwt| jwt.claims().act.as_ref().map(|act| act.chain().join(">")));
+        let audit = IssuedAudit { short_hash: TokenHash::of(token.expose().as_bytes()).short(), act };
+        Self { token, token_type, use_until, refresh_at, audit }
+    }
+
     /// Whether it may still be injected at `now`.
     pub fn usable(&self, now: u64) -> bool {
         now < self.use_until
-    }
-
-    /// The token's hash, for audit lines.
-    pub fn hash(&self) -> TokenHash {
-        TokenHash::of(self.token.expose().as_bytes())
     }
 }
 
@@ -68,29 +85,42 @@ pub fn issued_token(response: TokenResponse, rules: LifetimeRules, now: u64) -> 
     let cacheable = use_until > now;
     // Renew in the background once four fifths of the usable time passed.
     let refresh_at = now + use_until.saturating_sub(now) * 4 / 5;
-    let token = IssuedToken {
-        token: response.access_token,
-        token_type: response.token_type,
-        use_until: if cacheable { use_until } else { expires_at },
-        refresh_at,
-    };
-    (token, cacheable)
+    let use_until = if cacheable { use_until } else { expires_at };
+    (IssuedToken::new(response.access_token, response.token_type, use_until, refresh_at), cacheable)
 }
 
 /// Issued tokens in this worker and in shared slots every worker reads.
 #[derive(Debug)]
 pub struct IssuedTokenCache {
-    local: LocalCache<Rc<IssuedToken>>,
+    local: LocalCache<TokenHash, Rc<IssuedToken>>,
+    by_subject: TokenMemo<Rc<IssuedToken>>,
     shared: SharedSlots,
 }
 
 impl IssuedTokenCache {
     /// A cache of `slots` shared entries under `prefix`.
     pub fn new(slots: u32, prefix: &str) -> Self {
+        let local_capacity = (slots as usize).min(MAX_LOCAL_ENTRIES);
         Self {
-            local: LocalCache::new((slots as usize).min(MAX_LOCAL_ENTRIES)),
+            local: LocalCache::new(local_capacity),
+            by_subject: TokenMemo::new(local_capacity),
             shared: SharedSlots::new(slots, format!("{prefix}issued.")),
         }
+    }
+
+    /// The usable token this worker exchanged `subject` for toward `target`.
+    pub fn exchanged(&mut self, target: u32, subject: &str, now: u64) -> Option<Rc<IssuedToken>> {
+        let token = self.by_subject.get(target, subject)?;
+        if token.usable(now) {
+            return Some(token);
+        }
+        self.by_subject.remove(target, subject);
+        None
+    }
+
+    /// Remembers what `subject` was exchanged for toward `target`.
+    pub fn remember_exchange(&mut self, target: u32, subject: &str, token: Rc<IssuedToken>) {
+        self.by_subject.insert(target, subject, token);
     }
 
     /// A usable token for `key`.
@@ -152,12 +182,12 @@ fn decode(entry: &[u8]) -> Option<IssuedToken> {
         return None;
     }
     let (token_type, token) = rest.split_at(type_len);
-    Some(IssuedToken {
-        token: Secret::new(std::str::from_utf8(token).ok()?),
-        token_type: std::str::from_utf8(token_type).ok()?.to_string(),
+    Some(IssuedToken::new(
+        Secret::new(std::str::from_utf8(token).ok()?),
+        std::str::from_utf8(token_type).ok()?.to_string(),
         use_until,
         refresh_at,
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -225,13 +255,33 @@ mod tests {
     }
 
     #[test]
+    fn exchanged_tokens_are_found_by_target_and_subject_until_unusable() {
+        let mut cache = IssuedTokenCache::new(10, "t.");
+        let (token, _) = issued_token(response("issued.jwt.sig", Some(300)), RULES, NOW);
+        cache.remember_exchange(2, "subject.jwt.sig", Rc::new(token));
+        assert!(cache.exchanged(2, "subject.jwt.sig", NOW).is_some());
+        assert!(cache.exchanged(3, "subject.jwt.sig", NOW).is_none(), "another target");
+        assert!(cache.exchanged(2, "other.jwt.sig", NOW).is_none(), "another subject");
+        assert!(cache.exchanged(2, "subject.jwt.sig", NOW + 270).is_none(), "past its use");
+        assert!(cache.exchanged(2, "subject.jwt.sig", NOW).is_none(), "forgotten once unusable");
+    }
+
+    #[test]
+    fn audit_facts_are_worked_out_once() {
+        let act = format!(
+            "{}.{}.c2ln",
+            b64(br#"{"alg":"ES256"}"#),
+            b64(br#"{"act":{"sub":"broker","act":{"sub":"gateway"}}}"#)
+        );
+        let token = IssuedToken::new(Secret::new(act.clone()), "Bearer".into(), 7, 5);
+        assert_eq!(token.audit.act.as_deref(), Some("broker>gateway"));
+        assert_eq!(token.audit.short_hash, TokenHash::of(act.as_bytes()).short());
+        assert_eq!(IssuedToken::new(Secret::new("opaque"), "Bearer".into(), 7, 5).audit.act, None);
+    }
+
+    #[test]
     fn entries_round_trip_and_refuse_corruption() {
-        let token = IssuedToken {
-            token: Secret::new("t0k3n"),
-            token_type: "N_A".into(),
-            use_until: 7,
-            refresh_at: 5,
-        };
+        let token = IssuedToken::new(Secret::new("t0k3n"), "N_A".into(), 7, 5);
         let entry = encode(&token);
         assert_eq!(decode(&entry), Some(token));
         assert_eq!(decode(&entry[..10]), None);

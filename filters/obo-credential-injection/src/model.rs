@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use baton_filter_kit::config::Provider;
-use baton_filter_kit::matching::RequestMatch;
+use baton_filter_kit::matching::{MatchInputs, RequestMatch};
 use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
@@ -183,6 +183,8 @@ pub struct FilterConfig {
     pub idps: Vec<Idp>,
     /// Targets, first match wins.
     pub targets: Vec<Target>,
+    /// The request attributes the targets look at.
+    pub match_inputs: MatchInputs,
     /// Subject token source and checks (absent when no target needs one).
     pub subject: Option<SubjectToken>,
     /// Delegation policy.

@@ -21,6 +21,12 @@ impl AuditLine {
         Self { enabled, fields: Vec::with_capacity(if enabled { 12 } else { 0 }) }
     }
 
+    /// Whether the line will be written: fields that cost work to compute
+    /// (a token's hash) are only worth computing then.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Adds a field.
     pub fn set(&mut self, name: &'static str, value: &str) -> &mut Self {
         if self.enabled {

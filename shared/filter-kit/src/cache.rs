@@ -1,13 +1,18 @@
-//! Two-level caches keyed by a hash: each worker keeps decoded values in
-//! memory; behind it, proxy-wasm shared data holds encoded entries every
-//! worker can read.
+//! Two-level caches: each worker keeps decoded values in memory; behind it,
+//! proxy-wasm shared data holds encoded entries every worker can read.
 //!
-//! Shared entries live in a fixed number of slots chosen by the hash, so
-//! shared memory stays bounded and a colliding entry replaces the older one.
-//! Keys are hashes, never tokens; each entry begins with its full hash, so a
+//! In worker memory, [`TokenMemo`] finds an entry by the token itself, so a
+//! request whose token was seen before costs no cryptographic hash. Shared
+//! entries are keyed by a SHA-256 [`TokenHash`] (computed only on a local
+//! miss) and live in a fixed number of slots chosen by the hash, so shared
+//! memory stays bounded and a colliding entry replaces the older one. Shared
+//! keys are hashes, never tokens; each entry begins with its full hash, so a
 //! slot holding another key is a miss.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash};
+use std::rc::Rc;
 
 use baton_token::TokenHash;
 
@@ -15,25 +20,25 @@ use crate::host::Host;
 
 /// A bounded map with first-in, first-out eviction.
 #[derive(Debug)]
-pub struct LocalCache<V> {
-    map: HashMap<TokenHash, V>,
-    order: VecDeque<TokenHash>,
+pub struct LocalCache<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
     capacity: usize,
 }
 
-impl<V: Clone> LocalCache<V> {
+impl<K: Hash + Eq + Copy, V: Clone> LocalCache<K, V> {
     /// A cache holding at most `capacity` entries (0: holds nothing).
     pub fn new(capacity: usize) -> Self {
         Self { map: HashMap::with_capacity(capacity.min(256)), order: VecDeque::new(), capacity }
     }
 
     /// The value for `key`.
-    pub fn get(&self, key: &TokenHash) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         self.map.get(key).cloned()
     }
 
     /// Stores a value, evicting the oldest entries beyond the capacity.
-    pub fn insert(&mut self, key: TokenHash, value: V) {
+    pub fn insert(&mut self, key: K, value: V) {
         if self.capacity == 0 {
             return;
         }
@@ -56,7 +61,7 @@ impl<V: Clone> LocalCache<V> {
     }
 
     /// Forgets `key`.
-    pub fn remove(&mut self, key: &TokenHash) {
+    pub fn remove(&mut self, key: &K) {
         self.map.remove(key);
     }
 
@@ -68,6 +73,74 @@ impl<V: Clone> LocalCache<V> {
     /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+/// How many trailing bytes of a token pick its bucket: the end of the
+/// signature, which differs between any two tokens an issuer signed.
+const FINGERPRINT_BYTES: usize = 32;
+
+/// Values remembered by token in one worker's memory: looked up with a hash
+/// of the token's length and last bytes (cheap) and confirmed by comparing
+/// the whole token, so a token that merely ends like a cached one is a miss.
+///
+/// Entries live under a `scope` (e.g. a target index) as well, so one memo
+/// can hold a value per token and scope. Only tokens that passed
+/// verification are inserted, and bucket seeds are random per VM, so
+/// crafted tokens can neither read nor crowd out another token's entry.
+#[derive(Debug)]
+pub struct TokenMemo<V> {
+    entries: LocalCache<u64, Rc<MemoEntry<V>>>,
+    seeds: RandomState,
+}
+
+#[derive(Debug)]
+struct MemoEntry<V> {
+    scope: u32,
+    token: Box<str>,
+    value: V,
+}
+
+impl<V: Clone> TokenMemo<V> {
+    /// A memo of at most `capacity` entries (0: remembers nothing).
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: LocalCache::new(capacity), seeds: RandomState::new() }
+    }
+
+    fn fingerprint(&self, scope: u32, token: &str) -> u64 {
+        let tail = &token.as_bytes()[token.len().saturating_sub(FINGERPRINT_BYTES)..];
+        self.seeds.hash_one((scope, token.len(), tail))
+    }
+
+    /// The value remembered for `token` under `scope`.
+    pub fn get(&self, scope: u32, token: &str) -> Option<V> {
+        let entry = self.entries.get(&self.fingerprint(scope, token))?;
+        (entry.scope == scope && *entry.token == *token).then(|| entry.value.clone())
+    }
+
+    /// Remembers `value` for `token` under `scope` (replacing whatever
+    /// shared its bucket).
+    pub fn insert(&mut self, scope: u32, token: &str, value: V) {
+        let entry = MemoEntry { scope, token: token.into(), value };
+        self.entries.insert(self.fingerprint(scope, token), Rc::new(entry));
+    }
+
+    /// Forgets `token` under `scope`.
+    pub fn remove(&mut self, scope: u32, token: &str) {
+        let key = self.fingerprint(scope, token);
+        if self.entries.get(&key).is_some_and(|entry| entry.scope == scope && *entry.token == *token) {
+            self.entries.remove(&key);
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -162,6 +235,27 @@ mod tests {
         assert_eq!(cache.len(), 1);
         let mut none = LocalCache::new(0);
         none.insert(a, 1);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn token_memo_confirms_the_whole_token_and_scope() {
+        let mut memo = TokenMemo::new(8);
+        let signature_end = "x".repeat(40);
+        let token = format!("header.payload.{signature_end}");
+        let lookalike = format!("header.forged!.{signature_end}");
+        memo.insert(0, &token, 1);
+        assert_eq!(memo.get(0, &token), Some(1));
+        assert_eq!(memo.get(0, &lookalike), None, "same length and tail, another token");
+        assert_eq!(memo.get(1, &token), None, "another scope");
+        memo.remove(0, &lookalike);
+        assert_eq!(memo.get(0, &token), Some(1), "removing a lookalike keeps the entry");
+        memo.insert(1, &token, 2);
+        assert_eq!((memo.get(0, &token), memo.get(1, &token)), (Some(1), Some(2)));
+        memo.remove(0, &token);
+        assert_eq!((memo.get(0, &token), memo.len()), (None, 1));
+        let mut none = TokenMemo::new(0);
+        none.insert(0, "a", 1);
         assert!(none.is_empty());
     }
 

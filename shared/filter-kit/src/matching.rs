@@ -66,6 +66,29 @@ impl RequestMatch {
     }
 }
 
+/// Which request attributes a set of matches looks at, so the glue reads
+/// only those from the proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatchInputs {
+    /// `:method`.
+    pub method: bool,
+    /// `:path`.
+    pub path: bool,
+    /// `:authority`.
+    pub authority: bool,
+}
+
+impl MatchInputs {
+    /// What `matches` need between them.
+    pub fn of<'a>(matches: impl IntoIterator<Item = &'a RequestMatch>) -> Self {
+        matches.into_iter().fold(MatchInputs::default(), |needs, m| MatchInputs {
+            method: needs.method || !m.methods.is_empty(),
+            path: needs.path || m.path != PathMatch::Any,
+            authority: needs.authority || m.host.is_some(),
+        })
+    }
+}
+
 fn host_matches(pattern: &str, authority: &str) -> bool {
     if authority.eq_ignore_ascii_case(pattern) {
         return true;
@@ -131,6 +154,19 @@ mod tests {
         let slash = route(PathMatch::Prefix("/static/".into()), &[], None);
         assert!(slash.matches("GET", "/static/a.css", "h"));
         assert!(!slash.matches("GET", "/static", "h"));
+    }
+
+    #[test]
+    fn inputs_are_what_some_match_looks_at() {
+        assert_eq!(MatchInputs::of(&[]), MatchInputs::default());
+        let any = route(PathMatch::Any, &[], None);
+        assert_eq!(MatchInputs::of([&any]), MatchInputs::default());
+        let by_path = route(PathMatch::Prefix("/a".into()), &[], None);
+        let by_method_and_host = route(PathMatch::Any, &["GET"], Some("h"));
+        assert_eq!(
+            MatchInputs::of([&by_path, &by_method_and_host]),
+            MatchInputs { method: true, path: true, authority: true }
+        );
     }
 
     #[test]

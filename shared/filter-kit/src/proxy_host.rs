@@ -1,7 +1,8 @@
 //! [`Host`] over proxy-wasm host calls. No host call is unwrapped: a failed
 //! call degrades (no counter, no cache entry) and never aborts the VM.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
@@ -9,10 +10,10 @@ use proxy_wasm::types::{MetricType, Status};
 
 use crate::host::{Host, LogLevel, SharedDataError};
 
-/// Counter ids, defined once per VM.
+/// Counter ids, defined once per VM; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct MetricIds {
-    ids: HashMap<&'static str, u32>,
+    ids: Rc<[(&'static str, u32)]>,
 }
 
 impl MetricIds {
@@ -24,20 +25,46 @@ impl MetricIds {
             .collect();
         Self { ids }
     }
+
+    /// The id of counter `name`. Names are the filters' constants, so the
+    /// text's address usually finds it without comparing characters.
+    fn id(&self, name: &str) -> Option<u32> {
+        let same_text = |(known, _): &&(&str, u32)| {
+            std::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len()
+        };
+        self.ids
+            .iter()
+            .find(same_text)
+            .or_else(|| self.ids.iter().find(|(known, _)| *known == name))
+            .map(|(_, id)| *id)
+    }
 }
 
-/// The proxy as a [`Host`], logging as `filter`.
-#[derive(Debug, Clone, Copy)]
+/// The proxy as a [`Host`], logging as `filter`. Made for one callback:
+/// the clock is read once, so one decision sees one instant.
+#[derive(Debug, Clone)]
 pub struct ProxyHost<'a> {
     metrics: &'a MetricIds,
     filter: &'static str,
+    now: Cell<Option<Duration>>,
 }
 
 impl<'a> ProxyHost<'a> {
     /// A host that counts into `metrics` and prefixes log lines with
     /// `baton <filter>:`.
     pub fn new(metrics: &'a MetricIds, filter: &'static str) -> Self {
-        Self { metrics, filter }
+        Self { metrics, filter, now: Cell::new(None) }
+    }
+
+    fn now(&self) -> Duration {
+        match self.now.get() {
+            Some(now) => now,
+            None => {
+                let now = now();
+                self.now.set(Some(now));
+                now
+            }
+        }
     }
 }
 
@@ -59,11 +86,11 @@ fn now() -> Duration {
 
 impl Host for ProxyHost<'_> {
     fn now_unix_secs(&self) -> u64 {
-        now().as_secs()
+        self.now().as_secs()
     }
 
     fn now_unix_millis(&self) -> u64 {
-        u64::try_from(now().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.now().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
@@ -86,8 +113,8 @@ impl Host for ProxyHost<'_> {
     }
 
     fn count(&self, metric: &str) {
-        if let Some(id) = self.metrics.ids.get(metric) {
-            let _ = hostcalls::increment_metric(*id, 1);
+        if let Some(id) = self.metrics.id(metric) {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 

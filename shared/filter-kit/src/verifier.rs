@@ -3,9 +3,10 @@
 //! refetch on an unknown `kid`), signature, claims, and caching the result.
 //!
 //! A token seen before is not verified again: verified tokens are cached in
-//! the worker and in shared slots every worker reads. Expiry is checked on
-//! every use, and a cached token whose key left the key set is verified
-//! again.
+//! the worker (found by the token itself, no hashing) and in shared slots
+//! every worker reads (keyed by its SHA-256, computed on a worker miss).
+//! Expiry is checked on every use, and a cached token whose key left the key
+//! set is verified again.
 
 use std::rc::Rc;
 
@@ -14,7 +15,7 @@ use baton_token::jwt::UnverifiedJwt;
 use baton_token::verify::SignatureError;
 use baton_token::{TokenHash, base64url, json};
 
-use crate::cache::{LocalCache, SharedSlots};
+use crate::cache::{SharedSlots, TokenMemo};
 use crate::config::Provider;
 use crate::host::Host;
 use crate::keys::{JwksMetrics, KeyStore};
@@ -33,6 +34,8 @@ pub struct VerifiedToken {
     pub claims: Claims,
     /// The payload segment as received (forwarded as is when configured).
     pub payload_segment: String,
+    /// The token's SHA-256, for audit lines and shared keys.
+    pub hash: TokenHash,
 }
 
 /// Where a verified token came from.
@@ -94,7 +97,7 @@ impl VerifyError {
 pub struct TokenVerifier {
     providers: Rc<Vec<Provider>>,
     keys: KeyStore,
-    local: LocalCache<Rc<VerifiedToken>>,
+    local: TokenMemo<Rc<VerifiedToken>>,
     shared: SharedSlots,
     max_token_bytes: usize,
 }
@@ -115,7 +118,7 @@ impl TokenVerifier {
         Self {
             providers,
             keys,
-            local: LocalCache::new(local_capacity),
+            local: TokenMemo::new(local_capacity),
             shared: SharedSlots::new(cache_slots, format!("{prefix}vt.")),
             max_token_bytes,
         }
@@ -131,19 +134,23 @@ impl TokenVerifier {
         &mut self.keys
     }
 
-    /// Verifies `token` (whose hash is `hash`) against the providers
-    /// `allowed` (all when empty).
+    /// Verifies `token` against the providers `allowed` (all when empty).
     pub fn verify(
         &mut self,
         host: &dyn Host,
         token: &str,
-        hash: &TokenHash,
         allowed: &[usize],
         wait: KeyWait,
     ) -> Result<(Rc<VerifiedToken>, CacheOutcome), VerifyError> {
-        let (verified, outcome) = match self.cached(hash, host) {
-            Some(hit) => hit,
-            None => (self.verify_fully(host, token, hash, allowed, wait)?, CacheOutcome::Miss),
+        let (verified, outcome) = match self.cached_here(token) {
+            Some(hit) => (hit, CacheOutcome::HitLocal),
+            None => {
+                let hash = TokenHash::of(token.as_bytes());
+                match self.cached_shared(token, &hash, host) {
+                    Some(hit) => (hit, CacheOutcome::HitShared),
+                    None => (self.verify_fully(host, token, &hash, allowed, wait)?, CacheOutcome::Miss),
+                }
+            }
         };
         // A token verified for one route's issuer must still be from an
         // issuer this caller accepts.
@@ -154,34 +161,44 @@ impl TokenVerifier {
             ));
         }
         let Some(provider) = self.providers.get(verified.provider) else {
-            self.local.remove(hash);
+            self.local.remove(0, token);
             return Err(VerifyError::invalid("issuer_unknown", "token issuer is not accepted"));
         };
         // Expiry is re-checked on every use, cached or not.
         if let Err(error) = provider.policy.check_times(&verified.claims, host.now_unix_secs()) {
-            self.local.remove(hash);
+            self.local.remove(0, token);
             return Err(VerifyError::invalid(error.reason(), error));
         }
         Ok((verified, outcome))
     }
 
-    fn cached(&mut self, hash: &TokenHash, host: &dyn Host) -> Option<(Rc<VerifiedToken>, CacheOutcome)> {
-        let (token, outcome) = match self.local.get(hash) {
-            Some(token) => (token, CacheOutcome::HitLocal),
-            None => {
-                let token = Rc::new(decode_entry(&self.shared.get(hash, host)?)?);
-                self.local.insert(*hash, Rc::clone(&token));
-                (token, CacheOutcome::HitShared)
-            }
-        };
-        // A key retired from the provider's set takes its tokens with it.
-        if let (Some(kid), Some(keys)) = (&token.kid, self.keys.current(token.provider))
-            && !keys.has_kid(kid)
-        {
-            self.local.remove(hash);
+    /// This worker's entry for `token`, if its key is still in the set.
+    fn cached_here(&mut self, token: &str) -> Option<Rc<VerifiedToken>> {
+        let verified = self.local.get(0, token)?;
+        if self.key_retired(&verified) {
+            self.local.remove(0, token);
             return None;
         }
-        Some((token, outcome))
+        Some(verified)
+    }
+
+    /// The shared entry for `token` (whose hash is `hash`), if its key is
+    /// still in the set; remembered in this worker from then on.
+    fn cached_shared(&mut self, token: &str, hash: &TokenHash, host: &dyn Host) -> Option<Rc<VerifiedToken>> {
+        let verified = Rc::new(decode_entry(&self.shared.get(hash, host)?, *hash)?);
+        if self.key_retired(&verified) {
+            return None;
+        }
+        self.local.insert(0, token, Rc::clone(&verified));
+        Some(verified)
+    }
+
+    /// A key retired from the provider's set takes its tokens with it.
+    fn key_retired(&self, verified: &VerifiedToken) -> bool {
+        match (&verified.kid, self.keys.current(verified.provider)) {
+            (Some(kid), Some(keys)) => !keys.has_kid(kid),
+            _ => false,
+        }
     }
 
     fn verify_fully(
@@ -246,9 +263,10 @@ impl TokenVerifier {
             kid: kid.map(String::from),
             payload_segment: jwt.payload_segment().to_string(),
             claims: jwt.into_claims(),
+            hash: *hash,
         });
         self.shared.put(hash, &encode_entry(&verified), host);
-        self.local.insert(*hash, Rc::clone(&verified));
+        self.local.insert(0, token, Rc::clone(&verified));
         Ok(verified)
     }
 }
@@ -270,7 +288,7 @@ fn encode_entry(token: &VerifiedToken) -> Vec<u8> {
     entry
 }
 
-fn decode_entry(entry: &[u8]) -> Option<VerifiedToken> {
+fn decode_entry(entry: &[u8], hash: TokenHash) -> Option<VerifiedToken> {
     let (&version, rest) = entry.split_first()?;
     if version != ENTRY_VERSION || rest.len() < 4 {
         return None;
@@ -291,6 +309,7 @@ fn decode_entry(entry: &[u8]) -> Option<VerifiedToken> {
         kid: (!kid.is_empty()).then(|| kid.to_string()),
         claims,
         payload_segment: payload_segment.to_string(),
+        hash,
     })
 }
 

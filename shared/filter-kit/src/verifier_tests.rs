@@ -42,7 +42,7 @@ fn verify(
     token: &str,
     wait: KeyWait,
 ) -> Result<CacheOutcome, VerifyError> {
-    verifier.verify(host, token, &TokenHash::of(token.as_bytes()), &[], wait).map(|(_, outcome)| outcome)
+    verifier.verify(host, token, &[], wait).map(|(_, outcome)| outcome)
 }
 
 fn invalid(result: Result<CacheOutcome, VerifyError>) -> (&'static str, String) {
@@ -60,8 +60,7 @@ fn valid_token_is_verified_once_then_cached() {
     let token = key.token(&claims("alice"));
     assert_eq!(verify(&mut verifier, &host, &token, KeyWait::Allowed), Ok(CacheOutcome::Miss));
     assert_eq!(verify(&mut verifier, &host, &token, KeyWait::Allowed), Ok(CacheOutcome::HitLocal));
-    let (verified, _) =
-        verifier.verify(&host, &token, &TokenHash::of(token.as_bytes()), &[], KeyWait::Allowed).unwrap();
+    let (verified, _) = verifier.verify(&host, &token, &[], KeyWait::Allowed).unwrap();
     assert_eq!(verified.claims.sub.as_deref(), Some("alice"));
     assert_eq!(verified.payload_segment, token.split('.').nth(1).unwrap());
 }
@@ -171,7 +170,7 @@ fn a_route_limited_to_other_providers_refuses_even_a_cached_token() {
     let host = TestHost::new(NOW);
     let token = key.token(&claims("alice"));
     verify(&mut verifier, &host, &token, KeyWait::Allowed).unwrap();
-    let result = verifier.verify(&host, &token, &TokenHash::of(token.as_bytes()), &[7], KeyWait::Allowed);
+    let result = verifier.verify(&host, &token, &[7], KeyWait::Allowed);
     assert!(matches!(result, Err(VerifyError::Invalid { reason: "issuer_not_accepted", .. })), "{result:?}");
 }
 
@@ -246,16 +245,18 @@ fn corrupt_shared_entries_are_misses() {
         kid: Some("k1".into()),
         claims: Claims::default(),
         payload_segment: base64url::encode(br#"{"sub":"alice"}"#),
+        hash: TokenHash::of(b"t"),
     };
     let good = encode_entry(&token);
-    assert_eq!(decode_entry(&good).unwrap().claims.sub.as_deref(), Some("alice"));
-    assert!(decode_entry(&good[..3]).is_none());
+    let decoded = decode_entry(&good, token.hash).unwrap();
+    assert_eq!((decoded.claims.sub.as_deref(), decoded.hash), (Some("alice"), token.hash));
+    assert!(decode_entry(&good[..3], token.hash).is_none());
     let mut bad_version = good.clone();
     bad_version[0] = 9;
-    assert!(decode_entry(&bad_version).is_none());
+    assert!(decode_entry(&bad_version, token.hash).is_none());
     let mut bad_payload = good.clone();
     let last = bad_payload.len() - 1;
     bad_payload[last] = b'!';
-    assert!(decode_entry(&bad_payload).is_none());
+    assert!(decode_entry(&bad_payload, token.hash).is_none());
     drop(key);
 }
