@@ -40,6 +40,7 @@ pub fn svg(rows: &[Row], title: &str) -> String {
         let y = TOP + i as f64 * ROW_HEIGHT;
         let color = match row.kind {
             Kind::Passthrough => "#9e9e9e",
+            Kind::Floor => "#c7c7c7",
             Kind::Native => "#4c78a8",
             Kind::Baton => "#f58518",
         };

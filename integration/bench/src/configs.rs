@@ -22,6 +22,8 @@ pub const AGENT_TASK: &str = "t-bench";
 pub enum Kind {
     /// No filter: the ceiling.
     Passthrough,
+    /// A wasm filter doing (almost) nothing: what any wasm filter pays.
+    Floor,
     /// Envoy's own filters.
     Native,
     /// A Baton filter.
@@ -146,6 +148,23 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             a2a_listener(cpus),
             &a2a,
             "passthrough-a2a",
+        ),
+        // What any wasm filter pays.
+        row(
+            "wasm-floor",
+            "proxy-wasm filter doing nothing",
+            Kind::Floor,
+            listener(cpus).filter("wasm_floor", json!("empty")),
+            &one,
+            "passthrough",
+        ),
+        row(
+            "wasm-floor-swap",
+            "proxy-wasm filter replacing authorization",
+            Kind::Floor,
+            listener(cpus).filter("wasm_floor", json!("swap-credential")),
+            &one,
+            "passthrough",
         ),
         // Envoy's own filters.
         Configuration {

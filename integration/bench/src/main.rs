@@ -135,8 +135,12 @@ fn bench() -> Result<bool, String> {
         for each in running.iter_mut() {
             let result = run::measure(each, &world, &wrk, duration)?;
             println!(
-                "  round {round} {:<32} {:>9.0} req/s  p50 {:>6}us  p99 {:>6}us",
-                each.config.id, result.requests_per_sec, result.p50_us, result.p99_us
+                "  round {round} {:<32} {:>9.0} req/s  p50 {:>6}us  p99 {:>6}us  Envoy CPU {:>6.1}us/req",
+                each.config.id,
+                result.requests_per_sec,
+                result.p50_us,
+                result.p99_us,
+                result.envoy_cpu_ns_per_request as f64 / 1000.0
             );
         }
     }

@@ -22,6 +22,8 @@ pub struct Row {
     pub p50_us: u64,
     /// Median p99 latency, µs.
     pub p99_us: u64,
+    /// Median Envoy CPU time per request, µs.
+    pub cpu_us: f64,
     /// Median ratio to the passthrough row with the same workload.
     pub vs_passthrough: f64,
     /// Median ratio to the anchor, with the target.
@@ -81,6 +83,9 @@ pub fn rows(all: &[Running]) -> Vec<Row> {
                 rps: median(rates(running)),
                 p50_us: median(running.rounds.iter().map(|r| r.p50_us as f64).collect()) as u64,
                 p99_us: median(running.rounds.iter().map(|r| r.p99_us as f64).collect()) as u64,
+                cpu_us: median(
+                    running.rounds.iter().map(|r| r.envoy_cpu_ns_per_request as f64 / 1000.0).collect(),
+                ),
                 vs_passthrough,
                 vs_anchor,
                 idp_calls_per_10k: idp_calls
@@ -99,8 +104,10 @@ fn latency(us: u64) -> String {
 /// The table as printed (Markdown, so the closing note can paste it).
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| configuration | req/s | p50 | p99 | vs passthrough | vs anchor | target |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    out.push_str(
+        "| configuration | req/s | p50 | p99 | Envoy CPU/req | vs passthrough | vs anchor | target |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
         let (anchor, target) = match (row.vs_anchor, row.met()) {
             (Some((target, ratio)), Some(met)) => (
@@ -110,11 +117,12 @@ pub fn table(rows: &[Row]) -> String {
             _ => (String::new(), String::new()),
         };
         out.push_str(&format!(
-            "| {} | {:.0} | {} | {} | {:.2} | {} | {} |\n",
+            "| {} | {:.0} | {} | {} | {:.1}µs | {:.2} | {} | {} |\n",
             row.label,
             row.rps,
             latency(row.p50_us),
             latency(row.p99_us),
+            row.cpu_us,
             row.vs_passthrough,
             anchor,
             target
@@ -131,11 +139,12 @@ pub fn rows_json(rows: &[Row]) -> Value {
                 json!({
                     "id": row.id,
                     "label": row.label,
-                    "kind": match row.kind { Kind::Passthrough => "passthrough", Kind::Native => "native", Kind::Baton => "baton" },
+                    "kind": match row.kind { Kind::Passthrough => "passthrough", Kind::Floor => "floor", Kind::Native => "native", Kind::Baton => "baton" },
                     "requests_per_sec": row.rps.round(),
                     "rounds_requests_per_sec": row.rounds_rps.iter().map(|r| r.round()).collect::<Vec<_>>(),
                     "p50_us": row.p50_us,
                     "p99_us": row.p99_us,
+                    "envoy_cpu_us_per_request": round3(row.cpu_us),
                     "vs_passthrough": round3(row.vs_passthrough),
                     "anchor": row.vs_anchor.map(|(target, _)| target.anchor),
                     "vs_anchor": row.vs_anchor.map(|(_, ratio)| round3(ratio)),

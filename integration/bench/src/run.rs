@@ -13,6 +13,9 @@ use crate::wrk::{RunResult, Workload, Wrk};
 
 /// Warm-up load before the first round: fills caches and JIT tiers.
 const WARM_UP: Duration = Duration::from_secs(2);
+/// Load just before each measured run, unmeasured: the Envoy sat idle
+/// while the others ran, and its first second would measure cold caches.
+const PRE_RUN: Duration = Duration::from_secs(1);
 /// How long a freshly started Envoy may take to serve its first success
 /// (credential_injector fetches its token in the background).
 const FIRST_SUCCESS: Duration = Duration::from_secs(15);
@@ -81,11 +84,15 @@ pub fn measure(
     duration: Duration,
 ) -> Result<RunResult, String> {
     let id = running.config.id;
+    wrk.run(running.envoy.addr(), &running.config.workload, PRE_RUN).map_err(|e| format!("{id}: {e}"))?;
     let before: Vec<u64> = running.config.work_stats.iter().map(|stat| running.envoy.stat(stat)).collect();
     let calls_before = world.idp.calls(Endpoint::Token);
-    let result = wrk
+    let cpu_before = cpu_ns(running.envoy.pid());
+    let mut result = wrk
         .run(running.envoy.addr(), &running.config.workload, duration)
         .map_err(|e| format!("{id}: {e}"))?;
+    result.envoy_cpu_ns_per_request =
+        cpu_ns(running.envoy.pid()).saturating_sub(cpu_before) / result.requests.max(1);
     if running.config.counts_idp_calls {
         running.run_idp_calls += world.idp.calls(Endpoint::Token) - calls_before;
     }
@@ -100,6 +107,28 @@ pub fn measure(
     }
     running.rounds.push(result);
     Ok(result)
+}
+
+/// CPU time Envoy's threads have run, in ns: the sum of
+/// `se.sum_exec_runtime` (ms) over `/proc/PID/task/*/sched`. Unlike
+/// throughput, it does not count time the machine gave to others.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let runtime_ms = |sched: String| {
+        sched
+            .lines()
+            .find(|line| line.starts_with("se.sum_exec_runtime"))
+            .and_then(|line| line.split(':').nth(1))
+            .and_then(|ms| ms.trim().parse::<f64>().ok())
+    };
+    let total_ms: f64 = tasks
+        .filter_map(|task| task.ok())
+        .filter_map(|task| std::fs::read_to_string(task.path().join("sched")).ok())
+        .filter_map(runtime_ms)
+        .sum();
+    (total_ms * 1e6) as u64
 }
 
 /// The workload's request (with the first token of a pool), with or

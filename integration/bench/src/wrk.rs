@@ -131,6 +131,8 @@ pub struct RunResult {
     pub p50_us: u64,
     /// 99th percentile latency, µs.
     pub p99_us: u64,
+    /// Envoy CPU time per request, ns (filled in by the caller).
+    pub envoy_cpu_ns_per_request: u64,
 }
 
 /// How wrk is run.
@@ -193,6 +195,7 @@ fn parse_result(line: &str) -> Result<RunResult, String> {
         requests_per_sec: requests as f64 * 1e6 / duration_us as f64,
         p50_us: field("p50_us")?,
         p99_us: field("p99_us")?,
+        envoy_cpu_ns_per_request: 0,
     })
 }
 
