@@ -11,39 +11,12 @@ use std::time::Duration;
 use baton_harness::{Envoy, EnvoySpec, body_json};
 use echo_backend::EchoBackend;
 use http_kit::{ClientRequest, ClientResponse, parse_urlencoded};
-use mock_idp::{ClientRegistration, Endpoint, Fault, MockIdp, MockIdpConfig};
+use mock_idp::{Endpoint, Fault, MockIdp};
 use serde_json::{Value, json};
 
-const REDIRECT: &str = "http://gateway.test/a2a/oauth/callback";
-
-fn bank() -> MockIdp {
-    let config = MockIdpConfig {
-        clients: vec![ClientRegistration::bank_gateway("transfer-gateway", "bank-secret", REDIRECT)],
-        ..MockIdpConfig::default()
-    };
-    MockIdp::start(config).unwrap()
-}
-
-fn filter_config(bank: &MockIdp) -> Value {
-    json!({
-        "secondaryIdp": {
-            "name": "bank",
-            "authorizationEndpoint": bank.authorization_endpoint(),
-            "tokenEndpoint": bank.token_endpoint(),
-            "cluster": "bank_idp", "tokenPath": "/token", "timeoutMs": 1000,
-            "clientId": "transfer-gateway", "clientSecret": "bank-secret",
-            "redirectUri": REDIRECT,
-            "scopes": ["transfers:write"],
-            "audience": "bank-api",
-            "providers": [{"name": "bank", "issuer": bank.issuer(), "audiences": ["bank-api"], "algorithms": ["ES256", "RS256"],
-                           "jwks": {"remote": {"cluster": "bank_idp", "path": "/jwks", "timeoutMs": 1000}}}]
-        },
-        "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
-                   "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
-        "primaryIdentity": {"header": "x-user-id"},
-        "identityHeader": "x-baton-user"
-    })
-}
+#[path = "common/bank.rs"]
+mod bank;
+use bank::{REDIRECT, bank, filter_config};
 
 struct World {
     bank: MockIdp,
