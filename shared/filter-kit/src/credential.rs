@@ -44,11 +44,20 @@ pub fn extract_token<'a>(credential: &'a Credential, prefix: &str) -> Result<&'a
                 if rest.is_empty() {
                     return Err(TokenProblem::Malformed("bearer credential is empty"));
                 }
-                if scheme.len() < prefix.len() && !rest.starts_with([' ', '\t']) {
-                    // e.g. "Bearerabc" or "Bearers x": another scheme.
-                    return Err(TokenProblem::Missing);
+                if scheme.len() < prefix.len() {
+                    if rest.starts_with('\t') {
+                        // RFC 6750 §2.1: `"Bearer" 1*SP b64token`; a tab is
+                        // a spelling other parsers may read differently.
+                        return Err(TokenProblem::Malformed(
+                            "bearer credential must follow the scheme after a space",
+                        ));
+                    }
+                    if !rest.starts_with(' ') {
+                        // e.g. "Bearerabc" or "Bearers x": another scheme.
+                        return Err(TokenProblem::Missing);
+                    }
                 }
-                rest.trim_start_matches([' ', '\t'])
+                rest.trim_start_matches(' ')
             }
             _ => return Err(TokenProblem::Missing),
         }
@@ -95,6 +104,7 @@ mod tests {
             (one("Bearer"), "bearer credential is empty"),
             (one("Bearer a b"), "bearer credential has invalid characters"),
             (one("Bearer a\"b"), "bearer credential has invalid characters"),
+            (one("Bearer\tabc"), "bearer credential must follow the scheme after a space"),
             (Credential::One(b"Bearer \xff".to_vec()), "credential is not valid text"),
         ] {
             assert_eq!(extract_token(&credential, "Bearer "), Err(TokenProblem::Malformed(why)));
