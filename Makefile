@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_ARGS ?=
 WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
 
-.PHONY: all setup build test unit-test integration-test demo bench bench-tools lint fmt clean
+.PHONY: all setup build test unit-test integration-test demo bench bench-tools soak lint fmt clean
 
 all: build
 
@@ -51,6 +51,12 @@ demo: build
 bench: build bench-tools
 	$(CARGO) build --release --target $(WASM_TARGET) -p wasm-floor
 	$(CARGO) run --release --quiet -p baton-bench -- $(BENCH_ARGS)
+
+## soak: load through claim-enforcement -> obo-credential-injection while the
+## IdP flaps (not part of test). SOAK_ARGS="--seconds 300 --clients 16" widens it.
+SOAK_ARGS ?=
+soak: build
+	$(CARGO) run --release --quiet -p baton-soak -- $(SOAK_ARGS)
 
 ## bench-tools: wrk (load), binaryen (wasm-opt, for the size figures), taskset
 bench-tools:
