@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_ARGS ?=
 WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
 
-.PHONY: all setup build test unit-test integration-test demo bench bench-tools soak lint fmt clean
+.PHONY: all setup build oci test unit-test integration-test demo bench bench-tools soak lint fmt clean
 
 all: build
 
@@ -36,6 +36,12 @@ $(ENVOY):
 build: setup
 	$(CARGO) build --release --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(f))
 	@ls -l $(WASM_FILES)
+
+## oci: each filter as a Wasm OCI image layout in target/oci/<filter>/ (no Docker;
+## wasm-opt -Oz when installed); push with
+## oras cp --from-oci-layout target/oci/claim-enforcement:0.1.0 <registry>/claim-enforcement:0.1.0
+oci: build
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(CARGO) run --quiet -p baton-oci -- --out target/oci
 
 ## test: unit tests, the no_std build of the token library, and the real-Envoy integration tests
 test: build
