@@ -40,6 +40,8 @@ struct RawConfig {
     #[serde(default = "default_true")]
     forward_token: bool,
     #[serde(default)]
+    share_verified_token: bool,
+    #[serde(default)]
     cache: RawCache,
     #[serde(default = "default_max_token_bytes")]
     max_token_bytes: usize,
@@ -185,6 +187,9 @@ pub struct FilterConfig {
     pub forward_payload_header: Option<String>,
     /// Whether the token itself is forwarded upstream.
     pub forward_token: bool,
+    /// Whether to record the verified token's hash for a later filter
+    /// (obo-credential-injection's `claimEnforcement` validation).
+    pub share_verified_token: bool,
     /// Verified-token cache slots shared by the workers (0 disables).
     pub cache_entries: u32,
     /// Longest token accepted.
@@ -264,6 +269,12 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     {
         return Err(ConfigError::new("realm", "must not contain quotes, backslashes or control characters"));
     }
+    if raw.share_verified_token && !raw.forward_token {
+        return Err(ConfigError::new(
+            "shareVerifiedToken",
+            "needs forwardToken: a later filter can only use a token that is still in the request",
+        ));
+    }
     if raw.max_token_bytes < 64 || raw.max_token_bytes > 1024 * 1024 {
         return Err(ConfigError::new("maxTokenBytes", "must be between 64 and 1048576"));
     }
@@ -282,6 +293,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         forward_claims,
         forward_payload_header,
         forward_token: raw.forward_token,
+        share_verified_token: raw.share_verified_token,
         cache_entries: raw.cache.max_entries,
         max_token_bytes: raw.max_token_bytes,
         audit_log: raw.audit_log,
@@ -432,6 +444,13 @@ mod tests {
             r#","tokenSource":{"header":"x-token","prefix":""},"forwardPayloadHeader":"x-token""#,
         ));
         assert_eq!(err.field, "forwardPayloadHeader");
+    }
+
+    #[test]
+    fn sharing_the_verified_token_needs_it_forwarded() {
+        let err = error(&with(r#","shareVerifiedToken":true,"forwardToken":false"#));
+        assert_eq!(err.field, "shareVerifiedToken");
+        assert!(parse(with(r#","shareVerifiedToken":true"#).as_bytes()).unwrap().share_verified_token);
     }
 
     #[test]

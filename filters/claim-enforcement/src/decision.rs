@@ -41,6 +41,9 @@ pub struct Forward {
     pub set_headers: Vec<(String, String)>,
     /// Remove the token header before forwarding.
     pub remove_token: bool,
+    /// The verified token's hash, to record for a later filter
+    /// (`shareVerifiedToken`).
+    pub share_verified: Option<TokenHash>,
 }
 
 /// The outcome for one request.
@@ -232,7 +235,11 @@ impl Engine {
         if let Some(header) = &self.config.forward_payload_header {
             set_headers.push((header.clone(), verified.payload_segment.clone()));
         }
-        Forward { set_headers, remove_token: !self.config.forward_token }
+        Forward {
+            set_headers,
+            remove_token: !self.config.forward_token,
+            share_verified: self.config.share_verified_token.then_some(verified.hash),
+        }
     }
 
     fn challenge(&self, challenge: AuthChallenge) -> AuthChallenge {

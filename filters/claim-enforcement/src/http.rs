@@ -3,6 +3,7 @@
 //! verdict. A request waiting for keys stays paused, body included, until
 //! the root context decides it.
 
+use baton_filter_kit::handoff::{VERIFIED_TOKEN_PROPERTY, verified_value};
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
@@ -96,6 +97,15 @@ fn apply(verdict: Verdict, config: &FilterConfig) -> Action {
                 if done.is_err() {
                     return fail_closed(FILTER, "identity header could not be set");
                 }
+            }
+            if let Some(hash) = &forward.share_verified
+                && hostcalls::set_property(
+                    vec![VERIFIED_TOKEN_PROPERTY],
+                    Some(verified_value(hash).as_bytes()),
+                )
+                .is_err()
+            {
+                return fail_closed(FILTER, "verified token could not be recorded");
             }
             if forward.remove_token
                 && hostcalls::remove_map_value(MapType::HttpRequestHeaders, &config.token_source.header)

@@ -91,6 +91,7 @@ struct RawSubjectToken {
 enum RawValidationMode {
     Jwks,
     DecodeOnly,
+    ClaimEnforcement,
 }
 
 #[derive(Debug, Deserialize)]
@@ -360,18 +361,23 @@ fn compile_subject(raw: RawSubjectToken, field: &str) -> Result<SubjectToken, Co
             };
             SubjectValidation::Jwks(Rc::new(compile_providers(providers, &format!("{field}.providers"))?))
         }
-        RawValidationMode::DecodeOnly => {
+        mode @ (RawValidationMode::DecodeOnly | RawValidationMode::ClaimEnforcement) => {
             if raw.providers.is_some() {
                 return Err(ConfigError::new(
                     format!("{field}.providers"),
-                    "providers need validation jwks; decodeOnly trusts an earlier filter",
+                    "providers need validation jwks; decodeOnly and claimEnforcement trust an earlier filter",
                 ));
             }
             let clock_skew_secs = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECS);
             if clock_skew_secs > 600 {
                 return Err(ConfigError::new(format!("{field}.clockSkewSeconds"), "must be at most 600"));
             }
-            SubjectValidation::DecodeOnly { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs }
+            SubjectValidation::DecodeOnly {
+                issuers: raw.issuers,
+                audiences: raw.audiences,
+                clock_skew_secs,
+                verified_upstream: mode == RawValidationMode::ClaimEnforcement,
+            }
         }
     };
     Ok(SubjectToken { header, prefix: raw.prefix, validation })

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
+use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::reply::Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
@@ -36,6 +37,9 @@ pub struct Request {
     pub credential: Credential,
     /// The delegation policy's caller header, when configured and present.
     pub caller_header: Option<String>,
+    /// claim-enforcement's record of the token it verified
+    /// (`validation: claimEnforcement` only).
+    pub verified_upstream: Option<Vec<u8>>,
 }
 
 /// Forward the request with these header changes.
@@ -309,7 +313,16 @@ impl Engine {
             }
         };
         let claims = match &subject.validation {
-            SubjectValidation::DecodeOnly { issuers, audiences, clock_skew_secs } => {
+            SubjectValidation::DecodeOnly { issuers, audiences, clock_skew_secs, verified_upstream } => {
+                if *verified_upstream && !handoff::records(request.verified_upstream.as_deref(), token) {
+                    audit_subject(audit, token);
+                    return Err(self.invalid_token(
+                        host,
+                        std::mem::take(audit),
+                        "not_verified_upstream",
+                        "token was not verified by claim-enforcement on this request",
+                    ));
+                }
                 match decode_only(token, issuers, audiences, *clock_skew_secs, host.now_unix_secs()) {
                     Ok(claims) => SubjectClaims::Decoded(Box::new(claims)),
                     Err(rejected) => {

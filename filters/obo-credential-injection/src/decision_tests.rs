@@ -49,6 +49,7 @@ fn request(host: &str, authorization: Option<&str>) -> Request {
         authority: host.into(),
         credential: authorization.map_or(Credential::Absent, |a| Credential::One(a.as_bytes().to_vec())),
         caller_header: None,
+        verified_upstream: None,
     }
 }
 
@@ -388,4 +389,36 @@ fn the_subject_header_is_removed_when_another_header_carries_the_token() {
             remove: vec!["authorization".into()]
         })
     );
+}
+
+#[test]
+fn claim_enforcement_validation_needs_the_record_of_this_very_token() {
+    let mut config = base();
+    config["subjectToken"]["validation"] = json!("claimEnforcement");
+    let mut s = setup(config);
+    let token = s.user("alice");
+    let bearer = format!("Bearer {token}");
+    let record =
+        |t: &str| Some(baton_filter_kit::handoff::verified_value(&TokenHash::of(t.as_bytes())).into_bytes());
+
+    // No record (claim-enforcement absent, after this filter, or it did not
+    // verify this request): refused before any IdP call.
+    for (case, verified_upstream) in [
+        ("no record", None),
+        ("another token's record", record(&s.user("mallory"))),
+        ("empty record", Some(vec![])),
+    ] {
+        let request = Request { verified_upstream, ..request("portfolio.internal", Some(&bearer)) };
+        let Verdict::Reject(rejection) = s.first(&request) else { panic!("{case}: not refused") };
+        assert_eq!(rejection.status, 401, "{case}");
+        let challenge =
+            rejection.headers.iter().find(|(name, _)| *name == "www-authenticate").map(|(_, v)| v);
+        assert!(challenge.is_some_and(|c| c.contains(r#"error="invalid_token""#)), "{case}: {challenge:?}");
+    }
+    assert_eq!(s.host.counter(metrics::DENIED_INVALID_TOKEN), 3);
+
+    // The record of this token: the exchange goes ahead.
+    let request =
+        Request { verified_upstream: record(&token), ..request("portfolio.internal", Some(&bearer)) };
+    assert!(matches!(s.first(&request), Verdict::AwaitToken(_)));
 }

@@ -4,6 +4,7 @@
 //! context decides it.
 
 use baton_filter_kit::credential::Credential;
+use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
@@ -17,7 +18,7 @@ use proxy_wasm::types::{Action, MapType, Status};
 
 use crate::FILTER;
 use crate::decision::{Request, Round, Verdict};
-use crate::model::FilterConfig;
+use crate::model::{FilterConfig, SubjectToken, SubjectValidation};
 use crate::root::{SharedVm, Vm};
 
 /// Per-request context.
@@ -69,12 +70,20 @@ fn read_request(config: &FilterConfig) -> Result<Request, Status> {
         Some(name) => request_headers::header(name)?,
         None => None,
     };
+    let verified_upstream = match &config.subject {
+        Some(SubjectToken {
+            validation: SubjectValidation::DecodeOnly { verified_upstream: true, .. },
+            ..
+        }) => hostcalls::get_property(vec![VERIFIED_TOKEN_PROPERTY])?,
+        _ => None,
+    };
     Ok(Request {
         method: attributes.method,
         path: attributes.path,
         authority: attributes.authority,
         credential,
         caller_header,
+        verified_upstream,
     })
 }
 

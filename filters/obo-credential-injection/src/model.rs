@@ -141,6 +141,10 @@ pub enum SubjectValidation {
         audiences: Vec<String>,
         /// Leeway on `exp`, `nbf`, `iat`.
         clock_skew_secs: u64,
+        /// `validation: claimEnforcement`: the token must also be the one
+        /// claim-enforcement verified for this request (its
+        /// `shareVerifiedToken` record), else it is refused.
+        verified_upstream: bool,
     },
 }
 

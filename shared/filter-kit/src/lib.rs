@@ -16,6 +16,7 @@ pub mod cache;
 pub mod callout;
 pub mod config;
 pub mod credential;
+pub mod handoff;
 pub mod host;
 pub mod json_path;
 pub mod key_fetches;
