@@ -16,15 +16,19 @@ fn every_config_in_envoy_configs_validates() {
     for entry in std::fs::read_dir(root.join("envoy-configs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|ext| ext == "yaml") {
-            // delegation-broker.yaml reads its client secret from here.
-            let env = [("BATON_BROKER_SECRET", "agent-broker-secret")];
+            // delegation-broker.yaml and portfolio-egress.yaml read their
+            // client secrets from here.
+            let env = [
+                ("BATON_BROKER_SECRET", mock_idp::DEMO_BROKER_SECRET),
+                ("BATON_PORTFOLIO_SECRET", mock_idp::DEMO_PORTFOLIO_SECRET),
+            ];
             let output = validate_config(&path, &root, &env)
                 .unwrap_or_else(|output| panic!("{}:\n{output}", path.display()));
             assert!(output.contains("OK"), "{}: {output}", path.display());
             checked += 1;
         }
     }
-    assert!(checked >= 3, "configs missing: {checked}");
+    assert!(checked >= 5, "configs missing: {checked}");
 }
 
 /// Runs `envoy --mode validate` with claim-enforcement configured by `config`.

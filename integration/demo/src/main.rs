@@ -1,11 +1,16 @@
-//! `make demo`: the mock IdP, an echo backend and real Envoys running
-//! `envoy-configs/claim-enforcement.yaml` (ingress) and
-//! `envoy-configs/obo-credential-injection.yaml` (egress), and a walk through
-//! the identity flows a user of Baton cares about. Prints decisions and
-//! decoded claims, never a raw token, then stops everything.
+//! `make demo`: the FinPort agentic scenario. The mock IdP, a second one
+//! (the user's bank), an echo backend standing in for the agents and APIs,
+//! and real Envoys running the configs in `envoy-configs/`: the broker's
+//! ingress (claim-enforcement), the broker's egress (the delegation broker:
+//! obo-credential-injection), the Portfolio Agent's egress (a second
+//! exchange) and the A2A gateway in front of the Transfer Agent
+//! (in-task-auth-code). Prints each hop (filter, decision, decoded claims of
+//! the token the upstream received), never a raw token, then stops
+//! everything.
 
 mod oauth;
 mod show;
+mod trace;
 mod transfer;
 
 use std::process::ExitCode;
@@ -16,13 +21,17 @@ use echo_backend::EchoBackend;
 use http_kit::ClientRequest;
 use mock_idp::{MockIdp, MockIdpConfig};
 use oauth::sign_in;
-use show::{show_claims, show_identity_seen, show_response, show_upstream_claims, step, tamper};
+use show::{
+    show_claims, show_identity_seen, show_response, show_upstream_claims, step, tamper, upstream_claims,
+};
+use trace::{Trace, claims_line};
 
 /// The ports `envoy-configs/claim-enforcement.yaml` names.
 const IDP_PORT: u16 = 9000;
 const BACKEND_PORT: u16 = 9001;
 const CONFIG: &str = "envoy-configs/claim-enforcement.yaml";
-const OBO_CONFIG: &str = "envoy-configs/obo-credential-injection.yaml";
+const BROKER_CONFIG: &str = "envoy-configs/delegation-broker.yaml";
+const PORTFOLIO_CONFIG: &str = "envoy-configs/portfolio-egress.yaml";
 
 fn main() -> ExitCode {
     match run() {
@@ -41,7 +50,19 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("echo backend on 127.0.0.1:{BACKEND_PORT}: {e} (is the port free?)"))?;
     let root = workspace_root();
     let envoy = Envoy::start_file(&root.join(CONFIG), &root, 1)?;
-    let egress = Envoy::start_file(&root.join(OBO_CONFIG), &root, 1)?;
+    let secret = |name: &str, value: &str| vec![(name.to_string(), value.to_string())];
+    let egress = Envoy::start_file_with_env(
+        &root.join(BROKER_CONFIG),
+        &root,
+        1,
+        &secret("BATON_BROKER_SECRET", mock_idp::DEMO_BROKER_SECRET),
+    )?;
+    let portfolio_egress = Envoy::start_file_with_env(
+        &root.join(PORTFOLIO_CONFIG),
+        &root,
+        1,
+        &secret("BATON_PORTFOLIO_SECRET", mock_idp::DEMO_PORTFOLIO_SECRET),
+    )?;
     let bank = transfer::start_bank()?;
     let agent = transfer::start_agent()?;
     let gateway = Envoy::start_file(&root.join(transfer::CONFIG), &root, 1)?;
@@ -50,18 +71,27 @@ fn run() -> Result<(), String> {
     println!("  mock IdP  {}  (issuer, JWKS, authorization code + PKCE, token exchange)", idp.issuer());
     println!("  backend   http://{}  (echoes what it receives)", backend.addr());
     println!("  ingress   http://{}  running {CONFIG}", envoy.addr());
-    println!("  egress    http://{}  running {OBO_CONFIG}", egress.addr());
+    println!("  egress    http://{}  running {BROKER_CONFIG} (the broker's)", egress.addr());
+    println!(
+        "  egress    http://{}  running {PORTFOLIO_CONFIG} (the Portfolio Agent's)",
+        portfolio_egress.addr()
+    );
     println!("  bank IdP  {}  (a second IdP: the user's bank)", bank.issuer());
     println!("  agent     http://{}  (an A2A Transfer Agent)", agent.addr());
     println!("  A2A gw    http://{}  running {}", gateway.addr(), transfer::CONFIG);
     wait_for_keys(&envoy)?;
-    // The egress Envoy fetches the IdP's keys and its own actor token
+    // The egress Envoys fetch the IdP's keys and their own actor tokens
     // (client credentials) at start.
-    if !egress.wait_for(Duration::from_secs(10), |e| {
-        e.counter("baton_obo.jwks.fetch_success") >= 1 && e.counter("baton_obo.idp.success") >= 1
-    }) {
-        return Err("the egress Envoy did not get the IdP's keys and its actor token within 10 s".into());
+    for (name, envoy) in [("broker's", &egress), ("Portfolio Agent's", &portfolio_egress)] {
+        if !envoy.wait_for(Duration::from_secs(10), |e| {
+            e.counter("baton_obo.jwks.fetch_success") >= 1 && e.counter("baton_obo.idp.success") >= 1
+        }) {
+            return Err(format!(
+                "the {name} egress Envoy did not get the IdP's keys and its tokens within 10 s"
+            ));
+        }
     }
+    let mut trace = Trace::default();
     if !gateway.wait_for(Duration::from_secs(10), |e| e.counter("baton_itac.jwks.fetch_success") >= 1) {
         return Err("the A2A gateway did not get the bank's keys within 10 s".into());
     }
@@ -74,6 +104,20 @@ fn run() -> Result<(), String> {
     let response = envoy.get_with_token("/portfolio/summary", &password_token);
     show_response(&response);
     show_identity_seen(&backend);
+    trace.hop(
+        "User -> Agent Broker",
+        "claim-enforcement (ingress)",
+        &format!("{} verified, identity set", response.status),
+        format!(
+            "{} (the user's token) x-user-id={}",
+            claims_line(&mock_idp::decode_claims_unverified(&password_token).unwrap_or_default()),
+            backend
+                .requests()
+                .last()
+                .and_then(|r| r.header("x-user-id").map(String::from))
+                .unwrap_or_default()
+        ),
+    );
 
     step(3, "GET /portfolio with a forged x-user-id: admin header and alice's token");
     let response = envoy.get(
@@ -108,16 +152,26 @@ fn run() -> Result<(), String> {
     show_response(&response);
     show_identity_seen(&backend);
 
-    step(9, "the broker calls the Portfolio Agent through the egress Envoy with alice's token");
+    step(9, "the broker calls the Portfolio Agent through its egress Envoy with alice's token");
     println!("  token the broker holds:");
     show_claims(&mfa_token);
     let token_calls = idp.calls(mock_idp::Endpoint::Token);
     backend.clear();
-    let response = egress.get_with_token("/portfolio/holdings", &mfa_token);
+    let as_broker = |host: &str, path: &str, token: &str| {
+        egress.get(path, &[("host", host), ("authorization", &format!("Bearer {token}"))])
+    };
+    let response = as_broker("portfolio.internal", "/portfolio/holdings", &mfa_token);
     show_response(&response);
     println!("  token the Portfolio Agent received (exchanged by obo-credential-injection, RFC 8693):");
     show_upstream_claims(&backend, &mfa_token);
-    let response = egress.get_with_token("/portfolio/holdings", &mfa_token);
+    let portfolio_token = upstream_claims(&backend).map(|(token, _)| token).unwrap_or_default();
+    trace.hop(
+        "Agent Broker -> Portfolio Agent",
+        "obo-credential-injection (token exchange)",
+        &format!("{} exchanged", response.status),
+        claims_line(&upstream_claims(&backend).map(|(_, claims)| claims).unwrap_or_default()),
+    );
+    let response = as_broker("portfolio.internal", "/portfolio/holdings", &mfa_token);
     println!(
         "  again: {} {}; calls to the IdP's token endpoint for both requests: {} (the second was a cache hit)",
         response.status,
@@ -125,8 +179,37 @@ fn run() -> Result<(), String> {
         idp.calls(mock_idp::Endpoint::Token) - token_calls
     );
 
+    step(10, "the broker asks the Market Data Agent for quotes: service to service, no user identity");
+    backend.clear();
+    let response = as_broker("market.internal", "/quotes/EURUSD", &mfa_token);
+    show_response(&response);
+    println!("  token the Market Data Agent received (the broker's own, client credentials):");
+    show_upstream_claims(&backend, &mfa_token);
+    trace.hop(
+        "Agent Broker -> Market Data Agent",
+        "obo-credential-injection (client credentials)",
+        &format!("{} broker's own token", response.status),
+        claims_line(&upstream_claims(&backend).map(|(_, claims)| claims).unwrap_or_default()),
+    );
+
+    step(
+        11,
+        "the Portfolio Agent calls the Ledger API through its own egress Envoy, with the token it received",
+    );
+    backend.clear();
+    let response = portfolio_egress.get_with_token("/ledger/entries?account=alice", &portfolio_token);
+    show_response(&response);
+    println!("  token the Ledger API received (exchanged again; act names both agents):");
+    show_upstream_claims(&backend, &portfolio_token);
+    trace.hop(
+        "Portfolio Agent -> Ledger API",
+        "obo-credential-injection (token exchange)",
+        &format!("{} exchanged again", response.status),
+        claims_line(&upstream_claims(&backend).map(|(_, claims)| claims).unwrap_or_default()),
+    );
+
     let bob_token = sign_in(&idp, "bob", Some("mfa"))?;
-    let next = transfer::run(10, &bank, &agent, &gateway, &mfa_token, &bob_token)?;
+    let next = transfer::run(12, &bank, &agent, &gateway, &mfa_token, &bob_token, &mut trace)?;
 
     step(next, "counters in the Envoys' /stats");
     for name in [
@@ -142,7 +225,11 @@ fn run() -> Result<(), String> {
         println!("  wasmcustom.baton_ce.{name:<28} {}", envoy.counter(&format!("baton_ce.{name}")));
     }
     for name in ["injected", "cache.miss", "cache.hit_local", "idp.calls", "idp.success"] {
-        println!("  wasmcustom.baton_obo.{name:<27} {}", egress.counter(&format!("baton_obo.{name}")));
+        println!(
+            "  wasmcustom.baton_obo.{name:<27} {} (broker), {} (Portfolio Agent)",
+            egress.counter(&format!("baton_obo.{name}")),
+            portfolio_egress.counter(&format!("baton_obo.{name}"))
+        );
     }
     for name in ["challenges", "codes_exchanged", "tokens_injected", "state_misuse"] {
         println!("  wasmcustom.baton_itac.{name:<26} {}", gateway.counter(&format!("baton_itac.{name}")));
@@ -150,7 +237,10 @@ fn run() -> Result<(), String> {
     let audit = envoy.filter_logs().into_iter().filter(|l| l.contains(" audit ")).count();
     println!("  audit lines in Envoy's log: {audit} (one per decision, token hashes only)");
 
+    trace.print();
+
     drop(gateway);
+    drop(portfolio_egress);
     drop(egress);
     drop(envoy);
     drop(agent);

@@ -34,6 +34,15 @@ pub fn show_claims(token: &str) {
     );
 }
 
+/// The token the upstream last received in `Authorization`, and its claims.
+pub fn upstream_claims(backend: &EchoBackend) -> Option<(String, Value)> {
+    let requests = backend.requests();
+    let authorization = requests.last()?.header("authorization")?.to_string();
+    let token = authorization.strip_prefix("Bearer ").unwrap_or(&authorization).to_string();
+    let claims = decode_claims_unverified(&token)?;
+    Some((token, claims))
+}
+
 /// What the upstream received in `Authorization`, decoded; and whether the
 /// caller's own token got through (it must not).
 pub fn show_upstream_claims(backend: &EchoBackend, callers_token: &str) {

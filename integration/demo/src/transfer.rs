@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::oauth::authorize;
 use crate::show::{show_response, step};
+use crate::trace::{Trace, claims_line};
 
 /// Where `envoy-configs/in-task-auth-code.yaml` expects the bank and agent.
 pub const BANK_PORT: u16 = 9010;
@@ -87,6 +88,13 @@ fn show_agent_report(response: &ClientResponse) {
     );
 }
 
+/// The claims of the bank token the agent reported receiving, as a trace line.
+fn agent_token_line(response: &ClientResponse) -> String {
+    let body: Value = response.json().unwrap_or(Value::Null);
+    let claims = &body["result"]["status"]["message"]["parts"][1]["data"]["bearer_claims"];
+    format!("iss=bank {}", claims_line(claims))
+}
+
 /// Runs the transfer steps, numbered from `first`; returns the next number.
 pub fn run(
     first: u32,
@@ -95,6 +103,7 @@ pub fn run(
     gateway: &Envoy,
     alice: &str,
     bob: &str,
+    trace: &mut Trace,
 ) -> Result<u32, String> {
     step(
         first,
@@ -106,6 +115,12 @@ pub fn run(
     println!(
         "  task {gateway_task} is {state}; the agent was not called (requests it saw: {})",
         agent.requests().len()
+    );
+    trace.hop(
+        "Agent Broker -> Transfer Agent",
+        "in-task-auth-code (A2A)",
+        &format!("{state}, agent not called"),
+        "no token: a challenge for the bank".to_string(),
     );
     let object = auth_challenge(&challenge);
     println!(
@@ -136,17 +151,35 @@ pub fn run(
         http_kit::reason_phrase(done.status)
     );
     show_agent_report(&done);
+    trace.hop(
+        "Agent Broker -> Transfer Agent",
+        "in-task-auth-code (A2A)",
+        &format!("{state}, bank token injected"),
+        agent_token_line(&done),
+    );
 
     step(first + 3, "a second transfer (100 EUR) in the same task needs no new authorization");
     let again = send_transfer(gateway, alice, Some(&agent_task), 100);
     let (_, state) = task_state(&again);
     println!("  -> {} {}: task {agent_task} is {state}", again.status, http_kit::reason_phrase(again.status));
+    trace.hop(
+        "Agent Broker -> Transfer Agent",
+        "in-task-auth-code (A2A), same task",
+        &format!("{state}, no new challenge"),
+        agent_token_line(&again),
+    );
 
     step(first + 4, "bob's agent tries to use alice's task");
     let stolen = send_transfer(gateway, bob, Some(&agent_task), 1000);
     let (_, state) = task_state(&stolen);
     println!(
         "  -> task {agent_task} is {state} for bob: he must authorize at his own bank; the agent was not called"
+    );
+    trace.hop(
+        "bob's broker -> alice's task",
+        "in-task-auth-code (A2A)",
+        &format!("{state}, agent not called"),
+        "no token: alice's bank token stays hers".to_string(),
     );
     println!("  requests the agent received in all: {}", agent.requests().len());
     Ok(first + 5)

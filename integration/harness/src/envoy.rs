@@ -59,6 +59,19 @@ impl Envoy {
         Self::start_in(dir, config_path, workdir, &launch)
     }
 
+    /// As [`Envoy::start_file`], with environment variables for Envoy (and,
+    /// through `vm_config.environment_variables`, for the filters).
+    pub fn start_file_with_env(
+        config_path: &Path,
+        workdir: &Path,
+        workers: u32,
+        env: &[(String, String)],
+    ) -> Result<Envoy, String> {
+        let dir = temp_dir("envoy")?;
+        let launch = Launch { workers, env, log_level: "info", cpus: None };
+        Self::start_in(dir, config_path, workdir, &launch)
+    }
+
     fn start_in(dir: PathBuf, config_path: &Path, workdir: &Path, launch: &Launch) -> Result<Envoy, String> {
         let binary = envoy_binary();
         if !binary.exists() {

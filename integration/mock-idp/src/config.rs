@@ -15,6 +15,9 @@ use crate::keys::{KeyAlg, SigningKey};
 pub const DEMO_REDIRECT_URI: &str = "http://127.0.0.1:8080/callback";
 /// The secret of the demo confidential client `agent-broker`.
 pub const DEMO_BROKER_SECRET: &str = "agent-broker-secret";
+/// The demo Portfolio Agent's client secret: it exchanges the token it
+/// received for the Ledger API's (the second hop).
+pub const DEMO_PORTFOLIO_SECRET: &str = "portfolio-agent-secret";
 
 /// Grant type URN of RFC 8693 token exchange.
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -65,6 +68,8 @@ impl Default for MockIdpConfig {
                     GRANT_TOKEN_EXCHANGE,
                     GRANT_JWT_BEARER,
                 ]),
+                ClientRegistration::confidential("portfolio-agent", DEMO_PORTFOLIO_SECRET)
+                    .with_grant_types(&["client_credentials", GRANT_TOKEN_EXCHANGE]),
             ],
             users: vec![
                 User::new("alice")

@@ -38,8 +38,8 @@ mod token_endpoint;
 
 pub use code_grant::s256_challenge;
 pub use config::{
-    AuthMethod, ClientRegistration, DEMO_BROKER_SECRET, DEMO_REDIRECT_URI, GRANT_JWT_BEARER,
-    GRANT_TOKEN_EXCHANGE, MockIdpConfig, User,
+    AuthMethod, ClientRegistration, DEMO_BROKER_SECRET, DEMO_PORTFOLIO_SECRET, DEMO_REDIRECT_URI,
+    GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE, MockIdpConfig, User,
 };
 pub use exchange::{TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT};
 pub use faults::{Endpoint, Fault};
