@@ -187,6 +187,8 @@ def claim_rules() -> None:
          {"scope": "transfer", "acr": "mfa", "auth_time": NOW - 200})
     seed("step-up-stale", {"stepUp": {"maxAgeSeconds": 300}}, {"acr": "pwd", "auth_time": NOW - 301})
     seed("null-equals", {"claims": [{"claim": "missing", "equals": None}]}, {"present": None})
+    # Regression: "01" is no RFC 6901 array index (it used to select roles[1]).
+    seed("pointer-leading-zero", {"claims": [{"claim": "/roles/01", "equals": "b"}]}, {"roles": ["a", "b"]})
 
 
 EC_JWKS_INLINE = None  # filled in main()

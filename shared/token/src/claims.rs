@@ -204,7 +204,7 @@ impl Claims {
                 let segment = unescape_pointer(segment);
                 current = match current {
                     Value::Object(map) => map.get(segment.as_str())?,
-                    Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+                    Value::Array(items) => items.get(array_index(&segment)?)?,
                     _ => return None,
                 };
             }
@@ -228,6 +228,15 @@ impl Claims {
     pub fn client(&self) -> Option<&str> {
         self.client_id.as_deref().or(self.azp.as_deref())
     }
+}
+
+/// An array index as RFC 6901 §4 spells it: `0`, or digits without a
+/// leading zero (so `01`, `+1` and ` 1` name no element, as in every other
+/// JSON Pointer implementation, serde_json's included).
+fn array_index(segment: &str) -> Option<usize> {
+    let canonical = segment == "0"
+        || (segment.bytes().all(|b| b.is_ascii_digit()) && !segment.is_empty() && !segment.starts_with('0'));
+    if canonical { segment.parse().ok() } else { None }
 }
 
 fn unescape_pointer(segment: &str) -> String {
@@ -377,5 +386,27 @@ mod tests {
         assert_eq!(c.select("https://x/roles"), Some(&Value::String("r".into())));
         assert_eq!(c.select("/realm_access/missing"), None);
         assert_eq!(c.select("/realm_access/roles/9"), None);
+    }
+
+    #[test]
+    fn json_pointer_array_indexes_follow_rfc_6901() {
+        // Found by fuzz/fuzz_targets/claim_rules.rs: "/roles/01" selected
+        // roles[1], where RFC 6901 (and serde_json, which in-task-auth-code
+        // uses for its message conditions) select nothing.
+        let c = claims(r#"{"roles":["a","b","c","d","e","f","g","h","i","j","k"]}"#).unwrap();
+        assert_eq!(c.select("/roles/1"), Some(&Value::String("b".into())));
+        assert_eq!(c.select("/roles/10"), Some(&Value::String("k".into())));
+        assert_eq!(c.select("/roles/0"), Some(&Value::String("a".into())));
+        for not_an_index in ["01", "00", "+1", "-0", " 1", "1 ", "", "1e0", "0x1"] {
+            assert_eq!(c.select(&alloc::format!("/roles/{not_an_index}")), None, "{not_an_index:?}");
+        }
+        let object = serde_json::json!({"roles": ["a", "b"]});
+        for pointer in ["/roles/1", "/roles/01", "/roles/+1", "/roles/"] {
+            assert_eq!(
+                claims(&object.to_string()).unwrap().select(pointer),
+                object.pointer(pointer),
+                "{pointer}"
+            );
+        }
     }
 }
