@@ -177,7 +177,10 @@ impl Read for StopAwareReader<'_> {
         let started = Instant::now();
         loop {
             if self.stop.load(Ordering::SeqCst) {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "server stopping"));
+                // Not `Interrupted`: `BufRead::read_until` retries those, so
+                // a connection thread mid-line would spin forever and the
+                // server's drop would wait for it.
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "server stopping"));
             }
             match self.stream.read(buf) {
                 Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -410,4 +413,40 @@ fn write_response(
         writer.write_all(&response.body)?;
     }
     writer.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A connection thread stopped mid-line must give up, not spin: line
+    /// reads retry `Interrupted` errors forever.
+    #[test]
+    fn a_stopped_reader_ends_a_line_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(POLL_INTERVAL)).unwrap();
+        client.write_all(b"GET / HT").unwrap();
+        let (done, finished) = mpsc::channel();
+        thread::spawn(move || {
+            static STOP: AtomicBool = AtomicBool::new(false);
+            let mut reader = BufReader::new(StopAwareReader { stream, stop: &STOP });
+            let mut line = Vec::new();
+            // The first bytes arrive, then the server stops mid-line.
+            let _ = reader.fill_buf();
+            STOP.store(true, Ordering::SeqCst);
+            let result = reader.read_until(b'\n', &mut line);
+            let _ = done.send(result.map_err(|e| e.kind()));
+        });
+        let result = finished.recv_timeout(Duration::from_secs(2)).expect("the read gave up");
+        assert_eq!(result, Err(io::ErrorKind::ConnectionAborted));
+        drop(client);
+    }
 }
