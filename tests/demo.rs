@@ -94,6 +94,8 @@ fn the_demo_walks_the_whole_identity_chain() {
         r#"error="insufficient_scope""#,
         r#"error="insufficient_user_authentication""#,
         "the caller's own token reached the upstream: no",
+        r#"the Portfolio Agent answered with alice's portfolio: [{"shares":120,"symbol":"ACME"}"#,
+        "asking it for bob's portfolio with alice's token: 403",
     ] {
         assert!(stdout.contains(refusal), "missing {refusal:?}:\n{stdout}");
     }

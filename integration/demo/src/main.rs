@@ -9,6 +9,7 @@
 //! everything.
 
 mod oauth;
+mod portfolio;
 mod show;
 mod trace;
 mod transfer;
@@ -48,6 +49,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("mock IdP on 127.0.0.1:{IDP_PORT}: {e} (is the port free?)"))?;
     let backend = EchoBackend::start_on(BACKEND_PORT)
         .map_err(|e| format!("echo backend on 127.0.0.1:{BACKEND_PORT}: {e} (is the port free?)"))?;
+    backend.with_handler("/portfolio/holdings", portfolio::reply);
     let root = workspace_root();
     let envoy = Envoy::start_file(&root.join(CONFIG), &root, 1)?;
     let secret = |name: &str, value: &str| vec![(name.to_string(), value.to_string())];
@@ -164,6 +166,14 @@ fn run() -> Result<(), String> {
     show_response(&response);
     println!("  token the Portfolio Agent received (exchanged by obo-credential-injection, RFC 8693):");
     show_upstream_claims(&backend, &mfa_token);
+    let body = response.json().unwrap_or(serde_json::Value::Null);
+    println!(
+        "  the Portfolio Agent answered with {}'s portfolio: {}",
+        body["portfolio"]["user"].as_str().unwrap_or("-"),
+        body["portfolio"]["holdings"]
+    );
+    let other = as_broker("portfolio.internal", "/portfolio/holdings?user=bob", &mfa_token);
+    println!("  asking it for bob's portfolio with alice's token: {} {}", other.status, other.body_str());
     let portfolio_token = upstream_claims(&backend).map(|(token, _)| token).unwrap_or_default();
     trace.hop(
         "Agent Broker -> Portfolio Agent",
