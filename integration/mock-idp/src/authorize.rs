@@ -69,6 +69,15 @@ pub(crate) fn handle(state: &IdpState, request: &Request) -> Response {
     }) {
         return error("invalid_scope", &format!("scope {denied} is not allowed"));
     }
+    // RFC 8707: the resources the token is for, each an absolute URI
+    // without a fragment that the client may ask for.
+    let resources = params.all("resource");
+    if let Some(bad) = resources.iter().find(|r| !r.contains("://") || r.contains('#')) {
+        return error("invalid_target", &format!("resource {bad} is not an absolute URI without a fragment"));
+    }
+    if let Some(denied) = resources.iter().find(|r| !client.allows_audience(r)) {
+        return error("invalid_target", &format!("resource {denied} is not allowed for this client"));
+    }
     if params.get("max_age").is_some_and(|v| v.parse::<u64>().is_err()) {
         return error("invalid_request", "max_age must be a non-negative integer");
     }
@@ -91,6 +100,7 @@ pub(crate) fn handle(state: &IdpState, request: &Request) -> Response {
             code_challenge: challenge.to_string(),
             sub,
             scope: scope.map(str::to_string),
+            resources,
             acr,
             nonce: params.get("nonce").map(str::to_string),
             // Auto-approval means the user has just authenticated, which

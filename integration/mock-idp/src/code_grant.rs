@@ -16,8 +16,32 @@ struct Authorization<'a> {
     client_id: &'a str,
     sub: &'a str,
     scope: Option<&'a str>,
+    /// The resources authorized (RFC 8707), kept for refreshes.
+    resources: &'a [String],
+    /// The `aud` of the access token: the resources asked for at the token
+    /// endpoint, else those authorized, else the client's default.
+    audience: Value,
     acr: Option<&'a str>,
     auth_time: i64,
+}
+
+/// RFC 8707 §2.2: the token request may narrow the authorized resources,
+/// never widen them; the result is the token's `aud`.
+fn audience_for(
+    client: &AuthenticatedClient,
+    authorized: &[String],
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let requested = params.all("resource");
+    if let Some(extra) = requested.iter().find(|r| !authorized.contains(r)) {
+        return Err(OAuthError::invalid_target(format!("resource {extra} was not authorized")));
+    }
+    let chosen = if requested.is_empty() { authorized.to_vec() } else { requested };
+    Ok(match chosen.len() {
+        0 => json!(client.registration.fallback_audience()),
+        1 => json!(chosen[0]),
+        _ => json!(chosen),
+    })
 }
 
 /// RFC 7636 §4.1: 43-128 characters from the unreserved set.
@@ -73,6 +97,8 @@ pub(crate) fn authorization_code(
         client_id: &granted.client_id,
         sub: &granted.sub,
         scope: granted.scope.as_deref(),
+        resources: &granted.resources,
+        audience: audience_for(client, &granted.resources, params)?,
         acr: granted.acr.as_deref(),
         auth_time: granted.auth_time,
     };
@@ -117,6 +143,8 @@ pub(crate) fn refresh_token(
         client_id: &grant.client_id,
         sub: &grant.sub,
         scope,
+        resources: &grant.resources,
+        audience: audience_for(client, &grant.resources, params)?,
         acr: grant.acr.as_deref(),
         auth_time: grant.auth_time,
     };
@@ -126,14 +154,10 @@ pub(crate) fn refresh_token(
 
 /// Access token claims for a user authorization: the user's extra claims,
 /// overridden by the protocol claims.
-fn user_access_claims(
-    state: &IdpState,
-    client: &AuthenticatedClient,
-    auth: &Authorization<'_>,
-) -> Map<String, Value> {
+fn user_access_claims(state: &IdpState, auth: &Authorization<'_>) -> Map<String, Value> {
     let mut claims = state.user_claims(auth.sub);
     claims.insert("sub".into(), json!(auth.sub));
-    claims.insert("aud".into(), json!(client.registration.fallback_audience()));
+    claims.insert("aud".into(), auth.audience.clone());
     claims.insert("client_id".into(), json!(auth.client_id));
     claims.insert("azp".into(), json!(auth.client_id));
     if let Some(scope) = auth.scope {
@@ -163,7 +187,7 @@ fn issue(
     code: &str,
     refresh_scope: Option<&str>,
 ) -> Result<Map<String, Value>, OAuthError> {
-    let access_token = state.sign_token(user_access_claims(state, client, auth), &state.config.typ)?;
+    let access_token = state.sign_token(user_access_claims(state, auth), &state.config.typ)?;
     let mut body = bearer_response(state, access_token, auth.scope);
     if client.registration.allows_grant("refresh_token") {
         let refresh_token = random_token::<32>()?;
@@ -173,6 +197,7 @@ fn issue(
                 client_id: auth.client_id.to_string(),
                 sub: auth.sub.to_string(),
                 scope: refresh_scope.map(str::to_string),
+                resources: auth.resources.to_vec(),
                 acr: auth.acr.map(str::to_string),
                 auth_time: auth.auth_time,
                 code: code.to_string(),

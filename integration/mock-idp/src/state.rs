@@ -145,6 +145,8 @@ pub(crate) struct AuthCode {
     pub code_challenge: String,
     pub sub: String,
     pub scope: Option<String>,
+    /// RFC 8707 `resource` values of the authorization request.
+    pub resources: Vec<String>,
     pub acr: Option<String>,
     pub nonce: Option<String>,
     pub auth_time: i64,
@@ -157,6 +159,8 @@ pub(crate) struct RefreshGrant {
     pub client_id: String,
     pub sub: String,
     pub scope: Option<String>,
+    /// RFC 8707 resources of the original authorization.
+    pub resources: Vec<String>,
     pub acr: Option<String>,
     pub auth_time: i64,
     /// The code the chain started from, so a replayed code can revoke it.

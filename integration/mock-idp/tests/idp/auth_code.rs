@@ -199,3 +199,50 @@ fn refresh_rotates_the_refresh_token_and_keeps_the_authorization() {
     assert_eq!(narrowed["scope"], "a");
     assert_oauth_error(&refresh_with("never-issued", None), 400, "invalid_grant");
 }
+
+#[test]
+fn resource_indicators_set_the_audience_and_may_only_narrow() {
+    let idp = start();
+    let (mcp, orders) = ("https://mcp.example.com/mcp", "https://orders.example.com/");
+    // RFC 8707 §2.1: resources in the authorization request ...
+    let body = redeem(&idp, &code(&idp, &[("resource", mcp)])).json().unwrap();
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["aud"], mcp);
+    let two = code(&idp, &[("resource", mcp), ("resource", orders)]);
+    let body = redeem(&idp, &two).json().unwrap();
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["aud"], json!([mcp, orders]));
+
+    // ... narrowed at the token endpoint (§2.2), never widened.
+    let narrowed = |code: &str, resource: &str| {
+        token_request(
+            &idp,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "finport-app"),
+                ("code", code),
+                ("redirect_uri", DEMO_REDIRECT_URI),
+                ("code_verifier", VERIFIER),
+                ("resource", resource),
+            ],
+            None,
+        )
+    };
+    let body = narrowed(&code(&idp, &[("resource", mcp), ("resource", orders)]), orders).json().unwrap();
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["aud"], orders);
+    let widened = narrowed(&code(&idp, &[("resource", mcp)]), orders);
+    assert_oauth_error(&widened, 400, "invalid_target");
+
+    // Not absolute, or with a fragment: invalid_target at /authorize.
+    assert_eq!(redirect_error(&idp, &pkce(&[("resource", "mcp")])), "invalid_target");
+    assert_eq!(redirect_error(&idp, &pkce(&[("resource", "https://mcp.example.com/#x")])), "invalid_target");
+}
+
+/// `extra` with a valid PKCE challenge and response type.
+fn pkce<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = vec![
+        ("response_type", "code"),
+        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        ("code_challenge_method", "S256"),
+    ];
+    pairs.extend_from_slice(extra);
+    pairs
+}
