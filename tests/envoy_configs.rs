@@ -28,7 +28,7 @@ fn every_config_in_envoy_configs_validates() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "configs missing: {checked}");
+    assert!(checked >= 6, "configs missing: {checked}");
 }
 
 /// Runs `envoy --mode validate` with claim-enforcement configured by `config`.

@@ -14,6 +14,7 @@ use baton_token::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement, StepUpRequirement};
 use serde::Deserialize;
 
+use crate::protected_resource::{self, ProtectedResource, ProtectedResourceSpec};
 use crate::routes::{Route, RouteAction};
 
 // ---------------------------------------------------------------------------
@@ -33,6 +34,8 @@ struct RawConfig {
     realm: Option<String>,
     #[serde(default)]
     resource_metadata: Option<String>,
+    #[serde(default)]
+    protected_resource: Option<ProtectedResourceSpec>,
     #[serde(default)]
     forward_claims: Vec<RawClaimHeader>,
     #[serde(default)]
@@ -179,8 +182,11 @@ pub struct FilterConfig {
     pub token_source: TokenSource,
     /// `realm` of challenges.
     pub realm: Option<String>,
-    /// RFC 9728 metadata URL for challenges.
+    /// RFC 9728 metadata URL for challenges: `resourceMetadata`, else the
+    /// one `protectedResource` derives.
     pub resource_metadata: Option<String>,
+    /// The RFC 9728 document this filter serves, if configured.
+    pub protected_resource: Option<ProtectedResource>,
     /// Claims to forward as headers.
     pub forward_claims: Vec<ClaimHeader>,
     /// Header carrying the verified payload (base64url), if any.
@@ -259,6 +265,22 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         routes.push(compile_route(route, index, &providers)?);
     }
 
+    let protected_resource = match raw.protected_resource {
+        Some(spec) => {
+            let mut scopes: Vec<String> = Vec::new();
+            for route in &routes {
+                if let RouteAction::RequireToken { requirement, .. } = &route.action {
+                    for scope in requirement.scopes.named() {
+                        if !scopes.iter().any(|s| s == scope) {
+                            scopes.push(scope.to_string());
+                        }
+                    }
+                }
+            }
+            Some(protected_resource::compile(spec, scopes)?)
+        }
+        None => None,
+    };
     if let Some(url) = &raw.resource_metadata
         && !(url.starts_with("https://") || url.starts_with("http://"))
     {
@@ -289,7 +311,10 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         allow_unmatched: matches!(raw.default_action, RawDefaultAction::Allow),
         token_source,
         realm: raw.realm,
-        resource_metadata: raw.resource_metadata,
+        resource_metadata: raw
+            .resource_metadata
+            .or_else(|| protected_resource.as_ref().map(|metadata| metadata.metadata_url.clone())),
+        protected_resource,
         forward_claims,
         forward_payload_header,
         forward_token: raw.forward_token,

@@ -19,6 +19,7 @@ use proxy_wasm::types::{Action, MapType, Status};
 use crate::FILTER;
 use crate::config::FilterConfig;
 use crate::decision::{Request, Verdict};
+use crate::protected_resource::{ProtectedResource, WELL_KNOWN};
 use crate::root::{PendingRequest, SharedVm, Vm};
 
 /// Per-request context.
@@ -43,6 +44,13 @@ impl ClaimEnforcementHttp {
             return fail_closed(FILTER, "filter not configured");
         };
         let config = vm.engine.shared_config();
+        if let Some(metadata) = &config.protected_resource {
+            match serve_metadata(metadata) {
+                Ok(Some(action)) => return action,
+                Ok(None) => {}
+                Err(_) => return fail_closed(FILTER, "request headers unreadable"),
+            }
+        }
         let Ok(request) = read_request(&config) else {
             return fail_closed(FILTER, "request headers unreadable");
         };
@@ -64,6 +72,24 @@ impl ClaimEnforcementHttp {
             verdict => apply(verdict, &config),
         }
     }
+}
+
+/// Answers a request for the RFC 9728 metadata document; `None` for any
+/// other request.
+fn serve_metadata(metadata: &ProtectedResource) -> Result<Option<Action>, Status> {
+    let path = request_headers::header(":path")?.unwrap_or_default();
+    if !path.starts_with(WELL_KNOWN) {
+        return Ok(None);
+    }
+    let method = request_headers::header(":method")?.unwrap_or_default();
+    let Some(answer) = metadata.answer(&method, &path) else {
+        return Ok(None);
+    };
+    let body = (!answer.body.is_empty()).then_some(answer.body.as_bytes());
+    if hostcalls::send_http_response(answer.status, answer.headers, body).is_err() {
+        return Err(Status::InternalFailure);
+    }
+    Ok(Some(Action::Pause))
 }
 
 /// The attributes the decision needs: the token header, and only the

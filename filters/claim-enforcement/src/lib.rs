@@ -4,12 +4,14 @@
 //! Layout: `config` compiles the plugin configuration; `routes` picks the
 //! rule; `decision` holds the per-request logic over the
 //! [`baton_filter_kit::Host`] trait (token verification itself is the kit's
-//! `TokenVerifier`); `root` and `http` are the proxy-wasm glue.
+//! `TokenVerifier`); `protected_resource` is the RFC 9728 metadata it
+//! serves; `root` and `http` are the proxy-wasm glue.
 
 pub mod config;
 pub mod decision;
 pub mod http;
 pub mod metrics;
+pub mod protected_resource;
 pub mod root;
 pub mod routes;
 
