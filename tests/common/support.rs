@@ -20,7 +20,13 @@ fn shared_rsa_key() -> Arc<SigningKey> {
 
 /// A mock IdP on a free loopback port.
 pub fn idp() -> MockIdp {
-    let config = MockIdpConfig { keys: vec![shared_rsa_key()], ..MockIdpConfig::default() };
+    idp_with(MockIdpConfig::default())
+}
+
+/// A mock IdP configured by `config`, with the RSA key shared by the test
+/// binary (unless `config` brings its own).
+pub fn idp_with(mut config: MockIdpConfig) -> MockIdp {
+    config.keys.push(shared_rsa_key());
     MockIdp::start(config).expect("mock IdP starts")
 }
 
