@@ -38,6 +38,8 @@ pub mod oauth;
 pub mod pkce;
 pub mod rules;
 pub mod secret;
+#[cfg(feature = "verify")]
+pub mod sign;
 pub mod validation;
 #[cfg(feature = "verify")]
 pub mod verify;
