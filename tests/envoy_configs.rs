@@ -12,6 +12,16 @@ use support::*;
 #[test]
 fn every_config_in_envoy_configs_validates() {
     let root = workspace_root();
+    // identity-assertion.yaml signs with a key from the environment.
+    let gateway_key = {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let der =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &ring::rand::SystemRandom::new())
+                .unwrap();
+        let body: String = mock_idp::b64url(der.as_ref()).replace('-', "+").replace('_', "/");
+        let padded = format!("{body}{}", "=".repeat((4 - body.len() % 4) % 4));
+        format!("-----BEGIN PRIVATE KEY-----\n{padded}\n-----END PRIVATE KEY-----\n")
+    };
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("envoy-configs")).unwrap() {
         let path = entry.unwrap().path();
@@ -21,6 +31,7 @@ fn every_config_in_envoy_configs_validates() {
             let env = [
                 ("BATON_BROKER_SECRET", mock_idp::DEMO_BROKER_SECRET),
                 ("BATON_PORTFOLIO_SECRET", mock_idp::DEMO_PORTFOLIO_SECRET),
+                ("BATON_GW_KEY", gateway_key.as_str()),
             ];
             let output = validate_config(&path, &root, &env)
                 .unwrap_or_else(|output| panic!("{}:\n{output}", path.display()));
@@ -28,7 +39,7 @@ fn every_config_in_envoy_configs_validates() {
             checked += 1;
         }
     }
-    assert!(checked >= 6, "configs missing: {checked}");
+    assert!(checked >= 7, "configs missing: {checked}");
 }
 
 /// Runs `envoy --mode validate` with claim-enforcement configured by `config`.

@@ -17,6 +17,7 @@ use baton_token::secret::Secret;
 use baton_token::validation::DEFAULT_CLOCK_SKEW_SECS;
 use serde::Deserialize;
 
+use crate::assertion::{self, AssertionSpec};
 use crate::model::{
     Actor, CredentialsGrant, DefaultAction, Delegation, FilterConfig, Idp, Injection, Mode, SubjectToken,
     SubjectValidation, Target,
@@ -25,6 +26,7 @@ use crate::model::{
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     idps: Vec<RawIdp>,
     targets: Vec<RawTarget>,
     #[serde(default)]
@@ -37,6 +39,8 @@ struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     realm: Option<String>,
+    #[serde(default)]
+    identity_assertion: Option<AssertionSpec>,
     #[serde(default = "default_true")]
     audit_log: bool,
 }
@@ -101,7 +105,8 @@ struct RawTarget {
     #[serde(default, rename = "match")]
     matcher: MatchSpec,
     mode: RawMode,
-    idp: String,
+    #[serde(default)]
+    idp: Option<String>,
     #[serde(default)]
     audiences: Vec<String>,
     #[serde(default)]
@@ -126,6 +131,7 @@ enum RawMode {
     TokenExchange,
     EntraOnBehalfOf,
     ClientCredentials,
+    IdentityAssertion,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,9 +246,11 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
 }
 
 fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigError> {
-    if raw.idps.is_empty() {
+    let needs_idp = raw.targets.iter().any(|t| t.mode != RawMode::IdentityAssertion);
+    if raw.idps.is_empty() && needs_idp {
         return Err(ConfigError::new("idps", "at least one identity provider is required"));
     }
+    let assertion = raw.identity_assertion.map(assertion::compile).transpose()?.map(Rc::new);
     let mut idps: Vec<Idp> = Vec::with_capacity(raw.idps.len());
     for (index, idp) in raw.idps.into_iter().enumerate() {
         let compiled = compile_idp(idp, &format!("idps[{index}]"))?;
@@ -263,6 +271,12 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     let mut targets: Vec<Target> = Vec::with_capacity(raw.targets.len());
     for (index, target) in raw.targets.into_iter().enumerate() {
         let field = format!("targets[{index}]");
+        if target.mode == RawMode::IdentityAssertion && assertion.is_none() {
+            return Err(ConfigError::new(
+                "identityAssertion",
+                format!("required: target {:?} is an identity assertion", target.name),
+            ));
+        }
         let compiled = compile_target(target, &field, &idps, subject.as_ref(), &mut credentials)?;
         if targets.iter().any(|existing| existing.name == compiled.name) {
             return Err(ConfigError::new(
@@ -308,6 +322,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         audit_log: raw.audit_log,
         fingerprint: fingerprint.to_string(),
         credentials,
+        assertion,
     })
 }
 
@@ -393,18 +408,30 @@ fn compile_target(
     if raw.name.is_empty() {
         return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
     }
-    let Some(idp) = idps.iter().position(|idp| idp.name == raw.idp) else {
-        let known: Vec<&str> = idps.iter().map(|idp| idp.name.as_str()).collect();
-        return Err(ConfigError::new(
-            format!("{field}.idp"),
-            format!("no idp named {:?}; known: {}", raw.idp, known.join(", ")),
-        ));
+    let idp = match (raw.mode, &raw.idp) {
+        (RawMode::IdentityAssertion, Some(_)) => {
+            return Err(ConfigError::new(format!("{field}.idp"), "an identity assertion involves no IdP"));
+        }
+        // Never read for an identity assertion.
+        (RawMode::IdentityAssertion, None) => usize::MAX,
+        (_, None) => return Err(ConfigError::new(format!("{field}.idp"), "required")),
+        (_, Some(name)) => match idps.iter().position(|idp| &idp.name == name) {
+            Some(idp) => idp,
+            None => {
+                let known: Vec<&str> = idps.iter().map(|idp| idp.name.as_str()).collect();
+                return Err(ConfigError::new(
+                    format!("{field}.idp"),
+                    format!("no idp named {name:?}; known: {}", known.join(", ")),
+                ));
+            }
+        },
     };
     let matcher = compile_match(raw.matcher, &format!("{field}.match"))?;
     let mode = match raw.mode {
         RawMode::TokenExchange => Mode::TokenExchange,
         RawMode::EntraOnBehalfOf => Mode::EntraOnBehalfOf,
         RawMode::ClientCredentials => Mode::ClientCredentials,
+        RawMode::IdentityAssertion => Mode::IdentityAssertion,
     };
     let not_for = |name: &str, present: bool| {
         if present {
@@ -447,6 +474,20 @@ fn compile_target(
             not_for("subjectTokenType", raw.subject_token_type.is_some())?;
             not_for("requestedTokenType", raw.requested_token_type.is_some())?;
             not_for("actor", raw.actor.is_some())?;
+        }
+        Mode::IdentityAssertion => {
+            if raw.audiences.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.audiences"),
+                    "an assertion needs its audience",
+                ));
+            }
+            not_for("resources", !raw.resources.is_empty())?;
+            not_for("scope", raw.scope.is_some())?;
+            not_for("subjectTokenType", raw.subject_token_type.is_some())?;
+            not_for("requestedTokenType", raw.requested_token_type.is_some())?;
+            not_for("actor", raw.actor.is_some())?;
+            not_for("extraParameters", !raw.extra_parameters.is_empty())?;
         }
     }
     if mode.needs_subject() && subject.is_none() {
@@ -502,7 +543,7 @@ fn compile_target(
     let extra: Vec<String> = extra_parameters.iter().map(|(n, v)| format!("{n}={v}")).collect();
     let digest = TokenHash::of_parts(&[
         mode.label().as_bytes(),
-        idps[idp].name.as_bytes(),
+        idps.get(idp).map_or("", |idp| idp.name.as_str()).as_bytes(),
         raw.audiences.join(" ").as_bytes(),
         raw.resources.join(" ").as_bytes(),
         raw.scope.as_deref().unwrap_or("").as_bytes(),

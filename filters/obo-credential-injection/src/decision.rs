@@ -21,7 +21,7 @@ use baton_token::{AuthChallenge, BearerError, TokenHash};
 use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
 use crate::jobs::{Job, credentials_job, exchange_job};
 use crate::metrics;
-use crate::model::{Actor, DefaultAction, FilterConfig, SubjectValidation, Target};
+use crate::model::{Actor, DefaultAction, FilterConfig, Mode, SubjectValidation, Target};
 use crate::subject::{caller, check_delegation, decode_only};
 
 /// What the decision needs of a request.
@@ -235,6 +235,9 @@ impl Engine {
             self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
             return self.forward(host, audit, target, &token, outcome, idp_ms);
         }
+        if target.mode == Mode::IdentityAssertion {
+            return self.assert_identity(host, audit, target, target_index, &subject, caller.as_deref(), key);
+        }
         let actor = match &target.actor {
             None => None,
             Some(Actor::Static { token, token_type }) => Some((token.clone(), token_type.clone())),
@@ -253,8 +256,56 @@ impl Engine {
             },
         };
         let subject_exp = claims.exp.and_then(|exp| u64::try_from(exp).ok());
-        let job = exchange_job(target, &config.idps[target.idp], key, subject.token, subject_exp, actor);
+        let Some(idp) = config.idps.get(target.idp) else {
+            return self.unavailable(host, audit, "no_idp");
+        };
+        let job = exchange_job(target, idp, key, subject.token, subject_exp, actor);
         self.wait_for(host, audit, round, job)
+    }
+
+    /// Signs the gateway's own assertion for `subject` and `target`, caches
+    /// it like an issued token, and forwards it.
+    #[allow(clippy::too_many_arguments)]
+    fn assert_identity(
+        &mut self,
+        host: &dyn Host,
+        audit: AuditLine,
+        target: &Target,
+        target_index: u32,
+        subject: &Subject<'_>,
+        caller: Option<&str>,
+        key: TokenHash,
+    ) -> Verdict {
+        let Some(issuer) = self.config.assertion.clone() else {
+            return self.unavailable(host, audit, "no_assertion_configuration");
+        };
+        let mut random = [0u8; 16];
+        if !host.fill_random(&mut random) {
+            return self.unavailable(host, audit, "no_randomness");
+        }
+        let now = host.now_unix_secs();
+        let jti = baton_token::base64url::encode(&random);
+        let assertion = match issuer.mint(subject.claims.get(), &target.audiences, caller, now, &jti) {
+            Ok(assertion) => assertion,
+            Err(error) => {
+                host.log(LogLevel::Error, &format!("identity assertion not signed: {error}"));
+                return self.unavailable(host, audit, "assertion_signing_failed");
+            }
+        };
+        host.count(metrics::ASSERTIONS_SIGNED);
+        // Reused until shortly before it expires: the margin, but never more
+        // than half its life.
+        let life = assertion.expires_at.saturating_sub(now);
+        let use_until = assertion.expires_at - self.config.expiry_margin_secs.min(life / 2);
+        let token = Rc::new(IssuedToken::new(
+            Secret::new(assertion.token),
+            "Bearer".to_string(),
+            use_until,
+            use_until,
+        ));
+        self.cache.put(key, Rc::clone(&token), host);
+        self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
+        self.forward(host, audit, target, &token, CacheOutcome::Miss, None)
     }
 
     /// A usable token for `key`: the one that just arrived, or a cached one.

@@ -422,3 +422,38 @@ fn claim_enforcement_validation_needs_the_record_of_this_very_token() {
         Request { verified_upstream: record(&token), ..request("portfolio.internal", Some(&bearer)) };
     assert!(matches!(s.first(&request), Verdict::AwaitToken(_)));
 }
+
+#[test]
+fn identity_assertions_are_signed_here_cached_and_never_asked_of_the_idp() {
+    let mut config = base();
+    let seed = [3u8; 32];
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+    let b64 = |bytes: &[u8]| baton_token::base64url::encode(bytes);
+    config["identityAssertion"] = json!({
+        "issuer": "https://gateway.test",
+        "keys": [{"jwk": {"kty": "OKP", "crv": "Ed25519", "kid": "gw-1", "d": b64(&seed),
+                          "x": b64(ring::signature::KeyPair::public_key(&pair).as_ref())}}],
+        "activeKid": "gw-1"
+    });
+    config["targets"].as_array_mut().unwrap().push(json!(
+        {"name": "ledger", "match": {"host": "ledger.internal"}, "mode": "identityAssertion", "audiences": ["ledger-api"]}));
+    let mut s = setup(config);
+    let alice = s.user("alice");
+    let req = request("ledger.internal", Some(&format!("Bearer {alice}")));
+    let first = injected(&s.first(&req)).1;
+    let assertion = first.strip_prefix("Bearer ").unwrap();
+    let claims: Value = serde_json::from_slice(
+        &baton_token::base64url::decode(assertion.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (claims["iss"].as_str(), claims["sub"].as_str()),
+        (Some("https://gateway.test"), Some("alice"))
+    );
+    assert_eq!(claims["aud"], "ledger-api");
+    assert_eq!(claims["act"], json!({"sub": "https://gateway.test", "act": {"sub": "broker-app"}}));
+    // The same token again: the cached assertion, not a new signature.
+    assert_eq!(injected(&s.first(&req)).1, first);
+    assert_eq!(s.host.counter(metrics::ASSERTIONS_SIGNED), 1);
+    assert_eq!(s.host.counter(metrics::IDP_CALLS), 0);
+}

@@ -16,10 +16,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType, Status};
 
-use crate::FILTER;
+use crate::assertion::AssertionIssuer;
 use crate::decision::{Request, Round, Verdict};
 use crate::model::{FilterConfig, SubjectToken, SubjectValidation};
 use crate::root::{SharedVm, Vm};
+use crate::{FILTER, metrics};
 
 /// Per-request context.
 #[derive(Debug)]
@@ -42,11 +43,21 @@ impl OboHttp {
         let Some(vm) = slot.as_mut() else {
             return fail_closed(FILTER, "filter not configured");
         };
+        let metrics = vm.metrics.clone();
+        let host = ProxyHost::new(&metrics, FILTER);
+        if let Some(issuer) = &vm.engine.config().assertion {
+            match serve_jwks(issuer) {
+                Ok(false) => {}
+                Ok(true) => {
+                    host.count(metrics::JWKS_SERVED);
+                    return Action::Pause;
+                }
+                Err(_) => return fail_closed(FILTER, "request headers unreadable"),
+            }
+        }
         let Ok(request) = read_request(vm.engine.config()) else {
             return fail_closed(FILTER, "request headers unreadable");
         };
-        let metrics = vm.metrics.clone();
-        let host = ProxyHost::new(&metrics, FILTER);
         let verdict = vm.engine.decide(&host, &request, Round::FIRST);
         match vm.park(self.context_id, request, verdict, 0, host.now_unix_secs()) {
             Ok(()) => {
@@ -56,6 +67,26 @@ impl OboHttp {
             Err(verdict) => apply(verdict),
         }
     }
+}
+
+/// Answers `GET`/`HEAD` on the assertion keys' JWKS path; `false` for any
+/// other request.
+fn serve_jwks(issuer: &AssertionIssuer) -> Result<bool, Status> {
+    let path = request_headers::header(":path")?.unwrap_or_default();
+    if path.split('?').next() != Some(issuer.jwks_path.as_str()) {
+        return Ok(false);
+    }
+    let method = request_headers::header(":method")?.unwrap_or_default();
+    let (status, headers, body) = match method.as_str() {
+        "GET" | "HEAD" => (
+            200,
+            vec![("content-type", "application/jwk-set+json"), ("cache-control", "public, max-age=300")],
+            (method == "GET").then_some(issuer.jwks().as_bytes()),
+        ),
+        _ => (405, vec![("allow", "GET, HEAD")], None),
+    };
+    hostcalls::send_http_response(status, headers, body)?;
+    Ok(true)
 }
 
 /// The attributes the decision needs, each read from the proxy only when

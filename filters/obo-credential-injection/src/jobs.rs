@@ -23,7 +23,8 @@ pub fn exchange_job(
 ) -> Job {
     let grant = match target.mode {
         Mode::EntraOnBehalfOf => Grant::OnBehalfOf { assertion: Secret::new(subject_token) },
-        Mode::TokenExchange | Mode::ClientCredentials => Grant::TokenExchange {
+        // Assertions are signed here, never asked of an IdP; they never get this far.
+        Mode::TokenExchange | Mode::ClientCredentials | Mode::IdentityAssertion => Grant::TokenExchange {
             subject_token: Secret::new(subject_token),
             subject_token_type: target.subject_token_type.clone(),
             requested_token_type: target.requested_token_type.clone(),

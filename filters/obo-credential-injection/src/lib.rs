@@ -9,6 +9,7 @@
 //! token endpoint calls and keeps one in flight per token; `issued` caches
 //! the results; `root` and `http` are the proxy-wasm glue.
 
+pub mod assertion;
 pub mod config;
 pub mod decision;
 pub mod http;

@@ -38,6 +38,11 @@ pub const IDP_UNAVAILABLE: &str = "baton_obo.idp.unavailable";
 pub const IDP_INVALID_RESPONSE: &str = "baton_obo.idp.invalid_response";
 /// Client-credentials tokens renewed before expiry.
 pub const CREDENTIALS_REFRESHED: &str = "baton_obo.credentials.refreshed";
+/// Identity assertions signed by the gateway (cache misses of
+/// `identityAssertion` targets).
+pub const ASSERTIONS_SIGNED: &str = "baton_obo.assertions.signed";
+/// JWKS documents served (`identityAssertion.jwksPath`).
+pub const JWKS_SERVED: &str = "baton_obo.assertions.jwks_served";
 /// Key set fetches (subject validation `jwks`).
 pub const JWKS: JwksMetrics = JwksMetrics {
     fetch_success: "baton_obo.jwks.fetch_success",
@@ -45,7 +50,7 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 22] = [
     INJECTED,
     PASS_THROUGH,
     DENIED_NO_TARGET,
@@ -64,6 +69,8 @@ pub const ALL: [&str; 20] = [
     IDP_UNAVAILABLE,
     IDP_INVALID_RESPONSE,
     CREDENTIALS_REFRESHED,
+    ASSERTIONS_SIGNED,
+    JWKS_SERVED,
     JWKS.fetch_success,
     JWKS.fetch_failure,
 ];

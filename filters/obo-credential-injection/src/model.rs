@@ -10,6 +10,8 @@ use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
 
+use crate::assertion::AssertionIssuer;
+
 /// A token endpoint the gateway calls, with its own client credentials.
 #[derive(Debug)]
 pub struct Idp {
@@ -28,6 +30,8 @@ pub enum Mode {
     EntraOnBehalfOf,
     /// The gateway's own token (service to service).
     ClientCredentials,
+    /// A JWT the gateway signs itself (trusted subsystem; no IdP call).
+    IdentityAssertion,
 }
 
 impl Mode {
@@ -37,6 +41,7 @@ impl Mode {
             Mode::TokenExchange => "token_exchange",
             Mode::EntraOnBehalfOf => "entra_obo",
             Mode::ClientCredentials => "client_credentials",
+            Mode::IdentityAssertion => "identity_assertion",
         }
     }
 
@@ -210,4 +215,6 @@ pub struct FilterConfig {
     pub fingerprint: String,
     /// Every client-credentials grant kept fresh (targets and actors).
     pub credentials: Vec<Rc<CredentialsGrant>>,
+    /// The gateway's own assertions (`identityAssertion` targets).
+    pub assertion: Option<Rc<AssertionIssuer>>,
 }
