@@ -17,6 +17,7 @@ pub mod issued;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod renewal;
 pub mod root;
 pub mod subject;
 

@@ -26,6 +26,7 @@ use crate::decision::{Engine, JobFailure, Request, Round, Verdict};
 use crate::http::{OboHttp, apply_after_wait};
 use crate::issued::IssuedToken;
 use crate::jobs::{Job, credentials_job};
+use crate::renewal::RenewalBackoff;
 use crate::{FILTER, config, metrics};
 use baton_filter_kit::token_calls::Flights;
 
@@ -76,6 +77,8 @@ pub struct Vm {
     leases: LeaseTable,
     /// Calls another worker is making: this worker waits for their result.
     remote: HashMap<TokenHash, Job>,
+    /// Client-credentials renewals that failed, and when to try again.
+    renewals: RenewalBackoff,
 }
 
 impl Vm {
@@ -156,6 +159,7 @@ impl OboRoot {
             key_fetches: KeyFetches::default(),
             leases,
             remote: HashMap::new(),
+            renewals: RenewalBackoff::default(),
         };
         vm.leases.init(&ProxyHost::new(&vm.metrics, FILTER));
         // The first tick fetches key sets and client-credentials tokens.
@@ -223,6 +227,12 @@ impl OboRoot {
             // The result is in the shared cache (or was a failure): other
             // workers waiting on this lease stop waiting.
             vm.leases.release(&host, &job.key);
+            if vm.engine.config().credentials.iter().any(|grant| grant.key == job.key) {
+                match &result {
+                    Ok(_) => vm.renewals.succeeded(&job.key),
+                    Err(_) => vm.renewals.failed(&job.key, host.now_unix_secs()),
+                }
+            }
             match result {
                 Ok(token) => wake_for(vm, &host, WaitFor::Token(job.key), Some((&token, idp_ms))),
                 Err(failure) => fail_waiting(vm, &host, job.key, &failure),
@@ -292,7 +302,7 @@ fn refresh_credentials(vm: &mut Vm, host: &dyn Host) {
     let config = vm.engine.shared_config();
     let now = host.now_unix_secs();
     for grant in &config.credentials {
-        if vm.flights.pending(&grant.key) {
+        if vm.flights.pending(&grant.key) || !vm.renewals.may_try(&grant.key, now) {
             continue;
         }
         let Some(idp) = config.idps.get(grant.idp) else {
