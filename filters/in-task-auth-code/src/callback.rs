@@ -144,7 +144,8 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
                 json,
                 503,
                 "idp_unavailable",
-                "The authorization server could not be reached; try again shortly.",
+                // The state is used up: only a new authorization can work.
+                "The authorization server could not be reached; start the authorization again from the agent.",
             )
         }
         None => {

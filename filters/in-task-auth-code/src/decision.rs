@@ -320,7 +320,9 @@ impl Engine {
                             &call.id,
                             SERVER_ERROR,
                             &format!(
-                                "{} could not complete the authorization; retry shortly",
+                                // The state is used up: resending this code cannot work.
+                                "{} could not complete the authorization; send the message again without \
+                                 credentials for a new authorization link",
                                 self.config.idp.name
                             ),
                         ));
