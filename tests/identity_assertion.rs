@@ -132,6 +132,11 @@ fn upstreams_verify_the_gateways_assertion_with_the_served_keys() {
     let assertion = assertion_for(&envoy, &backend, &token);
     assert_eq!(decode_header(&assertion).unwrap().alg, Algorithm::ES256);
     let claims = verify(&jwks, &assertion);
+    let header = decode_header(&assertion).unwrap();
+    println!(
+        "decoded assertion: header alg={:?} kid={:?} typ={:?}; claims {claims}",
+        header.alg, header.kid, header.typ
+    );
     assert_eq!(claims["iss"], GATEWAY);
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["aud"], "ledger-api");

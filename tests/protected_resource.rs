@@ -93,6 +93,7 @@ fn an_mcp_client_discovers_how_to_get_a_token_and_gets_in() {
     // checks it is about the resource it called (RFC 9728 §3.3).
     let path = metadata_url.strip_prefix("https://mcp.example.com").unwrap();
     let metadata = body_json(&to_resource(&envoy, ClientRequest::get(path)));
+    println!("challenge: {challenge}\nmetadata at {metadata_url}: {metadata}");
     assert_eq!(metadata["resource"], RESOURCE);
     let issuer = metadata["authorization_servers"][0].as_str().unwrap().to_string();
 
