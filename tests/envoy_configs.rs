@@ -132,3 +132,86 @@ fn bad_obo_configuration_is_refused_with_the_field_named() {
         assert!(!output.contains("\"pw\"") && !output.contains(": pw"), "the secret reached the log");
     }
 }
+
+/// `integration/docker-compose.yml` runs what `make demo` runs: the same
+/// Envoy configs (each with the secrets its VM reads), both mock IdPs on the
+/// configs' ports (the bank from the same `integration/bank-idp.json`) and
+/// the agents with the flags that make them the demo's.
+#[test]
+fn docker_compose_mirrors_the_demo() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("integration/docker-compose.yml")).unwrap();
+    let mut compose: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    compose.apply_merge().unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    let command = |name: &str| -> Vec<String> {
+        services[name]["command"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("service {name} has no command"))
+            .iter()
+            .map(|part| part.as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Every Envoy the demo starts, with the environment its config needs.
+    let mut configs_run = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        if service["image"].as_str() != Some("envoyproxy/envoy:v1.40.0") {
+            continue;
+        }
+        let args = command(name);
+        let config = args.iter().skip_while(|a| *a != "-c").nth(1).unwrap().clone();
+        let file = config.strip_prefix("/baton/").unwrap();
+        let yaml = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{name}: {file}: {e}"));
+        for key in yaml.lines().filter_map(|l| l.trim().strip_prefix("host_env_keys: [")) {
+            for variable in key.trim_end_matches(']').split(',').map(str::trim) {
+                assert!(
+                    service["environment"][variable].as_str().is_some_and(|v| !v.is_empty()),
+                    "{name}: {file} reads {variable}, which the service does not set"
+                );
+            }
+        }
+        assert_eq!(service["network_mode"].as_str(), Some("host"), "{name}");
+        configs_run.push(file.to_string());
+    }
+    configs_run.sort();
+    assert_eq!(
+        configs_run,
+        [
+            "envoy-configs/claim-enforcement.yaml",
+            "envoy-configs/delegation-broker.yaml",
+            "envoy-configs/in-task-auth-code.yaml",
+            "envoy-configs/portfolio-egress.yaml",
+        ]
+    );
+
+    // The demo's secrets, as the mock IdP knows them.
+    assert_eq!(
+        services["broker-egress"]["environment"]["BATON_BROKER_SECRET"].as_str(),
+        Some(mock_idp::DEMO_BROKER_SECRET)
+    );
+    assert_eq!(
+        services["portfolio-egress"]["environment"]["BATON_PORTFOLIO_SECRET"].as_str(),
+        Some(mock_idp::DEMO_PORTFOLIO_SECRET)
+    );
+
+    // The IdPs and agents on the ports the configs name.
+    assert_eq!(command("mock-idp"), ["mock-idp", "--port", "9000"]);
+    assert_eq!(command("bank-idp"), ["mock-idp", "--config", "/baton/bank-idp.json"]);
+    let bank: mock_idp::MockIdpConfig =
+        serde_json::from_str(&std::fs::read_to_string(root.join("integration/bank-idp.json")).unwrap())
+            .unwrap();
+    assert_eq!(bank.port, 9010);
+    assert_eq!(command("agents"), ["echo-backend", "--port", "9001", "--portfolio"]);
+    assert_eq!(command("transfer-agent"), ["echo-backend", "--port", "9011", "--a2a"]);
+    for (port, config) in [
+        ("9010", "in-task-auth-code.yaml"),
+        ("9011", "in-task-auth-code.yaml"),
+        ("9000", "claim-enforcement.yaml"),
+        ("9001", "delegation-broker.yaml"),
+    ] {
+        let yaml = std::fs::read_to_string(root.join("envoy-configs").join(config)).unwrap();
+        assert!(yaml.contains(&format!("port_value: {port}")), "{config} does not use port {port}");
+    }
+}

@@ -9,7 +9,6 @@
 //! everything.
 
 mod oauth;
-mod portfolio;
 mod show;
 mod trace;
 mod transfer;
@@ -49,7 +48,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("mock IdP on 127.0.0.1:{IDP_PORT}: {e} (is the port free?)"))?;
     let backend = EchoBackend::start_on(BACKEND_PORT)
         .map_err(|e| format!("echo backend on 127.0.0.1:{BACKEND_PORT}: {e} (is the port free?)"))?;
-    backend.with_handler("/portfolio/holdings", portfolio::reply);
+    backend.with_handler("/portfolio/holdings", echo_backend::portfolio::reply);
     let root = workspace_root();
     let envoy = Envoy::start_file(&root.join(CONFIG), &root, 1)?;
     let secret = |name: &str, value: &str| vec![(name.to_string(), value.to_string())];

@@ -6,7 +6,7 @@
 use baton_harness::Envoy;
 use echo_backend::EchoBackend;
 use http_kit::{ClientRequest, ClientResponse};
-use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig};
+use mock_idp::{MockIdp, MockIdpConfig};
 use serde_json::{Value, json};
 
 use crate::oauth::authorize;
@@ -20,17 +20,15 @@ pub const AGENT_PORT: u16 = 9011;
 /// The config the third Envoy runs.
 pub const CONFIG: &str = "envoy-configs/in-task-auth-code.yaml";
 
+/// The bank's configuration, shared with `integration/docker-compose.yml`.
+pub const BANK_CONFIG: &str = "integration/bank-idp.json";
+
 /// The user's bank: a second mock IdP, with its own issuer and keys.
 pub fn start_bank() -> Result<MockIdp, String> {
-    let config = MockIdpConfig {
-        port: BANK_PORT,
-        clients: vec![ClientRegistration::bank_gateway(
-            "transfer-gateway",
-            "bank-demo-secret",
-            "http://127.0.0.1:10003/a2a/oauth/callback",
-        )],
-        ..MockIdpConfig::default()
-    };
+    let path = baton_harness::workspace_root().join(BANK_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config: MockIdpConfig =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     MockIdp::start(config).map_err(|e| format!("bank IdP on 127.0.0.1:{BANK_PORT}: {e} (is the port free?)"))
 }
 

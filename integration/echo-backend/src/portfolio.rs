@@ -1,9 +1,11 @@
-//! The Portfolio Agent of the demo: it trusts its egress-facing Envoy for
+//! The Portfolio Agent of the demo: it trusts the Envoy in front of it for
 //! the token's validity and answers only with the portfolio of the user the
-//! token names (`sub`), whatever the request asks for.
+//! token names (`sub`), whatever the request asks for. Served on
+//! `/portfolio/holdings` by `make demo` and by `echo-backend --portfolio`.
 
-use echo_backend::{echo, jwt_payload};
 use http_kit::{Reply, Request, Response};
+
+use crate::{echo, jwt_payload};
 use serde_json::{Value, json};
 
 /// Holdings per user.
