@@ -343,6 +343,11 @@ def a2a_message(bank_token: str) -> None:
                                                          "parts": [{"kind": "text", "text": "need bank"}]}}}})
     seed("agent-v10-auth-required", 1, {"jsonrpc": "2.0", "id": 7, "result": {"task": {
         "id": "t-8", "contextId": "ctx-8", "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}}})
+    # Regression: a status message without a list of parts was passed on without the challenge.
+    seed("agent-v03-message-without-parts", 1, {"jsonrpc": "2.0", "id": 1, "result": {
+        "kind": "task", "id": "t", "status": {"state": "auth-required", "message": {"role": "agent"}}}})
+    seed("agent-v10-parts-not-a-list", 1, {"jsonrpc": "2.0", "id": 1, "result": {"task": {
+        "id": "t", "status": {"state": "TASK_STATE_AUTH_REQUIRED", "message": {"role": "ROLE_AGENT", "parts": "x"}}}}})
     seed("agent-v03-completed", 1, {"jsonrpc": "2.0", "id": "req-1", "result": {
         "kind": "task", "id": "t-7", "status": {"state": "completed"}}})
 

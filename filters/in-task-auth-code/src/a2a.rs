@@ -371,7 +371,7 @@ pub fn agent_challenge(response: &Value) -> Option<AgentChallenge> {
 
 /// Adds the challenge to an agent's auth-required answer (found by
 /// [`agent_challenge`]): a data part in the status message, which is
-/// created when the agent sent none.
+/// created (or given a list of parts) when the agent sent none.
 pub fn enrich_agent_challenge(
     response: &mut Value,
     found: &AgentChallenge,
@@ -396,6 +396,14 @@ pub fn enrich_agent_challenge(
                                    "taskId": found.ids.task_id, "contextId": found.ids.context_id, "parts": []}),
         };
         status.insert("message".into(), message);
+    }
+    // Likewise a message without a list of parts (malformed, but agents
+    // send them) gets one: otherwise the challenge would be dropped while
+    // the gateway had issued a state for it.
+    if let Some(Value::Object(message)) = status.get_mut("message")
+        && !message.get("parts").is_some_and(Value::is_array)
+    {
+        message.insert("parts".into(), Value::Array(Vec::new()));
     }
     if let Some(Value::Array(parts)) = status.get_mut("message").and_then(|m| m.get_mut("parts")) {
         // Drop an incomplete challenge the agent may have sent.

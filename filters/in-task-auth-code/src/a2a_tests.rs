@@ -194,3 +194,32 @@ fn agent_challenges_without_a_url_are_found_and_enriched() {
         assert!(agent_challenge(&not_a_challenge).is_none(), "{not_a_challenge}");
     }
 }
+
+#[test]
+fn agent_challenges_whose_message_has_no_list_of_parts_are_still_completed() {
+    // Found by fuzz/fuzz_targets/a2a_message.rs: a status message without
+    // `parts` (or with a non-list) was left as it was, so the client got no
+    // authorization URL although the gateway had issued a state for it.
+    for parts in [None, Some(json!("see above")), Some(json!({"text": "x"}))] {
+        let mut message = json!({"kind": "message", "role": "agent", "messageId": "a1"});
+        if let Some(parts) = parts {
+            message["parts"] = parts;
+        }
+        let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "t9", "contextId": "c9",
+            "status": {"state": "auth-required", "message": message}}});
+        let found = agent_challenge(&answer).unwrap();
+        let mut enriched = answer.clone();
+        enrich_agent_challenge(
+            &mut enriched,
+            &found,
+            "gw-4",
+            json!({"authorizationUrl": "https://bank/authorize"}),
+        );
+        assert_eq!(
+            enriched["result"]["status"]["message"]["parts"],
+            json!([{"kind": "data", "data": {"authChallenge": {"authorizationUrl": "https://bank/authorize"}}}])
+        );
+        assert_eq!(enriched["result"]["status"]["message"]["messageId"], "a1", "the agent's message is kept");
+        assert!(agent_challenge(&enriched).is_none(), "complete now: {enriched}");
+    }
+}
