@@ -63,8 +63,10 @@ fn check(config: &FilterConfig) {
         issue(config, &store, &host, "alice", &ids, true, None).expect("the test host has randomness");
     let url = issued.object["authorizationUrl"].as_str().expect("a URL");
     assert!(url.starts_with(&idp.authorization_endpoint));
-    let query = url.split_once('?').map_or("", |(_, query)| query);
-    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    // RFC 3986: the fragment comes last and is never sent; the query is
+    // what lies between the first `?` and it.
+    let sent = url.split_once('#').map_or(url, |(sent, _)| sent);
+    let query = sent.split_once('?').map_or("", |(_, query)| query);
     // What the gateway appends is strictly form-encoded; the configured
     // endpoint's own query (if any) is read as leniently as an IdP might.
     let own = &url[idp.authorization_endpoint.len() + 1..];

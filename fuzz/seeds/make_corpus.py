@@ -272,6 +272,10 @@ def config_in_task(keys: dict) -> None:
                  "maxBodyBytes": 65536, "enrichAgentChallenges": False, "cache": {"maxEntries": 10},
                  "auditLog": False})
     write("config_in_task_auth_code", "full", full)
+    # Regression: the endpoint's own query could set what the gateway sets.
+    query = in_task_config(None)
+    query["secondaryIdp"]["authorizationEndpoint"] = BANK + "/authorize?prompt=login&st%61te=x"
+    write("config_in_task_auth_code", "endpoint-query-state", query)
 
 
 def token_response() -> None:

@@ -284,6 +284,46 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     })
 }
 
+/// Authorization request parameters the gateway sets itself.
+const AUTHORIZE_PARAMETERS: [&str; 7] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// A query component as the IdP reads it: `+` is a space, `%XX` a byte
+/// (a malformed escape is kept as it is).
+fn query_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn compile_idp(raw: RawIdp) -> Result<SecondaryIdp, ConfigError> {
     let field = "secondaryIdp";
     for (name, value) in [("name", &raw.name), ("cluster", &raw.cluster), ("clientId", &raw.client_id)] {
@@ -311,17 +351,29 @@ fn compile_idp(raw: RawIdp) -> Result<SecondaryIdp, ConfigError> {
     if let Some(index) = raw.scopes.iter().position(|s| s.is_empty() || s.contains(' ')) {
         return Err(ConfigError::new(format!("{field}.scopes[{index}]"), "must be one non-empty scope"));
     }
+    // What the gateway sets cannot come from the endpoint's own query either
+    // (RFC 6749 §3.1: no parameter twice), and a fragment would swallow the
+    // gateway's query.
+    let endpoint = raw.authorization_endpoint.as_str();
+    if endpoint.contains('#') {
+        return Err(ConfigError::new(
+            format!("{field}.authorizationEndpoint"),
+            "must not have a fragment (RFC 6749 §3.1): the parameters would not reach the IdP",
+        ));
+    }
+    if let Some((_, query)) = endpoint.split_once('?') {
+        for pair in query.split('&') {
+            let name = query_component(pair.split('=').next().unwrap_or(pair));
+            if AUTHORIZE_PARAMETERS.contains(&name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("{field}.authorizationEndpoint"),
+                    format!("its query sets {name:?}, which the gateway sets"),
+                ));
+            }
+        }
+    }
     for name in raw.extra_authorize_parameters.keys() {
-        const RESERVED: [&str; 7] = [
-            "response_type",
-            "client_id",
-            "redirect_uri",
-            "scope",
-            "state",
-            "code_challenge",
-            "code_challenge_method",
-        ];
-        if RESERVED.contains(&name.as_str()) {
+        if AUTHORIZE_PARAMETERS.contains(&name.as_str()) {
             return Err(ConfigError::new(
                 format!("{field}.extraAuthorizeParameters.{name}"),
                 "is set by the gateway and cannot be overridden",

@@ -142,3 +142,27 @@ fn agent_cards_are_recognised() {
         assert!(!crate::model::is_agent_card(path), "{path}");
     }
 }
+
+#[test]
+fn the_authorization_endpoint_cannot_set_what_the_gateway_sets() {
+    // Found by fuzz/fuzz_targets/config_in_task_auth_code.rs: the rule on
+    // extraAuthorizeParameters could be side-stepped through the endpoint's
+    // own query (the authorization URL then named `state` twice), and a
+    // fragment pushed the gateway's parameters out of the query.
+    for endpoint in [
+        "https://bank.example/authorize?state=x",
+        "https://bank.example/authorize?prompt=login&client_id=other",
+        "https://bank.example/authorize?st%61te=x",
+        "https://bank.example/authorize?redirect_uri",
+        "https://bank.example/authorize#top",
+    ] {
+        let mut config = base();
+        config["secondaryIdp"]["authorizationEndpoint"] = json!(endpoint);
+        assert_eq!(error(&config).field, "secondaryIdp.authorizationEndpoint", "{endpoint}");
+    }
+    let mut config = base();
+    config["secondaryIdp"]["authorizationEndpoint"] =
+        json!("https://bank.example/authorize?prompt=login&x=1");
+    let parsed = parse_value(&config).unwrap();
+    assert_eq!(parsed.idp.authorization_endpoint, "https://bank.example/authorize?prompt=login&x=1");
+}
