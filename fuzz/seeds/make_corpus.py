@@ -188,6 +188,8 @@ def claim_rules() -> None:
     seed("step-up-stale", {"stepUp": {"maxAgeSeconds": 300}}, {"acr": "pwd", "auth_time": NOW - 301})
     seed("null-equals", {"claims": [{"claim": "missing", "equals": None}]}, {"present": None})
     # Regression: "01" is no RFC 6901 array index (it used to select roles[1]).
+    # Regression: the age saturated at i64::MAX (an auth_time of i64::MIN passed a max_age of i64::MAX).
+    seed("step-up-extremes", {"stepUp": {"maxAgeSeconds": 2**63 - 1}}, {"auth_time": -2**63})
     seed("pointer-leading-zero", {"claims": [{"claim": "/roles/01", "equals": "b"}]}, {"roles": ["a", "b"]})
 
 

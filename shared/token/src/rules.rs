@@ -56,10 +56,11 @@ impl StepUpRequirement {
         let age_ok = match self.max_age_seconds {
             None => true,
             Some(max_age) => claims.auth_time.is_some_and(|auth_time| {
-                let now = i64::try_from(now).unwrap_or(i64::MAX);
-                let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+                // Exact: every u64 and i64 fits in i128, so no value is
+                // clamped and no difference saturates.
+                let (now, auth_time) = (i128::from(now), i128::from(auth_time));
                 // An auth_time in the future is as untrustworthy as a stale one.
-                auth_time <= now && now.saturating_sub(auth_time) <= max_age
+                auth_time <= now && now - auth_time <= i128::from(max_age)
             }),
         };
         acr_ok && age_ok
@@ -373,6 +374,28 @@ mod tests {
         assert_eq!(rule.evaluate(&at("pwd", NOW - 10), NOW), AccessDecision::StepUpRequired);
         assert_eq!(rule.evaluate(&at("mfa", NOW + 100), NOW), AccessDecision::StepUpRequired);
         assert_eq!(rule.evaluate(&claims(r#"{"acr":"mfa"}"#), NOW), AccessDecision::StepUpRequired);
+    }
+
+    #[test]
+    fn step_up_age_is_exact_at_the_extremes() {
+        // Found by fuzz/fuzz_targets/claim_rules.rs: the age saturated at
+        // i64::MAX, so an auth_time of i64::MIN passed a max_age of i64::MAX.
+        let rule = |max_age| {
+            AccessRequirement::compile(
+                ScopeRequirement::default(),
+                vec![],
+                Some(StepUpRequirement { acr_values: vec![], max_age_seconds: Some(max_age) }),
+            )
+            .unwrap()
+        };
+        let oldest = claims(r#"{"auth_time":-9223372036854775808}"#);
+        assert_eq!(rule(i64::MAX as u64).evaluate(&oldest, NOW), AccessDecision::StepUpRequired);
+        assert_eq!(rule(u64::MAX).evaluate(&oldest, NOW), AccessDecision::Granted);
+        let newest = claims(r#"{"auth_time":9223372036854775807}"#);
+        assert_eq!(rule(0).evaluate(&newest, i64::MAX as u64), AccessDecision::Granted);
+        assert_eq!(rule(u64::MAX).evaluate(&newest, i64::MAX as u64 - 1), AccessDecision::StepUpRequired);
+        assert_eq!(rule(0).evaluate(&claims(r#"{"auth_time":0}"#), u64::MAX), AccessDecision::StepUpRequired);
+        assert_eq!(rule(u64::MAX).evaluate(&claims(r#"{"auth_time":0}"#), u64::MAX), AccessDecision::Granted);
     }
 
     #[test]
