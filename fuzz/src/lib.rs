@@ -129,6 +129,10 @@ pub fn check_config<T: std::fmt::Debug, E: std::fmt::Debug + std::fmt::Display +
     };
     check(&config);
     let value: serde_json::Value = serde_json::from_slice(data).expect("an accepted configuration is JSON");
+    if has_float(&value) {
+        // Written out again, a float may come back one ulp off (see has_float).
+        return;
+    }
     let compact = serde_json::to_vec(&value).expect("serializes");
     let pretty = serde_json::to_vec_pretty(&value).expect("serializes");
     for text in [compact, pretty] {
@@ -138,6 +142,20 @@ pub fn check_config<T: std::fmt::Debug, E: std::fmt::Debug + std::fmt::Display +
         };
         forget_fingerprint(&mut again);
         assert_eq!(format!("{config:?}"), format!("{again:?}"), "reformatting changed the configuration");
+    }
+}
+
+/// Whether `value` holds a floating-point number anywhere. serde_json as
+/// the filters build it (without `float_roundtrip`) reads some floats to
+/// within one ulp rather than exactly, so a value with floats may not
+/// survive serialization and a new parse bit for bit; round-trip checks
+/// skip them.
+pub fn has_float(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(number) => number.is_f64(),
+        serde_json::Value::Array(items) => items.iter().any(has_float),
+        serde_json::Value::Object(members) => members.values().any(has_float),
+        _ => false,
     }
 }
 
