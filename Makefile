@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_ARGS ?=
 WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
 
-.PHONY: all setup build oci test unit-test integration-test demo bench bench-tools soak lint fmt clean
+.PHONY: all setup build oci test unit-test integration-test demo bench bench-tools fuzz fuzz-smoke fuzz-tools fuzz-run soak lint fmt clean
 
 all: build
 
@@ -57,6 +57,40 @@ demo: build
 bench: build bench-tools
 	$(CARGO) build --release --target $(WASM_TARGET) -p wasm-floor
 	$(CARGO) run --release --quiet -p baton-bench -- $(BENCH_ARGS)
+
+## fuzz-smoke: every cargo-fuzz target in fuzz/ for FUZZ_SMOKE_SECONDS (20) each;
+## fuzz: the same for FUZZ_SECONDS (300) each. Not part of test. Needs the nightly
+## toolchain and cargo-fuzz (installed when missing). FUZZ_TARGETS="jwt_parse"
+## narrows it; corpora grow in fuzz/work/ (the seeds in fuzz/corpus/ stay as
+## they are), crashes land in fuzz/artifacts/. See fuzz/README.md.
+FUZZ_CARGO ?= cargo +nightly
+FUZZ_TARGETS ?= jwt_parse claim_rules config_claim_enforcement config_obo_credential_injection \
+	config_in_task_auth_code token_response a2a_message www_authenticate
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SECONDS ?= 300
+
+fuzz-smoke: fuzz-tools
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-tools
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz-run:
+	@for t in $(FUZZ_TARGETS); do $(FUZZ_CARGO) fuzz build $$t || exit 1; done
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$t; \
+		printf '%-34s %5ss  ' $$t $(FUZZ_RUN_SECONDS); \
+		if $(FUZZ_CARGO) fuzz run $$t fuzz/work/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_RUN_SECONDS) -dict=fuzz/baton.dict \
+			-print_final_stats=1 > fuzz/work/$$t.log 2>&1; then \
+			sed -n 's/^stat::number_of_executed_units: */executions: /p' fuzz/work/$$t.log; \
+		else \
+			echo "FAILED (log: fuzz/work/$$t.log)"; tail -n 40 fuzz/work/$$t.log; exit 1; \
+		fi; \
+	done
 
 ## soak: load through claim-enforcement -> obo-credential-injection while the
 ## IdP flaps (not part of test). SOAK_ARGS="--seconds 300 --clients 16" widens it.
