@@ -245,6 +245,11 @@ impl TokenVerifier {
                         self.keys.want_fetch(provider_id);
                         VerifyError::AwaitKeys(provider_id)
                     }
+                    // The IdP may have rotated to this key while we cannot
+                    // reach it: that is our outage, not the client's bad token.
+                    Some(_) if self.keys.backing_off(provider_id, host, now) => {
+                        VerifyError::KeysUnavailable(provider_id)
+                    }
                     Some(_) => {
                         VerifyError::invalid(SignatureError::UnknownKey.reason(), SignatureError::UnknownKey)
                     }

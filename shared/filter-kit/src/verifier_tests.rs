@@ -222,6 +222,27 @@ fn unknown_kid_triggers_one_rate_limited_refetch() {
 }
 
 #[test]
+fn an_unknown_kid_while_the_key_set_cannot_be_refetched_is_unavailability() {
+    let mut verifier = remote();
+    let host = TestHost::new(NOW);
+    let known = TestKey::es256("k1");
+    verifier.keys().start_fetch(0, &host).unwrap();
+    verifier.keys().finish_fetch(0, &host, Ok(known.jwks().as_bytes()));
+    host.set_now(NOW + 30);
+    let token = TestKey::es256("k2").token(&claims("alice"));
+    assert_eq!(verify(&mut verifier, &host, &token, KeyWait::Allowed), Err(VerifyError::AwaitKeys(0)));
+    verifier.keys().start_fetch(0, &host).unwrap();
+    verifier.keys().finish_fetch(0, &host, Err(FetchError::NoResponse));
+    // The refetch failed: 503, not "unknown key" (which would blame the token).
+    assert_eq!(
+        verify(&mut verifier, &host, &token, KeyWait::Exhausted),
+        Err(VerifyError::KeysUnavailable(0))
+    );
+    // The cached keys still verify the tokens they know.
+    assert!(verify(&mut verifier, &host, &known.token(&claims("bob")), KeyWait::Exhausted).is_ok());
+}
+
+#[test]
 fn a_cached_token_of_a_retired_key_is_verified_again() {
     let mut verifier = remote();
     let host = TestHost::new(NOW);
