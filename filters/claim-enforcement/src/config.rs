@@ -306,7 +306,12 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
 
     Ok(FilterConfig {
         providers: Rc::new(providers),
-        match_inputs: MatchInputs::of(routes.iter().map(|route| &route.matcher)),
+        match_inputs: MatchInputs {
+            // The metadata document is served by path.
+            path: protected_resource.is_some(),
+            ..MatchInputs::default()
+        }
+        .union(MatchInputs::of(routes.iter().map(|route| &route.matcher))),
         routes,
         allow_unmatched: matches!(raw.default_action, RawDefaultAction::Allow),
         token_source,

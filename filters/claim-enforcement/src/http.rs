@@ -44,16 +44,16 @@ impl ClaimEnforcementHttp {
             return fail_closed(FILTER, "filter not configured");
         };
         let config = vm.engine.shared_config();
+        let Ok(request) = read_request(&config) else {
+            return fail_closed(FILTER, "request headers unreadable");
+        };
         if let Some(metadata) = &config.protected_resource {
-            match serve_metadata(metadata) {
+            match serve_metadata(metadata, &request) {
                 Ok(Some(action)) => return action,
                 Ok(None) => {}
                 Err(_) => return fail_closed(FILTER, "request headers unreadable"),
             }
         }
-        let Ok(request) = read_request(&config) else {
-            return fail_closed(FILTER, "request headers unreadable");
-        };
         let metrics = vm.metrics.clone();
         let host = ProxyHost::new(&metrics, FILTER);
         match vm.engine.decide(&host, &request, KeyWait::Allowed) {
@@ -76,13 +76,17 @@ impl ClaimEnforcementHttp {
 
 /// Answers a request for the RFC 9728 metadata document; `None` for any
 /// other request.
-fn serve_metadata(metadata: &ProtectedResource) -> Result<Option<Action>, Status> {
-    let path = request_headers::header(":path")?.unwrap_or_default();
-    if !path.starts_with(WELL_KNOWN) {
+/// (`:path` is always read when metadata is served; `:method` only for a
+/// well-known path the routes did not already need it for.)
+fn serve_metadata(metadata: &ProtectedResource, request: &Request) -> Result<Option<Action>, Status> {
+    if !request.path.starts_with(WELL_KNOWN) {
         return Ok(None);
     }
-    let method = request_headers::header(":method")?.unwrap_or_default();
-    let Some(answer) = metadata.answer(&method, &path) else {
+    let method = match request.method.as_str() {
+        "" => request_headers::header(":method")?.unwrap_or_default(),
+        read => read.to_string(),
+    };
+    let Some(answer) = metadata.answer(&method, &request.path) else {
         return Ok(None);
     };
     let body = (!answer.body.is_empty()).then_some(answer.body.as_bytes());

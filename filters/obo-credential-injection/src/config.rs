@@ -307,7 +307,12 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     }
     Ok(FilterConfig {
         idps,
-        match_inputs: MatchInputs::of(targets.iter().map(|target| &target.matcher)),
+        match_inputs: MatchInputs {
+            // The assertion keys are served by path.
+            path: assertion.is_some(),
+            ..MatchInputs::default()
+        }
+        .union(MatchInputs::of(targets.iter().map(|target| &target.matcher))),
         targets,
         subject,
         delegation,

@@ -45,8 +45,11 @@ impl OboHttp {
         };
         let metrics = vm.metrics.clone();
         let host = ProxyHost::new(&metrics, FILTER);
+        let Ok(request) = read_request(vm.engine.config()) else {
+            return fail_closed(FILTER, "request headers unreadable");
+        };
         if let Some(issuer) = &vm.engine.config().assertion {
-            match serve_jwks(issuer) {
+            match serve_jwks(issuer, &request) {
                 Ok(false) => {}
                 Ok(true) => {
                     host.count(metrics::JWKS_SERVED);
@@ -55,9 +58,6 @@ impl OboHttp {
                 Err(_) => return fail_closed(FILTER, "request headers unreadable"),
             }
         }
-        let Ok(request) = read_request(vm.engine.config()) else {
-            return fail_closed(FILTER, "request headers unreadable");
-        };
         let verdict = vm.engine.decide(&host, &request, Round::FIRST);
         match vm.park(self.context_id, request, verdict, 0, host.now_unix_secs()) {
             Ok(()) => {
@@ -70,13 +70,16 @@ impl OboHttp {
 }
 
 /// Answers `GET`/`HEAD` on the assertion keys' JWKS path; `false` for any
-/// other request.
-fn serve_jwks(issuer: &AssertionIssuer) -> Result<bool, Status> {
-    let path = request_headers::header(":path")?.unwrap_or_default();
-    if path.split('?').next() != Some(issuer.jwks_path.as_str()) {
+/// other request. (`:path` is always read when assertions are configured;
+/// `:method` only for the JWKS path, if the targets did not need it.)
+fn serve_jwks(issuer: &AssertionIssuer, request: &Request) -> Result<bool, Status> {
+    if request.path.split('?').next() != Some(issuer.jwks_path.as_str()) {
         return Ok(false);
     }
-    let method = request_headers::header(":method")?.unwrap_or_default();
+    let method = match request.method.as_str() {
+        "" => request_headers::header(":method")?.unwrap_or_default(),
+        read => read.to_string(),
+    };
     let (status, headers, body) = match method.as_str() {
         "GET" | "HEAD" => (
             200,

@@ -87,6 +87,15 @@ impl MatchInputs {
             authority: needs.authority || m.host.is_some(),
         })
     }
+
+    /// What either needs.
+    pub fn union(self, other: MatchInputs) -> Self {
+        MatchInputs {
+            method: self.method || other.method,
+            path: self.path || other.path,
+            authority: self.authority || other.authority,
+        }
+    }
 }
 
 fn host_matches(pattern: &str, authority: &str) -> bool {
@@ -165,6 +174,10 @@ mod tests {
         let by_method_and_host = route(PathMatch::Any, &["GET"], Some("h"));
         assert_eq!(
             MatchInputs::of([&by_path, &by_method_and_host]),
+            MatchInputs { method: true, path: true, authority: true }
+        );
+        assert_eq!(
+            MatchInputs::of([&by_path]).union(MatchInputs::of([&by_method_and_host])),
             MatchInputs { method: true, path: true, authority: true }
         );
     }
