@@ -4,7 +4,7 @@
 //! the IdP for a token per audience. Its keys' public halves are served as
 //! a JWKS so upstreams can verify.
 
-use baton_filter_kit::config::{ConfigError, client_secret};
+use baton_filter_kit::config::{ConfigError, secret_setting};
 use baton_token::claims::Claims;
 use baton_token::sign::{SignError, SigningAlgorithm, SigningKey};
 use serde::Deserialize;
@@ -87,8 +87,8 @@ pub struct AssertionIssuer {
 }
 
 fn load_key(spec: KeySpec, field: &str) -> Result<SigningKey, ConfigError> {
-    let pem = client_secret(spec.pem, spec.pem_env, field).map_err(|e| rename_secret_field(e, "pem"))?;
-    let jwk_text = client_secret(None, spec.jwk_env, field).map_err(|e| rename_secret_field(e, "jwk"))?;
+    let pem = secret_setting(spec.pem, spec.pem_env, field, "pem")?;
+    let jwk_text = secret_setting(None, spec.jwk_env, field, "jwk")?;
     let bad = |why: SignError| ConfigError::new(field, why.to_string());
     match (pem, spec.jwk, jwk_text) {
         (Some(pem), None, None) => {
@@ -117,15 +117,6 @@ fn load_key(spec: KeySpec, field: &str) -> Result<SigningKey, ConfigError> {
         }
         _ => Err(ConfigError::new(field, "give exactly one of pem, pemEnv, jwk, jwkEnv")),
     }
-}
-
-/// `client_secret` names its fields `clientSecret`/`clientSecretEnv`.
-fn rename_secret_field(error: ConfigError, name: &str) -> ConfigError {
-    let field = error.field.replace("clientSecretEnv", &format!("{name}Env")).replace("clientSecret", name);
-    ConfigError::new(
-        field,
-        error.message.replace("clientSecretEnv", &format!("{name}Env")).replace("clientSecret", name),
-    )
 }
 
 /// Compiles `identityAssertion`.

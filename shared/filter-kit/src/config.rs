@@ -93,22 +93,32 @@ pub fn client_secret(
     secret_env: Option<String>,
     field: &str,
 ) -> Result<Option<String>, ConfigError> {
+    secret_setting(secret, secret_env, field, "clientSecret")
+}
+
+/// A secret given inline as `{field}.{name}` or through the VM environment
+/// variable `{field}.{name}Env` names (see [`client_secret`]).
+pub fn secret_setting(
+    secret: Option<String>,
+    secret_env: Option<String>,
+    field: &str,
+    name: &str,
+) -> Result<Option<String>, ConfigError> {
     match (secret, secret_env) {
         (Some(secret), None) if !secret.is_empty() => Ok(Some(secret)),
-        (Some(_), None) => Err(ConfigError::new(format!("{field}.clientSecret"), "must not be empty")),
+        (Some(_), None) => Err(ConfigError::new(format!("{field}.{name}"), "must not be empty")),
         (None, Some(variable)) => match std::env::var(&variable) {
             Ok(secret) if !secret.is_empty() => Ok(Some(secret)),
             _ => Err(ConfigError::new(
-                format!("{field}.clientSecretEnv"),
+                format!("{field}.{name}Env"),
                 format!(
                     "environment variable {variable:?} is not set for the VM (vm_config.environment_variables)"
                 ),
             )),
         },
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            format!("{field}.clientSecret"),
-            "give clientSecret or clientSecretEnv, not both",
-        )),
+        (Some(_), Some(_)) => {
+            Err(ConfigError::new(format!("{field}.{name}"), format!("give {name} or {name}Env, not both")))
+        }
         (None, None) => Ok(None),
     }
 }
