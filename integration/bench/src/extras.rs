@@ -2,7 +2,6 @@
 //! memory with and without the filters, and its start-to-ready time.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baton_harness::{Envoy, EnvoySpec, wasm_file};
@@ -32,20 +31,9 @@ pub fn wasm_sizes(scratch: &Path) -> Vec<WasmSize> {
             let input = wasm_file(name);
             let built = std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0);
             let output = scratch.join(format!("{name}.oz.wasm"));
-            let optimized = Command::new("wasm-opt")
-                .arg("-Oz")
-                .args(["--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals"])
-                .args([
-                    "--enable-nontrapping-float-to-int",
-                    "--enable-multivalue",
-                    "--enable-reference-types",
-                ])
-                .arg(&input)
-                .arg("-o")
-                .arg(&output)
-                .status()
+            let optimized = baton_oci::optimize(&input, &output)
                 .ok()
-                .filter(|status| status.success())
+                .filter(|ran| *ran)
                 .and_then(|_| std::fs::metadata(&output).ok())
                 .map(|m| m.len());
             WasmSize { name, built, optimized }
