@@ -18,9 +18,7 @@ fn every_config_in_envoy_configs_validates() {
         let der =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &ring::rand::SystemRandom::new())
                 .unwrap();
-        let body: String = mock_idp::b64url(der.as_ref()).replace('-', "+").replace('_', "/");
-        let padded = format!("{body}{}", "=".repeat((4 - body.len() % 4) % 4));
-        format!("-----BEGIN PRIVATE KEY-----\n{padded}\n-----END PRIVATE KEY-----\n")
+        pkcs8_pem(der.as_ref())
     };
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("envoy-configs")).unwrap() {

@@ -8,7 +8,6 @@
 #[path = "common/support.rs"]
 mod support;
 
-use base64_pem::pem;
 use baton_harness::{Envoy, EnvoySpec, body_json};
 use echo_backend::EchoBackend;
 use http_kit::ClientRequest;
@@ -23,34 +22,14 @@ use support::*;
 const GATEWAY: &str = "https://gateway.finport.test";
 const JWKS_PATH: &str = "/.well-known/baton/jwks.json";
 
-/// PEM armour for a PKCS#8 document (the test's own, so as not to lean on
-/// the code under test).
-mod base64_pem {
-    pub fn pem(der: &[u8]) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in der.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-            for i in 0..4 {
-                out.push(if i <= chunk.len() {
-                    ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-        }
-        format!("-----BEGIN PRIVATE KEY-----\n{out}\n-----END PRIVATE KEY-----\n")
-    }
-}
-
 fn es256_key(kid: &str) -> Value {
     let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
-    json!({"kid": kid, "alg": "ES256", "pem": pem(der.as_ref())})
+    json!({"kid": kid, "alg": "ES256", "pem": pkcs8_pem(der.as_ref())})
 }
 
 fn ed25519_key(kid: &str) -> Value {
     let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-    json!({"kid": kid, "alg": "EdDSA", "pem": pem(der.as_ref())})
+    json!({"kid": kid, "alg": "EdDSA", "pem": pkcs8_pem(der.as_ref())})
 }
 
 fn config(idp: &MockIdp, keys: &[&Value], active: &str) -> Value {

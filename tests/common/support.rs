@@ -94,3 +94,10 @@ pub fn backend_header(backend: &EchoBackend, name: &str) -> Option<String> {
     let last = requests.last()?;
     last.header(name).map(String::from)
 }
+
+/// A PKCS#8 private key (DER) in PEM armour, as a gateway key is configured.
+pub fn pkcs8_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+}
