@@ -211,8 +211,8 @@ fn a2a() -> A2a {
 
 impl A2a {
     fn post(&self, user: &str, body: &[u8], extra: &[(&str, &str)]) -> ClientResponse {
-        let mut request =
-            ClientRequest::post("/", "application/json", body.to_vec()).header("x-user-id", user);
+        let mut request = ClientRequest::post("/", "application/json", body.to_vec())
+            .header("authorization", &bank::bearer(user));
         for (name, value) in extra {
             request = request.header(name, value);
         }
@@ -358,8 +358,7 @@ fn a2a_bodies_that_are_broken_or_hide_credentials() {
     );
     assert_eq!(ok.status, 200, "{}", ok.body_str());
     let balance = message("t-6", json!([{"kind": "data", "data": {"operation": "balance"}}]), None);
-    let free =
-        w.post("alice", &balance, &[("x-baton-user", SPOOFED), ("authorization", "Bearer client-supplied")]);
+    let free = w.post("alice", &balance, &[("x-baton-user", SPOOFED)]);
     assert_eq!(free.status, 200, "{}", free.body_str());
     let seen = w.agent.requests();
     assert_eq!(seen.len(), 3);

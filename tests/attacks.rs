@@ -486,7 +486,7 @@ fn in_task_bank_token_checks_refuse_every_attack() {
         let body = json!({"jsonrpc": "2.0", "id": "req-1", "method": "message/send", "params": {"message": message}});
         envoy.send(
             &ClientRequest::post("/", "application/json", body.to_string().into_bytes())
-                .header("x-user-id", "alice"),
+                .header("authorization", &bank::bearer("alice")),
         )
     };
     run("in-task-auth-code", &attacks, |attack| {

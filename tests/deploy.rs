@@ -508,13 +508,14 @@ fn wasm_configuration(envoy: &Value, filter: Filter) -> Value {
 
 /// The deployment values that replace the examples' loopback ones, as JSON
 /// text (whole strings, or URL prefixes).
-const DEPLOYMENT_VALUES: [(&str, &str); 6] = [
+const DEPLOYMENT_VALUES: [(&str, &str); 7] = [
     ("\"http://127.0.0.1:9010", "\"https://bank.example.com"),
     ("\"127.0.0.1:9010\"", "\"bank.example.com\""),
+    ("\"http://127.0.0.1:9000", "\"https://login.example.com"),
+    ("\"127.0.0.1:9000\"", "\"login.example.com\""),
     ("\"http://127.0.0.1:10003", "\"https://transfers.example.com"),
     ("\"portfolio.internal\"", "\"portfolio-agent.finport.svc.cluster.local\""),
     ("\"BROKER_SECRET\"", "\"BATON_BROKER_SECRET\""),
-    ("\"clientSecret\":\"bank-demo-secret\"", "\"clientSecretEnv\":\"BATON_BANK_SECRET\""),
 ];
 
 /// An example configuration as deployed on `platform`: the deployment

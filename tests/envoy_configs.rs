@@ -24,12 +24,13 @@ fn every_config_in_envoy_configs_validates() {
     for entry in std::fs::read_dir(root.join("envoy-configs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|ext| ext == "yaml") {
-            // delegation-broker.yaml and portfolio-egress.yaml read their
-            // client secrets from here.
+            // delegation-broker.yaml, portfolio-egress.yaml and
+            // in-task-auth-code.yaml read their client secrets from here.
             let env = [
                 ("BATON_BROKER_SECRET", mock_idp::DEMO_BROKER_SECRET),
                 ("BATON_PORTFOLIO_SECRET", mock_idp::DEMO_PORTFOLIO_SECRET),
                 ("BATON_GW_KEY", gateway_key.as_str()),
+                ("BATON_BANK_SECRET", "bank-demo-secret"),
             ];
             let output = validate_config(&path, &root, &env)
                 .unwrap_or_else(|output| panic!("{}:\n{output}", path.display()));

@@ -23,6 +23,8 @@
 //! handled` (`cargo test -p baton-tests --test idp_faults -- --nocapture`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/bank.rs"]
+mod bank;
 #[path = "common/support.rs"]
 mod support;
 
@@ -1059,7 +1061,7 @@ fn in_task_filter(bank: &MockIdp) -> Value {
         },
         "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
-        "primaryIdentity": {"header": "x-user-id"},
+        "primaryIdentity": bank::primary_identity(),
         "identityHeader": "x-baton-user"
     })
 }
@@ -1089,7 +1091,7 @@ impl Bank<'_> {
     fn post_transfer(&self, task: &str, credentials: Option<Value>) -> ClientResponse {
         self.envoy.send(
             &ClientRequest::post("/", "application/json", transfer(task, credentials))
-                .header("x-user-id", "alice"),
+                .header("authorization", &bank::bearer("alice")),
         )
     }
 

@@ -69,7 +69,7 @@ impl World {
     fn post(&self, user: Option<&str>, body: Vec<u8>) -> ClientResponse {
         let mut request = ClientRequest::post("/", "application/json", body);
         if let Some(user) = user {
-            request = request.header("x-user-id", user);
+            request = request.header("authorization", &bank::bearer(user));
         }
         self.envoy.send(&request)
     }
@@ -371,7 +371,7 @@ fn agent_cards_pass_and_bad_bodies_are_refused() {
             "application/json",
             v03("message/send", Some("t"), json!([{"kind": "text", "text": "hi"}])),
         )
-        .header("x-user-id", "alice")
+        .header("authorization", &bank::bearer("alice"))
         .header("x-baton-user", "admin"),
     );
     assert_eq!(spoofed.status, 200);
@@ -391,7 +391,7 @@ fn without_header_stop_iteration_a_protected_request_fails_closed_not_forever() 
     let started = std::time::Instant::now();
     let response = envoy.send(
         &ClientRequest::post("/", "application/json", v03("message/send", None, transfer_parts(None)))
-            .header("x-user-id", "alice"),
+            .header("authorization", &bank::bearer("alice")),
     );
     assert_eq!(response.status, 500, "{}", response.body_str());
     assert!(started.elapsed() < Duration::from_secs(15));

@@ -23,6 +23,8 @@
 #![no_main]
 
 use baton_filter_kit::credential::Credential;
+use baton_filter_kit::handoff;
+use baton_token::{TokenHash, base64url};
 use baton_filter_kit::test_host::TestHost;
 use baton_fuzz::{BANK, NOW, has_float, in_task_config, verifier_set};
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
@@ -125,12 +127,23 @@ fn same(got: &Value, sent: &Value) -> bool {
     got == sent || has_float(sent)
 }
 
+/// A request of `user`, whose token claim-enforcement verified (the fuzz
+/// configuration trusts its record).
 fn request(body: &[u8], version: Option<&str>, user: Option<&str>) -> Request {
+    let token = user.map(|user| {
+        let claims = json!({"sub": user, "iss": "https://corp.example", "exp": NOW + 300}).to_string();
+        format!("{}.{}.c2ln", base64url::encode(br#"{"alg":"ES256"}"#), base64url::encode(claims.as_bytes()))
+    });
     Request {
         method: "POST".into(),
         path: "/".into(),
         authority: "transfer-agent".into(),
-        primary: user.map_or(Credential::Absent, |user| Credential::One(user.as_bytes().to_vec())),
+        primary: token
+            .as_ref()
+            .map_or(Credential::Absent, |token| Credential::One(format!("Bearer {token}").into_bytes())),
+        verified_upstream: token
+            .as_ref()
+            .map(|token| handoff::verified_value(&TokenHash::of(token.as_bytes())).into_bytes()),
         a2a_version: version.map(String::from),
         accept: None,
         body: Some(body.to_vec()),

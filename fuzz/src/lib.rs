@@ -202,7 +202,8 @@ pub const BANK: &str = "https://bank.example";
 
 /// An in-task-auth-code configuration: the bank as secondary IdP (its keys
 /// are the fixed ES256 key), transfers (`/operation` = `transfer` in a data
-/// part) need its credential, the user comes in `x-user-id`.
+/// part) need its credential, the user is named by a token claim-enforcement
+/// verified on the request.
 pub fn in_task_config_json() -> String {
     let jwks: serde_json::Value = serde_json::from_str(JWKS).expect("JSON");
     serde_json::json!({
@@ -224,7 +225,7 @@ pub fn in_task_config_json() -> String {
         },
         "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
-        "primaryIdentity": {"header": "x-user-id"},
+        "primaryIdentity": {"verifiedBy": "claimEnforcement"},
         "identityHeader": "x-baton-user"
     })
     .to_string()

@@ -1,12 +1,20 @@
 //! The bank (the second IdP) and the in-task-auth-code configuration that
-//! trusts it, shared by the in-task tests and the attack catalog.
+//! trusts it, shared by the in-task tests and the attack catalog. The
+//! users' own IdP is a signing key whose public key the filter is given
+//! inline: every request names its user with a token minted here.
 #![allow(dead_code)]
 
-use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig};
+use std::sync::OnceLock;
+
+use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig, SigningKey};
 use serde_json::{Value, json};
 
 /// The gateway's OAuth redirect URI registered at the bank.
 pub const REDIRECT: &str = "http://gateway.test/a2a/oauth/callback";
+/// The issuer of the users' tokens.
+pub const CORP_ISSUER: &str = "https://corp.test";
+/// The audience of the users' tokens.
+pub const CORP_AUDIENCE: &str = "transfer-agent";
 
 /// A bank IdP on a free loopback port, with the gateway registered.
 pub fn bank() -> MockIdp {
@@ -15,6 +23,32 @@ pub fn bank() -> MockIdp {
         ..MockIdpConfig::default()
     };
     MockIdp::start(config).expect("bank IdP starts")
+}
+
+/// The users' IdP key.
+pub fn corp_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::es256("corp-1").expect("ES256 key"))
+}
+
+/// `user`'s bearer token from the users' IdP, valid for five minutes.
+pub fn user_token(user: &str) -> String {
+    let now = mock_idp::now_secs();
+    corp_key().sign_compact(
+        &json!({"alg": "ES256", "kid": corp_key().kid(), "typ": "at+jwt"}),
+        &json!({"iss": CORP_ISSUER, "sub": user, "aud": CORP_AUDIENCE, "iat": now, "exp": now + 300}),
+    )
+}
+
+/// `Authorization` for `user`.
+pub fn bearer(user: &str) -> String {
+    format!("Bearer {}", user_token(user))
+}
+
+/// The filter verifies the users' tokens itself.
+pub fn primary_identity() -> Value {
+    json!({"providers": [{"name": "corp", "issuer": CORP_ISSUER, "audiences": [CORP_AUDIENCE],
+                          "algorithms": ["ES256"], "jwks": {"inline": {"keys": [corp_key().public_jwk()]}}}]})
 }
 
 /// in-task-auth-code: transfers need the bank's token.
@@ -34,7 +68,7 @@ pub fn filter_config(bank: &MockIdp) -> Value {
         },
         "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
-        "primaryIdentity": {"header": "x-user-id"},
+        "primaryIdentity": primary_identity(),
         "identityHeader": "x-baton-user"
     })
 }

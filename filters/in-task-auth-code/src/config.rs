@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, ProviderSpec, client_secret, compile_providers, fingerprint, from_json, header_name,
-    output_header,
+    ConfigError, Provider, ProviderSpec, client_secret, compile_providers, fingerprint, from_json,
+    header_name, output_header,
 };
 use baton_filter_kit::matching::{MatchSpec, compile_match};
 use baton_filter_kit::token_calls::TokenEndpoint;
@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::{
-    ConditionSource, FilterConfig, InvalidCredential, MessageCondition, PrimaryIdentity, Rule, SecondaryIdp,
+    ConditionSource, FilterConfig, InvalidCredential, MessageCondition, PrimaryIdentity, PrimaryVerification,
+    Rule, SecondaryIdp,
 };
 
 #[derive(Debug, Deserialize)]
@@ -133,11 +134,23 @@ enum RawSource {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawPrimaryIdentity {
+    #[serde(default = "default_inject_header")]
     header: String,
-    #[serde(default)]
-    claim: Option<String>,
     #[serde(default = "default_prefix")]
     prefix: String,
+    #[serde(default = "default_claim")]
+    claim: String,
+    #[serde(default)]
+    providers: Option<Vec<ProviderSpec>>,
+    #[serde(default)]
+    verified_by: Option<RawVerifiedBy>,
+}
+
+/// Who verified the user's token before this filter, on the same request.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum RawVerifiedBy {
+    ClaimEnforcement,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +210,9 @@ fn default_timeout_ms() -> u64 {
 fn default_prefix() -> String {
     String::from("Bearer ")
 }
+fn default_claim() -> String {
+    String::from("sub")
+}
 fn default_inject_header() -> String {
     String::from("authorization")
 }
@@ -210,7 +226,7 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
 }
 
 fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigError> {
-    let idp = compile_idp(raw.secondary_idp)?;
+    let (idp, idp_providers) = compile_idp(raw.secondary_idp)?;
     let requirement = AccessRequirement::compile(raw.require.scopes, raw.require.claims, raw.require.step_up)
         .map_err(|error| ConfigError::new("require", error.to_string()))?;
     if raw.rules.is_empty() {
@@ -223,21 +239,12 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     for (index, rule) in raw.rules.into_iter().enumerate() {
         rules.push(compile_rule(rule, &format!("rules[{index}]"))?);
     }
-    let primary = match raw.primary_identity.claim {
-        None => PrimaryIdentity::Header(header_name(&raw.primary_identity.header, "primaryIdentity.header")?),
-        Some(claim) if !claim.is_empty() => PrimaryIdentity::TokenClaim {
-            header: header_name(&raw.primary_identity.header, "primaryIdentity.header")?,
-            prefix: raw.primary_identity.prefix,
-            claim,
-        },
-        Some(_) => return Err(ConfigError::new("primaryIdentity.claim", "must not be empty")),
-    };
     let inject_header = header_name(&raw.inject.header, "inject.header")?;
+    let mut providers = idp_providers;
+    let primary = compile_primary(raw.primary_identity, &mut providers)?;
     let identity_header =
         raw.identity_header.map(|name| output_header(&name, "identityHeader", &inject_header)).transpose()?;
-    if let (Some(identity), PrimaryIdentity::Header(source)) = (&identity_header, &primary)
-        && identity == source
-    {
+    if identity_header.as_deref() == Some(primary.header.as_str()) {
         return Err(ConfigError::new(
             "identityHeader",
             "must differ from primaryIdentity.header (incoming copies of it are removed)",
@@ -263,6 +270,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     }
     Ok(FilterConfig {
         idp,
+        providers: Rc::new(providers),
         requirement,
         rules,
         primary,
@@ -324,7 +332,9 @@ fn query_component(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn compile_idp(raw: RawIdp) -> Result<SecondaryIdp, ConfigError> {
+/// The secondary IdP, and its token providers (the first entries of the
+/// filter's provider list).
+fn compile_idp(raw: RawIdp) -> Result<(SecondaryIdp, Vec<Provider>), ConfigError> {
     let field = "secondaryIdp";
     for (name, value) in [("name", &raw.name), ("cluster", &raw.cluster), ("clientId", &raw.client_id)] {
         if value.is_empty() {
@@ -400,7 +410,8 @@ fn compile_idp(raw: RawIdp) -> Result<SecondaryIdp, ConfigError> {
         }
     };
     let providers = compile_providers(raw.providers, &format!("{field}.providers"))?;
-    Ok(SecondaryIdp {
+    let provider_ids = (0..providers.len()).collect();
+    let idp = SecondaryIdp {
         name: raw.name,
         authorization_endpoint: raw.authorization_endpoint,
         token_endpoint_url: raw.token_endpoint,
@@ -415,8 +426,44 @@ fn compile_idp(raw: RawIdp) -> Result<SecondaryIdp, ConfigError> {
         scopes: raw.scopes,
         audience: raw.audience,
         extra_authorize_parameters: raw.extra_authorize_parameters.into_iter().collect(),
-        providers: Rc::new(providers),
-    })
+        provider_ids,
+    };
+    Ok((idp, providers))
+}
+
+/// The user's identity: a claim of a token this filter verifies itself, or
+/// of a token claim-enforcement verified on the same request. A plain
+/// header or an unverified claim is refused: a client can send either.
+fn compile_primary(
+    raw: RawPrimaryIdentity,
+    providers: &mut Vec<Provider>,
+) -> Result<PrimaryIdentity, ConfigError> {
+    let field = "primaryIdentity";
+    let header = header_name(&raw.header, &format!("{field}.header"))?;
+    if raw.claim.is_empty() {
+        return Err(ConfigError::new(format!("{field}.claim"), "must not be empty"));
+    }
+    let verification = match (raw.providers, raw.verified_by) {
+        (Some(specs), None) => {
+            let own = compile_providers(specs, &format!("{field}.providers"))?;
+            let first = providers.len();
+            providers.extend(own);
+            PrimaryVerification::Providers((first..providers.len()).collect())
+        }
+        (None, Some(RawVerifiedBy::ClaimEnforcement)) => PrimaryVerification::ClaimEnforcement,
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(field, "give providers or verifiedBy, not both"));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                field,
+                "name who verifies the user's token: providers (this filter verifies it) or verifiedBy: \
+                 claimEnforcement (claim-enforcement verified it on this request, with shareVerifiedToken); \
+                 a header or an unverified token claim is not accepted, since any client can send one",
+            ));
+        }
+    };
+    Ok(PrimaryIdentity { header, prefix: raw.prefix, claim: raw.claim, verification })
 }
 
 fn compile_rule(raw: RawRule, field: &str) -> Result<Rule, ConfigError> {

@@ -23,7 +23,10 @@ pub(crate) fn base() -> Value {
         },
         "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
-        "primaryIdentity": {"header": "authorization", "claim": "sub"},
+        "primaryIdentity": {"providers": [{
+            "name": "corp", "issuer": "https://corp.example", "audiences": ["agents"], "algorithms": ["ES256"],
+            "jwks": {"remote": {"cluster": "corp_idp", "path": "/jwks"}}
+        }]},
         "identityHeader": "x-user-id"
     })
 }
@@ -50,12 +53,15 @@ fn minimal_configuration_has_safe_defaults() {
     assert!(matches!(config.idp.token_endpoint.client_auth, ClientAuth::Basic { .. }));
     assert_eq!(
         config.primary,
-        PrimaryIdentity::TokenClaim {
+        PrimaryIdentity {
             header: "authorization".into(),
             prefix: "Bearer ".into(),
-            claim: "sub".into()
+            claim: "sub".into(),
+            verification: PrimaryVerification::Providers(vec![1]),
         }
     );
+    assert_eq!(config.idp.provider_ids, [0]);
+    assert_eq!(config.providers.len(), 2);
     assert_eq!(config.rules[0].when.as_ref().unwrap().values, [json!("transfer")]);
     assert!(!format!("{config:?}").contains("s3cr3t"));
 }
@@ -125,10 +131,36 @@ fn errors_name_their_field() {
 #[test]
 fn the_identity_header_cannot_be_the_one_it_comes_from() {
     let mut config = base();
-    config["primaryIdentity"] = json!({"header": "x-user-id"});
+    config["primaryIdentity"] = json!({"header": "x-user-id", "verifiedBy": "claimEnforcement"});
     assert_eq!(error(&config).field, "identityHeader");
     config["identityHeader"] = json!("x-baton-user");
-    assert_eq!(parse_value(&config).unwrap().primary, PrimaryIdentity::Header("x-user-id".into()));
+    let parsed = parse_value(&config).unwrap();
+    assert_eq!(parsed.primary.verification, PrimaryVerification::ClaimEnforcement);
+    assert_eq!(parsed.providers.len(), 1, "only the bank's");
+}
+
+#[test]
+fn the_user_comes_only_from_a_verified_token() {
+    // A header, or a claim of a token nobody verifies, is what any client
+    // can send: such configurations are refused at load.
+    for primary in
+        [json!({"header": "x-user-id"}), json!({"header": "authorization", "claim": "sub"}), json!({})]
+    {
+        let mut config = base();
+        config["primaryIdentity"] = primary.clone();
+        let refused = error(&config);
+        assert_eq!(refused.field, "primaryIdentity", "{primary}");
+        assert!(refused.message.contains("verifies the user's token"), "{refused}");
+    }
+    let mut both = base();
+    both["primaryIdentity"]["verifiedBy"] = json!("claimEnforcement");
+    assert_eq!(error(&both).field, "primaryIdentity");
+    let mut unknown = base();
+    unknown["primaryIdentity"] = json!({"verifiedBy": "gateway"});
+    assert_eq!(error(&unknown).field, "primaryIdentity.verifiedBy");
+    let mut no_claim = base();
+    no_claim["primaryIdentity"]["claim"] = json!("");
+    assert_eq!(error(&no_claim).field, "primaryIdentity.claim");
 }
 
 #[test]

@@ -8,21 +8,24 @@
 use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
-use baton_filter_kit::credential::{Credential, extract_token};
+use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
+use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::token_calls::TokenCall;
-use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifyError};
+use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
 use baton_token::oauth::{Grant, OAuthErrorCode, TokenEndpointError, TokenRequest};
 use baton_token::rules::AccessDecision;
 use baton_token::secret::Secret;
-use baton_token::{AuthChallenge, TokenHash};
+use baton_token::{AuthChallenge, BearerError, TokenHash};
 use serde_json::{Map, Value};
 
 use crate::a2a::{self, Call, CallKind, INVALID_PARAMS, SERVER_ERROR, TaskIds};
 use crate::challenge::{issue, random_id};
 use crate::metrics;
-use crate::model::{ConditionSource, FilterConfig, InvalidCredential, PrimaryIdentity, Rule, is_agent_card};
+use crate::model::{
+    ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule, is_agent_card,
+};
 use crate::store::{StateProblem, Store, TaskRecord};
 
 /// What the decision needs of a request.
@@ -34,8 +37,11 @@ pub struct Request {
     pub path: String,
     /// `:authority`.
     pub authority: String,
-    /// The primary identity header.
+    /// The header carrying the user's token.
     pub primary: Credential,
+    /// claim-enforcement's record of the token it verified on this request
+    /// (read only with `verifiedBy: claimEnforcement`).
+    pub verified_upstream: Option<Vec<u8>>,
     /// `A2A-Version`, if sent.
     pub a2a_version: Option<String>,
     /// `Accept`, if sent.
@@ -80,6 +86,8 @@ pub struct Forward {
     /// After the answer: the task the agent creates gets this token too
     /// (the message named a task only the gateway knew).
     pub rebind: Option<Rebind>,
+    /// The verified user, for reading the agent's answer.
+    pub user: Option<String>,
 }
 
 /// A token to remember for the task the agent's answer names.
@@ -154,6 +162,31 @@ pub struct Engine {
     pub(crate) store: Store,
 }
 
+/// Who the request is for, as far as this Envoy verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The user named by a verified token.
+    User(String),
+    /// No bearer token: nobody.
+    Anonymous,
+    /// A token claim-enforcement did not verify on this request
+    /// (`verifiedBy: claimEnforcement`): nobody, and never its claims.
+    NotVerifiedUpstream,
+    /// A token this filter checked and refused.
+    Refused {
+        /// HTTP status (401, or 400 for a malformed credential).
+        status: u16,
+        /// Label for audit lines.
+        reason: String,
+        /// What the client is told.
+        description: String,
+    },
+    /// Wait for the user's issuer's keys.
+    AwaitKeys(usize),
+    /// The user's issuer's keys cannot be obtained.
+    KeysUnavailable,
+}
+
 /// Why a secondary token is not accepted.
 pub(crate) enum Refusal {
     Invalid { reason: String, description: String },
@@ -166,7 +199,7 @@ impl Engine {
     pub fn new(config: Rc<FilterConfig>) -> Self {
         let prefix = format!("baton.itac.{}.", config.fingerprint);
         let verifier = TokenVerifier::new(
-            Rc::clone(&config.idp.providers),
+            Rc::clone(&config.providers),
             &prefix,
             config.cache_entries,
             DEFAULT_MAX_TOKEN_BYTES,
@@ -186,32 +219,69 @@ impl Engine {
         Rc::clone(&self.config)
     }
 
-    /// Who the user is: the identity header, or a claim of the primary token.
-    pub fn user(&self, request: &Request) -> Option<String> {
-        match &self.config.primary {
-            PrimaryIdentity::Header(_) => match &request.primary {
-                Credential::One(value) => {
-                    let value = std::str::from_utf8(value).ok()?.trim();
-                    (!value.is_empty()).then(|| value.to_string())
-                }
-                _ => None,
-            },
-            PrimaryIdentity::TokenClaim { prefix, claim, .. } => {
-                let token = extract_token(&request.primary, prefix).ok()?;
-                let jwt = UnverifiedJwt::parse(token, DEFAULT_MAX_TOKEN_BYTES).ok()?;
-                jwt.claims().select(claim).and_then(Value::as_str).map(String::from)
+    /// Who the request is for: the configured claim of the user's bearer
+    /// token, verified by this filter or (on this very request) by
+    /// claim-enforcement. An unverified token names nobody.
+    pub fn identify(&mut self, host: &dyn Host, request: &Request, round: Round<'_>) -> Identity {
+        let primary = &self.config.primary;
+        let token = match extract_token(&request.primary, &primary.prefix) {
+            Ok(token) => token,
+            Err(TokenProblem::Missing) => return Identity::Anonymous,
+            Err(TokenProblem::Malformed(why)) => {
+                return Identity::Refused {
+                    status: 400,
+                    reason: "invalid_request".into(),
+                    description: why.to_string(),
+                };
             }
+        };
+        let claims = match &primary.verification {
+            PrimaryVerification::ClaimEnforcement => {
+                if !handoff::records(request.verified_upstream.as_deref(), token) {
+                    return Identity::NotVerifiedUpstream;
+                }
+                // claim-enforcement verified exactly this token on this
+                // request: its claims are as trustworthy as its signature.
+                match UnverifiedJwt::parse(token, DEFAULT_MAX_TOKEN_BYTES) {
+                    Ok(jwt) => SubjectClaims::Decoded(Box::new(jwt.into_claims())),
+                    Err(_) => return Identity::NotVerifiedUpstream,
+                }
+            }
+            PrimaryVerification::Providers(providers) => {
+                match self.verifier.verify(host, token, providers, round.keys) {
+                    Ok((verified, _)) => SubjectClaims::Verified(verified),
+                    Err(VerifyError::AwaitKeys(provider)) => return Identity::AwaitKeys(provider),
+                    Err(VerifyError::KeysUnavailable(_)) => return Identity::KeysUnavailable,
+                    Err(VerifyError::Invalid { reason, description }) => {
+                        return Identity::Refused { status: 401, reason: reason.to_string(), description };
+                    }
+                }
+            }
+        };
+        match claims.get().select(&primary.claim).and_then(Value::as_str) {
+            Some(user) if !user.is_empty() && !user.chars().any(char::is_control) => {
+                Identity::User(user.to_string())
+            }
+            _ => Identity::Refused {
+                status: 401,
+                reason: "user_claim_missing".into(),
+                description: format!("the token has no {} naming the user", primary.claim),
+            },
         }
     }
 
     /// The identity header to set for the agent.
     fn identity(&self, user: Option<&str>) -> Vec<(String, Secret)> {
         match (&self.config.identity_header, user) {
-            (Some(header), Some(user)) if user.chars().all(|c| !c.is_control()) => {
-                vec![(header.clone(), Secret::new(user))]
-            }
+            (Some(header), Some(user)) => vec![(header.clone(), Secret::new(user))],
             _ => Vec::new(),
         }
+    }
+
+    /// Forwards without the secondary credential: the verified user (if
+    /// any) in the identity header.
+    fn pass(&self, user: Option<String>) -> Verdict {
+        Verdict::Continue(Forward { set: self.identity(user.as_deref()), user, ..Forward::default() })
     }
 
     /// Decides what happens to `request`.
@@ -223,13 +293,50 @@ impl Engine {
         if request.path.split('?').next() == Some(config.callback_path.as_str()) {
             return crate::callback::decide(self, host, request, round);
         }
-        let user = self.user(request);
+        let user = match self.identify(host, request, round) {
+            Identity::User(user) => Some(user),
+            Identity::Anonymous | Identity::NotVerifiedUpstream => None,
+            Identity::AwaitKeys(provider) if round.number < MAX_ROUNDS => {
+                return Verdict::AwaitKeys(provider);
+            }
+            Identity::AwaitKeys(_) | Identity::KeysUnavailable => {
+                host.count(metrics::IDP_UNAVAILABLE);
+                let mut audit = AuditLine::new(config.audit_log);
+                audit.deny(503, "primary_keys_unavailable").emit(host);
+                let mut reply = Reply::rpc_error(
+                    503,
+                    &Value::Null,
+                    SERVER_ERROR,
+                    "the user's token cannot be checked now; retry shortly",
+                );
+                reply.headers.push(("retry-after", "5".into()));
+                return Verdict::Reply(reply);
+            }
+            Identity::Refused { status, reason, description } => {
+                // Never forward a token this filter checked and refused.
+                host.count(metrics::PRIMARY_REFUSED);
+                let mut audit = AuditLine::new(config.audit_log);
+                audit.deny(status, &reason).emit(host);
+                let error =
+                    if status == 400 { BearerError::InvalidRequest } else { BearerError::InvalidToken };
+                let mut reply = Reply::rpc_error(
+                    status,
+                    &Value::Null,
+                    a2a::INVALID_REQUEST,
+                    &format!("the caller's token was refused: {description}"),
+                );
+                reply
+                    .headers
+                    .push(("www-authenticate", AuthChallenge::error(error, description).header_value()));
+                return Verdict::Reply(reply);
+            }
+        };
         let Some(rule) = config
             .rules
             .iter()
             .find(|r| r.matcher.matches(&request.method, &request.path, &request.authority))
         else {
-            return Verdict::Continue(Forward { set: self.identity(user.as_deref()), ..Forward::default() });
+            return self.pass(user);
         };
         let Some(body) = &request.body else {
             return Verdict::ReadBody;
@@ -259,7 +366,7 @@ impl Engine {
             }
         };
         if call.kind == CallKind::Other {
-            return Verdict::Continue(Forward { set: self.identity(user.as_deref()), ..Forward::default() });
+            return self.pass(user);
         }
         let Some(user) = user else {
             audit.deny(401, "no_user").emit(host);
@@ -280,7 +387,7 @@ impl Engine {
                 call.strip_credentials();
                 call.to_bytes()
             });
-            return Verdict::Forward(Forward { set: identity, body, rebind: None });
+            return Verdict::Forward(Forward { set: identity, body, rebind: None, user: Some(user) });
         }
         if call.mentions_credentials() && call.credentials().len() != 1 {
             host.count(metrics::JSON_RPC_ERRORS);
@@ -396,7 +503,7 @@ impl Engine {
         token: &Secret,
         round: Round<'_>,
     ) -> Result<u64, Refusal> {
-        match self.verifier.verify(host, token.expose(), &[], round.keys) {
+        match self.verifier.verify(host, token.expose(), &self.config.idp.provider_ids, round.keys) {
             Ok((verified, _)) => {
                 match self.config.requirement.evaluate(&verified.claims, host.now_unix_secs()) {
                     AccessDecision::Granted => Ok(verified
@@ -517,7 +624,7 @@ impl Engine {
         audit.allow("injected").emit(host);
         host.count(metrics::TOKENS_INJECTED);
         let rebind = gateway_task.then(|| Rebind {
-            user,
+            user: user.clone(),
             token: token.clone(),
             expires_at: record.map_or(0, |record| record.expires_at),
         });
@@ -525,7 +632,7 @@ impl Engine {
             self.config.inject_header.clone(),
             Secret::new(format!("{}{}", self.config.inject_prefix, token.expose())),
         ));
-        Verdict::Forward(Forward { set, body: rewritten.then(|| call.to_bytes()), rebind })
+        Verdict::Forward(Forward { set, body: rewritten.then(|| call.to_bytes()), rebind, user: Some(user) })
     }
 
     fn refuse_credential(
@@ -640,6 +747,22 @@ impl Engine {
                     other => ExchangeOutcome::Unavailable(other.reason()),
                 }
             }
+        }
+    }
+}
+
+/// Claims of the user's token: shared with the verification cache, or
+/// decoded from a token claim-enforcement verified.
+enum SubjectClaims {
+    Verified(Rc<VerifiedToken>),
+    Decoded(Box<baton_token::claims::Claims>),
+}
+
+impl SubjectClaims {
+    fn get(&self) -> &baton_token::claims::Claims {
+        match self {
+            SubjectClaims::Verified(verified) => &verified.claims,
+            SubjectClaims::Decoded(claims) => claims,
         }
     }
 }

@@ -12,6 +12,18 @@ use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;
 const BANK: &str = "https://bank.example";
+const CORP: &str = "https://corp.example";
+
+/// The user's IdP: every test request carries a token it signed.
+fn corp_key() -> &'static TestKey {
+    static KEY: std::sync::OnceLock<TestKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| TestKey::es256("corp-1"))
+}
+
+/// The user's bearer token, as the agent's client sends it.
+fn user_token(user: &str) -> String {
+    corp_key().token(&json!({"iss": CORP, "sub": user, "aud": "agents", "exp": NOW + 600, "iat": NOW - 1}))
+}
 
 struct Setup {
     engine: Engine,
@@ -24,7 +36,8 @@ fn setup_with(change: impl FnOnce(&mut Value)) -> Setup {
     let mut config = crate::config::tests::base();
     config["secondaryIdp"]["providers"][0]["jwks"] =
         json!({"inline": serde_json::from_str::<Value>(&bank.jwks()).unwrap()});
-    config["primaryIdentity"] = json!({"header": "x-user-id"});
+    config["primaryIdentity"]["providers"][0]["jwks"] =
+        json!({"inline": serde_json::from_str::<Value>(&corp_key().jwks()).unwrap()});
     config["identityHeader"] = json!("x-baton-user");
     change(&mut config);
     let config = Rc::new(config::parse(config.to_string().as_bytes()).unwrap());
@@ -60,7 +73,10 @@ fn request(user: Option<&str>, method: &str, message: Value) -> Request {
         method: "POST".into(),
         path: "/".into(),
         authority: "transfer-agent".into(),
-        primary: user.map_or(Credential::Absent, |u| Credential::One(u.as_bytes().to_vec())),
+        primary: user.map_or(Credential::Absent, |u| {
+            Credential::One(format!("Bearer {}", user_token(u)).into_bytes())
+        }),
+        verified_upstream: None,
         a2a_version: None,
         accept: None,
         body: Some(body.to_string().into_bytes()),
@@ -100,6 +116,14 @@ fn reply(verdict: Verdict) -> Reply {
 fn forward(verdict: Verdict) -> Forward {
     match verdict {
         Verdict::Forward(forward) => forward,
+        other => panic!("expected forwarding, got {other:?}"),
+    }
+}
+
+/// Forwarded, whether or not the decision read the body.
+fn passed(verdict: Verdict) -> Forward {
+    match verdict {
+        Verdict::Forward(forward) | Verdict::Continue(forward) => forward,
         other => panic!("expected forwarding, got {other:?}"),
     }
 }
@@ -348,6 +372,7 @@ fn the_redirect_is_served_and_the_task_continues_with_nothing_in_the_body() {
         path: format!("/a2a/oauth/callback?code=c0de&state={state}"),
         authority: "gw".into(),
         primary: Credential::Absent,
+        verified_upstream: None,
         a2a_version: None,
         accept: Some("text/html".into()),
         body: None,
@@ -375,6 +400,7 @@ fn bad_redirects_are_refused() {
         path,
         authority: "gw".into(),
         primary: Credential::Absent,
+        verified_upstream: None,
         a2a_version: None,
         accept: Some("application/json".into()),
         body: None,
@@ -476,4 +502,100 @@ fn audit_lines_never_hold_credentials() {
         "{}",
         logs[0]
     );
+}
+
+/// `tasks/get` (not a message: never needs the secondary credential).
+fn get_task() -> Request {
+    let mut request = v03(None, None, json!([]));
+    request.body = Some(
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tasks/get", "params": {"id": "t-1"}})
+            .to_string()
+            .into_bytes(),
+    );
+    request
+}
+
+/// A request as `v03` makes it for alice, with this bearer credential instead.
+fn with_bearer(mut request: Request, credential: &str) -> Request {
+    request.primary = Credential::One(credential.as_bytes().to_vec());
+    request
+}
+
+#[test]
+fn only_a_verified_token_names_the_user() {
+    let mut s = setup();
+    // alice's task holds her bank token.
+    let bank = s.bank_token("alice@bank");
+    forward(s.decide(&v03(Some("alice"), Some("t-1"), with_credentials(json!({"accessToken": bank})))));
+    let alice = user_token("alice");
+    let (jose, payload) = {
+        let parts: Vec<&str> = alice.split('.').collect();
+        (parts[0].to_string(), parts[1].to_string())
+    };
+    let stranger = TestKey::es256("corp-1");
+    let expired = corp_key().token(&json!({"iss": CORP, "sub": "alice", "aud": "agents", "exp": NOW - 120}));
+    let other_audience =
+        corp_key().token(&json!({"iss": CORP, "sub": "alice", "aud": "elsewhere", "exp": NOW + 60}));
+    let unsigned = format!("{}.{payload}.", baton_token::base64url::encode(br#"{"alg":"none"}"#));
+    for (name, credential) in [
+        ("garbage signature", format!("Bearer {jose}.{payload}.c2lnbmF0dXJl")),
+        ("alg none", format!("Bearer {unsigned}")),
+        (
+            "signed by another key with the same kid",
+            format!(
+                "Bearer {}",
+                stranger.token(&json!({"iss": CORP, "sub": "alice", "aud": "agents", "exp": NOW + 60}))
+            ),
+        ),
+        ("expired", format!("Bearer {expired}")),
+        ("another audience", format!("Bearer {other_audience}")),
+        ("the bank's token as the user's", format!("Bearer {bank}")),
+    ] {
+        for request in [
+            v03(Some("alice"), Some("t-1"), transfer()),
+            v03(Some("alice"), Some("t-1"), json!([{"kind": "text", "text": "balance?"}])),
+        ] {
+            let refused = reply(s.decide(&with_bearer(request, &credential)));
+            assert_eq!(refused.status, 401, "{name}: {}", refused.body);
+            let challenge = refused.headers.iter().find(|(n, _)| *n == "www-authenticate").unwrap();
+            assert!(challenge.1.contains("invalid_token"), "{name}: {challenge:?}");
+            assert!(!refused.body.contains(&bank), "{name}");
+        }
+    }
+    assert_eq!(s.host.counter(metrics::PRIMARY_REFUSED), 12);
+    // Two credential headers, or one that breaks the syntax: 400.
+    let mut twice = v03(Some("alice"), Some("t-1"), transfer());
+    twice.primary = Credential::Several;
+    assert_eq!(reply(s.decide(&twice)).status, 400);
+    // No token at all: nobody; a protected message gets 401, another passes
+    // without an identity.
+    assert_eq!(reply(s.decide(&v03(None, Some("t-1"), transfer()))).status, 401);
+    let anonymous = passed(s.decide(&with_bearer(get_task(), "Basic YWxpY2U6cHc=")));
+    assert_eq!(header(&anonymous, "x-baton-user"), None);
+}
+
+#[test]
+fn claim_enforcements_record_must_name_this_very_token() {
+    let mut s = setup_with(|c| {
+        c["primaryIdentity"] = json!({"verifiedBy": "claimEnforcement"});
+    });
+    let alice = user_token("alice");
+    let record = baton_filter_kit::handoff::verified_value(&TokenHash::of(alice.as_bytes()));
+    let mut verified = get_task();
+    verified.primary = Credential::One(format!("Bearer {alice}").into_bytes());
+    verified.verified_upstream = Some(record.clone().into_bytes());
+    assert_eq!(header(&passed(s.decide(&verified)), "x-baton-user"), Some("alice"));
+
+    // The record of another token, or none: the token names nobody, even
+    // with a valid signature; a protected message is refused.
+    let mut forged_claims = v03(Some("bob"), None, transfer());
+    forged_claims.verified_upstream = Some(record.into_bytes());
+    let refused = reply(s.decide(&forged_claims));
+    assert_eq!(
+        (refused.status, json_body(&refused)["error"]["message"].as_str()),
+        (401, Some("the caller's user is not identified"))
+    );
+    let mut unrecorded = get_task();
+    unrecorded.primary = Credential::One(format!("Bearer {alice}").into_bytes());
+    assert_eq!(header(&passed(s.decide(&unrecorded)), "x-baton-user"), None);
 }

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 
 use baton_filter_kit::credential::Credential;
+use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
@@ -18,7 +19,7 @@ use serde_json::Value;
 use crate::FILTER;
 use crate::a2a;
 use crate::decision::{Forward, Reply, Request, Round, Verdict};
-use crate::model::FilterConfig;
+use crate::model::{FilterConfig, PrimaryVerification};
 use crate::response::{AnswerContext, on_answer};
 use crate::root::{SharedVm, Vm};
 
@@ -127,7 +128,6 @@ impl InTaskHttp {
             }
             return Action::Pause;
         }
-        let user = vm.engine.user(&request);
         match vm.park(self.context_id, request, verdict, 0, None, host.now_unix_secs()) {
             Ok(()) => {
                 self.pause.mark_waiting();
@@ -135,8 +135,7 @@ impl InTaskHttp {
             }
             Err(verdict) => {
                 if let Verdict::Forward(forward) = verdict.as_ref() {
-                    vm.answers
-                        .insert(self.context_id, AnswerContext { user, rebind: forward.rebind.clone() });
+                    vm.answers.insert(self.context_id, AnswerContext::of(forward));
                 }
                 apply(*verdict)
             }
@@ -216,7 +215,7 @@ fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
             .find(|(header, _)| header == name)
             .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
     };
-    let mut primary = headers.iter().filter(|(name, _)| *name == config.primary.header());
+    let mut primary = headers.iter().filter(|(name, _)| *name == config.primary.header);
     let primary = match (primary.next(), primary.next()) {
         (None, _) => Credential::Absent,
         (Some((_, value)), None) => Credential::One(value.clone()),
@@ -227,6 +226,12 @@ fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
         path: text(":path").unwrap_or_default(),
         authority: text(":authority").unwrap_or_default(),
         primary,
+        verified_upstream: match config.primary.verification {
+            PrimaryVerification::ClaimEnforcement => {
+                hostcalls::get_property(vec![VERIFIED_TOKEN_PROPERTY]).ok().flatten()
+            }
+            PrimaryVerification::Providers(_) => None,
+        },
         a2a_version: text("a2a-version"),
         accept: text("accept"),
         body: None,

@@ -16,6 +16,8 @@ pub const VALIDATION_FAILURES: &str = "baton_itac.validation_failures";
 pub const STATE_MISUSE: &str = "baton_itac.state_misuse";
 /// Bodies refused as JSON-RPC errors (parse, invalid request, params).
 pub const JSON_RPC_ERRORS: &str = "baton_itac.json_rpc_errors";
+/// The user's bearer token refused (signature, claims, malformed).
+pub const PRIMARY_REFUSED: &str = "baton_itac.primary_refused";
 /// The secondary IdP unreachable or answering garbage.
 pub const IDP_UNAVAILABLE: &str = "baton_itac.idp_unavailable";
 /// Key set fetches of the secondary IdP.
@@ -25,7 +27,8 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
+    PRIMARY_REFUSED,
     CHALLENGES,
     AGENT_CHALLENGES_ENRICHED,
     CODES_EXCHANGED,

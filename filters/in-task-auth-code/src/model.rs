@@ -29,8 +29,9 @@ pub struct SecondaryIdp {
     pub audience: Option<String>,
     /// Further authorization request parameters (e.g. `acr_values`).
     pub extra_authorize_parameters: Vec<(String, String)>,
-    /// Who may issue secondary tokens, and their keys.
-    pub providers: Rc<Vec<Provider>>,
+    /// Who may issue secondary tokens: indexes into
+    /// [`FilterConfig::providers`].
+    pub provider_ids: Vec<usize>,
 }
 
 /// Which part of a message a condition reads.
@@ -64,30 +65,31 @@ pub struct Rule {
     pub when: Option<MessageCondition>,
 }
 
-/// How the primary user is identified.
+/// How the user is identified: a claim of the bearer token in `header`,
+/// verified by this filter or, on the same request, by claim-enforcement.
+/// Nothing else names the user (a header or an unverified claim can come
+/// from any client).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PrimaryIdentity {
-    /// A header set by an earlier filter (claim-enforcement's `x-user-id`).
-    Header(String),
-    /// A claim of the bearer token in a header, decoded (the token was
-    /// verified earlier on the chain, by claim-enforcement).
-    TokenClaim {
-        /// Header.
-        header: String,
-        /// Scheme prefix.
-        prefix: String,
-        /// Claim name.
-        claim: String,
-    },
+pub struct PrimaryIdentity {
+    /// Header carrying the user's token.
+    pub header: String,
+    /// Its scheme prefix.
+    pub prefix: String,
+    /// The claim naming the user (a name or a JSON Pointer).
+    pub claim: String,
+    /// Who verifies the token.
+    pub verification: PrimaryVerification,
 }
 
-impl PrimaryIdentity {
-    /// The header the identity is read from.
-    pub fn header(&self) -> &str {
-        match self {
-            PrimaryIdentity::Header(header) | PrimaryIdentity::TokenClaim { header, .. } => header,
-        }
-    }
+/// Who verifies the user's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrimaryVerification {
+    /// This filter, against these providers (indexes into
+    /// [`FilterConfig::providers`]).
+    Providers(Vec<usize>),
+    /// claim-enforcement, earlier on the same request: its
+    /// `shareVerifiedToken` record must name this very token.
+    ClaimEnforcement,
 }
 
 /// What happens when a credential sent in a message is not valid.
@@ -104,6 +106,9 @@ pub enum InvalidCredential {
 pub struct FilterConfig {
     /// The second IdP.
     pub idp: SecondaryIdp,
+    /// Every token issuer the filter verifies (secondary tokens, and the
+    /// user's tokens when it verifies them itself), with their keys.
+    pub providers: Rc<Vec<Provider>>,
     /// What the secondary token must satisfy beyond validity.
     pub requirement: AccessRequirement,
     /// Which messages need the credential.

@@ -299,12 +299,11 @@ fn wake(vm: &mut Vm, host: &dyn Host, what: WaitFor, outcome: Option<ExchangeOut
             exchange: exchange.as_ref().map(|(key, outcome)| (key, outcome)),
         };
         let verdict = vm.engine.decide(host, &pending.request, round);
-        let user = vm.engine.user(&pending.request);
         match vm.park(id, pending.request, verdict, pending.round + 1, exchange, host.now_unix_secs()) {
             Ok(()) => {}
             Err(verdict) => {
                 if let Verdict::Forward(forward) = verdict.as_ref() {
-                    vm.answers.insert(id, AnswerContext { user, rebind: forward.rebind.clone() });
+                    vm.answers.insert(id, AnswerContext::of(forward));
                 }
                 apply_after_wait(*verdict);
             }

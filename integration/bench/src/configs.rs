@@ -107,7 +107,9 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
     let one = Workload::bearer("one-token", "/orders", &world.es256_token);
     let rs256 = Workload::bearer("rs256-token", "/orders", &world.rs256_token);
     let pool = Workload::token_pool("pool", "/orders", world.pool.clone());
-    let a2a = Workload::post_json("a2a", "/", &[("x-user-id", "alice")], &transfer_message(Some(AGENT_TASK)));
+    let alice = format!("Bearer {}", world.es256_token);
+    let a2a =
+        Workload::post_json("a2a", "/", &[("authorization", &alice)], &transfer_message(Some(AGENT_TASK)));
     let injector = || native::credential_injector("idp", &token_uri, BROKER, BROKER_SECRET_NAME, &["quotes"]);
     let row = |id, label, kind, spec, workload: &Workload, baseline| Configuration {
         id,

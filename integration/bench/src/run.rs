@@ -173,7 +173,8 @@ fn first_success(envoy: &Envoy, workload: &Workload) -> Result<u64, String> {
 fn authorize_transfers(envoy: &Envoy, world: &World) -> Result<(), String> {
     let post = |body: String| {
         envoy.send(
-            &ClientRequest::post("/", "application/json", body.into_bytes()).header("x-user-id", "alice"),
+            &ClientRequest::post("/", "application/json", body.into_bytes())
+                .header("authorization", &format!("Bearer {}", world.es256_token)),
         )
     };
     let challenge = post(transfer_message(None));

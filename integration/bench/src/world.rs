@@ -116,7 +116,9 @@ impl World {
             },
             "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                        "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
-            "primaryIdentity": {"header": "x-user-id"},
+            "primaryIdentity": {"providers": [{
+                "name": "corp", "issuer": self.idp.issuer(), "audiences": [AUDIENCE],
+                "algorithms": ["ES256", "RS256"], "jwks": {"inline": self.idp.jwks()}}]},
             "auditLog": false
         })
     }

@@ -66,7 +66,12 @@ fn run() -> Result<(), String> {
     )?;
     let bank = transfer::start_bank()?;
     let agent = transfer::start_agent()?;
-    let gateway = Envoy::start_file(&root.join(transfer::CONFIG), &root, 1)?;
+    let gateway = Envoy::start_file_with_env(
+        &root.join(transfer::CONFIG),
+        &root,
+        1,
+        &secret("BATON_BANK_SECRET", transfer::BANK_SECRET),
+    )?;
 
     println!("Baton demo: identity through Envoy {}", envoy_version());
     println!("  mock IdP  {}  (issuer, JWKS, authorization code + PKCE, token exchange)", idp.issuer());

@@ -20,6 +20,10 @@ pub const AGENT_PORT: u16 = 9011;
 /// The config the third Envoy runs.
 pub const CONFIG: &str = "envoy-configs/in-task-auth-code.yaml";
 
+/// The gateway's client secret at the bank (`integration/bank-idp.json`),
+/// which the gateway's VM reads from `BATON_BANK_SECRET`.
+pub const BANK_SECRET: &str = "bank-demo-secret";
+
 /// The bank's configuration, shared with `integration/docker-compose.yml`.
 pub const BANK_CONFIG: &str = "integration/bank-idp.json";
 

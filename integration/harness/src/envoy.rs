@@ -26,11 +26,14 @@ pub struct Envoy {
 }
 
 /// How to run the Envoy process.
-struct Launch<'a> {
-    workers: u32,
-    env: &'a [(String, String)],
-    log_level: &'a str,
-    cpus: Option<&'a str>,
+pub(crate) struct Launch<'a> {
+    pub(crate) workers: u32,
+    pub(crate) env: &'a [(String, String)],
+    pub(crate) log_level: &'a str,
+    pub(crate) cpus: Option<&'a str>,
+    /// `--component-log-level` as given; `None`: the filters' own lines at
+    /// debug when the level is info.
+    pub(crate) component_levels: Option<&'a str>,
 }
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
@@ -47,6 +50,7 @@ impl Envoy {
             env: spec.environment(),
             log_level: spec.level(),
             cpus: spec.cpu_list(),
+            component_levels: None,
         };
         Self::start_in(dir, &config_path, &std::env::temp_dir(), &launch)
     }
@@ -55,7 +59,7 @@ impl Envoy {
     /// `envoy-configs/`), with `workdir` as its working directory.
     pub fn start_file(config_path: &Path, workdir: &Path, workers: u32) -> Result<Envoy, String> {
         let dir = temp_dir("envoy")?;
-        let launch = Launch { workers, env: &[], log_level: "info", cpus: None };
+        let launch = Launch { workers, env: &[], log_level: "info", cpus: None, component_levels: None };
         Self::start_in(dir, config_path, workdir, &launch)
     }
 
@@ -68,11 +72,16 @@ impl Envoy {
         env: &[(String, String)],
     ) -> Result<Envoy, String> {
         let dir = temp_dir("envoy")?;
-        let launch = Launch { workers, env, log_level: "info", cpus: None };
+        let launch = Launch { workers, env, log_level: "info", cpus: None, component_levels: None };
         Self::start_in(dir, config_path, workdir, &launch)
     }
 
-    fn start_in(dir: PathBuf, config_path: &Path, workdir: &Path, launch: &Launch) -> Result<Envoy, String> {
+    pub(crate) fn start_in(
+        dir: PathBuf,
+        config_path: &Path,
+        workdir: &Path,
+        launch: &Launch,
+    ) -> Result<Envoy, String> {
         let binary = envoy_binary();
         if !binary.exists() {
             return Err(format!("no Envoy at {} (run `make setup`, or set BATON_ENVOY)", binary.display()));
@@ -90,6 +99,8 @@ impl Envoy {
         };
         // At `info`, the filters' own lines (wasm component) go down to debug.
         let wasm_level = if launch.log_level == "info" { "debug" } else { launch.log_level };
+        let component_levels =
+            launch.component_levels.map_or_else(|| format!("wasm:{wasm_level}"), str::to_string);
         let child = command
             .envs(launch.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .current_dir(workdir)
@@ -97,7 +108,7 @@ impl Envoy {
             .arg(config_path)
             .args(["--concurrency", &launch.workers.to_string()])
             .args(["--disable-hot-restart", "-l", launch.log_level])
-            .args(["--component-log-level", &format!("wasm:{wasm_level}")])
+            .args(["--component-log-level", &component_levels])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .stdin(Stdio::null())
@@ -277,7 +288,7 @@ pub fn validate_config(path: &Path, workdir: &Path, env: &[(&str, &str)]) -> Res
     if output.status.success() { Ok(text) } else { Err(text) }
 }
 
-fn temp_dir(kind: &str) -> Result<PathBuf, String> {
+pub(crate) fn temp_dir(kind: &str) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!(
         "baton-{kind}-{}-{}",
         std::process::id(),

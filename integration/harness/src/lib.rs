@@ -8,7 +8,9 @@
 mod config;
 mod envoy;
 mod paths;
+mod shipped;
 
 pub use config::{Cluster, EnvoySpec, HttpFilter, WasmFilter};
 pub use envoy::{Envoy, body_json, validate_config, validate_spec};
 pub use paths::{envoy_binary, wasm_file, workspace_root};
+pub use shipped::{ShippedConfig, free_port};
