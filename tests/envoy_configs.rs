@@ -105,7 +105,7 @@ fn validate_obo(config: Value) -> Result<String, String> {
 fn bad_obo_configuration_is_refused_with_the_field_named() {
     let good = json!({
         "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "gw", "clientSecret": "pw"}],
-        "subjectToken": {"validation": "decodeOnly"},
+        "subjectToken": {"validation": "claimEnforcement"},
         "targets": [{"name": "t", "mode": "tokenExchange", "idp": "corp", "audiences": ["a"]}]
     });
     validate_obo(good.clone()).expect("the base configuration is valid");

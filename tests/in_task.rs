@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use baton_harness::{Envoy, EnvoySpec, body_json};
 use echo_backend::EchoBackend;
-use http_kit::{ClientRequest, ClientResponse, parse_urlencoded};
+use http_kit::{ClientRequest, ClientResponse};
 use mock_idp::{Endpoint, Fault, MockIdp};
 use serde_json::{Value, json};
 
@@ -77,20 +77,9 @@ impl World {
     /// The user authorizes at the bank (auto-approved by the mock) and the
     /// browser is sent back: returns the code and state of the redirect.
     fn authorize(&self, authorization_url: &str, user: &str) -> (String, String) {
-        let target = authorization_url.split_once("://").unwrap().1;
-        let target = &target[target.find('/').unwrap()..];
-        let response = http_kit::send(
-            self.bank.addr(),
-            &ClientRequest::get(&format!("{target}&login_hint={user}")),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        assert_eq!(response.status, 302, "{}", response.body_str());
-        let location = response.header("location").unwrap();
+        let (location, code, state) = bank::approve(&self.bank, authorization_url, user);
         assert!(location.starts_with(REDIRECT), "{location}");
-        let params = parse_urlencoded(location.split_once('?').unwrap().1);
-        let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
-        (get("code"), get("state"))
+        (code, state)
     }
 
     fn agent_saw(&self) -> Vec<http_kit::Request> {
@@ -99,19 +88,7 @@ impl World {
 }
 
 fn challenge_of(response: &ClientResponse) -> Value {
-    let body = body_json(response);
-    let status = if body["result"]["task"].is_object() {
-        &body["result"]["task"]["status"]
-    } else {
-        &body["result"]["status"]
-    };
-    status["message"]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|p| p.pointer("/data/authChallenge"))
-        .cloned()
-        .unwrap()
+    bank::auth_challenge(response)
 }
 
 #[test]

@@ -166,7 +166,12 @@ fn client_credentials_carry_no_user_identity_and_are_prefetched() {
     let claims = upstream_claims(&backend);
     assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("agent-broker"), Some("market-data")));
     assert_eq!(idp.calls(Endpoint::Token), calls_before, "served from the prefetched token");
-    assert_eq!(call(&envoy, "market.internal", None).status, 200, "no user token needed");
+    // The gateway's own token goes to verified callers only.
+    let anonymous = call(&envoy, "market.internal", None);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body_str());
+    let garbage = call(&envoy, "market.internal", Some("garbage.not.verified"));
+    assert_eq!(garbage.status, 401, "{}", garbage.body_str());
+    assert_eq!(backend.requests().len(), 1, "only the verified caller got through");
 }
 
 #[test]
@@ -220,19 +225,28 @@ fn delegation_policy_allows_named_callers_only() {
     let idp = idp();
     let backend = backend();
     let mut config = obo_config(&idp);
-    config["delegation"] = json!({"allow": [{"caller": "broker-app", "audiences": ["portfolio-agent"]}]});
+    config["delegation"] = json!({"allow": [
+        {"caller": "broker-app", "audiences": ["portfolio-agent"]},
+        {"caller": "reports-app", "targets": ["market", "graph"]}
+    ]});
     let envoy = start(config, &idp, &backend, 1);
     assert_eq!(call(&envoy, "portfolio.internal", Some(&user_token(&idp, "alice"))).status, 200);
     let mut claims = idp.standard_claims("alice", "agent-broker", 300);
     claims["azp"] = json!("rogue-app");
-    let denied = call(&envoy, "portfolio.internal", Some(&idp.mint(claims)));
+    let rogue = idp.mint(claims);
+    let denied = call(&envoy, "portfolio.internal", Some(&rogue));
     assert_eq!(denied.status, 403);
     assert_eq!(
         body_json(&denied)["error_description"],
-        "caller rogue-app may not obtain tokens for portfolio-agent"
+        "caller rogue-app may not obtain tokens for target portfolio"
     );
+    // Nor the Entra target (a scope, no audience) nor the gateway's own token.
+    for host in ["graph.internal", "market.internal"] {
+        let denied = call(&envoy, host, Some(&rogue));
+        assert_eq!(denied.status, 403, "{host}: {}", denied.body_str());
+    }
     assert_eq!(exchanges(&idp), 1);
-    assert_eq!(envoy.counter("baton_obo.denied.delegation"), 1);
+    assert_eq!(envoy.counter("baton_obo.denied.delegation"), 3);
 }
 
 #[test]
@@ -264,9 +278,9 @@ fn concurrent_cold_requests_share_one_exchange_across_workers() {
         let envoy = Arc::new(start(obo_config(&idp), &idp, &backend, workers));
         // Let keys and client credentials settle, then slow the exchange so
         // that all requests arrive while it runs.
-        assert_eq!(call(&envoy, "market.internal", None).status, 200);
-        idp.set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(800)), Some(2));
         let alice = Arc::new(user_token(&idp, "alice"));
+        assert_eq!(call(&envoy, "market.internal", Some(&alice)).status, 200);
+        idp.set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(800)), Some(2));
         let threads: Vec<_> = (0..100)
             .map(|_| {
                 let (envoy, alice) = (Arc::clone(&envoy), Arc::clone(&alice));
@@ -295,7 +309,8 @@ fn idp_failures_answer_with_their_status_and_recover() {
     let idp = idp();
     let backend = backend();
     let envoy = start(obo_config(&idp), &idp, &backend, 1);
-    assert_eq!(call(&envoy, "market.internal", None).status, 200); // keys and cc ready
+    // keys and cc ready
+    assert_eq!(call(&envoy, "market.internal", Some(&user_token(&idp, "alice"))).status, 200);
     let cases: Vec<(&str, Fault, u16)> = vec![
         ("503", Fault::Status(503), 503),
         ("500", Fault::Status(500), 503),
@@ -351,18 +366,18 @@ fn idp_refusals_are_401_or_403() {
     let backend = backend();
     let mut filter = obo_config(&idp);
     filter["targets"][0]["audiences"] = json!(["ledger"]);
-    // Decode-only lets a token the IdP will refuse reach the exchange.
-    filter["subjectToken"] = json!({"validation": "decodeOnly", "issuers": [idp.issuer()]});
     let envoy = start(filter, &idp, &backend, 1);
-    let refused = call(&envoy, "portfolio.internal", Some(&user_token(&idp, "alice")));
+    let alice = user_token(&idp, "alice");
+    let refused = call(&envoy, "portfolio.internal", Some(&alice));
     assert_eq!(refused.status, 403, "{}", refused.body_str());
     assert!(body_json(&refused)["error_description"].as_str().unwrap().contains("invalid_target"));
 
-    let stranger = mock_idp::SigningKey::es256("elsewhere").unwrap();
-    let mut claims = idp.standard_claims("alice", "agent-broker", 300);
-    claims["azp"] = json!("broker-app");
-    let unverifiable = stranger.sign_compact(&json!({"alg": "ES256", "kid": "elsewhere"}), &claims);
-    let refused = call(&envoy, "portfolio-act.internal", Some(&unverifiable));
+    // The IdP retires the key alice's token was signed with, which the
+    // filter still holds: the filter accepts the token, the IdP refuses it.
+    let old = idp.active_key("ES256").unwrap().kid().to_string();
+    idp.rotate("ES256").unwrap();
+    assert!(idp.retire(&old));
+    let refused = call(&envoy, "portfolio-act.internal", Some(&alice));
     assert_eq!(refused.status, 401, "{}", refused.body_str());
     assert!(refused.header("www-authenticate").unwrap().contains("invalid_grant"));
     assert!(backend.requests().is_empty());
@@ -406,6 +421,6 @@ fn client_credentials_tokens_are_renewed_before_they_expire() {
     assert!(envoy.wait_for(Duration::from_secs(6), |_| market_calls() >= 2), "not renewed");
     assert!(envoy.counter("baton_obo.credentials.refreshed") >= 1);
     let before = idp.calls(Endpoint::Token);
-    assert_eq!(call(&envoy, "market.internal", None).status, 200);
+    assert_eq!(call(&envoy, "market.internal", Some(&user_token(&idp, "alice"))).status, 200);
     assert_eq!(idp.calls(Endpoint::Token), before, "requests use the renewed token");
 }

@@ -6,6 +6,9 @@
 
 use std::sync::OnceLock;
 
+use std::time::Duration;
+
+use http_kit::{ClientRequest, parse_urlencoded};
 use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig, SigningKey};
 use serde_json::{Value, json};
 
@@ -71,4 +74,38 @@ pub fn filter_config(bank: &MockIdp) -> Value {
         "primaryIdentity": primary_identity(),
         "identityHeader": "x-baton-user"
     })
+}
+
+/// `user` approves at `bank` (auto-approved by the mock, which `login_hint`
+/// names the user to): the redirect's location, `code` and `state`.
+pub fn approve(bank: &MockIdp, authorization_url: &str, user: &str) -> (String, String, String) {
+    let target = authorization_url.split_once("://").expect("an absolute URL").1;
+    let target = &target[target.find('/').expect("a path")..];
+    let response = http_kit::send(
+        bank.addr(),
+        &ClientRequest::get(&format!("{target}&login_hint={user}")),
+        Duration::from_secs(5),
+    )
+    .expect("the bank answers");
+    assert_eq!(response.status, 302, "{}", response.body_str());
+    let location = response.header("location").expect("a redirect").to_string();
+    let params = parse_urlencoded(location.split_once('?').expect("a query").1);
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).expect(name);
+    let (code, state) = (get("code"), get("state"));
+    (location, code, state)
+}
+
+/// The `authChallenge` of an auth-required answer (v0.3 or v1.0).
+pub fn auth_challenge(response: &http_kit::ClientResponse) -> Value {
+    let body = response.json().unwrap_or(Value::Null);
+    let status = if body["result"]["task"].is_object() {
+        &body["result"]["task"]["status"]
+    } else {
+        &body["result"]["status"]
+    };
+    status["message"]["parts"]
+        .as_array()
+        .and_then(|parts| parts.iter().find_map(|p| p.pointer("/data/authChallenge")))
+        .cloned()
+        .unwrap_or_else(|| panic!("no authChallenge in {}", response.body_str()))
 }

@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use baton_filter_kit::config::{
     ConfigError, ProviderSpec, client_secret, compile_providers, fingerprint, from_json, header_name,
-    output_header,
 };
 use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
 use baton_filter_kit::token_calls::TokenEndpoint;
@@ -19,8 +18,8 @@ use serde::Deserialize;
 
 use crate::assertion::{self, AssertionSpec};
 use crate::model::{
-    Actor, CredentialsGrant, DefaultAction, Delegation, FilterConfig, Idp, Injection, Mode, SubjectToken,
-    SubjectValidation, Target,
+    Actor, AllowEntry, CallerSource, CredentialsGrant, DefaultAction, Delegation, FilterConfig, Idp,
+    Injection, Mode, SubjectToken, SubjectValidation, Target,
 };
 
 #[derive(Debug, Deserialize)]
@@ -94,8 +93,9 @@ struct RawSubjectToken {
 #[serde(rename_all = "camelCase")]
 enum RawValidationMode {
     Jwks,
-    DecodeOnly,
     ClaimEnforcement,
+    /// Refused with an explanation (it trusted a token nobody verified).
+    DecodeOnly,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +123,8 @@ struct RawTarget {
     extra_parameters: BTreeMap<String, String>,
     #[serde(default)]
     inject: RawInject,
+    #[serde(default)]
+    dangerously_allow_unauthenticated_callers: bool,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -171,9 +173,12 @@ impl Default for RawInject {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawDelegation {
+    #[serde(default)]
+    caller: RawCallerSource,
+    /// Refused with an explanation: a header names nobody a client cannot.
     #[serde(default)]
     caller_header: Option<String>,
     #[serde(default)]
@@ -182,10 +187,21 @@ struct RawDelegation {
     require_may_act: bool,
 }
 
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum RawCallerSource {
+    #[default]
+    TokenClient,
+    PeerCertificate,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawAllow {
     caller: String,
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
     audiences: Vec<String>,
 }
 
@@ -287,10 +303,8 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         targets.push(compiled);
     }
 
-    let delegation = match raw.delegation {
-        None => Delegation::default(),
-        Some(raw) => compile_delegation(raw)?,
-    };
+    let delegation = compile_delegation(raw.delegation.unwrap_or_default(), &targets)?;
+    check_callers(&targets, subject.as_ref(), &delegation)?;
     if raw.cache.max_entries == 0 || raw.cache.max_entries > 1_000_000 {
         return Err(ConfigError::new(
             "cache.maxEntries",
@@ -381,22 +395,29 @@ fn compile_subject(raw: RawSubjectToken, field: &str) -> Result<SubjectToken, Co
             };
             SubjectValidation::Jwks(Rc::new(compile_providers(providers, &format!("{field}.providers"))?))
         }
-        mode @ (RawValidationMode::DecodeOnly | RawValidationMode::ClaimEnforcement) => {
+        RawValidationMode::DecodeOnly => {
+            return Err(ConfigError::new(
+                format!("{field}.validation"),
+                "decodeOnly trusted a token nobody verified (its claims decide the delegation policy and \
+                 identity assertions); use jwks (this filter verifies it) or claimEnforcement \
+                 (claim-enforcement verified it on the same request, with shareVerifiedToken)",
+            ));
+        }
+        RawValidationMode::ClaimEnforcement => {
             if raw.providers.is_some() {
                 return Err(ConfigError::new(
                     format!("{field}.providers"),
-                    "providers need validation jwks; decodeOnly and claimEnforcement trust an earlier filter",
+                    "providers need validation jwks; claimEnforcement relies on claim-enforcement's verification",
                 ));
             }
             let clock_skew_secs = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECS);
             if clock_skew_secs > 600 {
                 return Err(ConfigError::new(format!("{field}.clockSkewSeconds"), "must be at most 600"));
             }
-            SubjectValidation::DecodeOnly {
+            SubjectValidation::ClaimEnforcement {
                 issuers: raw.issuers,
                 audiences: raw.audiences,
                 clock_skew_secs,
-                verified_upstream: mode == RawValidationMode::ClaimEnforcement,
             }
         }
     };
@@ -523,6 +544,12 @@ fn compile_target(
         }
         extra_parameters.push((name, value));
     }
+    if raw.dangerously_allow_unauthenticated_callers && mode != Mode::ClientCredentials {
+        return Err(ConfigError::new(
+            format!("{field}.dangerouslyAllowUnauthenticatedCallers"),
+            "only a clientCredentials target can serve callers nobody identified",
+        ));
+    }
     let inject_header = header_name(&raw.inject.header, &format!("{field}.inject.header"))?;
     if inject_header.starts_with(':')
         || ["host", "content-length", "transfer-encoding"].contains(&inject_header.as_str())
@@ -572,6 +599,7 @@ fn compile_target(
         inject: Injection { header: inject_header, prefix: raw.inject.prefix },
         digest,
         credentials: grant_for_target,
+        unauthenticated_callers: raw.dangerously_allow_unauthenticated_callers,
     })
 }
 
@@ -642,34 +670,100 @@ fn credentials_grant(
     grant
 }
 
-fn compile_delegation(raw: RawDelegation) -> Result<Delegation, ConfigError> {
-    let caller_header = raw
-        .caller_header
-        .map(|name| output_header(&name, "delegation.callerHeader", "").map(|_| name.to_ascii_lowercase()))
-        .transpose()?;
+fn compile_delegation(raw: RawDelegation, targets: &[Target]) -> Result<Delegation, ConfigError> {
+    if raw.caller_header.is_some() {
+        return Err(ConfigError::new(
+            "delegation.callerHeader",
+            "a header names the caller only if no client can send it, which this filter cannot check; \
+             use caller: peerCertificate (the client certificate Envoy verified) or tokenClient (the \
+             verified token's client_id or azp)",
+        ));
+    }
     let allow = match raw.allow {
         None => None,
-        Some(pairs) => {
-            let mut compiled = Vec::with_capacity(pairs.len());
-            for (index, pair) in pairs.into_iter().enumerate() {
-                if pair.caller.is_empty() {
+        Some(entries) => {
+            let mut compiled = Vec::with_capacity(entries.len());
+            for (index, entry) in entries.into_iter().enumerate() {
+                let field = format!("delegation.allow[{index}]");
+                if entry.caller.is_empty() {
+                    return Err(ConfigError::new(format!("{field}.caller"), "must not be empty"));
+                }
+                if entry.targets.is_empty() && entry.audiences.is_empty() {
                     return Err(ConfigError::new(
-                        format!("delegation.allow[{index}].caller"),
-                        "must not be empty",
+                        field,
+                        "list the targets (by name) or audiences the caller may obtain tokens for",
                     ));
                 }
-                if pair.audiences.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("delegation.allow[{index}].audiences"),
-                        "list at least one audience (a caller with none would be allowed nothing)",
-                    ));
+                let mut target_ids = Vec::with_capacity(entry.targets.len());
+                for (t, name) in entry.targets.iter().enumerate() {
+                    match targets.iter().position(|target| &target.name == name) {
+                        Some(id) => target_ids.push(id),
+                        None => {
+                            let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+                            return Err(ConfigError::new(
+                                format!("{field}.targets[{t}]"),
+                                format!("no target named {name:?}; known: {}", known.join(", ")),
+                            ));
+                        }
+                    }
                 }
-                compiled.push((pair.caller, pair.audiences));
+                compiled.push(AllowEntry {
+                    caller: entry.caller,
+                    targets: target_ids,
+                    audiences: entry.audiences,
+                });
             }
             Some(compiled)
         }
     };
-    Ok(Delegation { caller_header, allow, require_may_act: raw.require_may_act })
+    let caller = match raw.caller {
+        RawCallerSource::TokenClient => CallerSource::TokenClient,
+        RawCallerSource::PeerCertificate => CallerSource::PeerCertificate,
+    };
+    Ok(Delegation { caller, allow, require_may_act: raw.require_may_act })
+}
+
+/// Who may call each target, decided at load: a target that hands out a
+/// token must identify its caller (a verified subject token, or the client
+/// certificate Envoy verified), and with an allow list every target must be
+/// allowed to someone, by name or by all its destinations, so that no
+/// target is open by omission. Handing the gateway's own token to anyone
+/// must be said in so many words.
+fn check_callers(
+    targets: &[Target],
+    subject: Option<&SubjectToken>,
+    delegation: &Delegation,
+) -> Result<(), ConfigError> {
+    for (index, target) in targets.iter().enumerate() {
+        if target.unauthenticated_callers {
+            continue;
+        }
+        let identified = subject.is_some() || delegation.caller == CallerSource::PeerCertificate;
+        if !identified {
+            return Err(ConfigError::new(
+                format!("targets[{index}]"),
+                format!(
+                    "target {:?} hands out the gateway's own token but nothing identifies its callers: add \
+                     subjectToken (callers present a token this filter verifies), or delegation.caller: \
+                     peerCertificate, or say dangerouslyAllowUnauthenticatedCallers: true",
+                    target.name
+                ),
+            ));
+        }
+        if let Some(allow) = &delegation.allow
+            && !allow.iter().any(|entry| entry.covers(index, target))
+        {
+            return Err(ConfigError::new(
+                "delegation.allow",
+                format!(
+                    "no entry allows target {:?} (a target with no audience or resource is allowed only by \
+                     name, in an entry's targets)",
+                    target.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A URI as RFC 8693 token types are: a scheme, a colon, something.

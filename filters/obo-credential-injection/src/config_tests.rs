@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 fn base() -> Value {
     json!({
         "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "agent-broker", "clientSecret": "s3cr3t"}],
-        "subjectToken": {"validation": "decodeOnly", "issuers": ["https://idp"]},
+        "subjectToken": {"validation": "claimEnforcement", "issuers": ["https://idp"]},
         "targets": [{
             "name": "portfolio",
             "match": {"host": "portfolio.internal"},
@@ -131,6 +131,7 @@ fn client_credentials_grants_are_shared() {
     let config = json!({
         "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "gw", "clientSecret": "pw",
                   "clientAuthMethod": "clientSecretPost"}],
+        "delegation": {"caller": "peerCertificate"},
         "targets": [
             {"name": "market", "mode": "clientCredentials", "idp": "corp", "audiences": ["market-data"], "scope": "quotes"},
             {"name": "market-2", "match": {"pathPrefix": "/v2"}, "mode": "clientCredentials", "idp": "corp",
@@ -171,10 +172,72 @@ fn subject_validation_modes() {
     assert_eq!(error(&config).field, "subjectToken.validation");
     config["subjectToken"] = json!({"validation": "jwks"});
     assert_eq!(error(&config).field, "subjectToken.providers");
-    config["subjectToken"] = json!({"validation": "decodeOnly", "providers": []});
+    config["subjectToken"] = json!({"validation": "claimEnforcement", "providers": []});
     assert_eq!(error(&config).field, "subjectToken.providers");
     config["subjectToken"] = json!({"validation": "sometimes"});
     assert_eq!(error(&config).field, "subjectToken.validation");
+    // A token nobody verified decides nothing: decodeOnly is refused, and
+    // says what to use instead.
+    config["subjectToken"] = json!({"validation": "decodeOnly", "issuers": ["https://idp"]});
+    let refused = error(&config);
+    assert_eq!(refused.field, "subjectToken.validation");
+    assert!(
+        refused.message.contains("use jwks") && refused.message.contains("claimEnforcement"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_target_handing_out_the_gateways_token_identifies_its_callers() {
+    let mut config = base();
+    config.as_object_mut().unwrap().remove("subjectToken");
+    config["targets"] =
+        json!([{"name": "market", "mode": "clientCredentials", "idp": "corp", "audiences": ["market-data"]}]);
+    let refused = error(&config);
+    assert_eq!(refused.field, "targets[0]");
+    assert!(refused.message.contains("dangerouslyAllowUnauthenticatedCallers"), "{refused}");
+    // Callers identified by a verified token or a verified certificate, or
+    // anyone when the configuration says so by name.
+    for allowed in [
+        json!({"subjectToken": {"validation": "claimEnforcement"}}),
+        json!({"delegation": {"caller": "peerCertificate"}}),
+        json!({"targets": [{"name": "market", "mode": "clientCredentials", "idp": "corp", "audiences": ["market-data"],
+                            "dangerouslyAllowUnauthenticatedCallers": true}]}),
+    ] {
+        let mut config = config.clone();
+        for (key, value) in allowed.as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        let parsed = parse_value(&config).unwrap_or_else(|e| panic!("{allowed}: {e}"));
+        assert_eq!(parsed.targets[0].unauthenticated_callers, allowed.get("targets").is_some());
+    }
+    let mut user_target = base();
+    user_target["targets"][0]["dangerouslyAllowUnauthenticatedCallers"] = json!(true);
+    assert_eq!(error(&user_target).field, "targets[0].dangerouslyAllowUnauthenticatedCallers");
+}
+
+#[test]
+fn with_an_allow_list_every_target_is_allowed_to_someone() {
+    let mut config = base();
+    config["targets"].as_array_mut().unwrap().extend([
+        json!({"name": "reports", "mode": "entraOnBehalfOf", "idp": "corp", "scope": "api://reports/.default"}),
+        json!({"name": "market", "mode": "clientCredentials", "idp": "corp", "audiences": ["market-data"]}),
+    ]);
+    config["delegation"] =
+        json!({"allow": [{"caller": "app", "audiences": ["portfolio-agent", "market-data"]}]});
+    let refused = error(&config);
+    assert_eq!(refused.field, "delegation.allow");
+    assert!(
+        refused.message.contains("\"reports\""),
+        "an audience list never covers a scope-only target: {refused}"
+    );
+    config["delegation"]["allow"][0]["targets"] = json!(["reports"]);
+    let parsed = parse_value(&config).unwrap();
+    assert_eq!(parsed.delegation.allow.unwrap()[0].targets, [1]);
+    config["delegation"]["allow"][0]["targets"] = json!(["nobody"]);
+    let refused = error(&config);
+    assert_eq!(refused.field, "delegation.allow[0].targets[0]");
+    assert!(refused.message.contains("known: portfolio, reports, market"), "{refused}");
 }
 
 #[test]
@@ -184,11 +247,17 @@ fn cache_and_delegation_bounds() {
     assert_eq!(error(&config).field, "cache.maxEntries");
     let mut config = base();
     config["delegation"] = json!({"allow": [{"caller": "broker", "audiences": []}]});
-    assert_eq!(error(&config).field, "delegation.allow[0].audiences");
-    config["delegation"] = json!({"callerHeader": "X-Caller", "allow": [{"caller": "broker", "audiences": ["a"]}], "requireMayAct": true});
+    assert_eq!(error(&config).field, "delegation.allow[0]");
+    config["delegation"] = json!({"caller": "peerCertificate", "allow": [{"caller": "spiffe://mesh/broker",
+                                   "audiences": ["portfolio-agent"]}], "requireMayAct": true});
     let delegation = parse_value(&config).unwrap().delegation;
-    assert_eq!(delegation.caller_header.as_deref(), Some("x-caller"));
+    assert_eq!(delegation.caller, CallerSource::PeerCertificate);
     assert!(delegation.require_may_act);
+    // A header is what any client can send: it names no caller.
+    config["delegation"] = json!({"callerHeader": "x-forwarded-client-cert"});
+    let refused = error(&config);
+    assert_eq!(refused.field, "delegation.callerHeader");
+    assert!(refused.message.contains("peerCertificate"), "{refused}");
 }
 
 #[test]

@@ -21,8 +21,8 @@ use baton_token::{AuthChallenge, BearerError, TokenHash};
 use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
 use crate::jobs::{Job, credentials_job, exchange_job};
 use crate::metrics;
-use crate::model::{Actor, DefaultAction, FilterConfig, Mode, SubjectValidation, Target};
-use crate::subject::{caller, check_delegation, decode_only};
+use crate::model::{Actor, CallerSource, DefaultAction, FilterConfig, Mode, SubjectValidation, Target};
+use crate::subject::{caller, check_delegation, verified_upstream_claims};
 
 /// What the decision needs of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +35,9 @@ pub struct Request {
     pub authority: String,
     /// The subject token header.
     pub credential: Credential,
-    /// The delegation policy's caller header, when configured and present.
-    pub caller_header: Option<String>,
+    /// The URI SAN of the client certificate Envoy verified on this
+    /// connection (read with `delegation.caller: peerCertificate` only).
+    pub peer_certificate: Option<String>,
     /// claim-enforcement's record of the token it verified
     /// (`validation: claimEnforcement` only).
     pub verified_upstream: Option<Vec<u8>>,
@@ -195,7 +196,26 @@ impl Engine {
         }
 
         if let Some(grant) = &target.credentials {
-            // Service to service: the gateway's own token, no user involved.
+            // Service to service: the gateway's own token, no user involved,
+            // for a caller this Envoy identified (unless the configuration
+            // says, by name, that anyone may have it).
+            if !target.unauthenticated_callers {
+                let claims = match config.delegation.caller {
+                    CallerSource::PeerCertificate => None,
+                    CallerSource::TokenClient => {
+                        match self.accept_subject(host, request, round, &mut audit) {
+                            Ok(subject) => Some(subject.claims),
+                            Err(verdict) => return verdict,
+                        }
+                    }
+                };
+                let claims = claims.as_ref().map(SubjectClaims::get);
+                if let Err(verdict) =
+                    self.check_caller(host, &mut audit, request, claims, target_index, target)
+                {
+                    return verdict;
+                }
+            }
             return match self.obtain(host, &grant.key, round) {
                 Some((token, outcome, idp_ms)) => self.forward(host, audit, target, &token, outcome, idp_ms),
                 None => self.wait_for(host, audit, round, credentials_job(grant, &config.idps[grant.idp])),
@@ -213,14 +233,10 @@ impl Engine {
         if let Some(sub) = &claims.sub {
             audit.set("sub", sub);
         }
-        let caller = caller(&config.delegation, request.caller_header.as_deref(), claims);
-        if let Some(caller) = &caller {
-            audit.set("caller", caller);
-        }
-        if let Err(description) = check_delegation(&config.delegation, caller.as_deref(), claims, target) {
-            let rejection = Rejection::json(403, "access_denied", &description);
-            return reject(host, audit, metrics::DENIED_DELEGATION, "delegation_denied", rejection);
-        }
+        let caller = match self.check_caller(host, &mut audit, request, Some(claims), target_index, target) {
+            Ok(caller) => caller,
+            Err(verdict) => return verdict,
+        };
 
         // This worker exchanged this very token for this target before: no
         // hashing, no shared data.
@@ -261,6 +277,37 @@ impl Engine {
         };
         let job = exchange_job(target, idp, key, subject.token, subject_exp, actor);
         self.wait_for(host, audit, round, job)
+    }
+
+    /// Who is calling, checked against the delegation policy for target
+    /// `index`; a refusal is the verdict.
+    fn check_caller(
+        &self,
+        host: &dyn Host,
+        audit: &mut AuditLine,
+        request: &Request,
+        claims: Option<&Claims>,
+        index: usize,
+        target: &Target,
+    ) -> Result<Option<String>, Verdict> {
+        let delegation = &self.config.delegation;
+        let caller = caller(delegation, request.peer_certificate.as_deref(), claims);
+        if let Some(caller) = &caller {
+            audit.set("caller", caller);
+        }
+        match check_delegation(delegation, caller.as_deref(), claims, index, target) {
+            Ok(()) => Ok(caller),
+            Err(description) => {
+                let rejection = Rejection::json(403, "access_denied", &description);
+                Err(reject(
+                    host,
+                    std::mem::take(audit),
+                    metrics::DENIED_DELEGATION,
+                    "delegation_denied",
+                    rejection,
+                ))
+            }
+        }
     }
 
     /// Signs the gateway's own assertion for `subject` and `target`, caches
@@ -364,8 +411,8 @@ impl Engine {
             }
         };
         let claims = match &subject.validation {
-            SubjectValidation::DecodeOnly { issuers, audiences, clock_skew_secs, verified_upstream } => {
-                if *verified_upstream && !handoff::records(request.verified_upstream.as_deref(), token) {
+            SubjectValidation::ClaimEnforcement { issuers, audiences, clock_skew_secs } => {
+                if !handoff::records(request.verified_upstream.as_deref(), token) {
                     audit_subject(audit, token);
                     return Err(self.invalid_token(
                         host,
@@ -374,7 +421,13 @@ impl Engine {
                         "token was not verified by claim-enforcement on this request",
                     ));
                 }
-                match decode_only(token, issuers, audiences, *clock_skew_secs, host.now_unix_secs()) {
+                match verified_upstream_claims(
+                    token,
+                    issuers,
+                    audiences,
+                    *clock_skew_secs,
+                    host.now_unix_secs(),
+                ) {
                     Ok(claims) => SubjectClaims::Decoded(Box::new(claims)),
                     Err(rejected) => {
                         audit_subject(audit, token);

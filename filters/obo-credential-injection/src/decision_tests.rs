@@ -24,7 +24,7 @@ fn setup(config: Value) -> Setup {
 fn base() -> Value {
     json!({
         "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "agent-broker", "clientSecret": "pw"}],
-        "subjectToken": {"validation": "decodeOnly", "issuers": [ISS]},
+        "subjectToken": {"validation": "claimEnforcement", "issuers": [ISS]},
         "targets": [
             {"name": "portfolio", "match": {"host": "portfolio.internal"}, "mode": "tokenExchange", "idp": "corp",
              "audiences": ["portfolio-agent"], "scope": "portfolio:read"},
@@ -42,14 +42,19 @@ fn user_claims(sub: &str) -> Value {
            "scope": "portfolio:read"})
 }
 
+/// A request whose token (if any) claim-enforcement verified before this
+/// filter, as the base configuration expects.
 fn request(host: &str, authorization: Option<&str>) -> Request {
+    let verified_upstream = authorization.and_then(|a| a.strip_prefix("Bearer ")).map(|token| {
+        baton_filter_kit::handoff::verified_value(&TokenHash::of(token.as_bytes())).into_bytes()
+    });
     Request {
         method: "GET".into(),
         path: "/api".into(),
         authority: host.into(),
         credential: authorization.map_or(Credential::Absent, |a| Credential::One(a.as_bytes().to_vec())),
-        caller_header: None,
-        verified_upstream: None,
+        peer_certificate: None,
+        verified_upstream,
     }
 }
 
@@ -190,9 +195,9 @@ fn subject_token_problems_never_reach_the_idp() {
 }
 
 #[test]
-fn client_credentials_need_no_user_token() {
+fn client_credentials_serve_verified_callers_only() {
     let mut s = setup(base());
-    let req = request("market.internal", Some("Bearer whatever-the-caller-sent"));
+    let req = request("market.internal", Some(&format!("Bearer {}", s.user("alice"))));
     let verdict = s.first(&req);
     assert_eq!(
         job_of(&verdict).request.body.expose(),
@@ -205,7 +210,57 @@ fn client_credentials_need_no_user_token() {
         &json!({"access_token": "gateway-token", "token_type": "Bearer", "expires_in": 300}),
     );
     assert_eq!(injected(&forwarded).1, "Bearer gateway-token");
-    assert_eq!(injected(&s.first(&request("market.internal", None))).1, "Bearer gateway-token");
+    // The gateway's own token is no prize for a caller nobody identified:
+    // no token, a token nobody verified, or a garbage one.
+    let no_token = rejected(s.first(&request("market.internal", None)));
+    assert_eq!(no_token.status, 401);
+    let mut unverified = request("market.internal", Some(&format!("Bearer {}", s.user("bob"))));
+    unverified.verified_upstream = None;
+    assert_eq!(rejected(s.first(&unverified)).status, 401);
+    let garbage = Request { verified_upstream: None, ..request("market.internal", Some("Bearer garbage")) };
+    assert_eq!(rejected(s.first(&garbage)).status, 401);
+
+    // Unless the configuration says, by name, that anyone may have it.
+    let mut config = base();
+    config["targets"][1]["dangerouslyAllowUnauthenticatedCallers"] = json!(true);
+    let mut open = setup(config);
+    let verdict = open.first(&request("market.internal", None));
+    let forwarded = open.complete(
+        &request("market.internal", None),
+        verdict,
+        200,
+        &json!({"access_token": "gateway-token", "token_type": "Bearer", "expires_in": 300}),
+    );
+    assert_eq!(injected(&forwarded).1, "Bearer gateway-token");
+}
+
+#[test]
+fn a_verified_client_certificate_names_the_caller() {
+    let mut config = base();
+    config["delegation"] = json!({"caller": "peerCertificate", "allow": [
+        {"caller": "spiffe://mesh/ns/finport/sa/broker", "targets": ["portfolio", "market", "graph"]}
+    ]});
+    let mut s = setup(config);
+    let broker = Some("spiffe://mesh/ns/finport/sa/broker".to_string());
+    // The gateway's own token: the certificate is enough, no token needed.
+    let cc = Request { peer_certificate: broker.clone(), ..request("market.internal", None) };
+    job_of(&s.first(&cc));
+    // Acting for a user: the user's verified token, and the caller from the
+    // certificate (not from the token's client).
+    let alice = format!("Bearer {}", s.user("alice"));
+    let exchange = Request { peer_certificate: broker, ..request("portfolio.internal", Some(&alice)) };
+    job_of(&s.first(&exchange));
+    for peer in [None, Some("spiffe://mesh/ns/finport/sa/rogue".to_string())] {
+        let denied = rejected(
+            s.first(&Request { peer_certificate: peer.clone(), ..request("market.internal", None) }),
+        );
+        assert_eq!(denied.status, 403, "{peer:?}");
+        let denied = rejected(s.first(&Request {
+            peer_certificate: peer.clone(),
+            ..request("portfolio.internal", Some(&alice))
+        }));
+        assert_eq!(denied.status, 403, "{peer:?}");
+    }
 }
 
 #[test]
@@ -266,7 +321,8 @@ fn no_target_is_denied_or_passed_without_the_token() {
 #[test]
 fn delegation_policy_refuses_other_callers() {
     let mut config = base();
-    config["delegation"] = json!({"allow": [{"caller": "broker-app", "audiences": ["portfolio-agent"]}]});
+    config["delegation"] = json!({"allow": [{"caller": "broker-app", "audiences": ["portfolio-agent", "market-data"]},
+                                            {"caller": "graph-app", "targets": ["graph"]}]});
     let mut s = setup(config);
     job_of(&s.first(&request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))))));
     let mut claims = user_claims("alice");
@@ -275,11 +331,21 @@ fn delegation_policy_refuses_other_callers() {
         rejected(s.first(&request("portfolio.internal", Some(&format!("Bearer {}", s.key.token(&claims))))));
     assert_eq!(denied.status, 403);
     assert!(
-        denied.body.contains("caller rogue-app may not obtain tokens for portfolio-agent"),
+        denied.body.contains("caller rogue-app may not obtain tokens for target portfolio"),
         "{}",
         denied.body
     );
-    assert_eq!(s.host.counter(metrics::DENIED_DELEGATION), 1);
+    // Every target is covered by the policy: the scope-only Entra target and
+    // the gateway's own token are refused to a caller not listed for them.
+    let rogue = format!("Bearer {}", s.key.token(&claims));
+    for host in ["graph.internal", "market.internal"] {
+        assert_eq!(rejected(s.first(&request(host, Some(&rogue)))).status, 403, "{host}");
+    }
+    assert_eq!(
+        rejected(s.first(&request("graph.internal", Some(&format!("Bearer {}", s.user("alice")))))).status,
+        403
+    );
+    assert_eq!(s.host.counter(metrics::DENIED_DELEGATION), 4);
 }
 
 #[test]
@@ -374,7 +440,7 @@ fn the_subject_header_is_removed_when_another_header_carries_the_token() {
     let mut config = base();
     config["targets"][1]["inject"] = json!({"header": "x-upstream-token", "prefix": ""});
     let mut s = setup(config);
-    let req = request("market.internal", Some("Bearer caller-token"));
+    let req = request("market.internal", Some(&format!("Bearer {}", s.user("alice"))));
     let verdict = s.first(&req);
     let forwarded = s.complete(
         &req,

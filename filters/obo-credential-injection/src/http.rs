@@ -18,7 +18,7 @@ use proxy_wasm::types::{Action, MapType, Status};
 
 use crate::assertion::AssertionIssuer;
 use crate::decision::{Request, Round, Verdict};
-use crate::model::{FilterConfig, SubjectToken, SubjectValidation};
+use crate::model::{CallerSource, FilterConfig, SubjectToken, SubjectValidation};
 use crate::root::{SharedVm, Vm};
 use crate::{FILTER, metrics};
 
@@ -100,15 +100,18 @@ fn read_request(config: &FilterConfig) -> Result<Request, Status> {
         None => Credential::Absent,
         Some(subject) => request_headers::credential(&subject.header)?,
     };
-    let caller_header = match &config.delegation.caller_header {
-        Some(name) => request_headers::header(name)?,
-        None => None,
+    // Envoy's own record of the TLS handshake, which no client can write.
+    let peer_certificate = match config.delegation.caller {
+        CallerSource::PeerCertificate => {
+            hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"])?
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        }
+        CallerSource::TokenClient => None,
     };
     let verified_upstream = match &config.subject {
-        Some(SubjectToken {
-            validation: SubjectValidation::DecodeOnly { verified_upstream: true, .. },
-            ..
-        }) => hostcalls::get_property(vec![VERIFIED_TOKEN_PROPERTY])?,
+        Some(SubjectToken { validation: SubjectValidation::ClaimEnforcement { .. }, .. }) => {
+            hostcalls::get_property(vec![VERIFIED_TOKEN_PROPERTY])?
+        }
         _ => None,
     };
     Ok(Request {
@@ -116,7 +119,7 @@ fn read_request(config: &FilterConfig) -> Result<Request, Status> {
         path: attributes.path,
         authority: attributes.authority,
         credential,
-        caller_header,
+        peer_certificate,
         verified_upstream,
     })
 }

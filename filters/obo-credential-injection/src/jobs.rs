@@ -78,7 +78,7 @@ mod tests {
     fn config() -> crate::model::FilterConfig {
         let config = json!({
             "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "gw", "clientSecret": "pw"}],
-            "subjectToken": {"validation": "decodeOnly"},
+            "subjectToken": {"validation": "claimEnforcement"},
             "targets": [
                 {"name": "portfolio", "mode": "tokenExchange", "idp": "corp", "audiences": ["portfolio-agent"],
                  "requestedTokenType": "urn:ietf:params:oauth:token-type:access_token"},

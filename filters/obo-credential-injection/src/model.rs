@@ -122,6 +122,10 @@ pub struct Target {
     pub digest: TokenHash,
     /// For `clientCredentials` targets, the grant kept fresh.
     pub credentials: Option<Rc<CredentialsGrant>>,
+    /// `dangerouslyAllowUnauthenticatedCallers`: anyone who reaches the
+    /// listener gets this `clientCredentials` target's token (the caller is
+    /// not identified or checked at all).
+    pub unauthenticated_callers: bool,
 }
 
 impl Target {
@@ -132,24 +136,24 @@ impl Target {
     }
 }
 
-/// How the subject token is checked before any IdP call.
+/// How the subject token is verified before any IdP call. There is no mode
+/// that trusts a token nobody verified: the delegation policy and identity
+/// assertions act on its claims.
 #[derive(Debug)]
 pub enum SubjectValidation {
-    /// Full verification (signature, `iss`, `aud`, `exp`) against providers.
+    /// This filter verifies it (signature, `iss`, `aud`, `exp`) against
+    /// providers.
     Jwks(Rc<Vec<Provider>>),
-    /// Parsed and time-checked only: for listeners where claim-enforcement
-    /// already verified the token earlier in the chain.
-    DecodeOnly {
+    /// claim-enforcement verified it earlier on the same request: its
+    /// `shareVerifiedToken` record must name this very token, else it is
+    /// refused. Its claims are then read and time-checked.
+    ClaimEnforcement {
         /// Accepted issuers (any when empty).
         issuers: Vec<String>,
         /// Accepted audiences (any when empty).
         audiences: Vec<String>,
         /// Leeway on `exp`, `nbf`, `iat`.
         clock_skew_secs: u64,
-        /// `validation: claimEnforcement`: the token must also be the one
-        /// claim-enforcement verified for this request (its
-        /// `shareVerifiedToken` record), else it is refused.
-        verified_upstream: bool,
     },
 }
 
@@ -164,14 +168,47 @@ pub struct SubjectToken {
     pub validation: SubjectValidation,
 }
 
-/// Which caller may obtain tokens for which audiences.
+/// Who the calling service is, as this Envoy verified it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallerSource {
+    /// The verified subject token's `client_id` (else `azp`): the client
+    /// the user's token was issued to.
+    #[default]
+    TokenClient,
+    /// The first URI SAN of the client certificate Envoy verified on this
+    /// connection (mTLS; a SPIFFE ID under a mesh).
+    PeerCertificate,
+}
+
+/// One caller and what it may obtain tokens for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    /// The caller, as [`CallerSource`] names it.
+    pub caller: String,
+    /// Targets it may use, by index.
+    pub targets: Vec<usize>,
+    /// Audiences and resources it may obtain tokens for: a target whose
+    /// every destination is listed is allowed (a target with none is never
+    /// allowed this way).
+    pub audiences: Vec<String>,
+}
+
+impl AllowEntry {
+    /// Whether this entry allows `target` (at `index`).
+    pub fn covers(&self, index: usize, target: &Target) -> bool {
+        self.targets.contains(&index)
+            || (target.destinations().next().is_some()
+                && target.destinations().all(|destination| self.audiences.iter().any(|a| a == destination)))
+    }
+}
+
+/// Which caller may obtain tokens for which targets.
 #[derive(Debug, Default)]
 pub struct Delegation {
-    /// Header naming the caller (set by Envoy, e.g. from mTLS); the
-    /// subject token's `client_id`/`azp` when absent.
-    pub caller_header: Option<String>,
-    /// Allowed (caller, audiences) pairs; `None`: any caller.
-    pub allow: Option<Vec<(String, Vec<String>)>>,
+    /// Where the caller's name comes from.
+    pub caller: CallerSource,
+    /// Who may use which target; `None`: any caller with a verified token.
+    pub allow: Option<Vec<AllowEntry>>,
     /// The subject token's `may_act` must name the caller.
     pub require_may_act: bool,
 }

@@ -6,7 +6,7 @@ use baton_token::claims::Claims;
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
 use baton_token::validation::ValidationPolicy;
 
-use crate::model::{Delegation, Target};
+use crate::model::{CallerSource, Delegation, Target};
 
 /// Why a subject token was refused, for the 401.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +17,11 @@ pub struct SubjectRejected {
     pub description: String,
 }
 
-/// Decode-only checks: well-formed (same strict parser as verification),
-/// not expired (with `exp` required), not before `nbf`, and `iss`/`aud`
-/// among the accepted ones when configured. The signature is not checked:
-/// this mode is for listeners where claim-enforcement verified the token.
-pub fn decode_only(
+/// The claims of a token claim-enforcement verified on this request (its
+/// record named this very token): parsed with the same strict parser as
+/// verification, and checked again for time (`exp` required), and for
+/// `iss`/`aud` among the accepted ones when configured.
+pub fn verified_upstream_claims(
     token: &str,
     issuers: &[String],
     audiences: &[String],
@@ -51,56 +51,44 @@ pub fn decode_only(
     Ok(claims)
 }
 
-/// Who is calling: the configured header (set by Envoy, e.g. from the mTLS
-/// peer certificate), else the subject token's `client_id`, else `azp`.
-pub fn caller(delegation: &Delegation, header_value: Option<&str>, claims: &Claims) -> Option<String> {
-    match &delegation.caller_header {
-        Some(header) => {
-            let value = header_value?.trim();
-            if header == "x-forwarded-client-cert" { xfcc_uri(value) } else { Some(value.to_string()) }
-                .filter(|caller| !caller.is_empty())
+/// Who is calling, as this Envoy verified it: the client certificate's URI
+/// SAN (mTLS), or the verified subject token's `client_id`, else `azp`.
+pub fn caller(
+    delegation: &Delegation,
+    peer_certificate: Option<&str>,
+    claims: Option<&Claims>,
+) -> Option<String> {
+    match delegation.caller {
+        CallerSource::PeerCertificate => {
+            peer_certificate.map(str::trim).filter(|uri| !uri.is_empty()).map(String::from)
         }
-        None => claims.client().map(String::from),
+        CallerSource::TokenClient => claims.and_then(Claims::client).map(String::from),
     }
 }
 
-/// The `URI` of the last element of an `x-forwarded-client-cert` header
-/// (Envoy appends its own element; with `SANITIZE_SET` it is the only one).
-fn xfcc_uri(value: &str) -> Option<String> {
-    let element = value.rsplit(',').next()?;
-    element.split(';').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        key.trim().eq_ignore_ascii_case("uri").then(|| value.trim().trim_matches('"').to_string())
-    })
-}
-
-/// Checks the delegation policy for an exchange toward `target`.
+/// Checks the delegation policy for target `index`: the caller must be
+/// allowed it, and, for a target acting for the user with `requireMayAct`,
+/// named by the subject token's `may_act`.
 pub fn check_delegation(
     delegation: &Delegation,
     caller: Option<&str>,
-    claims: &Claims,
+    claims: Option<&Claims>,
+    index: usize,
     target: &Target,
 ) -> Result<(), String> {
     if let Some(allow) = &delegation.allow {
         let Some(caller) = caller else {
             return Err("the caller could not be identified".to_string());
         };
-        let allowed = allow
-            .iter()
-            .filter(|(name, _)| name == caller)
-            .flat_map(|(_, audiences)| audiences.iter())
-            .collect::<Vec<_>>();
-        if let Some(denied) =
-            target.destinations().find(|destination| !allowed.iter().any(|a| a == destination))
-        {
-            return Err(format!("caller {caller} may not obtain tokens for {denied}"));
+        if !allow.iter().any(|entry| entry.caller == caller && entry.covers(index, target)) {
+            return Err(format!("caller {caller} may not obtain tokens for target {}", target.name));
         }
     }
-    if delegation.require_may_act {
+    if delegation.require_may_act && target.mode.needs_subject() {
         let Some(caller) = caller else {
             return Err("the caller could not be identified".to_string());
         };
-        let named = claims.may_act.as_ref().is_some_and(|may_act| {
+        let named = claims.and_then(|claims| claims.may_act.as_ref()).is_some_and(|may_act| {
             may_act.sub.as_deref() == Some(caller) || may_act.client_id.as_deref() == Some(caller)
         });
         if !named {
@@ -128,42 +116,44 @@ mod tests {
     }
 
     #[test]
-    fn decode_only_checks_time_issuer_and_audience() {
+    fn verified_upstream_claims_are_checked_again_for_time_issuer_and_audience() {
+        let check = verified_upstream_claims;
         let good = json!({"iss": "https://idp", "aud": "broker", "exp": NOW + 60, "sub": "alice"});
         let issuers = vec!["https://idp".to_string()];
         let audiences = vec!["broker".to_string()];
-        assert!(decode_only(&unsigned(&good), &issuers, &audiences, 0, NOW).is_ok());
+        assert!(check(&unsigned(&good), &issuers, &audiences, 0, NOW).is_ok());
         let mut expired = good.clone();
         expired["exp"] = json!(NOW - 1);
-        assert_eq!(
-            decode_only(&unsigned(&expired), &issuers, &audiences, 0, NOW).unwrap_err().reason,
-            "expired"
-        );
+        assert_eq!(check(&unsigned(&expired), &issuers, &audiences, 0, NOW).unwrap_err().reason, "expired");
         let mut no_exp = good.clone();
         no_exp.as_object_mut().unwrap().remove("exp");
-        assert_eq!(decode_only(&unsigned(&no_exp), &[], &[], 0, NOW).unwrap_err().reason, "exp_missing");
+        assert_eq!(check(&unsigned(&no_exp), &[], &[], 0, NOW).unwrap_err().reason, "exp_missing");
         let mut other_iss = good.clone();
         other_iss["iss"] = json!("https://evil");
         assert_eq!(
-            decode_only(&unsigned(&other_iss), &issuers, &[], 0, NOW).unwrap_err().reason,
+            check(&unsigned(&other_iss), &issuers, &[], 0, NOW).unwrap_err().reason,
             "issuer_mismatch"
         );
         let mut other_aud = good.clone();
         other_aud["aud"] = json!(["x"]);
         assert_eq!(
-            decode_only(&unsigned(&other_aud), &[], &audiences, 0, NOW).unwrap_err().reason,
+            check(&unsigned(&other_aud), &[], &audiences, 0, NOW).unwrap_err().reason,
             "audience_mismatch"
         );
-        assert_eq!(decode_only("not-a-jwt", &[], &[], 0, NOW).unwrap_err().reason, "malformed");
+        assert_eq!(check("not-a-jwt", &[], &[], 0, NOW).unwrap_err().reason, "malformed");
         let none = format!("{}.{}.", encode(br#"{"alg":"none"}"#), encode(good.to_string().as_bytes()));
-        assert_eq!(decode_only(&none, &[], &[], 0, NOW).unwrap_err().reason, "alg_none");
+        assert_eq!(check(&none, &[], &[], 0, NOW).unwrap_err().reason, "alg_none");
     }
 
-    fn target_and_delegation(delegation: Value) -> (crate::model::FilterConfig, Claims) {
+    fn with_delegation(delegation: Value) -> (crate::model::FilterConfig, Claims) {
         let config = json!({
             "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "clientId": "gw", "clientSecret": "pw"}],
-            "subjectToken": {"validation": "decodeOnly"},
-            "targets": [{"name": "ledger", "mode": "tokenExchange", "idp": "corp", "audiences": ["ledger"], "resources": ["https://ledger/api"]}],
+            "subjectToken": {"validation": "claimEnforcement"},
+            "targets": [
+                {"name": "ledger", "mode": "tokenExchange", "idp": "corp", "audiences": ["ledger"], "resources": ["https://ledger/api"]},
+                {"name": "reports", "mode": "entraOnBehalfOf", "idp": "corp", "scope": "api://reports/.default"},
+                {"name": "quotes", "mode": "clientCredentials", "idp": "corp", "audiences": ["market"]}
+            ],
             "delegation": delegation
         });
         let claims = claims_of(&json!({"sub": "alice", "azp": "broker", "may_act": {"sub": "portfolio"}}));
@@ -171,46 +161,61 @@ mod tests {
     }
 
     #[test]
-    fn the_caller_comes_from_the_token_or_a_trusted_header() {
-        let (config, claims) = target_and_delegation(json!({}));
-        assert_eq!(caller(&config.delegation, None, &claims).as_deref(), Some("broker"));
-        let (config, claims) = target_and_delegation(json!({"callerHeader": "x-caller"}));
-        assert_eq!(caller(&config.delegation, Some(" svc-a "), &claims).as_deref(), Some("svc-a"));
-        assert_eq!(caller(&config.delegation, None, &claims), None);
-        let (config, claims) = target_and_delegation(json!({"callerHeader": "x-forwarded-client-cert"}));
-        let xfcc = r#"By=spiffe://mesh/gw;Hash=abc;URI=spiffe://mesh/ns/a/sa/broker,By=spiffe://mesh/gw;Hash=def;Subject="CN=x";URI=spiffe://mesh/ns/b/sa/portfolio"#;
+    fn the_caller_is_the_verified_tokens_client_or_the_verified_peer() {
+        let (config, claims) = with_delegation(json!({}));
+        assert_eq!(caller(&config.delegation, Some("spiffe://x"), Some(&claims)).as_deref(), Some("broker"));
+        assert_eq!(caller(&config.delegation, None, None), None);
+        let (config, claims) = with_delegation(json!({"caller": "peerCertificate"}));
         assert_eq!(
-            caller(&config.delegation, Some(xfcc), &claims).as_deref(),
+            caller(&config.delegation, Some(" spiffe://mesh/ns/b/sa/portfolio "), Some(&claims)).as_deref(),
             Some("spiffe://mesh/ns/b/sa/portfolio")
         );
+        assert_eq!(caller(&config.delegation, None, Some(&claims)), None, "no certificate: nobody");
+        assert_eq!(caller(&config.delegation, Some(""), Some(&claims)), None);
     }
 
     #[test]
-    fn allowed_pairs_cover_every_destination() {
-        let (config, claims) = target_and_delegation(json!({"allow": [
-            {"caller": "broker", "audiences": ["ledger", "https://ledger/api"]},
-            {"caller": "portfolio", "audiences": ["ledger"]}
+    fn every_target_is_allowed_by_name_or_by_all_its_destinations() {
+        let (config, claims) = with_delegation(json!({"allow": [
+            {"caller": "broker", "audiences": ["ledger", "https://ledger/api", "market"], "targets": ["reports"]},
+            {"caller": "portfolio", "audiences": ["ledger"]},
+            {"caller": "viewer", "targets": ["quotes"]}
         ]}));
-        let target = &config.targets[0];
-        assert_eq!(check_delegation(&config.delegation, Some("broker"), &claims, target), Ok(()));
+        let targets = &config.targets;
+        let check = |caller: Option<&str>, index: usize| {
+            check_delegation(&config.delegation, caller, Some(&claims), index, &targets[index])
+        };
+        assert_eq!(check(Some("broker"), 0), Ok(()));
+        assert_eq!(check(Some("broker"), 1), Ok(()), "by name");
+        assert_eq!(check(Some("broker"), 2), Ok(()));
         assert_eq!(
-            check_delegation(&config.delegation, Some("portfolio"), &claims, target),
-            Err("caller portfolio may not obtain tokens for https://ledger/api".to_string())
+            check(Some("portfolio"), 0),
+            Err("caller portfolio may not obtain tokens for target ledger".to_string()),
+            "one destination of two"
         );
-        assert!(check_delegation(&config.delegation, Some("stranger"), &claims, target).is_err());
-        assert!(check_delegation(&config.delegation, None, &claims, target).is_err());
+        // reports has no audience: only its name allows it, never a vacuous
+        // "every destination is allowed".
+        assert!(check(Some("portfolio"), 1).is_err());
+        assert!(check(Some("viewer"), 1).is_err());
+        assert_eq!(check(Some("viewer"), 2), Ok(()));
+        assert!(check(Some("stranger"), 2).is_err());
+        assert!(check(None, 0).is_err());
     }
 
     #[test]
     fn may_act_must_name_the_caller_when_required() {
-        let (config, claims) = target_and_delegation(json!({"requireMayAct": true}));
-        let target = &config.targets[0];
-        assert_eq!(check_delegation(&config.delegation, Some("portfolio"), &claims, target), Ok(()));
+        let (config, claims) = with_delegation(json!({"requireMayAct": true}));
+        let t = &config.targets;
+        assert_eq!(check_delegation(&config.delegation, Some("portfolio"), Some(&claims), 0, &t[0]), Ok(()));
         assert_eq!(
-            check_delegation(&config.delegation, Some("broker"), &claims, target),
+            check_delegation(&config.delegation, Some("broker"), Some(&claims), 0, &t[0]),
             Err("the subject token's may_act does not name caller broker".to_string())
         );
         let no_may_act = claims_of(&json!({"sub": "alice"}));
-        assert!(check_delegation(&config.delegation, Some("portfolio"), &no_may_act, target).is_err());
+        assert!(
+            check_delegation(&config.delegation, Some("portfolio"), Some(&no_may_act), 0, &t[0]).is_err()
+        );
+        // The gateway's own token acts for nobody: may_act does not apply.
+        assert_eq!(check_delegation(&config.delegation, Some("broker"), Some(&claims), 2, &t[2]), Ok(()));
     }
 }

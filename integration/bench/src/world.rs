@@ -75,7 +75,10 @@ impl World {
     pub fn obo_client_credentials(&self) -> Value {
         json!({
             "idps": [self.broker_idp()],
-            "targets": [{"name": "market", "mode": "clientCredentials", "idp": "corp", "scope": "quotes"}],
+            // Like credential_injector, the row it is measured against:
+            // the token goes to every request.
+            "targets": [{"name": "market", "mode": "clientCredentials", "idp": "corp", "scope": "quotes",
+                         "dangerouslyAllowUnauthenticatedCallers": true}],
             "auditLog": false
         })
     }

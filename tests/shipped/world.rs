@@ -1,0 +1,159 @@
+//! The shipped configurations started with the IdPs and upstreams they
+//! expect, on free loopback ports.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use baton_harness::{Envoy, ShippedConfig, body_json};
+use echo_backend::EchoBackend;
+use http_kit::{ClientRequest, ClientResponse};
+use mock_idp::{MockIdp, MockIdpConfig};
+use serde_json::{Value, json};
+
+pub use crate::bank::auth_challenge;
+
+/// The audience of the users' tokens in the shipped configs.
+pub const FINPORT_AUDIENCE: &str = "finport-api";
+
+/// The users' IdP (FinPort's), on a free port.
+pub fn finport_idp() -> MockIdp {
+    MockIdp::start(MockIdpConfig::default()).expect("mock IdP starts")
+}
+
+/// A user's token as the FinPort IdP issues it (ES256, `at+jwt`, five
+/// minutes).
+pub fn user_token(idp: &MockIdp, user: &str) -> String {
+    let mut claims = idp.standard_claims(user, FINPORT_AUDIENCE, 300);
+    claims["scope"] = json!("openid portfolio:read");
+    claims["client_id"] = json!("finport-app");
+    idp.mint(claims)
+}
+
+/// `envoy-configs/in-task-auth-code.yaml` in front of an A2A agent, with the
+/// FinPort IdP and the bank it names.
+pub struct TransferGateway {
+    pub idp: MockIdp,
+    pub bank: MockIdp,
+    pub agent: EchoBackend,
+    pub envoy: Envoy,
+    /// Where the gateway listens (its redirect URI names this port).
+    pub port: u16,
+}
+
+/// The bank's secret for the gateway, as the shipped config reads it.
+pub const BANK_SECRET: &str = "bank-demo-secret";
+
+impl TransferGateway {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// With the bank's configuration (from `integration/bank-idp.json`)
+    /// changed by `change`.
+    pub fn start_with(change: impl FnOnce(&mut MockIdpConfig)) -> Self {
+        let idp = finport_idp();
+        let agent = EchoBackend::start_a2a_agent().unwrap();
+        let port = baton_harness::free_port().unwrap();
+        let text = std::fs::read_to_string(baton_harness::workspace_root().join("integration/bank-idp.json"))
+            .unwrap();
+        let mut bank_config: MockIdpConfig = serde_json::from_str(&text).unwrap();
+        bank_config.port = 0;
+        for client in &mut bank_config.clients {
+            for uri in &mut client.redirect_uris {
+                *uri = uri.replace("127.0.0.1:10003", &format!("127.0.0.1:{port}"));
+            }
+        }
+        change(&mut bank_config);
+        let bank = MockIdp::start(bank_config).unwrap();
+        let envoy = ShippedConfig::new("in-task-auth-code.yaml")
+            .port(9000, idp.port())
+            .port(9010, bank.port())
+            .port(9011, agent.port())
+            .port(10003, port)
+            .env("BATON_BANK_SECRET", BANK_SECRET)
+            .start()
+            .unwrap_or_else(|e| panic!("in-task-auth-code.yaml did not start: {e}"));
+        let gateway = TransferGateway { idp, bank, agent, envoy, port };
+        assert!(
+            gateway
+                .envoy
+                .wait_for(Duration::from_secs(10), |e| e.counter("baton_itac.jwks.fetch_success") >= 2),
+            "the gateway did not fetch both IdPs' keys"
+        );
+        gateway
+    }
+
+    /// A token of `user` from the FinPort IdP.
+    pub fn token(&self, user: &str) -> String {
+        user_token(&self.idp, user)
+    }
+
+    /// POSTs an A2A request with `authorization` (if any) and `headers`.
+    pub fn post(
+        &self,
+        authorization: Option<&str>,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> ClientResponse {
+        let mut request = ClientRequest::post("/", "application/json", body.to_string().into_bytes());
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        self.envoy.send(&request)
+    }
+
+    /// `message/send` of `user` (by a token the IdP issued).
+    pub fn send_as(&self, user: &str, body: &Value) -> ClientResponse {
+        self.post(Some(&format!("Bearer {}", self.token(user))), body, &[])
+    }
+
+    /// The bank approves (auto-approval, as `user`) and redirects: the code
+    /// and state of the redirect back to the gateway.
+    pub fn approve_at_bank(&self, authorization_url: &str, user: &str) -> (String, String) {
+        let (_, code, state) = crate::bank::approve(&self.bank, authorization_url, user);
+        (code, state)
+    }
+
+    /// `user` gets a challenge for a transfer, approves at the bank, and
+    /// the browser comes back: the task the agent then created holds the
+    /// bank's token. Returns the agent's task id.
+    pub fn authorized_task(&self, user: &str) -> String {
+        let challenge = self.send_as(user, &transfer(None));
+        let gateway_task = body_json(&challenge)["result"]["id"].as_str().unwrap().to_string();
+        let url = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
+        let (code, state) = self.approve_at_bank(&url, user);
+        let page = self.envoy.get(&format!("/a2a/oauth/callback?code={code}&state={state}"), &[]);
+        assert_eq!(page.status, 200, "{}", page.body_str());
+        let answer = self.send_as(user, &transfer(Some(&gateway_task)));
+        assert_eq!(body_json(&answer)["result"]["status"]["state"], "completed", "{}", answer.body_str());
+        body_json(&answer)["result"]["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// A v0.3 `message/send` of a transfer, in `task` when given.
+pub fn transfer(task: Option<&str>) -> Value {
+    message(
+        task,
+        json!([{"kind": "text", "text": "send 250 EUR to bob"},
+                         {"kind": "data", "data": {"operation": "transfer", "amount": 250, "to": "bob"}}]),
+    )
+}
+
+/// A v0.3 `message/send` with these parts, in `task` when given.
+pub fn message(task: Option<&str>, parts: Value) -> Value {
+    let mut message = json!({"kind": "message", "role": "user", "messageId": "m-1", "parts": parts});
+    if let Some(task) = task {
+        message["taskId"] = json!(task);
+        message["contextId"] = json!("ctx-1");
+    }
+    json!({"jsonrpc": "2.0", "id": "req-1", "method": "message/send", "params": {"message": message}})
+}
+
+/// The claims of the bearer token an upstream request carried.
+pub fn bearer_claims(request: &http_kit::Request) -> Option<Value> {
+    let token = request.header("authorization")?.strip_prefix("Bearer ")?;
+    mock_idp::decode_claims_unverified(token)
+}
