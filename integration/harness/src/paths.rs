@@ -1,5 +1,5 @@
-//! Where the Envoy binary and the built filters are, and the scratch
-//! folders of the processes the harness starts.
+//! Where the Envoy, Chromium and chromedriver binaries and the built
+//! filters are, and the scratch folders of the processes the harness starts.
 
 use std::fs;
 use std::path::PathBuf;
@@ -18,6 +18,19 @@ pub fn envoy_binary() -> PathBuf {
         Some(path) => PathBuf::from(path),
         None => workspace_root().join(".venv").join("bin").join("envoy"),
     }
+}
+
+/// The Chromium binary: `$BATON_CHROMIUM` if set, else Debian's
+/// `/usr/bin/chromium` (package `chromium`, installed by `make setup`).
+pub fn chromium_binary() -> PathBuf {
+    std::env::var_os("BATON_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// The chromedriver binary: `$BATON_CHROMEDRIVER` if set, else Debian's
+/// `/usr/bin/chromedriver` (package `chromium-driver`, installed by `make setup`).
+pub fn chromedriver_binary() -> PathBuf {
+    std::env::var_os("BATON_CHROMEDRIVER")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromedriver"), PathBuf::from)
 }
 
 /// A built filter, e.g. `wasm_file("claim_enforcement")`: the release build
