@@ -79,7 +79,7 @@ pub(crate) fn page(status: u16, pending_query: &str, username: &str, error: Opti
 <head><meta charset="utf-8"><title>Sign in - mock IdP</title></head>
 <body>
 <h1>Sign in</h1>
-{error}<form method="post" action="/login">
+{error}<form method="post" action="login">
 <input type="hidden" name="{PENDING_REQUEST_FIELD}" value="{pending}">
 <p><label for="username">Username</label> <input id="username" name="username" value="{username}" autocomplete="username"></p>
 <p><label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password"></p>
@@ -111,8 +111,11 @@ pub(crate) fn handle(state: &IdpState, request: &Request) -> Response {
 /// redirect back to the pending `/authorize` request; else 401 and the form.
 fn login(state: &IdpState, request: &Request) -> Response {
     // Browsers send Origin with every form POST: refusing other origins
-    // keeps other sites from logging a victim in (login CSRF).
-    if request.header("origin").is_some_and(|origin| origin != state.base_url) {
+    // keeps other sites from logging a victim in (login CSRF). The form is
+    // served from the bound address, or from the issuer's origin when the
+    // IdP sits behind a proxy.
+    let own_origin = |origin: &str| origin == state.base_url || origin == origin_of(&state.issuer);
+    if request.header("origin").is_some_and(|origin| !own_origin(origin)) {
         return Response::text(403, "cross-origin login refused");
     }
     let params = Params::new(request.form_params());
@@ -124,11 +127,17 @@ fn login(state: &IdpState, request: &Request) -> Response {
     if !state.config.user(username).is_some_and(|user| user.accepts_password(password)) {
         return page(401, pending, username, Some(LOGIN_REFUSED));
     }
+    // A new id on every login (no session fixation); the old one ends.
+    if let Some(old) = session_id(request) {
+        lock(&state.sessions).end(old);
+    }
     let id = match start_session(state, username) {
         Ok(id) => id,
         Err(error) => return Response::text(500, &error.to_string()),
     };
-    let location = format!("{}/authorize?{}", state.base_url, continuation_query(pending));
+    // Relative, as the form's action is: it works behind a proxy that
+    // serves the IdP under a path.
+    let location = format!("authorize?{}", continuation_query(pending));
     Response::empty(302)
         .with_header("location", &location)
         .with_header("set-cookie", &set_cookie(&id))
@@ -168,6 +177,13 @@ fn continuation_query(pending: &str) -> String {
     form_urlencode(&borrowed)
 }
 
+/// `scheme://host[:port]` of an absolute URL.
+fn origin_of(url: &str) -> &str {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[authority_start..].find(['/', '?', '#']).map_or(url.len(), |i| authority_start + i);
+    &url[..end]
+}
+
 fn secs(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
@@ -203,6 +219,13 @@ mod tests {
         for id in ["id=\"username\"", "id=\"password\"", "id=\"login\""] {
             assert!(html.contains(id), "{id} in {html}");
         }
+    }
+
+    #[test]
+    fn origins_of_issuers() {
+        assert_eq!(origin_of("https://idp.example/realms/x"), "https://idp.example");
+        assert_eq!(origin_of("http://127.0.0.1:9010"), "http://127.0.0.1:9010");
+        assert_eq!(origin_of("http://127.0.0.1:9010?x#y"), "http://127.0.0.1:9010");
     }
 
     #[test]

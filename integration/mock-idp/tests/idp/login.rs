@@ -22,7 +22,7 @@ fn assert_login_form(response: &ClientResponse, status: u16) -> String {
     assert!(response.header("set-cookie").is_none());
     assert_eq!(response.header("content-type"), Some("text/html; charset=utf-8"));
     assert_eq!(response.header("cache-control"), Some("no-store"));
-    for id in ["id=\"username\"", "id=\"password\"", "id=\"login\"", "action=\"/login\""] {
+    for id in ["id=\"username\"", "id=\"password\"", "id=\"login\"", "action=\"login\""] {
         assert!(html.contains(id), "{id} in {html}");
     }
     assert!(!html.contains("http://") && !html.contains("https://"), "no external resources: {html}");
@@ -41,20 +41,48 @@ fn html_attribute(html: &str, prefix: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// Posts the login form, as a browser with no session cookie would.
 fn post_login(idp: &MockIdp, pending: &str, username: &str, password: &str) -> ClientResponse {
-    let form = [("authorization_query", pending), ("username", username), ("password", password)];
-    send(idp.addr(), &ClientRequest::post_form("/login", &form), TIMEOUT).unwrap()
+    post_login_with_cookie(idp, pending, username, password, None)
 }
 
-/// Logs in through the form; returns the `Cookie` value and where the IdP sent the browser.
+fn post_login_with_cookie(
+    idp: &MockIdp,
+    pending: &str,
+    username: &str,
+    password: &str,
+    cookie: Option<&str>,
+) -> ClientResponse {
+    let form = [("authorization_query", pending), ("username", username), ("password", password)];
+    let mut request = ClientRequest::post_form("/login", &form);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    send(idp.addr(), &request, TIMEOUT).unwrap()
+}
+
+/// Logs in through the form; returns the `Cookie` value and the target
+/// the IdP sent the browser to (its Location is relative to `/login`).
 fn log_in(idp: &MockIdp, pending: &str, username: &str, password: &str) -> (String, String) {
-    let response = post_login(idp, pending, username, password);
+    log_in_with_cookie(idp, pending, username, password, None)
+}
+
+fn log_in_with_cookie(
+    idp: &MockIdp,
+    pending: &str,
+    username: &str,
+    password: &str,
+    cookie: Option<&str>,
+) -> (String, String) {
+    let response = post_login_with_cookie(idp, pending, username, password, cookie);
     assert_eq!(response.status, 302, "{}", response.body_str());
     let set_cookie = response.header("set-cookie").unwrap();
     let (pair, attributes) = set_cookie.split_once("; ").unwrap();
     assert!(pair.starts_with(&format!("{SESSION_COOKIE}=")), "{set_cookie}");
     assert_eq!(attributes, "Path=/; HttpOnly; SameSite=Lax");
-    (pair.to_string(), response.header("location").unwrap().to_string())
+    let location = response.header("location").unwrap();
+    assert!(location.starts_with("authorize?"), "{location}");
+    (pair.to_string(), format!("/{location}"))
 }
 
 /// The `sub` of the access token `code` redeems for.
@@ -84,10 +112,9 @@ fn the_form_starts_a_session_and_codes_are_for_the_session_user() {
     // The URL names bob; alice is who logs in.
     let pending = assert_login_form(&get(&idp, &authorize_target(&[("login_hint", "bob")])), 200);
     let (cookie, location) = log_in(&idp, &pending, "alice", "password-alice");
-    assert_eq!(location, format!("{}/authorize?{pending}", idp.base_url()));
+    assert_eq!(location, format!("/authorize?{pending}"));
 
-    let params =
-        redirect_params(&get_with_cookie(&idp, location.trim_start_matches(&idp.base_url()), &cookie));
+    let params = redirect_params(&get_with_cookie(&idp, &location, &cookie));
     assert_eq!(param(&params, "state"), Some("xyz"));
     assert_eq!(param(&params, "iss"), Some(idp.issuer().as_str()));
     assert_eq!(code_user(&idp, &params), "alice");
@@ -135,7 +162,13 @@ fn wrong_passwords_and_unknown_users_are_refused() {
 
 #[test]
 fn another_origin_cannot_post_the_login_form() {
-    let idp = start_interactive();
+    // Behind a proxy the form is served from the issuer's origin.
+    let config = MockIdpConfig {
+        issuer: Some("https://idp.example/realms/bank".to_string()),
+        login: LoginMode::interactive(),
+        ..test_config()
+    };
+    let idp = MockIdp::start(config).unwrap();
     let pending = assert_login_form(&get(&idp, &authorize_target(&[])), 200);
     let form =
         [("authorization_query", pending.as_str()), ("username", "alice"), ("password", "password-alice")];
@@ -143,10 +176,13 @@ fn another_origin_cannot_post_the_login_form() {
         let request = ClientRequest::post_form("/login", &form).header("origin", origin);
         send(idp.addr(), &request, TIMEOUT).unwrap()
     };
-    let cross_site = post("http://evil.test");
-    assert_eq!(cross_site.status, 403);
-    assert!(cross_site.header("set-cookie").is_none());
+    for foreign in ["http://evil.test", "null", "https://idp.example.evil.test"] {
+        let refused = post(foreign);
+        assert_eq!(refused.status, 403, "{foreign}");
+        assert!(refused.header("set-cookie").is_none());
+    }
     assert_eq!(post(&idp.base_url()).status, 302);
+    assert_eq!(post("https://idp.example").status, 302);
 }
 
 #[test]
@@ -156,10 +192,12 @@ fn prompt_login_asks_again_despite_a_session() {
     let pending =
         assert_login_form(&get_with_cookie(&idp, &authorize_target(&[("prompt", "login")]), &cookie), 200);
     // Logging in (as someone else, even) satisfies prompt=login instead of asking forever.
-    let (bob_cookie, location) = log_in(&idp, &pending, "bob", "password-bob");
+    let (bob_cookie, location) = log_in_with_cookie(&idp, &pending, "bob", "password-bob", Some(&cookie));
+    assert_ne!(bob_cookie, cookie);
+    // The session the login replaced is over.
+    assert_login_form(&get_with_cookie(&idp, &authorize_target(&[]), &cookie), 200);
     assert!(!location.contains("prompt"), "{location}");
-    let params =
-        redirect_params(&get_with_cookie(&idp, location.trim_start_matches(&idp.base_url()), &bob_cookie));
+    let params = redirect_params(&get_with_cookie(&idp, &location, &bob_cookie));
     assert_eq!(code_user(&idp, &params), "bob");
 }
 
