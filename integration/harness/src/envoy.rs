@@ -4,14 +4,13 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use http_kit::{ClientRequest, ClientResponse};
 use serde_json::Value;
 
 use crate::config::EnvoySpec;
-use crate::paths::envoy_binary;
+use crate::paths::{envoy_binary, temp_dir};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -35,8 +34,6 @@ pub(crate) struct Launch<'a> {
     /// debug when the level is info.
     pub(crate) component_levels: Option<&'a str>,
 }
-
-static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
 impl Envoy {
     /// Starts Envoy and waits until it is ready and its listener is bound.
@@ -286,16 +283,6 @@ pub fn validate_config(path: &Path, workdir: &Path, env: &[(&str, &str)]) -> Res
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     if output.status.success() { Ok(text) } else { Err(text) }
-}
-
-pub(crate) fn temp_dir(kind: &str) -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!(
-        "baton-{kind}-{}-{}",
-        std::process::id(),
-        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir).map_err(|e| format!("temp dir {}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 /// Runs `envoy --mode validate` on the bootstrap of `spec`.

@@ -8,7 +8,8 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use crate::envoy::{Envoy, Launch, temp_dir};
+use crate::envoy::{Envoy, Launch};
+use crate::paths::temp_dir;
 use crate::paths::workspace_root;
 
 /// A file from `envoy-configs/` and the port changes to run it with.

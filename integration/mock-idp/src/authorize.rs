@@ -1,4 +1,6 @@
-//! `GET /authorize`: an auto-approving authorization endpoint for tests.
+//! `GET /authorize`: the authorization endpoint. It approves at once
+//! ([`LoginMode::AutoApprove`]) or as the logged-in user, showing the login
+//! form first when there is no session ([`LoginMode::Interactive`]).
 //!
 //! Problems with `client_id` or `redirect_uri` are answered with a 400
 //! JSON error (never redirect to an unverified URI, RFC 6749 §4.1.2.1);
@@ -7,7 +9,9 @@
 use http_kit::{Request, Response, form_urlencode};
 use serde_json::json;
 
+use crate::config::LoginMode;
 use crate::keys::random_token;
+use crate::login;
 use crate::params::{Params, scope_list};
 use crate::state::{AuthCode, IdpState, lock, now_secs};
 
@@ -81,17 +85,44 @@ pub(crate) fn handle(state: &IdpState, request: &Request) -> Response {
     if params.get("max_age").is_some_and(|v| v.parse::<u64>().is_err()) {
         return error("invalid_request", "max_age must be a non-negative integer");
     }
-    let sub = params
-        .get("login_hint")
-        .map(str::to_string)
-        .or_else(|| state.config.users.first().map(|u| u.sub.clone()))
-        .unwrap_or_else(|| "alice".to_string());
+    let now = now_secs();
+    let (sub, auth_time) = match state.config.login {
+        // Auto-approval means the user has just authenticated, which
+        // satisfies any max_age.
+        LoginMode::AutoApprove => {
+            let sub = params
+                .get("login_hint")
+                .map(str::to_string)
+                .or_else(|| state.config.users.first().map(|u| u.sub.clone()))
+                .unwrap_or_else(|| "alice".to_string());
+            (sub, now)
+        }
+        // OIDC Core §3.1.2.1: `prompt=login` asks for a fresh login, an
+        // older login than `max_age` needs one too, and `prompt=none` must
+        // not show any page. `login_hint` only pre-fills the form.
+        LoginMode::Interactive { .. } => {
+            let prompts = params.get("prompt").map(scope_list).unwrap_or_default();
+            let max_age = params.get("max_age").and_then(|v| v.parse::<i64>().ok());
+            let session = login::current_session(state, request, now)
+                .filter(|_| !prompts.contains(&"login"))
+                .filter(|session| max_age.is_none_or(|max| now.saturating_sub(session.auth_time) <= max));
+            match session {
+                Some(session) => (session.sub, session.auth_time),
+                None if prompts.contains(&"none") => {
+                    return error("login_required", "the user is not logged in");
+                }
+                None => {
+                    let hint = params.get("login_hint").unwrap_or_default();
+                    return login::page(200, request.query().unwrap_or_default(), hint, None);
+                }
+            }
+        }
+    };
     let acr =
         params.get("acr_values").and_then(|values| scope_list(values).first().map(|v| (*v).to_string()));
     let Ok(code) = random_token::<32>() else {
         return error("server_error", "random source failed");
     };
-    let now = now_secs();
     lock(&state.grants).codes.insert(
         code.clone(),
         AuthCode {
@@ -103,9 +134,7 @@ pub(crate) fn handle(state: &IdpState, request: &Request) -> Response {
             resources,
             acr,
             nonce: params.get("nonce").map(str::to_string),
-            // Auto-approval means the user has just authenticated, which
-            // satisfies any max_age.
-            auth_time: now,
+            auth_time,
             expires_at: now + CODE_LIFETIME_SECS,
         },
     );

@@ -23,6 +23,8 @@ pub const DEMO_PORTFOLIO_SECRET: &str = "portfolio-agent-secret";
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// Grant type URN of RFC 7523 JWT bearer (used by Entra's on-behalf-of flow).
 pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// How long an interactive login session lasts unless configured otherwise.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(3600);
 
 /// How the IdP behaves. `Default` is a useful test setup: the demo clients
 /// and users below, ES256 access tokens valid for 300 s, `typ: at+jwt`.
@@ -42,8 +44,11 @@ pub struct MockIdpConfig {
     pub typ: String,
     /// Registered clients.
     pub clients: Vec<ClientRegistration>,
-    /// Known users; `/authorize` picks one by `login_hint`.
+    /// Known users. How `/authorize` picks one depends on [`MockIdpConfig::login`].
     pub users: Vec<User>,
+    /// How `/authorize` authenticates the user: auto-approval (the default)
+    /// or a login form and a session cookie.
+    pub login: LoginMode,
     /// Keys to publish from the start instead of generating them; the first
     /// key of each algorithm becomes active. ES256 and RS256 keys missing
     /// here are generated. Sharing one RSA key across many IdPs in a test
@@ -81,9 +86,48 @@ impl Default for MockIdpConfig {
                     .with_claim("name", Value::from("Bob Brown"))
                     .with_claim("roles", Value::from(vec!["viewer"])),
             ],
+            login: LoginMode::AutoApprove,
             keys: Vec::new(),
         }
     }
+}
+
+/// How `/authorize` decides who the user is.
+///
+/// JSON: `{"mode": "auto_approve"}` or
+/// `{"mode": "interactive", "session_ttl_secs": 3600}` (the TTL is optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LoginMode {
+    /// Approves at once, as the user `login_hint` names (else the first
+    /// configured user). Convenient for tests that are not about login;
+    /// anyone who can write an authorization URL picks the user.
+    #[default]
+    AutoApprove,
+    /// Authenticates like a real IdP: `login_hint` only pre-fills the login
+    /// form. Without a session, `/authorize` answers a login form that
+    /// posts to `/login`; a correct username and password (see
+    /// [`User::password`]) start a session kept server-side and named by
+    /// the `mock_idp_session` cookie, and `/authorize` then approves as the
+    /// session's user. `prompt=login` and an exceeded `max_age` ask again;
+    /// `prompt=none` without a session is `login_required`; `/logout` ends
+    /// the session.
+    Interactive {
+        /// How long a session lasts after the login (JSON: whole seconds).
+        #[serde(rename = "session_ttl_secs", with = "duration_secs", default = "default_session_ttl")]
+        session_ttl: Duration,
+    },
+}
+
+impl LoginMode {
+    /// Interactive login with sessions of [`DEFAULT_SESSION_TTL`].
+    pub fn interactive() -> Self {
+        LoginMode::Interactive { session_ttl: DEFAULT_SESSION_TTL }
+    }
+}
+
+fn default_session_ttl() -> Duration {
+    DEFAULT_SESSION_TTL
 }
 
 /// A client authentication method at the token endpoint (RFC 7591 names).
@@ -233,11 +277,16 @@ impl ClientRegistration {
 }
 
 /// A user: `sub` plus claims merged into the user's tokens (`email`,
-/// `roles`, ...). In JSON the extra claims sit beside `sub`.
+/// `roles`, ...). In JSON the extra claims sit beside `sub` (and
+/// `password`, which is never a claim).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
-    /// Subject identifier.
+    /// Subject identifier; also the username of the login form.
     pub sub: String,
+    /// The password the login form accepts in [`LoginMode::Interactive`];
+    /// `None` means `password-<sub>` (e.g. `password-alice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
     /// Extra claims copied into access tokens, ID tokens and userinfo.
     #[serde(flatten)]
     pub claims: Map<String, Value>,
@@ -246,7 +295,22 @@ pub struct User {
 impl User {
     /// A user without extra claims.
     pub fn new(sub: &str) -> Self {
-        User { sub: sub.to_string(), claims: Map::new() }
+        User { sub: sub.to_string(), password: None, claims: Map::new() }
+    }
+
+    /// Sets the password of the login form.
+    #[must_use]
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_string());
+        self
+    }
+
+    /// Whether `password` is this user's: [`User::password`], else `password-<sub>`.
+    pub fn accepts_password(&self, password: &str) -> bool {
+        match &self.password {
+            Some(expected) => expected == password,
+            None => password.strip_prefix("password-") == Some(self.sub.as_str()),
+        }
     }
 
     /// Adds an extra claim.
@@ -311,5 +375,33 @@ mod tests {
         assert!(client.allows_grant("anything"));
         assert_eq!(config.user("carol").unwrap().claims["email"], "carol@example.com");
         assert!(serde_json::from_value::<MockIdpConfig>(json!({"nonsense": 1})).is_err());
+        assert_eq!(config.login, LoginMode::AutoApprove);
+    }
+
+    #[test]
+    fn login_mode_and_passwords_in_json() {
+        let login =
+            |value: Value| serde_json::from_value::<MockIdpConfig>(json!({"login": value})).map(|c| c.login);
+        assert_eq!(login(json!({"mode": "auto_approve"})).unwrap(), LoginMode::AutoApprove);
+        assert_eq!(login(json!({"mode": "interactive"})).unwrap(), LoginMode::interactive());
+        assert_eq!(
+            login(json!({"mode": "interactive", "session_ttl_secs": 5})).unwrap(),
+            LoginMode::Interactive { session_ttl: Duration::from_secs(5) }
+        );
+        assert!(login(json!({"mode": "interactive", "session_ttl": 5})).is_err(), "misspelled key");
+        assert!(login(json!({"mode": "sso"})).is_err());
+
+        let config: MockIdpConfig = serde_json::from_value(json!({
+            "users": [{"sub": "carol", "password": "pw", "email": "c@example.com"}, {"sub": "dave"}],
+        }))
+        .unwrap();
+        let carol = config.user("carol").unwrap();
+        assert_eq!(carol.password.as_deref(), Some("pw"));
+        assert!(carol.claims.get("password").is_none(), "never a claim");
+        assert!(carol.accepts_password("pw") && !carol.accepts_password("password-carol"));
+        let dave = config.user("dave").unwrap();
+        assert!(dave.accepts_password("password-dave"));
+        assert!(!dave.accepts_password("password-") && !dave.accepts_password("dave"));
+        assert!(serde_json::to_value(dave).unwrap().get("password").is_none());
     }
 }

@@ -11,6 +11,8 @@ use crate::config::MockIdpConfig;
 use crate::faults::{Endpoint, Fault, FaultTable};
 use crate::keyring::KeyRing;
 use crate::keys::{KeyAlg, KeyError, SigningKey};
+use crate::login::{self, SessionError};
+use crate::session::{SESSION_COOKIE, SessionStore};
 use crate::state::{GrantStore, IdpState, lock};
 use crate::token_endpoint::RecordedTokenRequest;
 use crate::{admin, authorize, discovery, token_endpoint};
@@ -39,6 +41,7 @@ impl MockIdp {
             keys: Mutex::new(keys),
             faults: Mutex::new(FaultTable::default()),
             grants: Mutex::new(GrantStore::default()),
+            sessions: Mutex::new(SessionStore::default()),
             token_log: Mutex::new(Vec::new()),
         });
         let handler_state = Arc::clone(&state);
@@ -165,6 +168,15 @@ impl MockIdp {
         lock(&self.state.token_log).clone()
     }
 
+    /// Logs `sub` in without the form: starts a session as `POST /login`
+    /// would and returns the `Cookie` header value naming it
+    /// (`mock_idp_session=...`), so an HTTP client can act as a logged-in
+    /// browser. Sessions matter only in [`LoginMode::Interactive`](crate::LoginMode).
+    pub fn session_cookie_for(&self, sub: &str) -> Result<String, SessionError> {
+        let id = login::start_session(&self.state, sub)?;
+        Ok(format!("{SESSION_COOKIE}={id}"))
+    }
+
     /// Stops the server; the same as dropping it.
     pub fn shutdown(self) {
         self.server.shutdown();
@@ -187,10 +199,12 @@ fn endpoint_of(path: &str) -> Option<Endpoint> {
 fn route(state: &IdpState, request: &Request) -> Reply {
     let path = request.path();
     let Some(endpoint) = endpoint_of(path) else {
-        if path.starts_with("/admin/") {
-            return Reply::Respond(admin::handle(state, request));
-        }
-        return Reply::Respond(Response::json(404, &serde_json::json!({"error": "not_found"})));
+        let response = match path {
+            _ if path.starts_with("/admin/") => admin::handle(state, request),
+            "/login" | "/logout" => login::handle(state, request),
+            _ => Response::json(404, &serde_json::json!({"error": "not_found"})),
+        };
+        return Reply::Respond(response);
     };
     let fault = lock(&state.faults).on_call(endpoint);
     let normal = || serve(state, endpoint, request);

@@ -12,6 +12,7 @@ use crate::faults::FaultTable;
 use crate::keyring::KeyRing;
 use crate::keys::{KeyAlg, KeyError, random_token};
 use crate::oauth_error::OAuthError;
+use crate::session::SessionStore;
 use crate::token_endpoint::RecordedTokenRequest;
 
 /// Everything one IdP instance knows.
@@ -24,6 +25,8 @@ pub(crate) struct IdpState {
     pub keys: Mutex<KeyRing>,
     pub faults: Mutex<FaultTable>,
     pub grants: Mutex<GrantStore>,
+    /// Login sessions (interactive login only).
+    pub sessions: Mutex<SessionStore>,
     pub token_log: Mutex<Vec<RecordedTokenRequest>>,
 }
 

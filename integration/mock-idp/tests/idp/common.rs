@@ -122,8 +122,9 @@ pub fn verify_with_published_jwk(idp: &MockIdp, token: &str) -> bool {
     }
 }
 
-/// Runs /authorize for `finport-app` and returns the redirect's query params.
-pub fn authorize(idp: &MockIdp, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+/// `/authorize?...` for `finport-app` with the test PKCE challenge,
+/// `state=xyz` and `extra`.
+pub fn authorize_target(extra: &[(&str, &str)]) -> String {
     let challenge = s256_challenge(VERIFIER);
     let mut pairs = vec![
         ("response_type", "code"),
@@ -134,7 +135,16 @@ pub fn authorize(idp: &MockIdp, extra: &[(&str, &str)]) -> Vec<(String, String)>
         ("state", "xyz"),
     ];
     pairs.extend_from_slice(extra);
-    let response = get(idp, &format!("/authorize?{}", http_kit::form_urlencode(&pairs)));
+    format!("/authorize?{}", http_kit::form_urlencode(&pairs))
+}
+
+/// Runs /authorize for `finport-app` and returns the redirect's query params.
+pub fn authorize(idp: &MockIdp, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    redirect_params(&get(idp, &authorize_target(extra)))
+}
+
+/// Asserts a redirect to the demo redirect URI; returns its query params.
+pub fn redirect_params(response: &ClientResponse) -> Vec<(String, String)> {
     assert_eq!(response.status, 302, "{}", response.body_str());
     let location = response.header("location").unwrap();
     let (base, query) = location.split_once('?').unwrap();

@@ -9,3 +9,4 @@ mod common;
 mod discovery;
 mod exchange;
 mod faults;
+mod login;
