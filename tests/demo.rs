@@ -32,7 +32,7 @@ fn the_demo_walks_the_whole_identity_chain() {
     );
 
     let hops = hops(&stdout);
-    let expected: [[&str; 4]; 8] = [
+    let expected: [[&str; 4]; 9] = [
         [
             "User -> Agent Broker",
             "claim-enforcement (ingress)",
@@ -81,6 +81,12 @@ fn the_demo_walks_the_whole_identity_chain() {
             "auth-required, agent not called",
             "no token: alice's bank token stays hers",
         ],
+        [
+            "alice's browser -> bob's link",
+            "in-task-auth-code (sign-in)",
+            "403, the bank never asked",
+            "no token: alice signed in, bob asked",
+        ],
     ];
     assert_eq!(hops.len(), expected.len(), "{stdout}");
     for (number, (seen, want)) in hops.iter().zip(expected).enumerate() {
@@ -96,6 +102,13 @@ fn the_demo_walks_the_whole_identity_chain() {
         "the caller's own token reached the upstream: no",
         r#"the Portfolio Agent answered with alice's portfolio: [{"shares":120,"symbol":"ACME"}"#,
         "asking it for bob's portfolio with alice's token: 403",
+        "gateway      GET /a2a/oauth/start -> 302",
+        "FinPort IdP  GET /authorize -> 302",
+        "gateway      GET /a2a/oauth/signed-in -> 302",
+        "bank         GET /authorize -> 302",
+        "gateway      GET /a2a/oauth/callback -> 200",
+        "gateway      GET /a2a/oauth/signed-in -> 403",
+        "You signed in as another user than the one who asked for this authorization. Nothing was authorized.",
     ] {
         assert!(stdout.contains(refusal), "missing {refusal:?}:\n{stdout}");
     }

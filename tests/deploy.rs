@@ -604,7 +604,8 @@ fn the_envoy_filter_and_the_idp_clusters_load_in_envoy() {
     clusters.extend(manifests.iter().filter(|m| m.is("EnvoyProxy")).flat_map(bootstrap_clusters));
     let path = dir.join("envoy.json");
     fs::write(&path, bootstrap.to_string()).unwrap();
-    let output = validate_config(&path, &dir, &[("BATON_BANK_SECRET", "bank-secret")])
+    let secrets = [("BATON_BANK_SECRET", "bank-secret"), ("BATON_FINPORT_SECRET", "sign-in-secret")];
+    let output = validate_config(&path, &dir, &secrets)
         .unwrap_or_else(|output| panic!("Envoy refused the EnvoyFilter's filter or the clusters:\n{output}"));
     assert!(output.contains("OK"), "{output}");
     assert!(

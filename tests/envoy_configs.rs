@@ -31,6 +31,7 @@ fn every_config_in_envoy_configs_validates() {
                 ("BATON_PORTFOLIO_SECRET", mock_idp::DEMO_PORTFOLIO_SECRET),
                 ("BATON_GW_KEY", gateway_key.as_str()),
                 ("BATON_BANK_SECRET", "bank-demo-secret"),
+                ("BATON_FINPORT_SECRET", mock_idp::DEMO_GATEWAY_SECRET),
             ];
             let output = validate_config(&path, &root, &env)
                 .unwrap_or_else(|output| panic!("{}:\n{output}", path.display()));

@@ -57,7 +57,7 @@ const REFRESH_SECS: u64 = 300;
 const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 const MAX_JWKS_BYTES: usize = 512 * 1024;
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-const BANK_REDIRECT: &str = "http://gateway.test/a2a/oauth/callback";
+const BANK_REDIRECT: &str = "https://gateway.test/a2a/oauth/callback";
 
 // ---------------------------------------------------------------- the faults
 
@@ -1066,6 +1066,7 @@ fn in_task_filter(bank: &MockIdp) -> Value {
         "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
         "primaryIdentity": bank::primary_identity(),
+        "userBinding": {"secondaryClaim": "sub"},
         "identityHeader": "x-baton-user"
     })
 }

@@ -226,6 +226,7 @@ pub fn in_task_config_json() -> String {
         "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
         "primaryIdentity": {"verifiedBy": "claimEnforcement"},
+        "userBinding": {"secondaryClaim": "sub"},
         "identityHeader": "x-baton-user"
     })
     .to_string()

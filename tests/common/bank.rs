@@ -13,7 +13,7 @@ use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig, SigningKey};
 use serde_json::{Value, json};
 
 /// The gateway's OAuth redirect URI registered at the bank.
-pub const REDIRECT: &str = "http://gateway.test/a2a/oauth/callback";
+pub const REDIRECT: &str = "https://gateway.test/a2a/oauth/callback";
 /// The issuer of the users' tokens.
 pub const CORP_ISSUER: &str = "https://corp.test";
 /// The audience of the users' tokens.
@@ -72,6 +72,9 @@ pub fn filter_config(bank: &MockIdp) -> Value {
         "rules": [{"name": "transfers", "match": {"pathPrefix": "/"},
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
         "primaryIdentity": primary_identity(),
+        // The bank's subjects are the users' own here: its token must name
+        // the user who asked.
+        "userBinding": {"secondaryClaim": "sub"},
         "identityHeader": "x-baton-user"
     })
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use baton_harness::{Envoy, ShippedConfig, body_json};
+use baton_harness::{Envoy, Hop, RedirectWalk, ShippedConfig, body_json};
 use echo_backend::EchoBackend;
 use http_kit::{ClientRequest, ClientResponse};
 use mock_idp::{MockIdp, MockIdpConfig};
@@ -51,9 +51,24 @@ impl TransferGateway {
     /// With the bank's configuration (from `integration/bank-idp.json`)
     /// changed by `change`.
     pub fn start_with(change: impl FnOnce(&mut MockIdpConfig)) -> Self {
-        let idp = finport_idp();
-        let agent = EchoBackend::start_a2a_agent().unwrap();
+        Self::start_with_idps(|_| {}, change)
+    }
+
+    /// With the FinPort IdP's and the bank's configurations changed.
+    pub fn start_with_idps(
+        change_finport: impl FnOnce(&mut MockIdpConfig),
+        change: impl FnOnce(&mut MockIdpConfig),
+    ) -> Self {
         let port = baton_harness::free_port().unwrap();
+        let mut finport = MockIdpConfig::default();
+        for client in &mut finport.clients {
+            for uri in &mut client.redirect_uris {
+                *uri = uri.replace("127.0.0.1:10003", &format!("127.0.0.1:{port}"));
+            }
+        }
+        change_finport(&mut finport);
+        let idp = MockIdp::start(finport).expect("mock IdP starts");
+        let agent = EchoBackend::start_a2a_agent().unwrap();
         let text = std::fs::read_to_string(baton_harness::workspace_root().join("integration/bank-idp.json"))
             .unwrap();
         let mut bank_config: MockIdpConfig = serde_json::from_str(&text).unwrap();
@@ -71,6 +86,7 @@ impl TransferGateway {
             .port(9011, agent.port())
             .port(10003, port)
             .env("BATON_BANK_SECRET", BANK_SECRET)
+            .env("BATON_FINPORT_SECRET", mock_idp::DEMO_GATEWAY_SECRET)
             .start()
             .unwrap_or_else(|e| panic!("in-task-auth-code.yaml did not start: {e}"));
         let gateway = TransferGateway { idp, bank, agent, envoy, port };
@@ -110,11 +126,18 @@ impl TransferGateway {
         self.post(Some(&format!("Bearer {}", self.token(user))), body, &[])
     }
 
-    /// The bank approves (auto-approval, as `user`) and redirects: the code
-    /// and state of the redirect back to the gateway.
-    pub fn approve_at_bank(&self, authorization_url: &str, user: &str) -> (String, String) {
-        let (_, code, state) = crate::bank::approve(&self.bank, authorization_url, user);
-        (code, state)
+    /// A browser where `user` is the one who signs in (the mock IdPs
+    /// auto-approve whoever `login_hint` names) opens `link`: every hop.
+    pub fn open_link_as(&self, walk: &mut RedirectWalk, link: &str, user: &str) -> Vec<Hop> {
+        let idps = [format!("127.0.0.1:{}", self.idp.port()), format!("127.0.0.1:{}", self.bank.port())];
+        walk.follow(link, 10, |url| {
+            if idps.iter().any(|idp| url.contains(&format!("//{idp}/authorize?"))) {
+                format!("{url}&login_hint={user}")
+            } else {
+                url.to_string()
+            }
+        })
+        .unwrap_or_else(|e| panic!("the authorization link: {e}"))
     }
 
     /// `user` gets a challenge for a transfer, approves at the bank, and
@@ -123,9 +146,9 @@ impl TransferGateway {
     pub fn authorized_task(&self, user: &str) -> String {
         let challenge = self.send_as(user, &transfer(None));
         let gateway_task = body_json(&challenge)["result"]["id"].as_str().unwrap().to_string();
-        let url = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
-        let (code, state) = self.approve_at_bank(&url, user);
-        let page = self.envoy.get(&format!("/a2a/oauth/callback?code={code}&state={state}"), &[]);
+        let link = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
+        let hops = self.open_link_as(&mut RedirectWalk::new(), &link, user);
+        let page = &hops.last().unwrap().response;
         assert_eq!(page.status, 200, "{}", page.body_str());
         let answer = self.send_as(user, &transfer(Some(&gateway_task)));
         assert_eq!(body_json(&answer)["result"]["status"]["state"], "completed", "{}", answer.body_str());

@@ -1,291 +1,161 @@
-//! The OAuth redirect the filter serves (`callbackPath`): the user's
-//! browser arrives with `code` and `state` after authorizing at the
-//! secondary IdP; the filter exchanges the code itself (with the PKCE
-//! verifier only it knows), validates the token and keeps it for the user's
-//! task, so the next message of that task carries it with nothing in the body.
+//! The secondary IdP's redirect (the path of `secondaryIdp.redirectUri`):
+//! the user's browser arrives with `code` and `state` after authorizing.
+//! The filter checks who sent it (RFC 9207 `iss`) and, with
+//! `userBinding.primaryLogin`, that this is the browser that signed in as
+//! the user who asked; then exchanges the code itself (with the PKCE
+//! verifier only it knows), validates the token, checks it names the user
+//! (`secondaryClaim`), and keeps it for the user's task, so the next message
+//! of that task carries it with nothing in the body.
 
-use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::Host;
 use baton_token::TokenHash;
+use baton_token::secret::Secret;
 use serde_json::json;
 
-use crate::decision::{
-    Engine, ExchangeOutcome, MAX_ROUNDS, Refusal, Reply, Request, Round, Verdict, code_exchange,
-};
+use crate::browser::{Answer, RedirectQuery, browser_id, cookie_value, read_redirect};
+use crate::decision::{Engine, ExchangeOutcome, MAX_ROUNDS, Refusal, Request, Round, Verdict, code_exchange};
 use crate::metrics;
-use crate::store::TaskRecord;
+use crate::store::{PendingAuthorization, TaskRecord};
 
-/// Decides a request to the callback path.
+const UNKNOWN: &str = "The authorization request is unknown, expired or already used.";
+
+/// Decides a request to the secondary IdP's redirect path.
 pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
-    let mut audit = AuditLine::new(engine.config.audit_log);
-    audit.set("callback", "redirect");
-    let json = request.accept.as_deref().is_some_and(|accept| accept.contains("application/json"));
-    if request.method != "GET" {
-        return reply(
-            host,
-            &mut audit,
-            json,
-            405,
-            "method_not_allowed",
-            "The authorization callback only accepts GET.",
-        );
-    }
-    let query = request.path.split_once('?').map_or("", |(_, query)| query);
-    let params = parse_query(query);
-    let single = |name: &str| {
-        let mut values = params.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
-        match (values.next(), values.next()) {
-            (Some(value), None) => Ok(Some(value)),
-            (None, _) => Ok(None),
-            (Some(_), Some(_)) => Err(()),
-        }
+    let answer = Answer::new(host, engine.config.audit_log, "redirect", request);
+    let (mut answer, query) = match read_redirect(answer, request, &["code", "state", "error", "iss"]) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
     };
-    let (Ok(code), Ok(state), Ok(error)) = (single("code"), single("state"), single("error")) else {
-        host.count(metrics::STATE_MISUSE);
-        return reply(
-            host,
-            &mut audit,
-            json,
+    let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
+        return answer.refuse(
+            Some(metrics::STATE_MISUSE),
             400,
-            "duplicate_parameters",
-            "The callback carries a parameter twice.",
+            "state_missing",
+            "The callback has no valid state.",
         );
     };
-    let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= 256) else {
-        host.count(metrics::STATE_MISUSE);
-        return reply(host, &mut audit, json, 400, "state_missing", "The callback has no valid state.");
+    answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
+    let Some(pending) = engine.store.peek_state(host, state) else {
+        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "state_unknown", UNKNOWN);
     };
-    audit.token_as("state", &TokenHash::of(state.as_bytes()));
-    let key = TokenHash::of(state.as_bytes());
-
-    match round.outcome_for(&key) {
-        Some(ExchangeOutcome::Token(token)) => {
-            let Some(pending) = engine.store.peek_state(host, state) else {
-                return reply(
-                    host,
-                    &mut audit,
-                    json,
-                    400,
-                    "state_unknown",
-                    "The authorization request is unknown.",
-                );
-            };
-            audit.set("user", &pending.user).set("task", &pending.task_id);
-            match engine.accept_token(host, token, round) {
-                Ok(expires_at) => {
-                    let gateway_task = engine
-                        .store
-                        .task(host, &pending.user, &pending.task_id)
-                        .is_some_and(|record| record.gateway_task);
-                    engine.store.put_task(
-                        host,
-                        &TaskRecord {
-                            user: pending.user.clone(),
-                            task_id: pending.task_id.clone(),
-                            gateway_task,
-                            token: Some(token.expose().to_string()),
-                            expires_at,
-                        },
-                    );
-                    audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
-                    audit.allow("authorized").emit(host);
-                    let body = if json {
-                        json!({"status": "authorized", "taskId": pending.task_id, "contextId": pending.context_id}).to_string()
-                    } else {
-                        page("Authorization complete", "You may return to your agent: the task can continue.")
-                    };
-                    Verdict::Reply(Reply { status: 200, headers: content_headers(json), body })
-                }
-                Err(Refusal::AwaitKeys(provider)) if round.number < MAX_ROUNDS => {
-                    Verdict::AwaitKeys(provider)
-                }
-                Err(Refusal::AwaitKeys(_) | Refusal::KeysUnavailable) => {
-                    host.count(metrics::IDP_UNAVAILABLE);
-                    reply(
-                        host,
-                        &mut audit,
-                        json,
-                        503,
-                        "keys_unavailable",
-                        "The authorization could not be checked; try again shortly.",
-                    )
-                }
-                Err(Refusal::Invalid { reason, description }) => {
-                    host.count(metrics::VALIDATION_FAILURES);
-                    audit.set("refused", &reason);
-                    reply(
-                        host,
-                        &mut audit,
-                        json,
-                        400,
-                        "token_refused",
-                        &format!("The authorization was not accepted: {description}."),
-                    )
-                }
-            }
-        }
+    answer.audit.set("user", &pending.user).set("task", &pending.task_id);
+    match round.outcome_for(&TokenHash::of(state.as_bytes())) {
+        None => first_pass(engine, host, request, &query, state, pending, answer),
+        Some(ExchangeOutcome::Token { access, .. }) => keep(engine, host, access, &pending, round, answer),
         Some(ExchangeOutcome::Refused(why)) => {
-            audit.set("exchange", why);
-            reply(
-                host,
-                &mut audit,
-                json,
-                400,
-                "code_refused",
-                "The authorization code was refused; authorize again.",
-            )
+            answer.audit.set("exchange", why);
+            answer.refuse(None, 400, "code_refused", "The authorization code was refused; authorize again.")
         }
         Some(ExchangeOutcome::Unavailable(why)) => {
-            host.count(metrics::IDP_UNAVAILABLE);
-            audit.set("exchange", why);
-            reply(
-                host,
-                &mut audit,
-                json,
+            answer.audit.set("exchange", why);
+            // The state is used up: only a new authorization can work.
+            answer.refuse(
+                Some(metrics::IDP_UNAVAILABLE),
                 503,
                 "idp_unavailable",
-                // The state is used up: only a new authorization can work.
                 "The authorization server could not be reached; start the authorization again from the agent.",
             )
         }
-        None => {
-            // First pass: the state is used now, whatever happens next.
-            let pending = match engine.store.consume_state(host, state) {
-                Ok(pending) => pending,
-                Err(problem) => {
-                    host.count(metrics::STATE_MISUSE);
-                    return reply(
-                        host,
-                        &mut audit,
-                        json,
-                        400,
-                        problem.reason(),
-                        "The authorization request is unknown, expired or already used.",
-                    );
-                }
-            };
-            audit.set("user", &pending.user).set("task", &pending.task_id);
-            if let Some(error) = error {
-                let error: String =
-                    error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
-                audit.set("idp_error", &error);
-                return reply(
-                    host,
-                    &mut audit,
-                    json,
-                    400,
-                    "authorization_denied",
-                    &format!("The authorization was not granted ({error})."),
-                );
-            }
-            let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-                return reply(host, &mut audit, json, 400, "code_missing", "The callback has no valid code.");
-            };
-            Verdict::AwaitToken(Box::new(code_exchange(&engine.config, state, code, &pending.verifier)))
-        }
     }
 }
 
-fn reply(
+/// The redirect as it arrives: which browser brings it and who sent it;
+/// then the state is used (whatever happens next) and the code exchanged.
+fn first_pass(
+    engine: &mut Engine,
     host: &dyn Host,
-    audit: &mut AuditLine,
-    json: bool,
-    status: u16,
-    reason: &str,
-    message: &str,
+    request: &Request,
+    query: &RedirectQuery,
+    state: &str,
+    pending: PendingAuthorization,
+    answer: Answer<'_>,
 ) -> Verdict {
-    audit.deny(status, reason).emit(host);
-    let body = if json {
-        json!({"error": reason, "error_description": message}).to_string()
-    } else {
-        page("Authorization failed", message)
-    };
-    Verdict::Reply(Reply { status, headers: content_headers(json), body })
-}
-
-fn content_headers(json: bool) -> Vec<(&'static str, String)> {
-    let content_type = if json { "application/json" } else { "text/html; charset=utf-8" };
-    vec![
-        ("content-type", content_type.into()),
-        ("cache-control", "no-store".into()),
-        ("content-security-policy", "default-src 'none'".into()),
-        ("referrer-policy", "no-referrer".into()),
-    ]
-}
-
-/// A minimal page; its texts are the filter's own, never request data.
-fn page(title: &str, message: &str) -> String {
-    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><h1>{}</h1><p>{}</p></body></html>",
-        escape(title),
-        escape(title),
-        escape(message)
-    )
-}
-
-/// `application/x-www-form-urlencoded` query pairs, duplicates kept.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
-        })
-        .collect()
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => out.push(b' '),
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        index += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
+    let config = engine.shared_config();
+    // With a browser sign-in, only the browser that signed in as the user
+    // who asked may bring the code back (RFC 9700 §4.7): a link that went to
+    // someone else ends here, whoever approved at the bank. The state stays
+    // usable for the right browser.
+    if config.binding.primary_login.is_some() {
+        let browser = cookie_value(request.cookie.as_deref(), &config.cookie).map(browser_id);
+        if browser.is_none() || pending.browser != browser {
+            return answer.refuse(
+                Some(metrics::BINDING_REFUSED),
+                403,
+                "browser_not_signed_in",
+                "This authorization was not started in this browser by the user who asked for it. Nothing was \
+                 authorized. Open the authorization link from your agent, in the browser where you sign in.",
+            );
         }
-        index += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let pending = match engine.store.consume_state(host, state) {
+        Ok(pending) => pending,
+        Err(problem) => return answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN),
+    };
+    // RFC 9207: a redirect naming another server is a mix-up attempt.
+    if let Err(problem) = config.idp.check_response_issuer(query.single("iss")) {
+        return answer.refuse(
+            Some(metrics::ISSUER_MISMATCH),
+            400,
+            problem.reason(),
+            "The authorization response did not come from the expected authorization server.",
+        );
+    }
+    if let Some(error) = query.single("error") {
+        return answer.denied_by_idp(error, "authorization_denied", "The authorization was not granted");
+    }
+    let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return answer.refuse(None, 400, "code_missing", "The callback has no valid code.");
+    };
+    Verdict::AwaitToken(Box::new(code_exchange(&config.idp, 0, state, code, &pending.verifier)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decoding() {
-        assert_eq!(
-            parse_query("code=a%2Bb&state=x+y&code=z&flag"),
-            [
-                ("code".to_string(), "a+b".to_string()),
-                ("state".into(), "x y".into()),
-                ("code".into(), "z".into()),
-                ("flag".into(), "".into())
-            ]
-        );
-        assert_eq!(
-            parse_query("a=%zz&b=%4"),
-            [("a".to_string(), "%zz".to_string()), ("b".into(), "%4".into())]
-        );
-        assert!(parse_query("").is_empty());
-    }
-
-    #[test]
-    fn pages_escape_their_text() {
-        assert!(page("<t>", "a & b").contains("&lt;t&gt;") && page("<t>", "a & b").contains("a &amp; b"));
+/// The exchanged token: validated for the user and kept for the task.
+fn keep(
+    engine: &mut Engine,
+    host: &dyn Host,
+    token: &Secret,
+    pending: &PendingAuthorization,
+    round: Round<'_>,
+    mut answer: Answer<'_>,
+) -> Verdict {
+    match engine.accept_token(host, token, &pending.user, round) {
+        Ok(expires_at) => {
+            let gateway_task = engine
+                .store
+                .task(host, &pending.user, &pending.task_id)
+                .is_some_and(|record| record.gateway_task);
+            engine.store.put_task(
+                host,
+                &TaskRecord {
+                    user: pending.user.clone(),
+                    task_id: pending.task_id.clone(),
+                    gateway_task,
+                    token: Some(token.expose().to_string()),
+                    expires_at,
+                },
+            );
+            answer.audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
+            answer.done(
+                "authorized",
+                "You may return to your agent: the task can continue.",
+                json!({"status": "authorized", "taskId": pending.task_id, "contextId": pending.context_id}),
+            )
+        }
+        Err(Refusal::AwaitKeys(provider)) if round.number < MAX_ROUNDS => Verdict::AwaitKeys(provider),
+        Err(Refusal::AwaitKeys(_) | Refusal::KeysUnavailable) => answer.refuse(
+            Some(metrics::IDP_UNAVAILABLE),
+            503,
+            "keys_unavailable",
+            "The authorization could not be checked; try again shortly.",
+        ),
+        Err(Refusal::Invalid { reason, description }) => {
+            answer.audit.set("refused", &reason);
+            answer.refuse(
+                Some(metrics::VALIDATION_FAILURES),
+                400,
+                "token_refused",
+                &format!("The authorization was not accepted: {description}."),
+            )
+        }
     }
 }

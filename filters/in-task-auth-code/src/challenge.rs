@@ -5,6 +5,8 @@
 use baton_filter_kit::host::Host;
 use baton_token::clock::rfc3339;
 use baton_token::oauth::form_urlencode;
+
+use crate::oauth_server::origin;
 use baton_token::pkce;
 use serde_json::{Value, json};
 
@@ -58,6 +60,8 @@ pub fn issue(
             verifier: verifier.expose().to_string(),
             expires_at,
             used: false,
+            login: None,
+            browser: None,
         },
     );
     if new_task {
@@ -73,24 +77,17 @@ pub fn issue(
         );
     }
     let idp = &config.idp;
-    let scope = idp.scopes.join(" ");
-    let challenge = pkce::s256_challenge(verifier.expose());
-    let mut query: Vec<(&str, &str)> = vec![
-        ("response_type", "code"),
-        ("client_id", idp.token_endpoint.client_auth.client_id()),
-        ("redirect_uri", &idp.redirect_uri),
-        ("state", &state),
-        ("code_challenge", &challenge),
-        ("code_challenge_method", "S256"),
-    ];
-    if !scope.is_empty() {
-        query.push(("scope", &scope));
-    }
-    for (name, value) in &idp.extra_authorize_parameters {
-        query.push((name, value));
-    }
-    let separator = if idp.authorization_endpoint.contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}{}", idp.authorization_endpoint, form_urlencode(&query));
+    // With a browser sign-in, the link opens the gateway first (which signs
+    // the browser in as the user); the bank's URL is revealed only then.
+    let url = match &config.binding.primary_login {
+        Some(login) => format!(
+            "{}{}?{}",
+            origin(&idp.redirect_uri),
+            login.start_path,
+            form_urlencode(&[("state", &state)])
+        ),
+        None => idp.authorization_url(&state, &pkce::s256_challenge(verifier.expose()), None),
+    };
     let mut object = json!({
         "authorizationUrl": url,
         "authorizationEndpoint": idp.authorization_endpoint,

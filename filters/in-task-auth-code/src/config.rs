@@ -1,30 +1,28 @@
 //! The plugin configuration as written (camelCase, unknown fields refused),
 //! compiled once into [`FilterConfig`].
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, Provider, ProviderSpec, client_secret, compile_providers, fingerprint, from_json,
-    header_name, output_header,
+    ConfigError, Provider, ProviderSpec, compile_providers, fingerprint, from_json, header_name,
+    output_header,
 };
 use baton_filter_kit::matching::{MatchSpec, compile_match};
-use baton_filter_kit::token_calls::TokenEndpoint;
-use baton_token::oauth::ClientAuth;
 use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement, StepUpRequirement};
-use baton_token::secret::Secret;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::{
-    ConditionSource, FilterConfig, InvalidCredential, MessageCondition, PrimaryIdentity, PrimaryVerification,
-    Rule, SecondaryIdp,
+    BrowserCookie, ConditionSource, FilterConfig, InvalidCredential, MessageCondition, PrimaryIdentity,
+    PrimaryLogin, PrimaryVerification, Rule, UserBinding,
 };
+use crate::oauth_server::{self, AuthorizationServer, RawServer, origin};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawConfig {
-    secondary_idp: RawIdp,
+    secondary_idp: RawServer,
+    user_binding: RawUserBinding,
     #[serde(default)]
     require: RawRequire,
     rules: Vec<RawRule>,
@@ -33,8 +31,6 @@ struct RawConfig {
     identity_header: Option<String>,
     #[serde(default)]
     inject: RawInject,
-    #[serde(default = "default_callback")]
-    callback_path: String,
     #[serde(default = "default_state_ttl")]
     token_timeout_seconds: u64,
     #[serde(default = "default_challenge_status")]
@@ -51,41 +47,18 @@ struct RawConfig {
     audit_log: bool,
 }
 
+/// How the gateway knows that the person who authorizes at the secondary
+/// IdP is the user who asked (RFC 9700 §4.7: a link sent to someone else
+/// must not bind their authorization to the sender's task).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawIdp {
-    name: String,
-    authorization_endpoint: String,
-    token_endpoint: String,
-    cluster: String,
-    token_path: String,
+struct RawUserBinding {
     #[serde(default)]
-    authority: Option<String>,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-    client_id: String,
+    primary_login: Option<RawServer>,
+    #[serde(default = "default_start_path")]
+    start_path: String,
     #[serde(default)]
-    client_secret: Option<String>,
-    #[serde(default)]
-    client_secret_env: Option<String>,
-    #[serde(default)]
-    client_auth_method: Option<RawClientAuthMethod>,
-    redirect_uri: String,
-    #[serde(default)]
-    scopes: Vec<String>,
-    #[serde(default)]
-    audience: Option<String>,
-    #[serde(default)]
-    extra_authorize_parameters: BTreeMap<String, String>,
-    providers: Vec<ProviderSpec>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-enum RawClientAuthMethod {
-    ClientSecretBasic,
-    ClientSecretPost,
-    None,
+    secondary_claim: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,9 +165,6 @@ impl Default for RawCache {
 fn default_true() -> bool {
     true
 }
-fn default_callback() -> String {
-    String::from("/a2a/oauth/callback")
-}
 fn default_state_ttl() -> u64 {
     300
 }
@@ -204,8 +174,8 @@ fn default_challenge_status() -> u16 {
 fn default_max_body() -> usize {
     1024 * 1024
 }
-fn default_timeout_ms() -> u64 {
-    3_000
+fn default_start_path() -> String {
+    String::from("/a2a/oauth/start")
 }
 fn default_prefix() -> String {
     String::from("Bearer ")
@@ -226,7 +196,8 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
 }
 
 fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigError> {
-    let (idp, idp_providers) = compile_idp(raw.secondary_idp)?;
+    let mut providers = Vec::new();
+    let idp = oauth_server::compile(raw.secondary_idp, "secondaryIdp", &mut providers)?;
     let requirement = AccessRequirement::compile(raw.require.scopes, raw.require.claims, raw.require.step_up)
         .map_err(|error| ConfigError::new("require", error.to_string()))?;
     if raw.rules.is_empty() {
@@ -240,8 +211,8 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         rules.push(compile_rule(rule, &format!("rules[{index}]"))?);
     }
     let inject_header = header_name(&raw.inject.header, "inject.header")?;
-    let mut providers = idp_providers;
     let primary = compile_primary(raw.primary_identity, &mut providers)?;
+    let binding = compile_binding(raw.user_binding, &idp, &mut providers)?;
     let identity_header =
         raw.identity_header.map(|name| output_header(&name, "identityHeader", &inject_header)).transpose()?;
     if identity_header.as_deref() == Some(primary.header.as_str()) {
@@ -249,9 +220,6 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
             "identityHeader",
             "must differ from primaryIdentity.header (incoming copies of it are removed)",
         ));
-    }
-    if !raw.callback_path.starts_with('/') {
-        return Err(ConfigError::new("callbackPath", "must start with /"));
     }
     if !(30..=3600).contains(&raw.token_timeout_seconds) {
         return Err(ConfigError::new("tokenTimeoutSeconds", "must be between 30 and 3600"));
@@ -268,16 +236,18 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     if raw.cache.max_entries == 0 || raw.cache.max_entries > 1_000_000 {
         return Err(ConfigError::new("cache.maxEntries", "must be between 1 and 1000000"));
     }
+    let cookie = BrowserCookie::for_redirect(&idp.redirect_uri);
     Ok(FilterConfig {
-        idp,
         providers: Rc::new(providers),
+        idp,
         requirement,
         rules,
         primary,
         identity_header,
         inject_header,
         inject_prefix: raw.inject.prefix,
-        callback_path: raw.callback_path,
+        cookie,
+        binding,
         state_ttl_secs: raw.token_timeout_seconds,
         challenge_status: raw.challenge_status,
         on_invalid_credential: match raw.on_invalid_credential {
@@ -292,143 +262,68 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     })
 }
 
-/// Authorization request parameters the gateway sets itself.
-const AUTHORIZE_PARAMETERS: [&str; 7] = [
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-];
-
-/// A query component as the IdP reads it: `+` is a space, `%XX` a byte
-/// (a malformed escape is kept as it is).
-fn query_component(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[i], escaped) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The secondary IdP, and its token providers (the first entries of the
-/// filter's provider list).
-fn compile_idp(raw: RawIdp) -> Result<(SecondaryIdp, Vec<Provider>), ConfigError> {
-    let field = "secondaryIdp";
-    for (name, value) in [("name", &raw.name), ("cluster", &raw.cluster), ("clientId", &raw.client_id)] {
-        if value.is_empty() {
-            return Err(ConfigError::new(format!("{field}.{name}"), "must not be empty"));
-        }
-    }
-    for (name, value) in [
-        ("authorizationEndpoint", &raw.authorization_endpoint),
-        ("tokenEndpoint", &raw.token_endpoint),
-        ("redirectUri", &raw.redirect_uri),
-    ] {
-        if !(value.starts_with("https://") || value.starts_with("http://"))
-            || value.contains(char::is_whitespace)
-        {
-            return Err(ConfigError::new(format!("{field}.{name}"), "must be an absolute http(s) URL"));
-        }
-    }
-    if !raw.token_path.starts_with('/') {
-        return Err(ConfigError::new(format!("{field}.tokenPath"), "must start with /"));
-    }
-    if raw.timeout_ms == 0 || raw.timeout_ms > 60_000 {
-        return Err(ConfigError::new(format!("{field}.timeoutMs"), "must be between 1 and 60000"));
-    }
-    if let Some(index) = raw.scopes.iter().position(|s| s.is_empty() || s.contains(' ')) {
-        return Err(ConfigError::new(format!("{field}.scopes[{index}]"), "must be one non-empty scope"));
-    }
-    // What the gateway sets cannot come from the endpoint's own query either
-    // (RFC 6749 §3.1: no parameter twice), and a fragment would swallow the
-    // gateway's query.
-    let endpoint = raw.authorization_endpoint.as_str();
-    if endpoint.contains('#') {
+/// How the person at the secondary IdP is tied to the user who asked: at
+/// least one way, or the configuration is refused.
+fn compile_binding(
+    raw: RawUserBinding,
+    idp: &AuthorizationServer,
+    providers: &mut Vec<Provider>,
+) -> Result<UserBinding, ConfigError> {
+    let field = "userBinding";
+    if raw.primary_login.is_none() && raw.secondary_claim.is_none() {
         return Err(ConfigError::new(
-            format!("{field}.authorizationEndpoint"),
-            "must not have a fragment (RFC 6749 §3.1): the parameters would not reach the IdP",
+            field,
+            "name how the person who authorizes at the secondary IdP is known to be the user who asked: \
+             primaryLogin (the browser signs in at the users' IdP first) and/or secondaryClaim (the \
+             secondary token's claim that names the user); without either, a link sent to someone else \
+             binds their authorization to the sender's task",
         ));
     }
-    if let Some((_, query)) = endpoint.split_once('?') {
-        for pair in query.split('&') {
-            let name = query_component(pair.split('=').next().unwrap_or(pair));
-            if AUTHORIZE_PARAMETERS.contains(&name.as_str()) {
+    if raw.secondary_claim.as_deref() == Some("") {
+        return Err(ConfigError::new(format!("{field}.secondaryClaim"), "must not be empty"));
+    }
+    let primary_login = match raw.primary_login {
+        None => None,
+        Some(raw_login) => {
+            let login_field = format!("{field}.primaryLogin");
+            let server = oauth_server::compile(raw_login, &login_field, providers)?;
+            if !server.scopes.iter().any(|scope| scope == "openid") {
                 return Err(ConfigError::new(
-                    format!("{field}.authorizationEndpoint"),
-                    format!("its query sets {name:?}, which the gateway sets"),
+                    format!("{login_field}.scopes"),
+                    "must include openid: the sign-in is proven by an ID token",
                 ));
             }
-        }
-    }
-    for name in raw.extra_authorize_parameters.keys() {
-        if AUTHORIZE_PARAMETERS.contains(&name.as_str()) {
-            return Err(ConfigError::new(
-                format!("{field}.extraAuthorizeParameters.{name}"),
-                "is set by the gateway and cannot be overridden",
-            ));
-        }
-    }
-    let secret = client_secret(raw.client_secret, raw.client_secret_env, field)?;
-    let client_auth = match (raw.client_auth_method, secret) {
-        (None | Some(RawClientAuthMethod::ClientSecretBasic), Some(secret)) => {
-            ClientAuth::Basic { client_id: raw.client_id, secret: Secret::new(secret) }
-        }
-        (Some(RawClientAuthMethod::ClientSecretPost), Some(secret)) => {
-            ClientAuth::Post { client_id: raw.client_id, secret: Secret::new(secret) }
-        }
-        (None | Some(RawClientAuthMethod::None), None) => ClientAuth::Public { client_id: raw.client_id },
-        (Some(RawClientAuthMethod::None), Some(_)) => {
-            return Err(ConfigError::new(format!("{field}.clientAuthMethod"), "none takes no client secret"));
-        }
-        (Some(_), None) => {
-            return Err(ConfigError::new(
-                format!("{field}.clientSecret"),
-                "required by the client authentication method",
-            ));
+            let client_id = server.token_endpoint.client_auth.client_id();
+            if let Some(index) = server
+                .provider_ids
+                .iter()
+                .position(|id| !providers[*id].policy.audiences.iter().any(|aud| aud == client_id))
+            {
+                return Err(ConfigError::new(
+                    format!("{login_field}.providers[{index}].audiences"),
+                    format!("must include the client id {client_id:?}: an ID token is issued to the client"),
+                ));
+            }
+            if origin(&server.redirect_uri) != origin(&idp.redirect_uri) {
+                return Err(ConfigError::new(
+                    format!("{login_field}.redirectUri"),
+                    "must be on the same origin as secondaryIdp.redirectUri: one browser cookie ties the two",
+                ));
+            }
+            if !raw.start_path.starts_with('/') || raw.start_path.contains(['?', '#']) {
+                return Err(ConfigError::new(format!("{field}.startPath"), "must be a path starting with /"));
+            }
+            let paths = [&raw.start_path, &server.redirect_path, &idp.redirect_path];
+            if paths[0] == paths[1] || paths[0] == paths[2] || paths[1] == paths[2] {
+                return Err(ConfigError::new(
+                    format!("{login_field}.redirectUri"),
+                    "the start path and the two redirect URIs' paths must all differ",
+                ));
+            }
+            Some(PrimaryLogin { server, start_path: raw.start_path })
         }
     };
-    let providers = compile_providers(raw.providers, &format!("{field}.providers"))?;
-    let provider_ids = (0..providers.len()).collect();
-    let idp = SecondaryIdp {
-        name: raw.name,
-        authorization_endpoint: raw.authorization_endpoint,
-        token_endpoint_url: raw.token_endpoint,
-        token_endpoint: TokenEndpoint {
-            authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
-            cluster: raw.cluster,
-            path: raw.token_path,
-            timeout_ms: raw.timeout_ms,
-            client_auth,
-        },
-        redirect_uri: raw.redirect_uri,
-        scopes: raw.scopes,
-        audience: raw.audience,
-        extra_authorize_parameters: raw.extra_authorize_parameters.into_iter().collect(),
-        provider_ids,
-    };
-    Ok((idp, providers))
+    Ok(UserBinding { primary_login, secondary_claim: raw.secondary_claim })
 }
 
 /// The user's identity: a claim of a token this filter verifies itself, or

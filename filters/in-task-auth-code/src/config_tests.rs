@@ -1,6 +1,7 @@
 //! Configuration: what compiles, and each rule refused with its field.
 
 use super::*;
+use baton_token::oauth::ClientAuth;
 use serde_json::json;
 
 pub(crate) fn base() -> Value {
@@ -27,6 +28,7 @@ pub(crate) fn base() -> Value {
             "name": "corp", "issuer": "https://corp.example", "audiences": ["agents"], "algorithms": ["ES256"],
             "jwks": {"remote": {"cluster": "corp_idp", "path": "/jwks"}}
         }]},
+        "userBinding": {"secondaryClaim": "sub"},
         "identityHeader": "x-user-id"
     })
 }
@@ -45,7 +47,10 @@ fn error(config: &Value) -> ConfigError {
 #[test]
 fn minimal_configuration_has_safe_defaults() {
     let config = parse_value(&base()).unwrap();
-    assert_eq!(config.callback_path, "/a2a/oauth/callback");
+    assert_eq!(config.idp.redirect_path, "/a2a/oauth/callback");
+    assert_eq!(config.idp.issuer, "https://bank.example", "the one provider's issuer");
+    assert!(!config.idp.require_issuer_in_response);
+    assert_eq!(config.cookie.name, "__Host-baton-itac");
     assert_eq!(config.state_ttl_secs, 300);
     assert_eq!(config.challenge_status, 200);
     assert_eq!(config.on_invalid_credential, InvalidCredential::Challenge);
@@ -104,7 +109,10 @@ fn errors_name_their_field() {
         ("/rules/0/when", json!({"source": "data", "pointer": "/op"}), "rules[0].when"),
         ("/rules/0/when", json!({"source": "body", "pointer": "/op", "equals": 1}), "rules[0].when.source"),
         ("/identityHeader", json!("authorization"), "identityHeader"),
-        ("/callbackPath", json!("callback"), "callbackPath"),
+        ("/secondaryIdp/redirectUri", json!("http://gw.example/cb"), "secondaryIdp.redirectUri"),
+        ("/secondaryIdp/redirectUri", json!("https://gw.example/cb?x=1"), "secondaryIdp.redirectUri"),
+        ("/userBinding", json!({}), "userBinding"),
+        ("/userBinding", json!({"secondaryClaim": ""}), "userBinding.secondaryClaim"),
         ("/tokenTimeoutSeconds", json!(5), "tokenTimeoutSeconds"),
         ("/challengeStatus", json!(42), "challengeStatus"),
         ("/onInvalidCredential", json!("ignore"), "onInvalidCredential"),

@@ -24,7 +24,8 @@ use crate::a2a::{self, Call, CallKind, INVALID_PARAMS, SERVER_ERROR, TaskIds};
 use crate::challenge::{issue, random_id};
 use crate::metrics;
 use crate::model::{
-    ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule, is_agent_card,
+    AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
+    is_agent_card,
 };
 use crate::store::{StateProblem, Store, TaskRecord};
 
@@ -46,6 +47,8 @@ pub struct Request {
     pub a2a_version: Option<String>,
     /// `Accept`, if sent.
     pub accept: Option<String>,
+    /// `Cookie`, if sent (read on the browser's paths only).
+    pub cookie: Option<String>,
     /// The body, once read (protected routes only).
     pub body: Option<Vec<u8>>,
 }
@@ -121,8 +124,13 @@ pub enum Verdict {
 /// How a code exchange ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExchangeOutcome {
-    /// A token.
-    Token(Secret),
+    /// Tokens.
+    Token {
+        /// The access token.
+        access: Secret,
+        /// The ID token, when the server sent one.
+        id_token: Option<Secret>,
+    },
     /// The IdP refused the code (expired, used, wrong verifier).
     Refused(String),
     /// The IdP could not be reached or answered garbage.
@@ -290,8 +298,17 @@ impl Engine {
         if is_agent_card(&request.path) {
             return Verdict::Continue(Forward::default());
         }
-        if request.path.split('?').next() == Some(config.callback_path.as_str()) {
+        let path = request.path.split('?').next().unwrap_or("");
+        if path == config.idp.redirect_path {
             return crate::callback::decide(self, host, request, round);
+        }
+        if let Some(login) = &config.binding.primary_login {
+            if path == login.start_path {
+                return crate::login::start(self, host, request, login);
+            }
+            if path == login.server.redirect_path {
+                return crate::login::finish(self, host, request, login, round);
+            }
         }
         let user = match self.identify(host, request, round) {
             Identity::User(user) => Some(user),
@@ -403,11 +420,23 @@ impl Engine {
         let record = call.task_id().and_then(|task| self.store.task(host, &user, task));
 
         let token = match call.credentials().first().copied().map(parse_credential) {
+            Some(Some(Credentials::Token(_))) if self.config.binding.secondary_claim.is_none() => {
+                // Nothing would show whose token it is: only the gateway's
+                // own flow binds a credential to the user.
+                host.count(metrics::BINDING_REFUSED);
+                audit.deny(400, "token_not_bindable").emit(host);
+                return Verdict::Reply(Reply::rpc_error(
+                    400,
+                    &call.id,
+                    INVALID_PARAMS,
+                    "Invalid params: this gateway takes the credential only through its own authorization link",
+                ));
+            }
             Some(Some(Credentials::Token(token))) => token,
             Some(Some(Credentials::Code { code, state })) => {
                 let key = TokenHash::of(state.as_bytes());
                 match round.outcome_for(&key) {
-                    Some(ExchangeOutcome::Token(token)) => token.clone(),
+                    Some(ExchangeOutcome::Token { access, .. }) => access.clone(),
                     Some(ExchangeOutcome::Refused(why)) => {
                         audit.set("exchange", why);
                         return self.refuse_credential(
@@ -455,7 +484,7 @@ impl Engine {
                 None => return self.challenge(host, &call, &user, None, audit),
             },
         };
-        match self.accept_token(host, &token, round) {
+        match self.accept_token(host, &token, &user, round) {
             Ok(expires_at) => {
                 let record = match record {
                     Some(record) => {
@@ -495,34 +524,46 @@ impl Engine {
         }
     }
 
-    /// Validates a secondary token: signature, issuer, audience, expiry, and
-    /// the configured requirements. Returns when it expires.
+    /// Validates a secondary token for `user`: signature, issuer, audience,
+    /// expiry, the configured requirements, and (`secondaryClaim`) that it
+    /// names `user`. Returns when it expires.
     pub(crate) fn accept_token(
         &mut self,
         host: &dyn Host,
         token: &Secret,
+        user: &str,
         round: Round<'_>,
     ) -> Result<u64, Refusal> {
-        match self.verifier.verify(host, token.expose(), &self.config.idp.provider_ids, round.keys) {
-            Ok((verified, _)) => {
-                match self.config.requirement.evaluate(&verified.claims, host.now_unix_secs()) {
-                    AccessDecision::Granted => Ok(verified
-                        .claims
-                        .exp
-                        .and_then(|exp| u64::try_from(exp).ok())
-                        .unwrap_or_else(|| host.now_unix_secs() + self.config.state_ttl_secs)),
-                    decision => Err(Refusal::Invalid {
-                        reason: decision.reason().to_string(),
-                        description: decision.description(),
-                    }),
+        let verified =
+            match self.verifier.verify(host, token.expose(), &self.config.idp.provider_ids, round.keys) {
+                Ok((verified, _)) => verified,
+                Err(VerifyError::AwaitKeys(provider)) => return Err(Refusal::AwaitKeys(provider)),
+                Err(VerifyError::KeysUnavailable(_)) => return Err(Refusal::KeysUnavailable),
+                Err(VerifyError::Invalid { reason, description }) => {
+                    return Err(Refusal::Invalid { reason: reason.to_string(), description });
                 }
-            }
-            Err(VerifyError::AwaitKeys(provider)) => Err(Refusal::AwaitKeys(provider)),
-            Err(VerifyError::KeysUnavailable(_)) => Err(Refusal::KeysUnavailable),
-            Err(VerifyError::Invalid { reason, description }) => {
-                Err(Refusal::Invalid { reason: reason.to_string(), description })
-            }
+            };
+        let decision = self.config.requirement.evaluate(&verified.claims, host.now_unix_secs());
+        if decision != AccessDecision::Granted {
+            return Err(Refusal::Invalid {
+                reason: decision.reason().to_string(),
+                description: decision.description(),
+            });
         }
+        if let Some(claim) = &self.config.binding.secondary_claim
+            && verified.claims.select(claim).and_then(Value::as_str) != Some(user)
+        {
+            host.count(metrics::BINDING_REFUSED);
+            return Err(Refusal::Invalid {
+                reason: "user_mismatch".into(),
+                description: "the credential belongs to another user".into(),
+            });
+        }
+        Ok(verified
+            .claims
+            .exp
+            .and_then(|exp| u64::try_from(exp).ok())
+            .unwrap_or_else(|| host.now_unix_secs() + self.config.state_ttl_secs))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -580,6 +621,19 @@ impl Engine {
                 "Invalid params: the authorization belongs to another user",
             ));
         }
+        // With a browser sign-in, a code counts only for an authorization
+        // whose browser signed in as the user (it then normally comes back
+        // through the redirect; a client that caught it may send it here).
+        if self.config.binding.primary_login.is_some() && pending.browser.is_none() {
+            host.count(metrics::BINDING_REFUSED);
+            audit.deny(403, "browser_not_signed_in").emit(host);
+            return Verdict::Reply(Reply::rpc_error(
+                403,
+                &call.id,
+                INVALID_PARAMS,
+                "Invalid params: the authorization was not completed by the user who asked for it",
+            ));
+        }
         if call.task_id().is_some_and(|task| task != pending.task_id) {
             host.count(metrics::STATE_MISUSE);
             audit.deny(403, "state_other_task").emit(host);
@@ -590,7 +644,7 @@ impl Engine {
                 "Invalid params: the authorization belongs to another task",
             ));
         }
-        Verdict::AwaitToken(Box::new(code_exchange(&self.config, state, code, &pending.verifier)))
+        Verdict::AwaitToken(Box::new(code_exchange(&self.config.idp, 0, state, code, &pending.verifier)))
     }
 
     /// Forwards with the secondary token injected, the credential stripped,
@@ -732,7 +786,7 @@ impl Engine {
         match baton_token::oauth::TokenResponse::parse(status, body, Default::default()) {
             Ok(response) => {
                 host.count(metrics::CODES_EXCHANGED);
-                ExchangeOutcome::Token(response.access_token)
+                ExchangeOutcome::Token { access: response.access_token, id_token: response.id_token }
             }
             Err(error) => {
                 host.log(
@@ -787,13 +841,20 @@ pub(crate) fn parse_credential(object: &Map<String, Value>) -> Option<Credential
     }
 }
 
-/// The authorization code grant for `state`'s code (RFC 6749 §4.1.3 with
-/// the RFC 7636 verifier), keyed by the state.
-pub(crate) fn code_exchange(config: &FilterConfig, state: &str, code: &str, verifier: &str) -> TokenCall {
+/// The authorization code grant for `code` at `server` (token endpoint
+/// `endpoint` of the filter's list; RFC 6749 §4.1.3 with the RFC 7636
+/// verifier), keyed by the `state` it came back with.
+pub(crate) fn code_exchange(
+    server: &AuthorizationServer,
+    endpoint: usize,
+    state: &str,
+    code: &str,
+    verifier: &str,
+) -> TokenCall {
     let request = TokenRequest {
         grant: Grant::AuthorizationCode {
             code: Secret::new(code),
-            redirect_uri: config.idp.redirect_uri.clone(),
+            redirect_uri: server.redirect_uri.clone(),
             code_verifier: Secret::new(verifier),
         },
         audiences: Vec::new(),
@@ -803,8 +864,8 @@ pub(crate) fn code_exchange(config: &FilterConfig, state: &str, code: &str, veri
     };
     TokenCall {
         key: TokenHash::of(state.as_bytes()),
-        endpoint: 0,
-        request: request.encode(&config.idp.token_endpoint.client_auth),
+        endpoint,
+        request: request.encode(&server.token_endpoint.client_auth),
         requested_token_type: None,
         token_exchange: false,
         not_after: None,

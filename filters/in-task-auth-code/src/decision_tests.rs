@@ -3,7 +3,7 @@
 //! agents' own challenges.
 
 use super::*;
-use crate::callback::parse_query;
+use crate::browser::parse_query;
 use crate::config;
 use crate::response::{AnswerContext, on_answer};
 use baton_filter_kit::test_host::TestHost;
@@ -79,6 +79,7 @@ fn request(user: Option<&str>, method: &str, message: Value) -> Request {
         verified_upstream: None,
         a2a_version: None,
         accept: None,
+        cookie: None,
         body: Some(body.to_string().into_bytes()),
     }
 }
@@ -233,7 +234,7 @@ fn challenges_in_v10_and_as_a_stream() {
 #[test]
 fn a_token_in_the_message_is_validated_stripped_and_injected() {
     let mut s = setup();
-    let token = s.bank_token("alice@bank");
+    let token = s.bank_token("alice");
     let forwarded =
         forward(s.decide(&v03(Some("alice"), Some("t-9"), with_credentials(json!({"accessToken": token})))));
     assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {token}").as_str()));
@@ -257,7 +258,7 @@ fn a_gateway_named_task_is_not_forwarded_and_the_agents_task_gets_the_token() {
     let mut s = setup();
     let challenge = reply(s.decide(&v03(Some("alice"), None, transfer())));
     let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
-    let token = s.bank_token("alice@bank");
+    let token = s.bank_token("alice");
     let forwarded = forward(s.decide(&v03(
         Some("alice"),
         Some(&gateway_task),
@@ -281,13 +282,13 @@ fn a_gateway_named_task_is_not_forwarded_and_the_agents_task_gets_the_token() {
 #[test]
 fn an_invalid_token_gets_a_new_challenge_or_a_401() {
     let mut s = setup();
-    let forged = TestKey::es256("bank-1").token(&bank_claims("alice@bank"));
+    let forged = TestKey::es256("bank-1").token(&bank_claims("alice"));
     let challenge =
         reply(s.decide(&v03(Some("alice"), Some("t-1"), with_credentials(json!({"accessToken": forged})))));
     let object = auth_challenge(&challenge);
     assert_eq!(object["error"], "invalid_token");
     assert_eq!(object["errorDescription"], "token signature is invalid");
-    let mut claims = bank_claims("alice@bank");
+    let mut claims = bank_claims("alice");
     claims["scope"] = json!("accounts:read");
     let mut s = setup_with(|c| {
         c["require"] = json!({"scopes": {"allOf": ["transfers:write"]}});
@@ -318,8 +319,8 @@ fn a_code_in_the_message_is_exchanged_once() {
     );
     assert_eq!(call.key, TokenHash::of(state.as_bytes()));
 
-    let token = Secret::new(s.bank_token("alice@bank"));
-    let outcome = ExchangeOutcome::Token(token.clone());
+    let token = Secret::new(s.bank_token("alice"));
+    let outcome = ExchangeOutcome::Token { access: token.clone(), id_token: None };
     let continued = Round { number: 1, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
     let forwarded = forward(s.engine.decide(&s.host, &message, continued));
     assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {}", token.expose()).as_str()));
@@ -375,11 +376,12 @@ fn the_redirect_is_served_and_the_task_continues_with_nothing_in_the_body() {
         verified_upstream: None,
         a2a_version: None,
         accept: Some("text/html".into()),
+        cookie: None,
         body: None,
     };
     let Verdict::AwaitToken(call) = s.decide(&callback) else { panic!("expected a code exchange") };
-    let token = Secret::new(s.bank_token("alice@bank"));
-    let outcome = ExchangeOutcome::Token(token.clone());
+    let token = Secret::new(s.bank_token("alice"));
+    let outcome = ExchangeOutcome::Token { access: token.clone(), id_token: None };
     let continued = Round { number: 1, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
     let page = reply(s.engine.decide(&s.host, &callback, continued));
     assert_eq!(page.status, 200);
@@ -403,6 +405,7 @@ fn bad_redirects_are_refused() {
         verified_upstream: None,
         a2a_version: None,
         accept: Some("application/json".into()),
+        cookie: None,
         body: None,
     };
     for path in [
@@ -478,7 +481,7 @@ fn code_exchange_answers_are_interpreted() {
     let outcome = |status, body: &str| s.engine.exchange_outcome(&s.host, Some(status), body.as_bytes());
     assert!(matches!(
         outcome(200, r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#),
-        ExchangeOutcome::Token(_)
+        ExchangeOutcome::Token { .. }
     ));
     assert!(matches!(outcome(400, r#"{"error":"invalid_grant"}"#), ExchangeOutcome::Refused(_)));
     assert!(matches!(outcome(503, "busy"), ExchangeOutcome::Unavailable(_)));
@@ -489,7 +492,7 @@ fn code_exchange_answers_are_interpreted() {
 #[test]
 fn audit_lines_never_hold_credentials() {
     let mut s = setup();
-    let token = s.bank_token("alice@bank");
+    let token = s.bank_token("alice");
     forward(s.decide(&v03(Some("alice"), Some("t-9"), with_credentials(json!({"accessToken": token})))));
     let challenge = reply(s.decide(&v03(Some("alice"), Some("t-10"), transfer())));
     let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
@@ -525,7 +528,7 @@ fn with_bearer(mut request: Request, credential: &str) -> Request {
 fn only_a_verified_token_names_the_user() {
     let mut s = setup();
     // alice's task holds her bank token.
-    let bank = s.bank_token("alice@bank");
+    let bank = s.bank_token("alice");
     forward(s.decide(&v03(Some("alice"), Some("t-1"), with_credentials(json!({"accessToken": bank})))));
     let alice = user_token("alice");
     let (jose, payload) = {

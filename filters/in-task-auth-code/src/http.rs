@@ -234,6 +234,7 @@ fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
         },
         a2a_version: text("a2a-version"),
         accept: text("accept"),
+        cookie: text("cookie"),
         body: None,
     }
 }

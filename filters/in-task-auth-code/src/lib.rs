@@ -12,13 +12,16 @@
 //! state and PKCE; `store` keeps them; `root`/`http` are the proxy-wasm glue.
 
 pub mod a2a;
+pub mod browser;
 pub mod callback;
 pub mod challenge;
 pub mod config;
 pub mod decision;
 pub mod http;
+pub mod login;
 pub mod metrics;
 pub mod model;
+pub mod oauth_server;
 pub mod response;
 pub mod root;
 pub mod store;

@@ -18,6 +18,15 @@ pub const STATE_MISUSE: &str = "baton_itac.state_misuse";
 pub const JSON_RPC_ERRORS: &str = "baton_itac.json_rpc_errors";
 /// The user's bearer token refused (signature, claims, malformed).
 pub const PRIMARY_REFUSED: &str = "baton_itac.primary_refused";
+/// A browser's step refused because it is not the one that signed in as
+/// the user who asked (another browser, another user, login CSRF).
+pub const BINDING_REFUSED: &str = "baton_itac.binding_refused";
+/// A redirect whose RFC 9207 `iss` names another server, or lacks it.
+pub const ISSUER_MISMATCH: &str = "baton_itac.issuer_mismatch";
+/// Browser sign-ins at the users' IdP started (`primaryLogin`).
+pub const SIGN_INS_STARTED: &str = "baton_itac.sign_ins_started";
+/// Browser sign-ins that named the user who asked.
+pub const SIGN_INS_COMPLETED: &str = "baton_itac.sign_ins_completed";
 /// The secondary IdP unreachable or answering garbage.
 pub const IDP_UNAVAILABLE: &str = "baton_itac.idp_unavailable";
 /// Key set fetches of the secondary IdP.
@@ -27,8 +36,12 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 15] = [
     PRIMARY_REFUSED,
+    BINDING_REFUSED,
+    ISSUER_MISMATCH,
+    SIGN_INS_STARTED,
+    SIGN_INS_COMPLETED,
     CHALLENGES,
     AGENT_CHALLENGES_ENRICHED,
     CODES_EXCHANGED,

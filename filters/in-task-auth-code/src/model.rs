@@ -6,32 +6,48 @@ use std::rc::Rc;
 
 use baton_filter_kit::config::Provider;
 use baton_filter_kit::matching::RequestMatch;
-use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::rules::AccessRequirement;
 use serde_json::Value;
 
-/// The second IdP (e.g. the user's bank).
+pub use crate::oauth_server::AuthorizationServer;
+
+/// How the gateway knows that the person who authorizes at the secondary IdP
+/// is the user who asked for it.
 #[derive(Debug)]
-pub struct SecondaryIdp {
-    /// Name shown to clients (`secondaryAuthProvider`).
+pub struct UserBinding {
+    /// The browser signs in at the users' IdP, as the user who asked,
+    /// before it is sent to the secondary IdP; the secondary IdP's redirect
+    /// is accepted only in that browser.
+    pub primary_login: Option<PrimaryLogin>,
+    /// The secondary token's claim that must equal the user.
+    pub secondary_claim: Option<String>,
+}
+
+/// The sign-in at the users' IdP that proves who holds the browser.
+#[derive(Debug)]
+pub struct PrimaryLogin {
+    /// The users' IdP, with the gateway as its (OpenID Connect) client.
+    pub server: AuthorizationServer,
+    /// Where an authorization link starts: the filter serves it.
+    pub start_path: String,
+}
+
+/// The cookie that ties one browser's steps together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserCookie {
+    /// `__Host-baton-itac` over https (bound to this origin, `Secure`).
     pub name: String,
-    /// Authorization endpoint URL the user opens.
-    pub authorization_endpoint: String,
-    /// Token endpoint URL, as published in challenges.
-    pub token_endpoint_url: String,
-    /// Token endpoint as the gateway calls it (cluster, path, client auth).
-    pub token_endpoint: TokenEndpoint,
-    /// Where the IdP sends the user back (`redirect_uri`).
-    pub redirect_uri: String,
-    /// Scopes requested.
-    pub scopes: Vec<String>,
-    /// Audience of the secondary token, shown in challenges.
-    pub audience: Option<String>,
-    /// Further authorization request parameters (e.g. `acr_values`).
-    pub extra_authorize_parameters: Vec<(String, String)>,
-    /// Who may issue secondary tokens: indexes into
-    /// [`FilterConfig::providers`].
-    pub provider_ids: Vec<usize>,
+    /// Whether it is `Secure` (https redirect URIs).
+    pub secure: bool,
+}
+
+impl BrowserCookie {
+    /// The cookie for a gateway whose redirect URI is `redirect_uri`.
+    pub fn for_redirect(redirect_uri: &str) -> Self {
+        let secure = redirect_uri.starts_with("https://");
+        let name = if secure { "__Host-baton-itac" } else { "baton-itac" };
+        Self { name: name.to_string(), secure }
+    }
 }
 
 /// Which part of a message a condition reads.
@@ -104,8 +120,13 @@ pub enum InvalidCredential {
 /// The validated, compiled configuration.
 #[derive(Debug)]
 pub struct FilterConfig {
-    /// The second IdP.
-    pub idp: SecondaryIdp,
+    /// The second IdP (the user's bank): where the user authorizes, where
+    /// codes are exchanged.
+    pub idp: AuthorizationServer,
+    /// How the person who authorizes is known to be the user who asked.
+    pub binding: UserBinding,
+    /// The browser cookie of the authorization flow.
+    pub cookie: BrowserCookie,
     /// Every token issuer the filter verifies (secondary tokens, and the
     /// user's tokens when it verifies them itself), with their keys.
     pub providers: Rc<Vec<Provider>>,
@@ -121,8 +142,6 @@ pub struct FilterConfig {
     pub inject_header: String,
     /// Its scheme prefix.
     pub inject_prefix: String,
-    /// Path of the OAuth redirect the filter serves.
-    pub callback_path: String,
     /// How long a challenge (`state`) is valid.
     pub state_ttl_secs: u64,
     /// HTTP status of challenge answers.

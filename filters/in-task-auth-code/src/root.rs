@@ -215,14 +215,18 @@ impl InTaskRoot {
 fn dispatch_queued(vm: &mut Vm, host: &dyn Host) {
     let config = vm.engine.shared_config();
     for call in vm.flights.take_queued() {
-        match config.idp.token_endpoint.dispatch(&call, "baton-in-task-auth-code") {
+        let endpoint = match (call.endpoint, &config.binding.primary_login) {
+            (crate::login::LOGIN_ENDPOINT, Some(login)) => &login.server.token_endpoint,
+            _ => &config.idp.token_endpoint,
+        };
+        match endpoint.dispatch(&call, "baton-in-task-auth-code") {
             Ok(token) => vm.flights.dispatched(call, token, host.now_unix_millis()),
             Err(status) => {
                 host.log(
                     LogLevel::Warn,
                     &format!(
-                        "idp={} cluster={} dispatch failed: {status:?}",
-                        config.idp.name, config.idp.token_endpoint.cluster
+                        "cluster={} token call ({}) dispatch failed: {status:?}",
+                        endpoint.cluster, call.label
                     ),
                 );
                 vm.flights.abandoned(&call.key);

@@ -27,6 +27,32 @@ pub struct PendingAuthorization {
     pub expires_at: u64,
     /// Whether the state was used (it is single-use).
     pub used: bool,
+    /// The browser's sign-in at the users' IdP, once started
+    /// (`userBinding.primaryLogin`).
+    #[serde(default)]
+    pub login: Option<PendingLogin>,
+    /// The browser that signed in as `user` (hex SHA-256 of its cookie):
+    /// the only one whose redirect from the secondary IdP is accepted.
+    #[serde(default)]
+    pub browser: Option<String>,
+}
+
+/// A sign-in at the users' IdP, started for a pending authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// Hex SHA-256 of its `state` (the authorization's state, a dot, and
+    /// random characters).
+    pub state_hash: String,
+    /// Its PKCE verifier.
+    pub verifier: String,
+    /// The OpenID Connect `nonce` its ID token must carry.
+    pub nonce: String,
+    /// Hex SHA-256 of the cookie of the browser that started it.
+    pub browser: String,
+    /// Last second it may complete.
+    pub expires_at: u64,
+    /// Whether its redirect came (single use).
+    pub used: bool,
 }
 
 /// Why a `state` was not accepted.
@@ -100,22 +126,40 @@ impl Store {
     /// Takes `state` for use: it must exist, be unexpired and unused; it is
     /// marked used atomically, so of two concurrent uses only one succeeds.
     pub fn consume_state(&self, host: &dyn Host, state: &str) -> Result<PendingAuthorization, StateProblem> {
+        self.modify_state(host, state, |pending| {
+            pending.used = true;
+            Ok(())
+        })
+        .map(|(pending, ())| pending)
+    }
+
+    /// Changes the pending authorization of `state` (unused and unexpired)
+    /// with `change`, atomically: on a concurrent change it is read again
+    /// and `change` runs again, a few times at most.
+    pub fn modify_state<T>(
+        &self,
+        host: &dyn Host,
+        state: &str,
+        mut change: impl FnMut(&mut PendingAuthorization) -> Result<T, StateProblem>,
+    ) -> Result<(PendingAuthorization, T), StateProblem> {
         let key = TokenHash::of(state.as_bytes());
-        let (entry, cas) = self.states.get_versioned(&key, host).ok_or(StateProblem::Unknown)?;
-        let mut pending: PendingAuthorization =
-            serde_json::from_slice(&entry).map_err(|_| StateProblem::Unknown)?;
-        if pending.used {
-            return Err(StateProblem::Reused);
+        for _ in 0..4 {
+            let (entry, cas) = self.states.get_versioned(&key, host).ok_or(StateProblem::Unknown)?;
+            let mut pending: PendingAuthorization =
+                serde_json::from_slice(&entry).map_err(|_| StateProblem::Unknown)?;
+            if pending.used {
+                return Err(StateProblem::Reused);
+            }
+            if host.now_unix_secs() >= pending.expires_at {
+                return Err(StateProblem::Expired);
+            }
+            let outcome = change(&mut pending)?;
+            let changed = serde_json::to_vec(&pending).map_err(|_| StateProblem::Unknown)?;
+            if self.states.put_if_unchanged(&key, &changed, cas, host) {
+                return Ok((pending, outcome));
+            }
         }
-        if host.now_unix_secs() >= pending.expires_at {
-            return Err(StateProblem::Expired);
-        }
-        pending.used = true;
-        let marked = serde_json::to_vec(&pending).map_err(|_| StateProblem::Unknown)?;
-        if !self.states.put_if_unchanged(&key, &marked, cas, host) {
-            return Err(StateProblem::Reused);
-        }
-        Ok(pending)
+        Err(StateProblem::Reused)
     }
 
     /// Reads a state without using it (the continuation of a use).
@@ -159,6 +203,8 @@ mod tests {
             verifier: "v".repeat(43),
             expires_at: NOW + 300,
             used: false,
+            login: None,
+            browser: None,
         }
     }
 

@@ -205,6 +205,7 @@ mod tests {
             issued_token_type: None,
             expires_in,
             scope: None,
+            id_token: None,
         }
     }
 

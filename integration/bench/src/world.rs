@@ -14,7 +14,7 @@ pub const SCOPE: &str = "orders:read";
 /// The gateway's OAuth client at the IdP.
 pub const BROKER: &str = "agent-broker";
 /// Where the bank sends the user back (served by in-task-auth-code).
-pub const REDIRECT: &str = "http://gateway.bench/a2a/oauth/callback";
+pub const REDIRECT: &str = "https://gateway.bench/a2a/oauth/callback";
 /// Distinct tokens in the pool workload.
 pub const POOL_SIZE: usize = 1000;
 
@@ -122,6 +122,7 @@ impl World {
             "primaryIdentity": {"providers": [{
                 "name": "corp", "issuer": self.idp.issuer(), "audiences": [AUDIENCE],
                 "algorithms": ["ES256", "RS256"], "jwks": {"inline": self.idp.jwks()}}]},
+            "userBinding": {"secondaryClaim": "sub"},
             "auditLog": false
         })
     }

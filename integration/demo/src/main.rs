@@ -66,12 +66,11 @@ fn run() -> Result<(), String> {
     )?;
     let bank = transfer::start_bank()?;
     let agent = transfer::start_agent()?;
-    let gateway = Envoy::start_file_with_env(
-        &root.join(transfer::CONFIG),
-        &root,
-        1,
-        &secret("BATON_BANK_SECRET", transfer::BANK_SECRET),
-    )?;
+    let gateway_secrets = [
+        ("BATON_BANK_SECRET".to_string(), transfer::BANK_SECRET.to_string()),
+        ("BATON_FINPORT_SECRET".to_string(), mock_idp::DEMO_GATEWAY_SECRET.to_string()),
+    ];
+    let gateway = Envoy::start_file_with_env(&root.join(transfer::CONFIG), &root, 1, &gateway_secrets)?;
 
     println!("Baton demo: identity through Envoy {}", envoy_version());
     println!("  mock IdP  {}  (issuer, JWKS, authorization code + PKCE, token exchange)", idp.issuer());
@@ -223,7 +222,7 @@ fn run() -> Result<(), String> {
     );
 
     let bob_token = sign_in(&idp, "bob", Some("mfa"))?;
-    let next = transfer::run(12, &bank, &agent, &gateway, &mfa_token, &bob_token, &mut trace)?;
+    let next = transfer::run(12, &idp, &bank, &agent, &gateway, &mfa_token, &bob_token, &mut trace)?;
 
     step(next, "counters in the Envoys' /stats");
     for name in [

@@ -46,16 +46,3 @@ pub fn sign_in(idp: &MockIdp, user: &str, acr: Option<&str>) -> Result<String, S
     let body: Value = response.json().map_err(|e| format!("token response: {e}"))?;
     body["access_token"].as_str().map(String::from).ok_or_else(|| format!("token endpoint said {body}"))
 }
-
-/// The user authorizes at `idp` (auto-approved by the mock IdP) by opening
-/// `authorization_url`; returns where the IdP redirects the browser.
-pub fn authorize(idp: &MockIdp, authorization_url: &str, user: &str) -> Result<String, String> {
-    let target = authorization_url.split_once("://").map_or(authorization_url, |(_, rest)| rest);
-    let target = target.find('/').map_or("/", |slash| &target[slash..]);
-    let request = ClientRequest::get(&format!("{target}&login_hint={user}"));
-    let response = http_kit::send(idp.addr(), &request, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    response
-        .header("location")
-        .map(String::from)
-        .ok_or_else(|| format!("the IdP answered {} without a redirect", response.status))
-}

@@ -3,13 +3,12 @@
 //! authorization, the user authorizes, the transfer goes through with the
 //! bank's token, and only that user's task can use it.
 
-use baton_harness::Envoy;
+use baton_harness::{Envoy, Hop, RedirectWalk};
 use echo_backend::EchoBackend;
 use http_kit::{ClientRequest, ClientResponse};
 use mock_idp::{MockIdp, MockIdpConfig};
 use serde_json::{Value, json};
 
-use crate::oauth::authorize;
 use crate::show::{show_response, step};
 use crate::trace::{Trace, claims_line};
 
@@ -97,9 +96,39 @@ fn agent_token_line(response: &ClientResponse) -> String {
     format!("iss=bank {}", claims_line(claims))
 }
 
+/// A browser where `user` signs in (the mock IdPs approve whoever
+/// `login_hint` names) opens `link` and follows every redirect.
+fn open_link(link: &str, idp: &MockIdp, bank: &MockIdp, user: &str) -> Result<Vec<Hop>, String> {
+    let idps = [idp.base_url(), bank.base_url()];
+    RedirectWalk::new().follow(link, 10, |url| {
+        if idps.iter().any(|base| url.starts_with(&format!("{base}/authorize?"))) {
+            format!("{url}&login_hint={user}")
+        } else {
+            url.to_string()
+        }
+    })
+}
+
+/// A hop of the walk without its code, state or other secrets.
+fn describe(url: &str) -> String {
+    let (place, path) = match url.split_once("://").and_then(|(_, rest)| rest.split_once('/')) {
+        Some((host, path)) => (host, path.split('?').next().unwrap_or("")),
+        None => ("?", url),
+    };
+    let who = match place.rsplit(':').next() {
+        Some("10003") => "gateway",
+        Some("9000") => "FinPort IdP",
+        Some("9010") => "bank",
+        _ => place,
+    };
+    format!("{who:<12} GET /{path}")
+}
+
 /// Runs the transfer steps, numbered from `first`; returns the next number.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     first: u32,
+    idp: &MockIdp,
     bank: &MockIdp,
     agent: &EchoBackend,
     gateway: &Envoy,
@@ -132,14 +161,18 @@ pub fn run(
 
     step(
         first + 1,
-        "alice opens the authorization URL at her bank (approved), the bank redirects to the gateway",
+        "alice opens the link: the gateway signs her browser in at FinPort, then sends it to her bank",
     );
-    let url = object["authorizationUrl"].as_str().ok_or("no authorizationUrl")?;
-    let redirect = authorize(bank, url, "alice")?;
-    let callback = redirect.split_once("10003").map_or(redirect.as_str(), |(_, path)| path);
-    println!("  redirect to the gateway: /a2a/oauth/callback?code=…&state=… (code and state not shown)");
-    let page = gateway.get(callback, &[("accept", "application/json")]);
-    println!("  -> {} {}", page.status, page.body_str());
+    let link = object["authorizationUrl"].as_str().ok_or("no authorizationUrl")?;
+    let hops = open_link(link, idp, bank, "alice")?;
+    for hop in &hops {
+        println!("  {} -> {}", describe(&hop.url), hop.response.status);
+    }
+    let page = &hops.last().ok_or("no answer to the link")?.response;
+    println!("  the gateway's page: {}", page_text(&page.body_str()));
+    if page.status != 200 {
+        return Err(format!("the authorization did not complete: {} {}", page.status, page.body_str()));
+    }
 
     step(
         first + 2,
@@ -183,6 +216,30 @@ pub fn run(
         &format!("{state}, agent not called"),
         "no token: alice's bank token stays hers".to_string(),
     );
+
+    step(first + 5, "bob sends his own authorization link to alice, who opens it (consent phishing)");
+    let bobs_link =
+        auth_challenge(&stolen)["authorizationUrl"].as_str().ok_or("no authorizationUrl")?.to_string();
+    let hops = open_link(&bobs_link, idp, bank, "alice")?;
+    for hop in &hops {
+        println!("  {} -> {}", describe(&hop.url), hop.response.status);
+    }
+    let refused = &hops.last().ok_or("no answer to the link")?.response;
+    println!("  the gateway's page: {}", page_text(&refused.body_str()));
+    if refused.status != 403 || hops.iter().any(|hop| describe(&hop.url).starts_with("bank")) {
+        return Err(format!("bob's link went further than the sign-in: {}", refused.status));
+    }
+    trace.hop(
+        "alice's browser -> bob's link",
+        "in-task-auth-code (sign-in)",
+        "403, the bank never asked",
+        "no token: alice signed in, bob asked".to_string(),
+    );
     println!("  requests the agent received in all: {}", agent.requests().len());
-    Ok(first + 5)
+    Ok(first + 6)
+}
+
+/// The paragraph of one of the gateway's pages.
+fn page_text(html: &str) -> String {
+    html.split("<p>").nth(1).and_then(|rest| rest.split("</p>").next()).unwrap_or(html).to_string()
 }

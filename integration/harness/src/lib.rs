@@ -10,10 +10,12 @@ mod browser;
 mod config;
 mod envoy;
 mod paths;
+mod redirects;
 mod shipped;
 
 pub use browser::{Browser, BrowserError, BrowserOptions, Cookie, SameSite};
 pub use config::{Cluster, EnvoySpec, HttpFilter, WasmFilter};
 pub use envoy::{Envoy, body_json, validate_config, validate_spec};
 pub use paths::{chromedriver_binary, chromium_binary, envoy_binary, wasm_file, workspace_root};
+pub use redirects::{Hop, RedirectWalk};
 pub use shipped::{ShippedConfig, free_port};

@@ -18,6 +18,12 @@ pub const DEMO_BROKER_SECRET: &str = "agent-broker-secret";
 /// The demo Portfolio Agent's client secret: it exchanges the token it
 /// received for the Ledger API's (the second hop).
 pub const DEMO_PORTFOLIO_SECRET: &str = "portfolio-agent-secret";
+/// The A2A gateway's client secret: the gateway signs the user's browser in
+/// (OpenID Connect) before it sends it to the bank.
+pub const DEMO_GATEWAY_SECRET: &str = "transfer-gateway-secret";
+/// Where the demo IdP sends the browser back to the A2A gateway after the
+/// sign-in.
+pub const DEMO_GATEWAY_SIGN_IN_URI: &str = "http://127.0.0.1:10003/a2a/oauth/signed-in";
 
 /// Grant type URN of RFC 8693 token exchange.
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -75,6 +81,9 @@ impl Default for MockIdpConfig {
                 ]),
                 ClientRegistration::confidential("portfolio-agent", DEMO_PORTFOLIO_SECRET)
                     .with_grant_types(&["client_credentials", GRANT_TOKEN_EXCHANGE]),
+                ClientRegistration::confidential("transfer-gateway", DEMO_GATEWAY_SECRET)
+                    .with_grant_types(&["authorization_code"])
+                    .with_redirect_uris(&[DEMO_GATEWAY_SIGN_IN_URI]),
             ],
             users: vec![
                 User::new("alice")

@@ -383,6 +383,9 @@ pub struct TokenResponse {
     pub expires_in: Option<u64>,
     /// Granted scope, when given.
     pub scope: Option<String>,
+    /// The OpenID Connect ID token, when given (authorization code grant
+    /// with `openid`).
+    pub id_token: Option<Secret>,
 }
 
 /// The longest lifetime taken from `expires_in` (a day): a bigger value is
@@ -479,12 +482,18 @@ impl TokenResponse {
             }
         };
         let scope = json.get("scope").and_then(Value::as_str).map(String::from);
+        let id_token = match json.get("id_token") {
+            None => None,
+            Some(Value::String(token)) if !token.is_empty() => Some(Secret::new(token.clone())),
+            Some(_) => return Err(TokenEndpointError::InvalidResponse("id_token is not a string")),
+        };
         Ok(Self {
             access_token: Secret::new(access_token.clone()),
             token_type,
             issued_token_type,
             expires_in,
             scope,
+            id_token,
         })
     }
 }

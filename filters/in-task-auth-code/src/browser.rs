@@ -1,0 +1,313 @@
+//! What the user's browser sees of the authorization flow: the query of a
+//! redirect, the cookie that ties the browser's steps together, the small
+//! pages the filter answers with, and redirects. Pages hold the filter's
+//! own texts only, never request data, and forbid framing and caching.
+
+use baton_filter_kit::audit::AuditLine;
+use baton_filter_kit::host::Host;
+use baton_token::TokenHash;
+use baton_token::pkce;
+use serde_json::json;
+
+use crate::decision::{Reply, Request, Verdict};
+use crate::metrics;
+use crate::model::BrowserCookie;
+
+/// The random value the cookie carries: 32 bytes, base64url.
+const COOKIE_VALUE_LEN: usize = 43;
+
+/// The query parameters of a redirect, each allowed at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectQuery {
+    pairs: Vec<(String, String)>,
+}
+
+impl RedirectQuery {
+    /// The query of `path` (after `?`).
+    pub fn of(path: &str) -> Self {
+        Self { pairs: parse_query(path.split_once('?').map_or("", |(_, query)| query)) }
+    }
+
+    /// The value of `name` when it appears exactly once (a parameter twice
+    /// is ambiguous, RFC 6749 §3.1: callers refuse it with
+    /// [`RedirectQuery::has_duplicates`] first).
+    pub fn single<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        let mut values = self.values(name);
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Whether any of `names` appears more than once.
+    pub fn has_duplicates(&self, names: &[&str]) -> bool {
+        names.iter().any(|name| self.values(name).nth(1).is_some())
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// `application/x-www-form-urlencoded` query pairs, duplicates kept.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        index += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The browser's value of `cookie`, if it sent exactly one well-formed one.
+pub fn cookie_value<'a>(header: Option<&'a str>, cookie: &BrowserCookie) -> Option<&'a str> {
+    let mut values = header?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == cookie.name)
+        .map(|(_, value)| value);
+    match (values.next(), values.next()) {
+        (Some(value), None)
+            if value.len() == COOKIE_VALUE_LEN
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(value)
+        }
+        _ => None,
+    }
+}
+
+/// What the gateway keeps of a browser's cookie: its SHA-256, in hex.
+pub fn browser_id(value: &str) -> String {
+    TokenHash::of(value.as_bytes()).to_hex()
+}
+
+/// A fresh cookie value, or `None` without randomness.
+pub fn new_cookie_value(host: &dyn Host) -> Option<String> {
+    let mut bytes = [0u8; 32];
+    host.fill_random(&mut bytes).then(|| pkce::opaque(&bytes))
+}
+
+/// The `Set-Cookie` value: this origin only (`__Host-` over https), never
+/// readable by scripts, sent on top-level navigations back from the IdPs.
+pub fn set_cookie(cookie: &BrowserCookie, value: &str, max_age_secs: u64) -> String {
+    let secure = if cookie.secure { "; Secure" } else { "" };
+    format!("{}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}", cookie.name)
+}
+
+/// Headers of every page and redirect: not cached, not framed, no referrer
+/// (the URL holds a code or state).
+fn browser_headers(content_type: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", content_type.into()),
+        ("cache-control", "no-store".into()),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'".into()),
+        ("x-frame-options", "DENY".into()),
+        ("referrer-policy", "no-referrer".into()),
+    ]
+}
+
+/// A 302 to `location`, setting the cookie when given.
+fn redirect(location: &str, set_cookie: Option<String>) -> Verdict {
+    let mut headers = browser_headers("text/html; charset=utf-8");
+    headers.push(("location", location.to_string()));
+    if let Some(cookie) = set_cookie {
+        headers.push(("set-cookie", cookie));
+    }
+    Verdict::Reply(Reply { status: 302, headers, body: String::new() })
+}
+
+/// How one request of the browser's flow is answered: a page, or JSON when
+/// the browser (an SDK's redirect handler) asked for it, with the request's
+/// audit line.
+pub struct Answer<'h> {
+    host: &'h dyn Host,
+    /// The request's audit line.
+    pub audit: AuditLine,
+    /// Whether the browser asked for JSON.
+    pub json: bool,
+}
+
+impl std::fmt::Debug for Answer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer").field("audit", &self.audit).field("json", &self.json).finish_non_exhaustive()
+    }
+}
+
+impl<'h> Answer<'h> {
+    /// The answer to `request`, a step of the flow named `step` in audit
+    /// lines.
+    pub fn new(host: &'h dyn Host, audit_log: bool, step: &str, request: &Request) -> Self {
+        let mut audit = AuditLine::new(audit_log);
+        audit.set("callback", step);
+        Self { host, audit, json: wants_json(request.accept.as_deref()) }
+    }
+
+    /// A refusal: counted (when `metric` is given), audited, answered.
+    pub fn refuse(mut self, metric: Option<&str>, status: u16, reason: &str, message: &str) -> Verdict {
+        if let Some(metric) = metric {
+            self.host.count(metric);
+        }
+        self.audit.deny(status, reason).emit(self.host);
+        let body = if self.json {
+            json!({"error": reason, "error_description": message}).to_string()
+        } else {
+            page("Authorization failed", message)
+        };
+        self.reply(status, body)
+    }
+
+    /// The redirect's `error` (RFC 6749 §4.1.2.1): only its code, in
+    /// letters, digits and underscores, reaches the page and the audit line.
+    pub fn denied_by_idp(mut self, error: &str, reason: &str, what: &str) -> Verdict {
+        let error: String =
+            error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        self.audit.set("idp_error", &error);
+        self.refuse(None, 400, reason, &format!("{what} ({error})."))
+    }
+
+    /// Success: audited; a page, or `json_body` as JSON.
+    pub fn done(mut self, reason: &str, message: &str, json_body: serde_json::Value) -> Verdict {
+        self.audit.allow(reason).emit(self.host);
+        let body = if self.json { json_body.to_string() } else { page("Authorization complete", message) };
+        self.reply(200, body)
+    }
+
+    /// A redirect, audited as allowed.
+    pub fn redirect(mut self, reason: &str, location: &str, set_cookie: Option<String>) -> Verdict {
+        self.audit.allow(reason).emit(self.host);
+        redirect(location, set_cookie)
+    }
+
+    fn reply(&self, status: u16, body: String) -> Verdict {
+        let content_type = if self.json { "application/json" } else { "text/html; charset=utf-8" };
+        Verdict::Reply(Reply { status, headers: browser_headers(content_type), body })
+    }
+}
+
+/// A redirect back from an IdP: `GET`, each of `names` at most once.
+pub fn read_redirect<'h>(
+    answer: Answer<'h>,
+    request: &Request,
+    names: &[&str],
+) -> Result<(Answer<'h>, RedirectQuery), Box<Verdict>> {
+    if request.method != "GET" {
+        return Err(Box::new(answer.refuse(
+            None,
+            405,
+            "method_not_allowed",
+            "This address only accepts GET.",
+        )));
+    }
+    let query = RedirectQuery::of(&request.path);
+    if query.has_duplicates(names) {
+        return Err(Box::new(answer.refuse(
+            Some(metrics::STATE_MISUSE),
+            400,
+            "duplicate_parameters",
+            "The request carries a parameter twice.",
+        )));
+    }
+    Ok((answer, query))
+}
+
+/// A page with a title and one paragraph, both the filter's own text.
+pub fn page(title: &str, message: &str) -> String {
+    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><h1>{}</h1><p>{}</p></body></html>",
+        escape(title),
+        escape(title),
+        escape(message)
+    )
+}
+
+/// Whether the browser asked for JSON rather than a page.
+fn wants_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| accept.contains("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            parse_query("code=a%2Bb&state=x+y&code=z&flag"),
+            [
+                ("code".to_string(), "a+b".to_string()),
+                ("state".into(), "x y".into()),
+                ("code".into(), "z".into()),
+                ("flag".into(), "".into())
+            ]
+        );
+        assert_eq!(
+            parse_query("a=%zz&b=%4"),
+            [("a".to_string(), "%zz".to_string()), ("b".into(), "%4".into())]
+        );
+        assert!(parse_query("").is_empty());
+        let query = RedirectQuery::of("/cb?code=1&state=2&state=3");
+        assert_eq!(query.single("code"), Some("1"));
+        assert_eq!(query.single("iss"), None);
+        assert!(query.single("state").is_none() && query.has_duplicates(&["code", "state"]));
+        assert!(!query.has_duplicates(&["code", "iss"]));
+    }
+
+    #[test]
+    fn pages_escape_their_text() {
+        assert!(page("<t>", "a & b").contains("&lt;t&gt;") && page("<t>", "a & b").contains("a &amp; b"));
+    }
+
+    #[test]
+    fn the_cookie_is_one_well_formed_value() {
+        let cookie = BrowserCookie::for_redirect("https://gw.example/cb");
+        assert_eq!(cookie.name, "__Host-baton-itac");
+        let value = "a".repeat(43);
+        let header = format!("x=1; __Host-baton-itac={value}; y=2");
+        assert_eq!(cookie_value(Some(&header), &cookie), Some(value.as_str()));
+        assert_eq!(
+            cookie_value(Some(&format!("{header}; __Host-baton-itac={value}")), &cookie),
+            None,
+            "twice"
+        );
+        assert_eq!(cookie_value(Some("__Host-baton-itac=short"), &cookie), None);
+        assert_eq!(cookie_value(Some(&format!("baton-itac={value}")), &cookie), None, "another name");
+        assert_eq!(cookie_value(None, &cookie), None);
+        let set = set_cookie(&cookie, &value, 300);
+        assert_eq!(
+            set,
+            format!("__Host-baton-itac={value}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax; Secure")
+        );
+        let local = BrowserCookie::for_redirect("http://127.0.0.1:10003/cb");
+        assert!(!set_cookie(&local, &value, 1).contains("Secure") && local.name == "baton-itac");
+    }
+}

@@ -1,0 +1,273 @@
+//! The browser's sign-in at the users' IdP (`userBinding.primaryLogin`),
+//! which ties the person at the secondary IdP to the user who asked
+//! (RFC 9700 §4.7, §2.1): an authorization link opens the gateway's start
+//! path, not the bank. The gateway gives the browser a cookie and sends it
+//! to sign in at the users' IdP (OpenID Connect, code + PKCE + nonce). Only
+//! when the ID token names the user who asked does the browser go on to the
+//! bank, and only that browser's redirect from the bank is accepted. A link
+//! forwarded to someone else stops at the sign-in: they are not the user,
+//! whatever they approve, and even if they open it willingly.
+
+use baton_filter_kit::host::Host;
+use baton_filter_kit::verifier::VerifyError;
+use baton_token::{TokenHash, pkce};
+use serde_json::Value;
+
+use crate::browser::{
+    Answer, RedirectQuery, browser_id, cookie_value, new_cookie_value, read_redirect, set_cookie,
+};
+use crate::challenge::{random_id, random32};
+use crate::decision::{Engine, ExchangeOutcome, MAX_ROUNDS, Request, Round, Verdict, code_exchange};
+use crate::metrics;
+use crate::model::PrimaryLogin;
+use crate::store::{PendingLogin, StateProblem};
+
+/// The token endpoint index of the users' IdP (the bank's is 0).
+pub const LOGIN_ENDPOINT: usize = 1;
+
+const UNKNOWN: &str = "This authorization link is unknown, expired, already used, or continues in another \
+                       browser. Ask your agent for a new one.";
+
+/// `GET <startPath>?state=S`: the authorization link. Starts (or restarts)
+/// the sign-in for the pending authorization `S` in this browser.
+pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &PrimaryLogin) -> Verdict {
+    let config = engine.shared_config();
+    let answer = Answer::new(host, config.audit_log, "start", request);
+    let (mut answer, query) = match read_redirect(answer, request, &["state"]) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
+    };
+    let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
+        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "state_missing", "The link is incomplete.");
+    };
+    answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
+    let existing = cookie_value(request.cookie.as_deref(), &config.cookie).map(str::to_string);
+    let randomness =
+        (existing.or_else(|| new_cookie_value(host)), random_id(host), random_id(host), random32(host));
+    let (Some(cookie), Some(nonce), Some(suffix), Some(verifier)) = randomness else {
+        return answer.refuse(None, 500, "no_randomness", "The gateway could not start the sign-in.");
+    };
+    let browser = browser_id(&cookie);
+    let login_state = format!("{state}.{suffix}");
+    let verifier = pkce::verifier(&verifier);
+    let started = engine.store.modify_state(host, state, |pending| {
+        if let Some(bound) = &pending.browser {
+            // Signed in already: this browser goes on to the bank again
+            // (the link opened twice); another browser may not.
+            return if *bound == browser { Ok(true) } else { Err(StateProblem::Reused) };
+        }
+        pending.login = Some(PendingLogin {
+            state_hash: TokenHash::of(login_state.as_bytes()).to_hex(),
+            verifier: verifier.expose().to_string(),
+            nonce: nonce.clone(),
+            browser: browser.clone(),
+            expires_at: pending.expires_at,
+            used: false,
+        });
+        Ok(false)
+    });
+    let set_cookie = Some(set_cookie(&config.cookie, &cookie, config.state_ttl_secs));
+    match started {
+        Ok((pending, signed_in)) => {
+            answer.audit.set("user", &pending.user).set("task", &pending.task_id);
+            if signed_in {
+                let bank =
+                    config.idp.authorization_url(state, &pkce::s256_challenge(&pending.verifier), None);
+                return answer.redirect("signed_in_already", &bank, set_cookie);
+            }
+            host.count(metrics::SIGN_INS_STARTED);
+            let challenge = pkce::s256_challenge(verifier.expose());
+            let sign_in = login.server.authorization_url(&login_state, &challenge, Some(&nonce));
+            answer.redirect("sign_in_started", &sign_in, set_cookie)
+        }
+        Err(problem) => answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN),
+    }
+}
+
+/// The users' IdP's redirect back (the path of `primaryLogin.redirectUri`).
+pub fn finish(
+    engine: &mut Engine,
+    host: &dyn Host,
+    request: &Request,
+    login: &PrimaryLogin,
+    round: Round<'_>,
+) -> Verdict {
+    let config = engine.shared_config();
+    let answer = Answer::new(host, config.audit_log, "sign_in", request);
+    let (mut answer, query) = match read_redirect(answer, request, &["code", "state", "error", "iss"]) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
+    };
+    let login_state = query.single("state").filter(|s| !s.is_empty() && s.len() <= 512);
+    let Some((login_state, state)) =
+        login_state.and_then(|l| l.rsplit_once('.').map(|(state, _)| (l, state)))
+    else {
+        return answer.refuse(
+            Some(metrics::STATE_MISUSE),
+            400,
+            "state_missing",
+            "The sign-in has no valid state.",
+        );
+    };
+    let key = TokenHash::of(login_state.as_bytes());
+    answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
+    let Some(pending) = engine.store.peek_state(host, state) else {
+        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "state_unknown", UNKNOWN);
+    };
+    answer.audit.set("user", &pending.user).set("task", &pending.task_id);
+    let Some(started) = pending.login.clone().filter(|l| l.state_hash == key.to_hex()) else {
+        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "sign_in_unknown", UNKNOWN);
+    };
+    let Some(outcome) = round.outcome_for(&key) else {
+        return arrived(engine, host, request, &query, login, state, login_state, &started, answer);
+    };
+    let id_token = match outcome {
+        ExchangeOutcome::Token { id_token: Some(id_token), .. } => id_token,
+        ExchangeOutcome::Token { id_token: None, .. } => {
+            return answer.refuse(
+                Some(metrics::IDP_UNAVAILABLE),
+                502,
+                "no_id_token",
+                "The identity provider sent no ID token; nothing was authorized.",
+            );
+        }
+        ExchangeOutcome::Refused(why) => {
+            answer.audit.set("exchange", why);
+            return answer.refuse(
+                None,
+                400,
+                "code_refused",
+                "The sign-in was refused; open the link from your agent again.",
+            );
+        }
+        ExchangeOutcome::Unavailable(why) => {
+            answer.audit.set("exchange", why);
+            return answer.refuse(
+                Some(metrics::IDP_UNAVAILABLE),
+                503,
+                "idp_unavailable",
+                "The identity provider could not be reached; open the link from your agent again.",
+            );
+        }
+    };
+    let verified =
+        match engine.verifier.verify(host, id_token.expose(), &login.server.provider_ids, round.keys) {
+            Ok((verified, _)) => verified,
+            Err(VerifyError::AwaitKeys(provider)) if round.number < MAX_ROUNDS => {
+                return Verdict::AwaitKeys(provider);
+            }
+            Err(VerifyError::AwaitKeys(_) | VerifyError::KeysUnavailable(_)) => {
+                return answer.refuse(
+                    Some(metrics::IDP_UNAVAILABLE),
+                    503,
+                    "keys_unavailable",
+                    "The sign-in could not be checked; try again shortly.",
+                );
+            }
+            Err(VerifyError::Invalid { reason, .. }) => {
+                answer.audit.set("refused", reason);
+                return answer.refuse(
+                    Some(metrics::VALIDATION_FAILURES),
+                    502,
+                    "id_token_refused",
+                    "The sign-in could not be verified; nothing was authorized.",
+                );
+            }
+        };
+    if verified.claims.select("nonce").and_then(Value::as_str) != Some(started.nonce.as_str()) {
+        return answer.refuse(
+            Some(metrics::VALIDATION_FAILURES),
+            400,
+            "nonce_mismatch",
+            "The sign-in was replayed; nothing was authorized.",
+        );
+    }
+    let signed_in = verified.claims.select(&config.primary.claim).and_then(Value::as_str);
+    if signed_in != Some(pending.user.as_str()) {
+        // Someone else's link: the authorization it stands for ends here,
+        // so it cannot be retried by a third person either.
+        let _ = engine.store.consume_state(host, state);
+        answer.audit.set("signed_in", signed_in.unwrap_or("-"));
+        return answer.refuse(
+            Some(metrics::BINDING_REFUSED),
+            403,
+            "user_mismatch",
+            "You signed in as another user than the one who asked for this authorization. Nothing was \
+             authorized. If you did not ask your agent for it, close this page.",
+        );
+    }
+    let bound = engine.store.modify_state(host, state, |pending| {
+        pending.browser = Some(started.browser.clone());
+        Ok(())
+    });
+    match bound {
+        Ok((pending, ())) => {
+            host.count(metrics::SIGN_INS_COMPLETED);
+            let bank = config.idp.authorization_url(state, &pkce::s256_challenge(&pending.verifier), None);
+            answer.redirect("signed_in", &bank, None)
+        }
+        Err(problem) => answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN),
+    }
+}
+
+/// The sign-in's redirect as it arrives: in the browser that started it
+/// (login CSRF), from the users' IdP (RFC 9207), once; then its code is
+/// exchanged.
+#[allow(clippy::too_many_arguments)]
+fn arrived(
+    engine: &mut Engine,
+    host: &dyn Host,
+    request: &Request,
+    query: &RedirectQuery,
+    login: &PrimaryLogin,
+    state: &str,
+    login_state: &str,
+    started: &PendingLogin,
+    answer: Answer<'_>,
+) -> Verdict {
+    let config = engine.shared_config();
+    let browser = cookie_value(request.cookie.as_deref(), &config.cookie).map(browser_id);
+    if browser.as_deref() != Some(started.browser.as_str()) {
+        return answer.refuse(
+            Some(metrics::BINDING_REFUSED),
+            403,
+            "sign_in_other_browser",
+            "This sign-in was not started in this browser. Nothing was authorized.",
+        );
+    }
+    let used = engine.store.modify_state(host, state, |pending| match &mut pending.login {
+        Some(current) if current.state_hash == started.state_hash && !current.used => {
+            current.used = true;
+            Ok(())
+        }
+        _ => Err(StateProblem::Reused),
+    });
+    if let Err(problem) = used {
+        return answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN);
+    }
+    if let Err(problem) = login.server.check_response_issuer(query.single("iss")) {
+        return answer.refuse(
+            Some(metrics::ISSUER_MISMATCH),
+            400,
+            problem.reason(),
+            "The sign-in response did not come from the expected identity provider.",
+        );
+    }
+    if let Some(error) = query.single("error") {
+        return answer.denied_by_idp(error, "sign_in_denied", "The sign-in did not complete");
+    }
+    let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return answer.refuse(None, 400, "code_missing", "The sign-in callback has no valid code.");
+    };
+    Verdict::AwaitToken(Box::new(code_exchange(
+        &login.server,
+        LOGIN_ENDPOINT,
+        login_state,
+        code,
+        &started.verifier,
+    )))
+}
+
+#[cfg(test)]
+#[path = "binding_tests.rs"]
+mod tests;
