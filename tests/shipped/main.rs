@@ -8,5 +8,6 @@
 
 #[path = "../common/bank.rs"]
 mod bank;
+mod consent;
 mod identity;
 mod world;
