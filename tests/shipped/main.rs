@@ -9,5 +9,6 @@
 #[path = "../common/bank.rs"]
 mod bank;
 mod consent;
+mod delegation;
 mod identity;
 mod world;
