@@ -11,4 +11,5 @@ mod bank;
 mod consent;
 mod delegation;
 mod identity;
+mod paths;
 mod world;

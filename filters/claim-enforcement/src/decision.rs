@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::reply::Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::rules::AccessDecision;
@@ -96,6 +97,15 @@ impl Engine {
     pub fn decide(&mut self, host: &dyn Host, request: &Request, wait: KeyWait) -> Verdict {
         let config = Rc::clone(&self.config);
         let mut audit = AuditLine::new(config.audit_log);
+        // A route decides on this path only if no other hop can read
+        // another one from it.
+        if config.match_inputs.path
+            && let Some(why) = ambiguous_path(&request.path)
+        {
+            audit.route("-");
+            let rejection = Rejection::json(400, "invalid_request", why);
+            return reject(host, audit, metrics::DENIED_AMBIGUOUS_PATH, "ambiguous_path", rejection);
+        }
         let route = routes::find(&config.routes, &request.method, &request.path, &request.authority);
         let (providers, requirement) = match route {
             None if config.allow_unmatched => {

@@ -426,3 +426,21 @@ fn keys_still_missing_after_a_fetch_mean_503() {
     s.engine.verifier.keys().finish_fetch(0, &s.host, Err(FetchError::NoResponse));
     assert_eq!(rejection(s.get("/", &token)).status, 503);
 }
+
+#[test]
+fn a_path_another_hop_could_read_differently_is_refused_before_any_route() {
+    let mut s = setup();
+    let viewer = s.key.token(&claims("alice"));
+    for path in ["/orders/..;/admin", "/orders/%2e%2e;/admin", "/orders;x/..", "/orders//admin", "/ord%65rs"]
+    {
+        let refused = rejection(s.get(path, &viewer));
+        assert_eq!(refused.status, 400, "{path}");
+        assert!(refused.body.contains("invalid_request"), "{path}: {}", refused.body);
+    }
+    // Even a public route and an unmatched path with defaultAction allow.
+    let mut open = setup_with(TestKey::es256("k1"), DEFAULT_ROUTES, r#","defaultAction":"allow""#);
+    assert_eq!(rejection(open.decide(&request("GET", "/healthz/..;/admin", None))).status, 400);
+    assert_eq!(rejection(open.decide(&request("GET", "/public/%2e%2e;/admin", None))).status, 400);
+    assert_eq!(s.host.counter(metrics::DENIED_AMBIGUOUS_PATH), 5);
+    assert!(matches!(s.get("/orders/1?next=/..;/x", &viewer), Verdict::Forward(_)), "the query is data");
+}

@@ -10,6 +10,9 @@ pub const ALLOWED_PUBLIC: &str = "baton_ce.allowed_public";
 pub const DENIED_MISSING_TOKEN: &str = "baton_ce.denied.missing_token";
 /// Malformed request (several credentials, bad `Authorization` syntax).
 pub const DENIED_INVALID_REQUEST: &str = "baton_ce.denied.invalid_request";
+/// A path another hop or the backend could read differently (refused
+/// before any route decides on it).
+pub const DENIED_AMBIGUOUS_PATH: &str = "baton_ce.denied.ambiguous_path";
 /// Token failed parsing, signature or claim validation.
 pub const DENIED_INVALID_TOKEN: &str = "baton_ce.denied.invalid_token";
 /// Token lacks a scope or fails a claim condition.
@@ -35,8 +38,9 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     ALLOWED,
+    DENIED_AMBIGUOUS_PATH,
     ALLOWED_PUBLIC,
     DENIED_MISSING_TOKEN,
     DENIED_INVALID_REQUEST,

@@ -172,14 +172,19 @@ fn the_user_comes_only_from_a_verified_token() {
 }
 
 #[test]
-fn agent_cards_are_recognised() {
+fn agent_cards_are_the_well_known_paths_read() {
     for path in
-        ["/.well-known/agent-card.json", "/.well-known/agent.json", "/agents/transfer/agent-card.json?v=1"]
+        ["/.well-known/agent-card.json", "/.well-known/agent.json", "/.well-known/agent-card.json?v=1"]
     {
-        assert!(crate::model::is_agent_card(path), "{path}");
+        assert!(crate::model::is_agent_card("GET", path), "{path}");
+        assert!(crate::model::is_agent_card("HEAD", path), "{path}");
+        // A message posted there is decided like any other.
+        assert!(!crate::model::is_agent_card("POST", path), "{path}");
     }
-    for path in ["/", "/a2a", "/.well-known/agent-card.json.bak", "/agent-card"] {
-        assert!(!crate::model::is_agent_card(path), "{path}");
+    for path in
+        ["/", "/a2a", "/.well-known/agent-card.json.bak", "/agents/transfer/agent-card.json", "/x/agent.json"]
+    {
+        assert!(!crate::model::is_agent_card("GET", path), "{path}");
     }
 }
 

@@ -11,6 +11,7 @@ use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
@@ -295,7 +296,17 @@ impl Engine {
     /// Decides what happens to `request`.
     pub fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
         let config = Rc::clone(&self.config);
-        if is_agent_card(&request.path) {
+        // Rules, the agent card and the OAuth paths decide on this path only
+        // if no other hop can read another one from it.
+        if let Some(why) = ambiguous_path(&request.path) {
+            host.count(metrics::AMBIGUOUS_PATH);
+            AuditLine::new(config.audit_log).deny(400, "ambiguous_path").emit(host);
+            return Verdict::Reply(Reply::json(
+                400,
+                serde_json::json!({"error": "invalid_request", "error_description": why}).to_string(),
+            ));
+        }
+        if is_agent_card(&request.method, &request.path) {
             return Verdict::Continue(Forward::default());
         }
         let path = request.path.split('?').next().unwrap_or("");

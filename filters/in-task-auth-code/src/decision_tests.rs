@@ -602,3 +602,16 @@ fn claim_enforcements_record_must_name_this_very_token() {
     unrecorded.primary = Credential::One(format!("Bearer {alice}").into_bytes());
     assert_eq!(header(&passed(s.decide(&unrecorded)), "x-baton-user"), None);
 }
+
+#[test]
+fn a_path_another_hop_could_read_differently_is_refused_before_any_rule() {
+    let mut s = setup();
+    for path in ["/a2a/..;/x", "/.well-known/agent-card.json/..;/a2a", "/a2a/oauth/%63allback", "/a2a//x"] {
+        let mut message = v03(Some("alice"), None, transfer());
+        message.path = path.into();
+        let refused = reply(s.decide(&message));
+        assert_eq!(refused.status, 400, "{path}");
+        assert_eq!(json_body(&refused)["error"], "invalid_request", "{path}");
+    }
+    assert_eq!(s.host.counter(metrics::AMBIGUOUS_PATH), 4);
+}

@@ -16,6 +16,9 @@ pub const VALIDATION_FAILURES: &str = "baton_itac.validation_failures";
 pub const STATE_MISUSE: &str = "baton_itac.state_misuse";
 /// Bodies refused as JSON-RPC errors (parse, invalid request, params).
 pub const JSON_RPC_ERRORS: &str = "baton_itac.json_rpc_errors";
+/// A path another hop or the agent could read differently (refused before
+/// any rule decides on it).
+pub const AMBIGUOUS_PATH: &str = "baton_itac.ambiguous_path";
 /// The user's bearer token refused (signature, claims, malformed).
 pub const PRIMARY_REFUSED: &str = "baton_itac.primary_refused";
 /// A browser's step refused because it is not the one that signed in as
@@ -36,7 +39,8 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
+    AMBIGUOUS_PATH,
     PRIMARY_REFUSED,
     BINDING_REFUSED,
     ISSUER_MISMATCH,

@@ -160,8 +160,13 @@ pub struct FilterConfig {
     pub fingerprint: String,
 }
 
-/// Whether `path` is an agent card request: these always pass untouched.
-pub fn is_agent_card(path: &str) -> bool {
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    path == "/.well-known/agent.json" || path.ends_with("agent-card.json")
+/// Where an agent publishes its card (A2A v1.0 and v0.3).
+pub const AGENT_CARD_PATHS: [&str; 2] = ["/.well-known/agent-card.json", "/.well-known/agent.json"];
+
+/// Whether the request reads the agent card: a `GET` (or `HEAD`) of one of
+/// the well-known paths exactly. These pass untouched; anything else, even
+/// a path ending the same way, is decided like any request.
+pub fn is_agent_card(method: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    (method == "GET" || method == "HEAD") && AGENT_CARD_PATHS.contains(&path)
 }

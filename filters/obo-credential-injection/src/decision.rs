@@ -11,6 +11,7 @@ use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::reply::Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::claims::Claims;
@@ -168,6 +169,15 @@ impl Engine {
     pub fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
         let config = Rc::clone(&self.config);
         let mut audit = AuditLine::new(config.audit_log);
+        // A target decides on this path only if no other hop can read
+        // another one from it.
+        if config.match_inputs.path
+            && let Some(why) = ambiguous_path(&request.path)
+        {
+            audit.set("target", "-");
+            let rejection = Rejection::json(400, "invalid_request", why);
+            return reject(host, audit, metrics::DENIED_AMBIGUOUS_PATH, "ambiguous_path", rejection);
+        }
         let Some((target_index, target)) = config
             .targets
             .iter()

@@ -523,3 +523,21 @@ fn identity_assertions_are_signed_here_cached_and_never_asked_of_the_idp() {
     assert_eq!(s.host.counter(metrics::ASSERTIONS_SIGNED), 1);
     assert_eq!(s.host.counter(metrics::IDP_CALLS), 0);
 }
+
+#[test]
+fn a_path_another_hop_could_read_differently_is_refused_before_any_target() {
+    let mut config = base();
+    config["targets"][0]["match"] = json!({"host": "portfolio.internal", "pathPrefix": "/api"});
+    let mut s = setup(config);
+    let alice = format!("Bearer {}", s.user("alice"));
+    for path in ["/api/..;/admin", "/api/%2e%2e;/admin", "/api//x", "/%61pi/x"] {
+        let req = Request { path: path.into(), ..request("portfolio.internal", Some(&alice)) };
+        let refused = rejected(s.first(&req));
+        assert_eq!(refused.status, 400, "{path}");
+    }
+    assert_eq!(s.host.counter(metrics::DENIED_AMBIGUOUS_PATH), 4);
+    // Targets chosen by host alone do not look at the path.
+    let mut by_host = setup(base());
+    let req = Request { path: "/api/..;/admin".into(), ..request("portfolio.internal", Some(&alice)) };
+    assert!(matches!(by_host.first(&req), Verdict::AwaitToken(_)));
+}

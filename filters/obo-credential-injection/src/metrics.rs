@@ -12,6 +12,9 @@ pub const DENIED_NO_TARGET: &str = "baton_obo.denied.no_target";
 pub const DENIED_MISSING_TOKEN: &str = "baton_obo.denied.missing_token";
 /// Malformed credential header(s).
 pub const DENIED_INVALID_REQUEST: &str = "baton_obo.denied.invalid_request";
+/// A path another hop or the upstream could read differently (refused
+/// before any target decides on it).
+pub const DENIED_AMBIGUOUS_PATH: &str = "baton_obo.denied.ambiguous_path";
 /// Subject token refused before any IdP call, or by the IdP (`invalid_grant`).
 pub const DENIED_INVALID_TOKEN: &str = "baton_obo.denied.invalid_token";
 /// Delegation policy refused the caller.
@@ -50,7 +53,8 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 23] = [
+    DENIED_AMBIGUOUS_PATH,
     INJECTED,
     PASS_THROUGH,
     DENIED_NO_TARGET,

@@ -109,6 +109,67 @@ fn host_matches(pattern: &str, authority: &str) -> bool {
         })
 }
 
+/// Why a request path could mean something else at another hop or at the
+/// backend, if it could: `None` for a path in its one canonical form.
+///
+/// A rule decides on the path this Envoy sees; a backend, or a second proxy
+/// that normalises again, must not read another path from the same bytes.
+/// Envoy's own normalisation is not idempotent (`/a/%2e%2e;/b` becomes
+/// `/a/..;/b` at one hop and `/b` at the next) and Java-style backends read
+/// `..;` as `..`. So a path is refused, rather than matched, when it has a
+/// dot segment (`.`, `..`, also behind `;`), a path parameter (`;`), an
+/// empty segment (`//`), a backslash, a fragment, a control or non-ASCII
+/// byte, or a percent-escape that another decoder could turn into any of
+/// these or into a plain character (`%2e`, `%2f`, `%5c`, `%3b`, `%25`, an
+/// escaped letter or digit, a malformed escape). Escapes of other bytes
+/// (`%20`, `%3f`, UTF-8) name data and stay.
+pub fn ambiguous_path(path: &str) -> Option<&'static str> {
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    if !path.starts_with('/') {
+        return Some("the path is not absolute");
+    }
+    let bytes = path.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' => {
+                let hex = bytes.get(index + 1..index + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+                let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) else {
+                    return Some("the path has a malformed percent-escape");
+                };
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                    return Some("the path percent-encodes a character that needs no encoding");
+                }
+                if b"/\\;%".contains(&byte) || byte < 0x20 || byte == 0x7f {
+                    return Some(
+                        "the path percent-encodes a separator, a percent sign or a control character",
+                    );
+                }
+                index += 3;
+                continue;
+            }
+            b'\\' => return Some("the path has a backslash"),
+            b';' => return Some("the path has a path parameter (;)"),
+            b'#' => return Some("the path has a fragment"),
+            byte if byte <= b' ' || byte >= 0x7f => {
+                return Some("the path has a control, space or non-ASCII byte");
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    for (position, segment) in segments.iter().enumerate() {
+        if *segment == "." || *segment == ".." {
+            return Some("the path has a dot segment");
+        }
+        if segment.is_empty() && position + 1 < segments.len() {
+            return Some("the path has an empty segment (//)");
+        }
+    }
+    None
+}
+
 /// Compiles a match; `field` names it in errors (e.g. `routes[2].match`).
 pub fn compile_match(spec: MatchSpec, field: &str) -> Result<RequestMatch, ConfigError> {
     let path = match (spec.path_prefix, spec.path) {
@@ -187,6 +248,60 @@ mod tests {
         let m = route(PathMatch::Exact("/healthz".into()), &[], None);
         assert!(m.matches("GET", "/healthz?probe=1", "h"));
         assert!(!m.matches("GET", "/healthz/x", "h"));
+    }
+
+    #[test]
+    fn paths_another_hop_could_read_differently_are_ambiguous() {
+        for path in [
+            "/portfolio/..;/admin",
+            "/portfolio/%2e%2e;/admin",
+            "/portfolio/.%2e;/admin",
+            "/portfolio/..%3b/admin",
+            "/portfolio/%2E%2E/admin",
+            "/portfolio/%2e/admin",
+            "/portfolio/;x=1/admin",
+            "/portfolio;jsessionid=1",
+            "/portfolio/../admin",
+            "/portfolio/./admin",
+            "/portfolio/..",
+            "/portfolio//admin",
+            "/portfolio/%2fadmin",
+            "/portfolio/%2Fadmin",
+            "/portfolio/%5c..%5cadmin",
+            "/portfolio\\..\\admin",
+            "/portfolio/%252e%252e/admin",
+            "/adm%69n",
+            "/admin%",
+            "/admin%4",
+            "/admin%zz",
+            "/admin%00",
+            "/admin#x",
+            "/admin x",
+            "/admin\tx",
+            "/admin\u{e9}",
+            "admin",
+            "",
+            "*",
+        ] {
+            assert!(ambiguous_path(path).is_some(), "{path:?} passed");
+        }
+    }
+
+    #[test]
+    fn canonical_paths_pass_with_their_query() {
+        for path in [
+            "/",
+            "/portfolio",
+            "/portfolio/",
+            "/portfolio/summary?x=../y;z&q=%2e",
+            "/files/report%20final.pdf",
+            "/search/%3Fq%3D1",
+            "/caf%C3%A9",
+            "/a.b/c..d/...",
+            "/a/b/c.json",
+        ] {
+            assert_eq!(ambiguous_path(path), None, "{path:?}");
+        }
     }
 
     #[test]
