@@ -202,10 +202,7 @@ struct A2a {
 fn a2a() -> A2a {
     let bank = bank::bank();
     let agent = EchoBackend::start_a2a_agent().unwrap();
-    let spec = EnvoySpec::new(agent.addr())
-        .cluster("bank_idp", bank.addr())
-        .filter("in_task_auth_code", bank::filter_config(&bank));
-    let envoy = Envoy::start(&spec).unwrap();
+    let envoy = bank::in_task_envoy(&bank, agent.addr(), bank::filter_config(&bank));
     A2a { bank, agent, envoy }
 }
 

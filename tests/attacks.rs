@@ -471,9 +471,7 @@ fn in_task_bank_token_checks_refuse_every_attack() {
     let trap = Trap::new();
     let mut config = bank::filter_config(&bank);
     config["secondaryIdp"]["providers"][0]["requiredTyp"] = json!("at+jwt");
-    let spec =
-        EnvoySpec::new(agent.addr()).cluster("bank_idp", bank.addr()).filter("in_task_auth_code", config);
-    let envoy = Envoy::start(&spec).unwrap();
+    let envoy = bank::in_task_envoy(&bank, agent.addr(), config);
     let mut claims = bank.standard_claims("alice", "bank-api", 300);
     claims["scope"] = json!("transfers:write");
     // The empty-token row is a header matter; a message has no header.

@@ -253,9 +253,55 @@ fn visit_objects_with(
     }
 }
 
+/// Istio's EnvoyFilter that delivers in-task-auth-code.
+fn in_task_envoy_filter(manifests: &[Manifest]) -> &Manifest {
+    manifests
+        .iter()
+        .find(|m| m.is("EnvoyFilter") && m.doc["metadata"]["name"] == "baton-in-task-auth-code")
+        .unwrap()
+}
+
+/// Both platforms refuse header names with underscores on every listener
+/// the filters run behind (a backend reads `x_user_id` as `x-user-id`).
+#[test]
+fn both_platforms_refuse_underscored_header_names() {
+    let manifests = manifests();
+    let istio = manifests
+        .iter()
+        .find(|m| m.is("EnvoyFilter") && m.doc["metadata"]["name"] == "baton-reject-underscored-headers")
+        .expect("the Istio EnvoyFilter");
+    let patch = &istio.doc["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "NETWORK_FILTER");
+    assert_eq!(
+        patch["match"]["listener"]["filterChain"]["filter"]["name"],
+        "envoy.filters.network.http_connection_manager"
+    );
+    assert_eq!(patch["patch"]["operation"], "MERGE");
+    let hcm = &patch["patch"]["value"]["typed_config"];
+    assert_eq!(hcm["common_http_protocol_options"]["headers_with_underscores_action"], "REJECT_REQUEST");
+    assert!(istio.doc["spec"].get("workloadSelector").is_none(), "every workload of the namespace");
+    let gateway = manifests.iter().find(|m| m.is("ClientTrafficPolicy")).expect("the Envoy Gateway policy");
+    assert_eq!(gateway.doc["spec"]["headers"]["withUnderscoresAction"], "RejectRequest");
+    assert_eq!(gateway.doc["spec"]["targetRefs"][0]["name"], "finport");
+    assert_eq!(gateway.doc["spec"]["path"]["escapedSlashesAction"], "UnescapeAndRedirect");
+    // The HCM fields the Istio patch merges are Envoy's own: a real Envoy
+    // takes them.
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let dir = temp_dir("underscores");
+    let mut bootstrap = EnvoySpec::new(loopback).bootstrap(&dir);
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["common_http_protocol_options"] =
+        hcm["common_http_protocol_options"].clone();
+    let path = dir.join("envoy.json");
+    fs::write(&path, bootstrap.to_string()).unwrap();
+    let output =
+        validate_config(&path, &dir, &[]).unwrap_or_else(|output| panic!("Envoy refused it:\n{output}"));
+    assert!(output.contains("OK"), "{output}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn every_manifest_is_of_a_known_kind() {
-    let allowed: [(&str, &str, &str); 7] = [
+    let allowed: [(&str, &str, &str); 8] = [
         ("istio/", "extensions.istio.io/v1alpha1", "WasmPlugin"),
         ("istio/", "networking.istio.io/v1alpha3", "EnvoyFilter"),
         ("istio/", "networking.istio.io/v1", "ServiceEntry"),
@@ -263,6 +309,7 @@ fn every_manifest_is_of_a_known_kind() {
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "EnvoyExtensionPolicy"),
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "EnvoyProxy"),
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "EnvoyPatchPolicy"),
+        ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "ClientTrafficPolicy"),
     ];
     for manifest in manifests() {
         if manifest.file.starts_with("istio/patches/") {
@@ -369,7 +416,7 @@ fn istio_plugins_run_in_order_on_the_chosen_workloads_and_traffic() {
     assert!(in_filter_order.is_sorted(), "claim-enforcement, then in-task-auth-code, then obo: {ranks:?}");
 
     // The in-task EnvoyFilter: the field WasmPlugin lacks, on the labelled workloads.
-    let envoy_filter = manifests.iter().find(|m| m.is("EnvoyFilter")).unwrap();
+    let envoy_filter = in_task_envoy_filter(&manifests);
     let spec = &envoy_filter.doc["spec"];
     assert!(!spec["workloadSelector"]["labels"].as_object().unwrap().is_empty());
     let config = &spec["configPatches"][0]["patch"]["value"]["typed_config"]["value"]["config"];
@@ -586,7 +633,7 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn the_envoy_filter_and_the_idp_clusters_load_in_envoy() {
     let manifests = manifests();
-    let envoy_filter = manifests.iter().find(|m| m.is("EnvoyFilter")).unwrap();
+    let envoy_filter = in_task_envoy_filter(&manifests);
     let mut wasm =
         envoy_filter.doc["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["value"].clone();
     wasm["@type"] = json!("type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");

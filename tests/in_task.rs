@@ -33,9 +33,7 @@ fn world_with(change: impl FnOnce(&mut Value)) -> World {
     let agent = EchoBackend::start_a2a_agent().unwrap();
     let mut config = filter_config(&bank);
     change(&mut config);
-    let spec =
-        EnvoySpec::new(agent.addr()).cluster("bank_idp", bank.addr()).filter("in_task_auth_code", config);
-    let envoy = Envoy::start(&spec).unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
+    let envoy = bank::in_task_envoy(&bank, agent.addr(), config);
     World { bank, agent, envoy }
 }
 

@@ -6,8 +6,10 @@
 
 use std::sync::OnceLock;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use baton_harness::{Envoy, EnvoySpec};
 use http_kit::{ClientRequest, parse_urlencoded};
 use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig, SigningKey};
 use serde_json::{Value, json};
@@ -77,6 +79,13 @@ pub fn filter_config(bank: &MockIdp) -> Value {
         "userBinding": {"secondaryClaim": "sub"},
         "identityHeader": "x-baton-user"
     })
+}
+
+/// An Envoy running in-task-auth-code with `config` in front of `agent`,
+/// calling `bank` through cluster `bank_idp`.
+pub fn in_task_envoy(bank: &MockIdp, agent: SocketAddr, config: Value) -> Envoy {
+    let spec = EnvoySpec::new(agent).cluster("bank_idp", bank.addr()).filter("in_task_auth_code", config);
+    Envoy::start(&spec).unwrap_or_else(|e| panic!("Envoy did not start: {e}"))
 }
 
 /// `user` approves at `bank` (auto-approved by the mock, which `login_hint`

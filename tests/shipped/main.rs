@@ -10,6 +10,10 @@
 mod bank;
 mod consent;
 mod delegation;
+#[path = "../common/h2.rs"]
+mod h2;
+mod headers;
 mod identity;
 mod paths;
+mod trailers;
 mod world;

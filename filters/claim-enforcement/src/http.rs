@@ -113,18 +113,19 @@ fn read_request(config: &FilterConfig) -> Result<Request, Status> {
 fn apply(verdict: Verdict, config: &FilterConfig) -> Action {
     match verdict {
         Verdict::Forward(forward) => {
-            // Identity headers come from this filter only: each is set
-            // (replacing every client copy) or removed.
-            for name in config.identity_headers() {
+            // Identity headers come from this filter only: every client copy,
+            // in any spelling a backend reads as the same name (`x_user_id`
+            // for `x-user-id`), goes; then each is set or stays absent.
+            let names: Vec<&str> = config.identity_headers().collect();
+            if request_headers::remove_spellings(MapType::HttpRequestHeaders, &names).is_err() {
+                return fail_closed(FILTER, "identity headers could not be removed");
+            }
+            for name in names {
                 let value =
                     forward.set_headers.iter().find(|(header, _)| header == name).map(|(_, v)| v.as_bytes());
-                let done = match value {
-                    Some(value) => {
-                        hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value))
-                    }
-                    None => hostcalls::remove_map_value(MapType::HttpRequestHeaders, name),
-                };
-                if done.is_err() {
+                if let Some(value) = value
+                    && hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value)).is_err()
+                {
                     return fail_closed(FILTER, "identity header could not be set");
                 }
             }
@@ -175,6 +176,18 @@ impl HttpContext for ClaimEnforcementHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A backend that merges trailers into headers must not find an
+        // identity header there either.
+        let names: Option<Vec<String>> = self.vm.try_borrow().ok().and_then(|slot| {
+            slot.as_ref().map(|vm| vm.engine.config().identity_headers().map(String::from).collect())
+        });
+        let Some(names) = names else {
+            return fail_closed(FILTER, "filter state busy");
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if request_headers::remove_spellings(MapType::HttpRequestTrailers, &names).is_err() {
+            return fail_closed(FILTER, "identity trailers could not be removed");
+        }
         self.pause.data_action()
     }
 }

@@ -10,6 +10,7 @@ use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
 use baton_filter_kit::host::Host;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
+use baton_filter_kit::request_headers;
 use baton_filter_kit::waiters::{PauseGuard, resume_request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -62,12 +63,17 @@ impl InTaskHttp {
             return fail_closed(FILTER, "request headers unreadable");
         };
         let config = vm.engine.shared_config();
-        // The identity header comes from this filter only.
-        if let Some(identity) = &config.identity_header
-            && headers.iter().any(|(name, _)| name == identity)
-            && hostcalls::remove_map_value(MapType::HttpRequestHeaders, identity).is_err()
-        {
-            return fail_closed(FILTER, "identity header could not be removed");
+        // The identity header (and an injected one other than the user's
+        // own token header) come from this filter only, in no spelling a
+        // backend reads as the same name (`x_baton_user`).
+        let mut ours: Vec<&str> = config.identity_header.iter().map(String::as_str).collect();
+        if config.inject_header != config.primary.header {
+            ours.push(&config.inject_header);
+        }
+        for name in request_headers::spellings_of(headers.iter().map(|(name, _)| name.as_str()), &ours) {
+            if hostcalls::remove_map_value(MapType::HttpRequestHeaders, &name).is_err() {
+                return fail_closed(FILTER, "identity header could not be removed");
+            }
         }
         let mut request = gather(&headers, &config);
         if end_of_stream {
@@ -76,8 +82,10 @@ impl InTaskHttp {
         self.decide(vm, request)
     }
 
-    fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.body_seen = true;
+    /// The request body so far (`size` bytes, or all Envoy buffered when
+    /// `None`); `complete` when the stream ended, with the last data frame
+    /// or with trailers.
+    fn on_request_body(&mut self, size: Option<usize>, complete: bool) -> Action {
         if self.reading.is_none() {
             return self.pause.data_action();
         }
@@ -90,30 +98,60 @@ impl InTaskHttp {
         };
         // The body arrives: Envoy lets this filter hold the headers.
         vm.reading.remove(&self.context_id);
-        if body_size > vm.engine.config().max_body_bytes {
-            self.reading = None;
-            let metrics = vm.metrics.clone();
-            ProxyHost::new(&metrics, FILTER).count(crate::metrics::JSON_RPC_ERRORS);
-            send_reply(&Reply::rpc_error(
-                413,
-                &Value::Null,
-                a2a::INVALID_REQUEST,
-                "Invalid Request: the body is too large",
-            ));
-            return Action::Pause;
-        }
-        if !end_of_stream {
-            return Action::Pause; // buffered by Envoy until the whole body is here
+        let body = match (size, complete) {
+            (size, false) => {
+                if size.is_some_and(|size| size > vm.engine.config().max_body_bytes) {
+                    return self.too_large(vm);
+                }
+                return Action::Pause; // buffered by Envoy until the whole body is here
+            }
+            (size, true) => hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size.unwrap_or(usize::MAX))
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        };
+        if body.len() > vm.engine.config().max_body_bytes {
+            return self.too_large(vm);
         }
         let Some(mut request) = self.reading.take() else {
             return Action::Continue;
         };
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
         request.body = Some(body);
         self.decide(vm, request)
+    }
+
+    fn too_large(&mut self, vm: &mut Vm) -> Action {
+        self.reading = None;
+        let metrics = vm.metrics.clone();
+        ProxyHost::new(&metrics, FILTER).count(crate::metrics::JSON_RPC_ERRORS);
+        send_reply(&Reply::rpc_error(
+            413,
+            &Value::Null,
+            a2a::INVALID_REQUEST,
+            "Invalid Request: the body is too large",
+        ));
+        Action::Pause
+    }
+
+    /// Trailers end the request: a body being read is complete now (h2, or
+    /// chunked HTTP/1.1, ends a message with trailers rather than with its
+    /// last data frame). The identity header is no more accepted there than
+    /// among the headers.
+    fn on_request_trailers(&mut self) -> Action {
+        let ours = self.vm.try_borrow().ok().and_then(|slot| {
+            slot.as_ref().map(|vm| {
+                let config = vm.engine.config();
+                config.identity_header.iter().chain([&config.inject_header]).cloned().collect::<Vec<String>>()
+            })
+        });
+        let Some(ours) = ours else {
+            return fail_closed(FILTER, "filter state busy");
+        };
+        let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+        if request_headers::remove_spellings(MapType::HttpRequestTrailers, &ours).is_err() {
+            return fail_closed(FILTER, "identity trailers could not be removed");
+        }
+        if self.reading.is_some() { self.on_request_body(None, true) } else { self.pause.data_action() }
     }
 
     fn decide(&mut self, vm: &mut Vm, request: Request) -> Action {
@@ -164,7 +202,10 @@ impl InTaskHttp {
         }
     }
 
-    fn on_answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    /// The agent's answer so far (`size` bytes, or all Envoy buffered when
+    /// `None`); `complete` when it ended, with its last data frame or with
+    /// trailers.
+    fn on_answer_body(&mut self, size: Option<usize>, complete: bool) -> Action {
         if !self.reading_answer {
             return Action::Continue;
         }
@@ -174,28 +215,32 @@ impl InTaskHttp {
         let Some(vm) = slot.as_mut() else {
             return Action::Continue;
         };
-        if body_size > vm.engine.config().max_body_bytes {
+        let max = vm.engine.config().max_body_bytes;
+        if size.is_some_and(|size| size > max) {
             // Too large to rewrite: pass it on as it is.
             self.reading_answer = false;
             vm.answers.remove(&self.context_id);
             return Action::Continue;
         }
-        if !end_of_stream {
+        if !complete {
             return Action::Pause;
         }
         self.reading_answer = false;
         let Some(context) = vm.answers.remove(&self.context_id) else {
             return Action::Continue;
         };
-        let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+        let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size.unwrap_or(usize::MAX))
             .ok()
             .flatten()
             .unwrap_or_default();
+        if body.len() > max {
+            return Action::Continue;
+        }
         let metrics = vm.metrics.clone();
         let host = ProxyHost::new(&metrics, FILTER);
         if let Some(rewritten) = on_answer(&mut vm.engine, &host, &context, &body) {
             let length = rewritten.len().to_string();
-            let replaced = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &rewritten)
+            let replaced = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body.len(), &rewritten)
                 .is_ok()
                 && hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", Some(&length))
                     .is_ok();
@@ -306,11 +351,12 @@ impl HttpContext for InTaskHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.on_request_body(body_size, end_of_stream)
+        self.body_seen = true;
+        self.on_request_body(Some(body_size), end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.reading.is_some() { Action::Pause } else { self.pause.data_action() }
+        self.on_request_trailers()
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -318,6 +364,10 @@ impl HttpContext for InTaskHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.on_answer_body(body_size, end_of_stream)
+        self.on_answer_body(Some(body_size), end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_answer_body(None, true)
     }
 }

@@ -129,10 +129,13 @@ fn read_request(config: &FilterConfig) -> Result<Request, Status> {
 fn apply(verdict: Verdict) -> Action {
     match verdict {
         Verdict::Forward(forward) => {
-            for name in &forward.remove {
-                if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
-                    return fail_closed(FILTER, "subject token header could not be removed");
-                }
+            // The subject token and the injected header reach the upstream
+            // from this filter only, in no other spelling a backend reads as
+            // the same name (`x_upstream_token` for `x-upstream-token`).
+            let mut names: Vec<&str> = forward.remove.iter().map(String::as_str).collect();
+            names.extend(forward.inject.as_ref().map(|(name, _)| name.as_str()));
+            if request_headers::remove_spellings(MapType::HttpRequestHeaders, &names).is_err() {
+                return fail_closed(FILTER, "subject token header could not be removed");
             }
             if let Some((name, value)) = &forward.inject
                 && hostcalls::set_map_value_bytes(
@@ -176,6 +179,25 @@ impl HttpContext for OboHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Nor in trailers, for a backend that merges them into headers.
+        let names: Option<Vec<String>> = self.vm.try_borrow().ok().and_then(|slot| {
+            slot.as_ref().map(|vm| {
+                let config = vm.engine.config();
+                config
+                    .targets
+                    .iter()
+                    .map(|t| t.inject.header.clone())
+                    .chain(config.subject.iter().map(|s| s.header.clone()))
+                    .collect()
+            })
+        });
+        let Some(names) = names else {
+            return fail_closed(FILTER, "filter state busy");
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if request_headers::remove_spellings(MapType::HttpRequestTrailers, &names).is_err() {
+            return fail_closed(FILTER, "token trailers could not be removed");
+        }
         self.pause.data_action()
     }
 }

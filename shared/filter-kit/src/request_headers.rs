@@ -41,6 +41,40 @@ pub fn match_attributes(inputs: MatchInputs) -> Result<MatchAttributes, Status> 
     })
 }
 
+/// Whether a backend could read header names `a` and `b` as one: CGI, WSGI,
+/// Rack and PHP fold case and turn `-` into `_` (`X_User_Id` and
+/// `x-user-id` both become `HTTP_X_USER_ID`).
+pub fn same_to_backends(a: &str, b: &str) -> bool {
+    let fold = |byte: u8| if byte == b'_' { b'-' } else { byte.to_ascii_lowercase() };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// The names in `present` that a backend could read as one of `names`,
+/// `names` themselves included.
+pub fn spellings_of<'a>(present: impl IntoIterator<Item = &'a str>, names: &[&str]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for name in present {
+        if names.iter().any(|wanted| same_to_backends(name, wanted)) && !found.iter().any(|f| f == name) {
+            found.push(name.to_string());
+        }
+    }
+    found
+}
+
+/// Removes from `map` (request headers or trailers) every header a backend
+/// could read as one of `names`, in any spelling: a header the filter sets
+/// comes from the filter only.
+pub fn remove_spellings(map: MapType, names: &[&str]) -> Result<(), Status> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let present = hostcalls::get_map_bytes(map)?;
+    for name in spellings_of(present.iter().map(|(name, _)| name.as_str()), names) {
+        hostcalls::remove_map_value(map, &name)?;
+    }
+    Ok(())
+}
+
 /// The credential header `name` (lower case), telling one value from
 /// several.
 ///
@@ -62,4 +96,23 @@ pub fn credential(name: &str) -> Result<Credential, Status> {
         (Some((_, value)), None) => Credential::One(value),
         (Some(_), Some(_)) => Credential::Several,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_a_backend_folds_together_is_found() {
+        assert!(same_to_backends("x-user-id", "X_User_Id"));
+        assert!(same_to_backends("x_user-id", "x-user_id"));
+        assert!(!same_to_backends("x-user-id", "x-user-ids"));
+        assert!(!same_to_backends("x-userid", "x-user-id"));
+        let present = ["x-user-id", "x_user_id", "X_User_Roles", "x-other", "x-user-id"];
+        assert_eq!(
+            spellings_of(present, &["x-user-id", "x-user-roles"]),
+            ["x-user-id", "x_user_id", "X_User_Roles"]
+        );
+        assert!(spellings_of(present, &[]).is_empty());
+    }
 }
