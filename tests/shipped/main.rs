@@ -15,5 +15,6 @@ mod h2;
 mod headers;
 mod identity;
 mod paths;
+mod rules;
 mod trailers;
 mod world;

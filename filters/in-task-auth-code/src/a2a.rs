@@ -76,8 +76,13 @@ impl RpcError {
 
 /// Parses a JSON-RPC request body.
 pub fn parse_call(body: &[u8], a2a_version_header: Option<&str>) -> Result<Call, RpcError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| RpcError::new(PARSE_ERROR, "Parse error: the body is not valid JSON", Value::Null))?;
+    let value: Value = crate::strict_json::parse(body).map_err(|_| {
+        RpcError::new(
+            PARSE_ERROR,
+            "Parse error: the body is not valid JSON, or names an object member twice",
+            Value::Null,
+        )
+    })?;
     let Value::Object(object) = value else {
         return Err(RpcError::new(
             INVALID_REQUEST,
@@ -148,14 +153,18 @@ impl Call {
         self.message()?.get("contextId")?.as_str()
     }
 
-    /// The value at `pointer` in the first data part that has it.
-    pub fn data_at(&self, pointer: &str) -> Option<&Value> {
-        self.data_parts().find_map(|data| data.pointer(pointer))
+    /// The values at `pointer` in every data part that has it (an agent may
+    /// act on any part, whatever its position or `kind`).
+    pub fn data_at<'a>(&'a self, pointer: &'a str) -> impl Iterator<Item = &'a Value> {
+        self.data_parts().filter_map(move |data| data.pointer(pointer))
     }
 
-    /// The value at `pointer` in the message metadata.
-    pub fn metadata_at(&self, pointer: &str) -> Option<&Value> {
-        self.message()?.get("metadata")?.pointer(pointer)
+    /// The values at `pointer` in the message's metadata and the request's
+    /// (`params.metadata`), where an agent may read either.
+    pub fn metadata_at<'a>(&'a self, pointer: &'a str) -> impl Iterator<Item = &'a Value> {
+        let message = self.message().and_then(|m| m.get("metadata"));
+        let request = self.body.get("params").and_then(|p| p.get("metadata"));
+        message.into_iter().chain(request).filter_map(move |metadata| metadata.pointer(pointer))
     }
 
     fn data_parts(&self) -> impl Iterator<Item = &Value> {

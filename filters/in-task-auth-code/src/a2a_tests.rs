@@ -57,12 +57,39 @@ fn finds_credentials_in_data_parts_and_metadata() {
     .unwrap();
     assert_eq!(call.credentials().len(), 1);
     assert_eq!(call.credentials()[0]["accessToken"], "t0k");
-    assert_eq!(call.data_at("/operation"), Some(&json!("transfer")));
+    assert_eq!(call.data_at("/operation").collect::<Vec<_>>(), [&json!("transfer")]);
     let mut with_metadata = parse_call(&v03(json!([{"kind": "text", "text": "x"}])), None).unwrap();
     with_metadata.body["params"]["message"]["metadata"] =
         json!({"auth_credentials": {"code": "c", "state": "s"}, "skill": "pay"});
     assert_eq!(with_metadata.credentials().len(), 1);
-    assert_eq!(with_metadata.metadata_at("/skill"), Some(&json!("pay")));
+    assert_eq!(with_metadata.metadata_at("/skill").collect::<Vec<_>>(), [&json!("pay")]);
+    with_metadata.body["params"]["metadata"] = json!({"skill": "refund"});
+    assert_eq!(with_metadata.metadata_at("/skill").collect::<Vec<_>>(), [&json!("pay"), &json!("refund")]);
+}
+
+#[test]
+fn every_data_part_is_read_whatever_its_position_or_kind() {
+    let call = parse_call(
+        &v03(json!([
+            {"kind": "data", "data": {"operation": "balance"}},
+            {"kind": "text", "text": "and"},
+            {"data": {"operation": "transfer"}},
+            {"kind": "data", "data": {"other": 1}}
+        ])),
+        None,
+    )
+    .unwrap();
+    assert_eq!(call.data_at("/operation").collect::<Vec<_>>(), [&json!("balance"), &json!("transfer")]);
+}
+
+#[test]
+fn a_member_named_twice_is_a_parse_error() {
+    let body = br#"{"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {"role": "user",
+        "messageId": "m", "parts": [{"kind": "data", "data": {"operation": "balance", "operation": "transfer"}}]}}}"#;
+    assert_eq!(parse_call(body, None).unwrap_err().code, PARSE_ERROR);
+    let twice =
+        br#"{"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "method": "message/send", "params": {}}"#;
+    assert_eq!(parse_call(twice, None).unwrap_err().code, PARSE_ERROR);
 }
 
 #[test]

@@ -884,12 +884,47 @@ pub(crate) fn code_exchange(
     }
 }
 
+/// Whether the message holds the condition's value anywhere an agent could
+/// read it: in any data part (or either metadata), as any value an agent
+/// may read as equal to a configured one.
 fn condition_holds(call: &Call, when: &crate::model::MessageCondition) -> bool {
-    let value = match when.source {
-        ConditionSource::Data => call.data_at(&when.pointer),
-        ConditionSource::Metadata => call.metadata_at(&when.pointer),
-    };
-    value.is_some_and(|value| when.values.contains(value))
+    let holds = |value: &Value| when.values.iter().any(|wanted| same_to_agents(value, wanted));
+    match when.source {
+        ConditionSource::Data => call.data_at(&when.pointer).any(holds),
+        ConditionSource::Metadata => call.metadata_at(&when.pointer).any(holds),
+    }
+}
+
+/// Whether an agent could read `seen` as `wanted`: strings compared without
+/// case, surrounding whitespace, invisible characters or full-width forms
+/// ("Transfer ", "ＴＲＡＮＳＦＥＲ"); a list holding it; a number or boolean
+/// written as text.
+fn same_to_agents(seen: &Value, wanted: &Value) -> bool {
+    match (seen, wanted) {
+        (Value::Array(items), _) => items.iter().any(|item| same_to_agents(item, wanted)),
+        (Value::String(a), Value::String(b)) => folded(a) == folded(b),
+        (Value::String(text), scalar @ (Value::Number(_) | Value::Bool(_)))
+        | (scalar @ (Value::Number(_) | Value::Bool(_)), Value::String(text)) => {
+            let written = scalar.to_string();
+            folded(text) == written
+        }
+        _ => seen == wanted,
+    }
+}
+
+/// Text as an agent (or a model) would compare it.
+fn folded(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '\u{00ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
+        .map(|c| match c {
+            // Full-width ASCII forms read as the ASCII letters they show.
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            c => c,
+        })
+        .collect::<String>()
+        .trim()
+        .to_lowercase()
 }
 
 #[cfg(test)]

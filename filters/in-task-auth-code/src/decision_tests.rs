@@ -615,3 +615,58 @@ fn a_path_another_hop_could_read_differently_is_refused_before_any_rule() {
     }
     assert_eq!(s.host.counter(metrics::AMBIGUOUS_PATH), 4);
 }
+
+#[test]
+fn a_rule_matches_any_part_an_agent_could_act_on() {
+    let mut s = setup();
+    let challenged = |s: &mut Setup, parts: Value| {
+        let verdict = s.decide(&v03(Some("alice"), Some("t-r"), parts));
+        matches!(&verdict, Verdict::Reply(reply) if reply.body.contains("auth-required"))
+    };
+    for (name, parts) in [
+        (
+            "second data part",
+            json!([{"kind": "data", "data": {"operation": "balance"}}, {"kind": "data", "data": {"operation": "transfer"}}]),
+        ),
+        (
+            "a data part without kind",
+            json!([{"kind": "data", "data": {"operation": "balance"}}, {"data": {"operation": "transfer"}}]),
+        ),
+        ("capitalised", json!([{"kind": "data", "data": {"operation": "Transfer"}}])),
+        ("upper case with spaces", json!([{"kind": "data", "data": {"operation": "  TRANSFER\n"}}])),
+        ("a one-element list", json!([{"kind": "data", "data": {"operation": ["transfer"]}}])),
+        ("a list holding it", json!([{"kind": "data", "data": {"operation": ["balance", "transfer"]}}])),
+        (
+            "zero-width characters",
+            json!([{"kind": "data", "data": {"operation": "trans\u{200b}fer\u{feff}"}}]),
+        ),
+        ("full-width letters", json!([{"kind": "data", "data": {"operation": "ｔｒａｎｓｆｅｒ"}}])),
+    ] {
+        assert!(challenged(&mut s, parts), "{name}: not treated as a transfer");
+    }
+    for (name, parts) in [
+        ("balance only", json!([{"kind": "data", "data": {"operation": "balance"}}])),
+        ("a word containing it", json!([{"kind": "data", "data": {"operation": "transfers-history"}}])),
+        ("another member", json!([{"kind": "data", "data": {"note": "transfer"}}])),
+    ] {
+        assert!(!challenged(&mut s, parts), "{name}: challenged");
+    }
+    // Numbers and booleans written as text count as the value they show.
+    let mut amounts = setup_with(|c| {
+        c["rules"][0]["when"] = json!({"source": "data", "pointer": "/amount", "oneOf": [1000, true]})
+    });
+    assert!(challenged(&mut amounts, json!([{"kind": "data", "data": {"amount": "1000"}}])));
+    assert!(challenged(&mut amounts, json!([{"kind": "data", "data": {"amount": " TRUE "}}])));
+    assert!(!challenged(&mut amounts, json!([{"kind": "data", "data": {"amount": "999"}}])));
+    // The request's metadata as well as the message's.
+    let mut by_metadata = setup_with(|c| {
+        c["rules"][0]["when"] = json!({"source": "metadata", "pointer": "/skill", "equals": "pay"})
+    });
+    let mut request = v03(Some("alice"), Some("t-m"), json!([{"kind": "text", "text": "hi"}]));
+    let mut body: Value = serde_json::from_slice(request.body.as_ref().unwrap()).unwrap();
+    body["params"]["metadata"] = json!({"skill": "PAY"});
+    request.body = Some(body.to_string().into_bytes());
+    assert!(
+        matches!(by_metadata.decide(&request), Verdict::Reply(reply) if reply.body.contains("auth-required"))
+    );
+}

@@ -25,6 +25,7 @@ pub mod oauth_server;
 pub mod response;
 pub mod root;
 pub mod store;
+pub mod strict_json;
 
 /// The name this filter logs under.
 pub const FILTER: &str = "in-task-auth-code";

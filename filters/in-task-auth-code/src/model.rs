@@ -53,9 +53,9 @@ impl BrowserCookie {
 /// Which part of a message a condition reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionSource {
-    /// The first data part holding the pointer.
+    /// Every data part holding the pointer.
     Data,
-    /// The message metadata.
+    /// The message's and the request's metadata.
     Metadata,
 }
 
