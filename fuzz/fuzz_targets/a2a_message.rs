@@ -153,6 +153,7 @@ fn request(body: &[u8], version: Option<&str>, user: Option<&str>) -> Request {
 fn check_decision(body: &[u8], version: Option<&str>, user: Option<&str>) {
     let mut engine = Engine::new(in_task_config());
     let host = TestHost::new(NOW);
+    engine.init_shared_data(&host);
     let verdict = engine.decide(&host, &request(body, version, user), Round::FIRST);
     let call = parse_call(body, version).ok();
     let injected = check_verdict(&verdict, body, call.as_ref(), version);
@@ -265,6 +266,7 @@ fn check_answer(body: &[u8], user: Option<&str>) {
 
     let mut engine = Engine::new(in_task_config());
     let host = TestHost::new(NOW);
+    engine.init_shared_data(&host);
     let context = AnswerContext { user: user.map(String::from), rebind: None };
     match on_answer(&mut engine, &host, &context, body) {
         Some(rewritten) => {

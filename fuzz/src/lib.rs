@@ -227,6 +227,8 @@ pub fn in_task_config_json() -> String {
                    "when": {"source": "data", "pointer": "/operation", "equals": "transfer"}}],
         "primaryIdentity": {"verifiedBy": "claimEnforcement"},
         "userBinding": {"secondaryClaim": "sub"},
+        // Small tables: each run creates their slots.
+        "limits": {"pendingAuthorizations": 64, "storedTokens": 64},
         "identityHeader": "x-baton-user"
     })
     .to_string()

@@ -16,5 +16,6 @@ mod headers;
 mod identity;
 mod paths;
 mod rules;
+mod store;
 mod trailers;
 mod world;

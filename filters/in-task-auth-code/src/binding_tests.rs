@@ -50,7 +50,9 @@ fn world(binding: Value, change: impl FnOnce(&mut Value)) -> World {
     }
     change(&mut config);
     let config = Rc::new(config::parse(config.to_string().as_bytes()).unwrap());
-    World { engine: Engine::new(config), host: TestHost::new(NOW), keys }
+    let (engine, host) = (Engine::new(config), TestHost::new(NOW));
+    engine.init_shared_data(&host);
+    World { engine, host, keys }
 }
 
 /// The gateway as an OpenID Connect client of the users' IdP.

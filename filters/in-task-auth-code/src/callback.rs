@@ -124,16 +124,21 @@ fn keep(
                 .store
                 .task(host, &pending.user, &pending.task_id)
                 .is_some_and(|record| record.gateway_task);
-            engine.store.put_task(
-                host,
-                &TaskRecord {
-                    user: pending.user.clone(),
-                    task_id: pending.task_id.clone(),
-                    gateway_task,
-                    token: Some(token.expose().to_string()),
-                    expires_at,
-                },
-            );
+            let record = TaskRecord {
+                user: pending.user.clone(),
+                task_id: pending.task_id.clone(),
+                gateway_task,
+                token: Some(token.expose().to_string()),
+                expires_at,
+            };
+            if engine.store.put_task(host, &record).is_err() {
+                return answer.refuse(
+                    Some(metrics::STORE_FULL),
+                    503,
+                    "store_full",
+                    "The gateway could not keep the authorization now; ask your agent again in a moment.",
+                );
+            }
             answer.audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
             answer.done(
                 "authorized",

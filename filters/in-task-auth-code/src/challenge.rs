@@ -34,6 +34,15 @@ pub fn random_id(host: &dyn Host) -> Option<String> {
     random32(host).map(|bytes| pkce::opaque(&bytes)[..22].to_string())
 }
 
+/// Why no challenge could be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueProblem {
+    /// The host gave no randomness.
+    NoRandomness,
+    /// The store is full (nothing was pushed out for it).
+    StoreFull,
+}
+
 /// Creates a challenge for `user` and `ids`: remembers the state and PKCE
 /// verifier, and, for a task the gateway named itself, a task record that
 /// says so. `error` explains why an earlier credential was refused.
@@ -45,36 +54,43 @@ pub fn issue(
     ids: &TaskIds,
     new_task: bool,
     error: Option<(&str, &str)>,
-) -> Option<IssuedChallenge> {
+) -> Result<IssuedChallenge, IssueProblem> {
     let now = host.now_unix_secs();
-    let state = pkce::opaque(&random32(host)?);
-    let verifier = pkce::verifier(&random32(host)?);
+    let (Some(state), Some(verifier)) = (random32(host), random32(host)) else {
+        return Err(IssueProblem::NoRandomness);
+    };
+    let (state, verifier) = (pkce::opaque(&state), pkce::verifier(&verifier));
     let expires_at = now + config.state_ttl_secs;
-    store.put_state(
-        host,
-        &state,
-        &PendingAuthorization {
-            user: user.to_string(),
-            task_id: ids.task_id.clone(),
-            context_id: ids.context_id.clone(),
-            verifier: verifier.expose().to_string(),
-            expires_at,
-            used: false,
-            login: None,
-            browser: None,
-        },
-    );
-    if new_task {
-        store.put_task(
+    let full = |_| IssueProblem::StoreFull;
+    store
+        .put_state(
             host,
-            &TaskRecord {
+            &state,
+            &PendingAuthorization {
                 user: user.to_string(),
                 task_id: ids.task_id.clone(),
-                gateway_task: true,
-                token: None,
+                context_id: ids.context_id.clone(),
+                verifier: verifier.expose().to_string(),
                 expires_at,
+                used: false,
+                login: None,
+                browser: None,
             },
-        );
+        )
+        .map_err(full)?;
+    if new_task {
+        store
+            .put_task(
+                host,
+                &TaskRecord {
+                    user: user.to_string(),
+                    task_id: ids.task_id.clone(),
+                    gateway_task: true,
+                    token: None,
+                    expires_at,
+                },
+            )
+            .map_err(full)?;
     }
     let idp = &config.idp;
     // With a browser sign-in, the link opens the gateway first (which signs
@@ -103,5 +119,5 @@ pub fn issue(
         object["error"] = json!(code);
         object["errorDescription"] = json!(description);
     }
-    Some(IssuedChallenge { object, state })
+    Ok(IssuedChallenge { object, state })
 }

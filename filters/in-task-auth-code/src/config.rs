@@ -17,6 +17,7 @@ use crate::model::{
     PrimaryLogin, PrimaryVerification, Rule, UserBinding,
 };
 use crate::oauth_server::{self, AuthorizationServer, RawServer, origin};
+use crate::store::StoreLimits;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -43,8 +44,45 @@ struct RawConfig {
     enrich_agent_challenges: bool,
     #[serde(default)]
     cache: RawCache,
+    #[serde(default)]
+    limits: RawLimits,
     #[serde(default = "default_true")]
     audit_log: bool,
+}
+
+/// What the store holds: in all, and per user.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_pending")]
+    pending_authorizations: u32,
+    #[serde(default = "default_pending")]
+    stored_tokens: u32,
+    #[serde(default = "default_pending_per_user")]
+    pending_per_user: u32,
+    #[serde(default = "default_tokens_per_user")]
+    tokens_per_user: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            pending_authorizations: default_pending(),
+            stored_tokens: default_pending(),
+            pending_per_user: default_pending_per_user(),
+            tokens_per_user: default_tokens_per_user(),
+        }
+    }
+}
+
+fn default_pending() -> u32 {
+    10_000
+}
+fn default_pending_per_user() -> u32 {
+    16
+}
+fn default_tokens_per_user() -> u32 {
+    64
 }
 
 /// How the gateway knows that the person who authorizes at the secondary
@@ -236,6 +274,23 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     if raw.cache.max_entries == 0 || raw.cache.max_entries > 1_000_000 {
         return Err(ConfigError::new("cache.maxEntries", "must be between 1 and 1000000"));
     }
+    let limits = raw.limits;
+    for (name, value, max) in [
+        ("pendingAuthorizations", limits.pending_authorizations, 100_000),
+        ("storedTokens", limits.stored_tokens, 100_000),
+        ("pendingPerUser", limits.pending_per_user, 1_000),
+        ("tokensPerUser", limits.tokens_per_user, 10_000),
+    ] {
+        if value == 0 || value > max {
+            return Err(ConfigError::new(format!("limits.{name}"), format!("must be between 1 and {max}")));
+        }
+    }
+    let store_limits = StoreLimits {
+        pending: limits.pending_authorizations,
+        tokens: limits.stored_tokens,
+        pending_per_user: limits.pending_per_user as usize,
+        tokens_per_user: limits.tokens_per_user as usize,
+    };
     let cookie = BrowserCookie::for_redirect(&idp.redirect_uri);
     Ok(FilterConfig {
         providers: Rc::new(providers),
@@ -257,6 +312,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         max_body_bytes: raw.max_body_bytes,
         enrich_agent_challenges: raw.enrich_agent_challenges,
         cache_entries: raw.cache.max_entries,
+        store_limits,
         audit_log: raw.audit_log,
         fingerprint: fingerprint.to_string(),
     })

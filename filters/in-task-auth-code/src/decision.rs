@@ -22,7 +22,7 @@ use baton_token::{AuthChallenge, BearerError, TokenHash};
 use serde_json::{Map, Value};
 
 use crate::a2a::{self, Call, CallKind, INVALID_PARAMS, SERVER_ERROR, TaskIds};
-use crate::challenge::{issue, random_id};
+use crate::challenge::{IssueProblem, issue, random_id};
 use crate::metrics;
 use crate::model::{
     AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
@@ -214,8 +214,14 @@ impl Engine {
             DEFAULT_MAX_TOKEN_BYTES,
             metrics::JWKS,
         );
-        let store = Store::new(config.cache_entries, &prefix);
+        let store = Store::new(config.store_limits, &prefix);
         Self { config, verifier, store }
+    }
+
+    /// Creates the store's slots in shared data: every VM, before its
+    /// first request.
+    pub fn init_shared_data(&self, host: &dyn Host) {
+        self.store.init(host);
     }
 
     /// The configuration.
@@ -509,8 +515,9 @@ impl Engine {
                         expires_at,
                     },
                 };
-                if !record.task_id.is_empty() {
-                    self.store.put_task(host, &record);
+                if !record.task_id.is_empty() && self.store.put_task(host, &record).is_err() {
+                    // This message still carries it; the next ones will ask.
+                    host.count(metrics::STORE_FULL);
                 }
                 audit.set("credential", "message");
                 self.inject(host, call, user, identity, token, Some(record), audit)
@@ -753,10 +760,24 @@ impl Engine {
                 },
             })
         })();
-        let issued = ids.as_ref().and_then(|ids| {
+        let issued = ids.as_ref().ok_or(IssueProblem::NoRandomness).and_then(|ids| {
             issue(&self.config, &self.store, host, user, ids, call.task_id().is_none(), error)
         });
-        let (Some(ids), Some(issued), Some(message_id)) = (ids, issued, random_id(host)) else {
+        let (Some(ids), Ok(issued), Some(message_id)) = (ids, issued.as_ref(), random_id(host)) else {
+            if issued.err() == Some(IssueProblem::StoreFull) {
+                // Full of other users' live authorizations: none is pushed
+                // out, this one waits.
+                host.count(metrics::STORE_FULL);
+                audit.deny(503, "store_full").emit(host);
+                let mut reply = Reply::rpc_error(
+                    503,
+                    &call.id,
+                    SERVER_ERROR,
+                    "the gateway holds too many authorizations in progress; retry shortly",
+                );
+                reply.headers.push(("retry-after", "30".into()));
+                return Verdict::Reply(reply);
+            }
             audit.deny(500, "no_randomness").emit(host);
             return Verdict::Reply(Reply::rpc_error(
                 500,
@@ -765,6 +786,7 @@ impl Engine {
                 "the gateway could not create an authorization request",
             ));
         };
+        let issued = issued.clone();
         let text = format!(
             "This step needs your authorization at {}. Open the authorization URL, then continue the task.",
             self.config.idp.name

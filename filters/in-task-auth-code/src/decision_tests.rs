@@ -41,7 +41,9 @@ fn setup_with(change: impl FnOnce(&mut Value)) -> Setup {
     config["identityHeader"] = json!("x-baton-user");
     change(&mut config);
     let config = Rc::new(config::parse(config.to_string().as_bytes()).unwrap());
-    Setup { engine: Engine::new(config), host: TestHost::new(NOW), bank }
+    let (engine, host) = (Engine::new(config), TestHost::new(NOW));
+    engine.init_shared_data(&host);
+    Setup { engine, host, bank }
 }
 
 fn setup() -> Setup {

@@ -26,6 +26,9 @@ pub const PRIMARY_REFUSED: &str = "baton_itac.primary_refused";
 pub const BINDING_REFUSED: &str = "baton_itac.binding_refused";
 /// A redirect whose RFC 9207 `iss` names another server, or lacks it.
 pub const ISSUER_MISMATCH: &str = "baton_itac.issuer_mismatch";
+/// An authorization or token not stored because the store is full of live
+/// ones (none is pushed out; the request gets 503).
+pub const STORE_FULL: &str = "baton_itac.store_full";
 /// Browser sign-ins at the users' IdP started (`primaryLogin`).
 pub const SIGN_INS_STARTED: &str = "baton_itac.sign_ins_started";
 /// Browser sign-ins that named the user who asked.
@@ -39,7 +42,8 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
+    STORE_FULL,
     AMBIGUOUS_PATH,
     PRIMARY_REFUSED,
     BINDING_REFUSED,

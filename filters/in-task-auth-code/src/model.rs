@@ -152,8 +152,10 @@ pub struct FilterConfig {
     pub max_body_bytes: usize,
     /// Whether agents' own auth-required answers get a ready-to-open URL.
     pub enrich_agent_challenges: bool,
-    /// Shared slots for pending authorizations and stored tokens.
+    /// Shared slots of the verified-token cache.
     pub cache_entries: u32,
+    /// What the store of pending authorizations and tokens holds.
+    pub store_limits: crate::store::StoreLimits,
     /// Whether each decision is logged.
     pub audit_log: bool,
     /// Digest of the configuration text (shared-data key prefix).

@@ -46,7 +46,7 @@ pub fn on_answer(
 ) -> Option<Vec<u8>> {
     let mut answer: Value = serde_json::from_slice(body).ok()?;
     if let (Some(rebind), Some(task_id)) = (&context.rebind, answered_task_id(&answer)) {
-        engine.store.put_task(
+        let stored = engine.store.put_task(
             host,
             &TaskRecord {
                 user: rebind.user.clone(),
@@ -56,6 +56,9 @@ pub fn on_answer(
                 expires_at: rebind.expires_at,
             },
         );
+        if stored.is_err() {
+            host.count(metrics::STORE_FULL);
+        }
     }
     if !engine.config.enrich_agent_challenges {
         return None;
@@ -64,7 +67,15 @@ pub fn on_answer(
     let found = a2a::agent_challenge(&answer)?;
     let config = engine.shared_config();
     let ids = TaskIds { task_id: found.ids.task_id.clone(), context_id: found.ids.context_id.clone() };
-    let issued = issue(&config, &engine.store, host, user, &ids, false, None)?;
+    let issued = match issue(&config, &engine.store, host, user, &ids, false, None) {
+        Ok(issued) => issued,
+        Err(problem) => {
+            if problem == crate::challenge::IssueProblem::StoreFull {
+                host.count(metrics::STORE_FULL);
+            }
+            return None;
+        }
+    };
     let message_id = random_id(host)?;
     a2a::enrich_agent_challenge(&mut answer, &found, &message_id, issued.object);
     host.count(metrics::AGENT_CHALLENGES_ENRICHED);

@@ -154,6 +154,8 @@ impl InTaskRoot {
             key_fetches: KeyFetches::default(),
         };
         vm.ticker.set(FAST_TICK);
+        // The store's slots exist before this VM serves a request.
+        vm.engine.init_shared_data(&ProxyHost::new(&vm.metrics, FILTER));
         match self.vm.try_borrow_mut() {
             Ok(mut slot) => {
                 *slot = Some(vm);

@@ -1,13 +1,19 @@
 //! What the gateway remembers between requests, in shared data so every
-//! worker sees it: pending authorizations (by `state`, single-use, expiring)
-//! and, per (user, task), the secondary token obtained for that task.
+//! worker sees it: pending authorizations (by `state`, single-use, expiring),
+//! the tasks the gateway named itself, and, per (user, task), the secondary
+//! token obtained for that task.
 //!
-//! Both live in bounded slot tables keyed by hashes; entries name their
-//! user and task and are checked on every read, so a token stored for one
-//! user and task is never found for another.
+//! Each kind lives in its own bounded table keyed by hashes
+//! ([`SlotTable`]): a live entry is never pushed out by another key, and a
+//! full table refuses a new entry instead (the caller answers 503). Each
+//! user may hold at most a configured number of pending authorizations and
+//! of stored tokens; beyond that the user's own oldest goes. So no user, nor
+//! any number of users, can push out another's authorization or token.
+//! Entries name their user and task and are checked on every read, so a
+//! token stored for one user and task is never found for another.
 
-use baton_filter_kit::cache::SharedSlots;
 use baton_filter_kit::host::Host;
+use baton_filter_kit::slot_table::SlotTable;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -100,27 +106,96 @@ impl TaskRecord {
     }
 }
 
-/// Pending authorizations and task records.
+/// How long a pending authorization stays readable after its lifetime.
+const STATE_GRACE_SECS: u64 = 300;
+
+/// How much the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Pending authorizations (and gateway-named tasks) in all.
+    pub pending: u32,
+    /// Stored tokens in all.
+    pub tokens: u32,
+    /// Pending authorizations one user may hold.
+    pub pending_per_user: usize,
+    /// Stored tokens one user may hold.
+    pub tokens_per_user: usize,
+}
+
+/// The store is full: nothing was pushed out, nothing was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFull;
+
+/// Which of a user's holdings an index entry counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    Pending,
+    Token,
+}
+
+/// One user's holdings: hex keys and expiry, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct UserIndex {
+    #[serde(default)]
+    pending: Vec<(String, u64)>,
+    #[serde(default)]
+    tokens: Vec<(String, u64)>,
+}
+
+/// Pending authorizations, gateway-named tasks and stored tokens.
 #[derive(Debug)]
 pub struct Store {
-    states: SharedSlots,
-    tasks: SharedSlots,
+    pending: SlotTable,
+    tokens: SlotTable,
+    users: SlotTable,
+    limits: StoreLimits,
 }
 
 impl Store {
-    /// Tables of `slots` entries each under `prefix`.
-    pub fn new(slots: u32, prefix: &str) -> Self {
+    /// Tables of the given sizes under `prefix`.
+    pub fn new(limits: StoreLimits, prefix: &str) -> Self {
         Self {
-            states: SharedSlots::new(slots, format!("{prefix}state.")),
-            tasks: SharedSlots::new(slots, format!("{prefix}task.")),
+            pending: SlotTable::new(limits.pending, format!("{prefix}pending.")),
+            tokens: SlotTable::new(limits.tokens, format!("{prefix}tokens.")),
+            users: SlotTable::new(limits.pending.saturating_add(limits.tokens), format!("{prefix}users.")),
+            limits,
         }
     }
 
-    /// Remembers a challenge under `state`.
-    pub fn put_state(&self, host: &dyn Host, state: &str, pending: &PendingAuthorization) {
-        if let Ok(entry) = serde_json::to_vec(pending) {
-            self.states.put(&TokenHash::of(state.as_bytes()), &entry, host);
-        }
+    /// Creates the tables' slots (every VM, before its first request).
+    pub fn init(&self, host: &dyn Host) {
+        self.pending.init(host);
+        self.tokens.init(host);
+        self.users.init(host);
+    }
+
+    fn state_key(state: &str) -> TokenHash {
+        TokenHash::of_parts(&[b"state", state.as_bytes()])
+    }
+
+    fn task_key(user: &str, task_id: &str) -> TokenHash {
+        TokenHash::of_parts(&[b"task", user.as_bytes(), task_id.as_bytes()])
+    }
+
+    fn marker_key(user: &str, task_id: &str) -> TokenHash {
+        TokenHash::of_parts(&[b"gateway-task", user.as_bytes(), task_id.as_bytes()])
+    }
+
+    /// Remembers a challenge under `state`, for `pending.user` (whose
+    /// oldest pending authorization goes beyond their limit). It stays a
+    /// while past its lifetime, so that a late redirect is told "expired"
+    /// or "used" rather than "unknown".
+    pub fn put_state(
+        &self,
+        host: &dyn Host,
+        state: &str,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreFull> {
+        let entry = serde_json::to_vec(pending).map_err(|_| StoreFull)?;
+        let key = Self::state_key(state);
+        let until = pending.expires_at.saturating_add(STATE_GRACE_SECS);
+        self.hold(host, &pending.user, Holding::Pending, &key, until)?;
+        self.pending.insert(host, &key, &entry, until, host.now_unix_secs()).map_err(|_| StoreFull)
     }
 
     /// Takes `state` for use: it must exist, be unexpired and unused; it is
@@ -142,20 +217,23 @@ impl Store {
         state: &str,
         mut change: impl FnMut(&mut PendingAuthorization) -> Result<T, StateProblem>,
     ) -> Result<(PendingAuthorization, T), StateProblem> {
-        let key = TokenHash::of(state.as_bytes());
+        let key = Self::state_key(state);
         for _ in 0..4 {
-            let (entry, cas) = self.states.get_versioned(&key, host).ok_or(StateProblem::Unknown)?;
+            let now = host.now_unix_secs();
+            let Some(entry) = self.pending.get(host, &key, now) else {
+                return Err(StateProblem::Unknown);
+            };
             let mut pending: PendingAuthorization =
-                serde_json::from_slice(&entry).map_err(|_| StateProblem::Unknown)?;
+                serde_json::from_slice(&entry.payload).map_err(|_| StateProblem::Unknown)?;
             if pending.used {
                 return Err(StateProblem::Reused);
             }
-            if host.now_unix_secs() >= pending.expires_at {
+            if now >= pending.expires_at {
                 return Err(StateProblem::Expired);
             }
             let outcome = change(&mut pending)?;
             let changed = serde_json::to_vec(&pending).map_err(|_| StateProblem::Unknown)?;
-            if self.states.put_if_unchanged(&key, &changed, cas, host) {
+            if self.pending.replace(host, entry.slot, &key, &changed, entry.expires_at) {
                 return Ok((pending, outcome));
             }
         }
@@ -164,27 +242,91 @@ impl Store {
 
     /// Reads a state without using it (the continuation of a use).
     pub fn peek_state(&self, host: &dyn Host, state: &str) -> Option<PendingAuthorization> {
-        let entry = self.states.get(&TokenHash::of(state.as_bytes()), host)?;
-        serde_json::from_slice(&entry).ok()
+        let entry = self.pending.get(host, &Self::state_key(state), host.now_unix_secs())?;
+        serde_json::from_slice(&entry.payload).ok()
     }
 
-    fn task_key(user: &str, task_id: &str) -> TokenHash {
-        TokenHash::of_parts(&[b"task", user.as_bytes(), task_id.as_bytes()])
-    }
-
-    /// The record of `user`'s task, if still valid.
+    /// The record of `user`'s task, if still valid: its stored token, or
+    /// that the gateway named the task.
     pub fn task(&self, host: &dyn Host, user: &str, task_id: &str) -> Option<TaskRecord> {
-        let entry = self.tasks.get(&Self::task_key(user, task_id), host)?;
-        let record: TaskRecord = serde_json::from_slice(&entry).ok()?;
-        (record.user == user && record.task_id == task_id && host.now_unix_secs() < record.expires_at)
-            .then_some(record)
+        let now = host.now_unix_secs();
+        let entry = self
+            .tokens
+            .get(host, &Self::task_key(user, task_id), now)
+            .or_else(|| self.pending.get(host, &Self::marker_key(user, task_id), now))?;
+        let record: TaskRecord = serde_json::from_slice(&entry.payload).ok()?;
+        (record.user == user && record.task_id == task_id && now < record.expires_at).then_some(record)
     }
 
-    /// Stores a task record.
-    pub fn put_task(&self, host: &dyn Host, record: &TaskRecord) {
-        if let Ok(entry) = serde_json::to_vec(record) {
-            self.tasks.put(&Self::task_key(&record.user, &record.task_id), &entry, host);
+    /// Stores a task record: a token (counted among the user's tokens), or
+    /// the mark of a task the gateway named (among their pending ones).
+    pub fn put_task(&self, host: &dyn Host, record: &TaskRecord) -> Result<(), StoreFull> {
+        let entry = serde_json::to_vec(record).map_err(|_| StoreFull)?;
+        let now = host.now_unix_secs();
+        let (table, key, holding) = match &record.token {
+            Some(_) => (&self.tokens, Self::task_key(&record.user, &record.task_id), Holding::Token),
+            None => (&self.pending, Self::marker_key(&record.user, &record.task_id), Holding::Pending),
+        };
+        self.hold(host, &record.user, holding, &key, record.expires_at)?;
+        table.insert(host, &key, &entry, record.expires_at, now).map_err(|_| StoreFull)
+    }
+
+    /// Counts `key` among `user`'s holdings; what goes beyond the user's
+    /// limit (their oldest) is released.
+    fn hold(
+        &self,
+        host: &dyn Host,
+        user: &str,
+        holding: Holding,
+        key: &TokenHash,
+        expires_at: u64,
+    ) -> Result<(), StoreFull> {
+        let user_key = TokenHash::of_parts(&[b"user", user.as_bytes()]);
+        let hex = key.to_hex();
+        for _ in 0..4 {
+            let now = host.now_unix_secs();
+            let current = self.users.get(host, &user_key, now);
+            let mut index: UserIndex = current
+                .as_ref()
+                .and_then(|entry| serde_json::from_slice(&entry.payload).ok())
+                .unwrap_or_default();
+            let (list, limit) = match holding {
+                Holding::Pending => (&mut index.pending, self.limits.pending_per_user),
+                Holding::Token => (&mut index.tokens, self.limits.tokens_per_user),
+            };
+            list.retain(|(held, until)| now < *until && *held != hex);
+            list.push((hex.clone(), expires_at));
+            let evicted: Vec<String> =
+                list.drain(..list.len().saturating_sub(limit.max(1))).map(|(held, _)| held).collect();
+            let until = index
+                .pending
+                .iter()
+                .chain(&index.tokens)
+                .map(|(_, until)| *until)
+                .max()
+                .unwrap_or(expires_at);
+            let payload = serde_json::to_vec(&index).map_err(|_| StoreFull)?;
+            let written = match &current {
+                Some(entry) => self.users.replace(host, entry.slot, &user_key, &payload, until),
+                None => self.users.insert(host, &user_key, &payload, until, now).is_ok(),
+            };
+            if written {
+                let table = match holding {
+                    Holding::Pending => &self.pending,
+                    Holding::Token => &self.tokens,
+                };
+                for held in evicted {
+                    if let Some(evicted) = TokenHash::from_hex(&held) {
+                        table.release(host, &evicted, now);
+                    }
+                }
+                return Ok(());
+            }
+            if current.is_none() && self.users.get(host, &user_key, now).is_none() {
+                return Err(StoreFull);
+            }
         }
+        Err(StoreFull)
     }
 }
 
@@ -194,6 +336,15 @@ mod tests {
     use baton_filter_kit::test_host::TestHost;
 
     const NOW: u64 = 1_800_000_000;
+
+    const LIMITS: StoreLimits =
+        StoreLimits { pending: 64, tokens: 64, pending_per_user: 4, tokens_per_user: 4 };
+
+    fn store(host: &TestHost, limits: StoreLimits) -> Store {
+        let store = Store::new(limits, "t.");
+        store.init(host);
+        store
+    }
 
     fn pending(user: &str) -> PendingAuthorization {
         PendingAuthorization {
@@ -208,11 +359,21 @@ mod tests {
         }
     }
 
+    fn token(user: &str, task: &str) -> TaskRecord {
+        TaskRecord {
+            user: user.into(),
+            task_id: task.into(),
+            gateway_task: false,
+            token: Some(format!("bank-token-{user}-{task}")),
+            expires_at: NOW + 600,
+        }
+    }
+
     #[test]
     fn a_state_is_used_once() {
         let host = TestHost::new(NOW);
-        let store = Store::new(16, "t.");
-        store.put_state(&host, "state-1", &pending("alice"));
+        let store = store(&host, LIMITS);
+        store.put_state(&host, "state-1", &pending("alice")).unwrap();
         assert_eq!(store.consume_state(&host, "state-1").unwrap().user, "alice");
         assert_eq!(store.consume_state(&host, "state-1"), Err(StateProblem::Reused));
         assert!(store.peek_state(&host, "state-1").unwrap().used);
@@ -222,43 +383,94 @@ mod tests {
     #[test]
     fn a_state_expires() {
         let host = TestHost::new(NOW);
-        let store = Store::new(16, "t.");
-        store.put_state(&host, "state-2", &pending("alice"));
+        let store = store(&host, LIMITS);
+        store.put_state(&host, "state-2", &pending("alice")).unwrap();
         host.set_now(NOW + 300);
         assert_eq!(store.consume_state(&host, "state-2"), Err(StateProblem::Expired));
+        host.set_now(NOW + 300 + STATE_GRACE_SECS);
+        assert_eq!(store.consume_state(&host, "state-2"), Err(StateProblem::Unknown));
     }
 
     #[test]
     fn a_worker_racing_for_the_same_state_loses() {
         let host = TestHost::new(NOW);
-        let worker_a = Store::new(16, "t.");
-        let worker_b = Store::new(16, "t.");
-        worker_a.put_state(&host, "s", &pending("alice"));
-        let key = TokenHash::of(b"s");
-        let (_, stale_cas) = worker_b.states.get_versioned(&key, &host).unwrap();
-        assert!(worker_a.consume_state(&host, "s").is_ok());
-        assert!(!worker_b.states.put_if_unchanged(&key, b"{}", stale_cas, &host));
+        let worker_a = store(&host, LIMITS);
+        let worker_b = Store::new(LIMITS, "t.");
+        worker_a.put_state(&host, "s", &pending("alice")).unwrap();
+        // Both read the state; one marks it used first, the other's write
+        // (from the same read) fails and it finds the state used.
+        let mut first = true;
+        let raced = worker_b.modify_state(&host, "s", |pending| {
+            if std::mem::take(&mut first) {
+                worker_a.consume_state(&host, "s").map(|_| ())?;
+            }
+            pending.used = true;
+            Ok(())
+        });
+        assert_eq!(raced, Err(StateProblem::Reused));
     }
 
     #[test]
     fn task_records_belong_to_one_user_and_task() {
         let host = TestHost::new(NOW);
-        let store = Store::new(16, "t.");
-        let record = TaskRecord {
-            user: "alice".into(),
-            task_id: "t1".into(),
-            gateway_task: false,
-            token: Some("bank-token".into()),
-            expires_at: NOW + 60,
-        };
-        store.put_task(&host, &record);
+        let store = store(&host, LIMITS);
+        store.put_task(&host, &token("alice", "t1")).unwrap();
         assert_eq!(
             store.task(&host, "alice", "t1").unwrap().usable_token(NOW).unwrap().expose(),
-            "bank-token"
+            "bank-token-alice-t1"
         );
         assert!(store.task(&host, "bob", "t1").is_none());
         assert!(store.task(&host, "alice", "t2").is_none());
-        host.set_now(NOW + 60);
+        // A task the gateway named is remembered apart from tokens.
+        let marker = TaskRecord { gateway_task: true, token: None, ..token("alice", "gw-1") };
+        store.put_task(&host, &marker).unwrap();
+        assert!(store.task(&host, "alice", "gw-1").unwrap().gateway_task);
+        host.set_now(NOW + 600);
         assert!(store.task(&host, "alice", "t1").is_none());
+    }
+
+    #[test]
+    fn no_one_pushes_out_another_users_authorizations_or_tokens() {
+        // The review's flood: many challenges from other identities while
+        // alice's authorizations and tokens are held.
+        let host = TestHost::new(NOW);
+        let limits = StoreLimits { pending: 256, tokens: 256, pending_per_user: 8, tokens_per_user: 8 };
+        let store = store(&host, limits);
+        for n in 0..8 {
+            store.put_state(&host, &format!("alice-{n}"), &pending("alice")).unwrap();
+            store.put_task(&host, &token("alice", &format!("t{n}"))).unwrap();
+        }
+        let mut refused = 0;
+        for n in 0..3000 {
+            let user = format!("throwaway-{}", n % 500);
+            if store.put_state(&host, &format!("flood-{n}"), &pending(&user)).is_err() {
+                refused += 1;
+            }
+            if store.put_task(&host, &token(&user, &format!("f{n}"))).is_err() {
+                refused += 1;
+            }
+        }
+        assert!(refused > 0, "the tables filled up");
+        for n in 0..8 {
+            assert!(
+                store.peek_state(&host, &format!("alice-{n}")).is_some(),
+                "alice's state {n} was pushed out"
+            );
+            assert!(
+                store.task(&host, "alice", &format!("t{n}")).is_some(),
+                "alice's token {n} was pushed out"
+            );
+        }
+        // One user alone holds at most their limit: their own oldest goes.
+        let mallory_first = "mallory-0";
+        for n in 0..100 {
+            let _ = store.put_state(&host, &format!("mallory-{n}"), &pending("mallory"));
+        }
+        assert!(store.peek_state(&host, mallory_first).is_none());
+        let held = (0..100).filter(|n| store.peek_state(&host, &format!("mallory-{n}")).is_some()).count();
+        assert!(held <= 8, "mallory holds {held}");
+        // Expired entries free their slots for anyone.
+        host.set_now(NOW + 600 + STATE_GRACE_SECS);
+        store.put_state(&host, "later", &pending("carol")).unwrap();
     }
 }

@@ -27,6 +27,7 @@ pub mod plugin;
 pub mod proxy_host;
 pub mod reply;
 pub mod request_headers;
+pub mod slot_table;
 pub mod ticker;
 pub mod token_calls;
 pub mod verifier;

@@ -73,9 +73,10 @@ impl Host for TestHost {
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError> {
         let mut shared = self.shared.borrow_mut();
         let current = shared.get(key).map(|(_, version)| *version);
-        // As in Envoy: a zero or absent cas writes unconditionally.
-        if let Some(expected) = cas.filter(|cas| *cas != 0)
-            && current != Some(expected)
+        // As in Envoy: a zero or absent cas writes unconditionally, and so
+        // does any write of an entry that does not exist yet.
+        if let (Some(expected), Some(current)) = (cas.filter(|cas| *cas != 0), current)
+            && current != expected
         {
             return Err(SharedDataError::CasMismatch);
         }

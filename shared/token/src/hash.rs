@@ -50,6 +50,20 @@ impl TokenHash {
         hex(&self.0)
     }
 
+    /// Reads back [`TokenHash::to_hex`]'s 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let text = text.as_bytes();
+        if text.len() != 64 {
+            return None;
+        }
+        let digit = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        let mut bytes = [0u8; 32];
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            *byte = digit(text[2 * index])? << 4 | digit(text[2 * index + 1])?;
+        }
+        Some(Self(bytes))
+    }
+
     /// The first 12 hex digits: enough to correlate log lines, far too few to
     /// help guess a token.
     pub fn short(&self) -> String {
@@ -76,6 +90,14 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_reads_back() {
+        let hash = TokenHash::of(b"t");
+        assert_eq!(TokenHash::from_hex(&hash.to_hex()), Some(hash));
+        assert_eq!(TokenHash::from_hex(&hash.to_hex()[1..]), None);
+        assert_eq!(TokenHash::from_hex(&"g".repeat(64)), None);
+    }
 
     #[test]
     fn known_digest() {
