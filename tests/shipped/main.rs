@@ -14,6 +14,7 @@ mod delegation;
 mod h2;
 mod headers;
 mod identity;
+mod idp_refusals;
 mod paths;
 mod rules;
 mod store;

@@ -46,6 +46,15 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
             answer.audit.set("exchange", why);
             answer.refuse(None, 400, "code_refused", "The authorization code was refused; authorize again.")
         }
+        Some(ExchangeOutcome::GatewayRefused(why)) => {
+            answer.audit.set("exchange", why);
+            answer.refuse(
+                None,
+                502,
+                "gateway_refused",
+                "The gateway is not allowed to complete this authorization; its operator has been told.",
+            )
+        }
         Some(ExchangeOutcome::Unavailable(why)) => {
             answer.audit.set("exchange", why);
             // The state is used up: only a new authorization can work.

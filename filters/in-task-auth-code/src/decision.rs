@@ -134,6 +134,9 @@ pub enum ExchangeOutcome {
     },
     /// The IdP refused the code (expired, used, wrong verifier).
     Refused(String),
+    /// The IdP refused the gateway itself (its client, its request): a
+    /// configuration fault, 502.
+    GatewayRefused(String),
     /// The IdP could not be reached or answered garbage.
     Unavailable(String),
 }
@@ -464,6 +467,19 @@ impl Engine {
                             "the authorization code was refused",
                             audit,
                         );
+                    }
+                    Some(ExchangeOutcome::GatewayRefused(why)) => {
+                        audit.deny(502, why).emit(host);
+                        return Verdict::Reply(Reply::rpc_error(
+                            502,
+                            &call.id,
+                            SERVER_ERROR,
+                            &format!(
+                                "the gateway is not allowed to complete the authorization at {}; its operator has \
+                                 been told",
+                                self.config.idp.name
+                            ),
+                        ));
                     }
                     Some(ExchangeOutcome::Unavailable(why)) => {
                         host.count(metrics::IDP_UNAVAILABLE);
@@ -814,25 +830,46 @@ impl Engine {
         })
     }
 
-    /// Interprets a code exchange answer.
-    pub fn exchange_outcome(&self, host: &dyn Host, status: Option<u16>, body: &[u8]) -> ExchangeOutcome {
+    /// Interprets the answer to code exchange `call`. Only `invalid_grant`
+    /// is the code's fault (expired, used, another verifier); any other
+    /// refusal is the gateway's own (its client or request), logged as an
+    /// error naming the server.
+    pub fn exchange_outcome(
+        &self,
+        host: &dyn Host,
+        call: &TokenCall,
+        status: Option<u16>,
+        body: &[u8],
+    ) -> ExchangeOutcome {
+        let server = match (call.endpoint, &self.config.binding.primary_login) {
+            (crate::login::LOGIN_ENDPOINT, Some(login)) => &login.server.name,
+            _ => &self.config.idp.name,
+        };
         match baton_token::oauth::TokenResponse::parse(status, body, Default::default()) {
             Ok(response) => {
                 host.count(metrics::CODES_EXCHANGED);
                 ExchangeOutcome::Token { access: response.access_token, id_token: response.id_token }
             }
-            Err(error) => {
+            Err(error @ TokenEndpointError::Rejected { code: OAuthErrorCode::InvalidGrant, .. }) => {
+                host.log(LogLevel::Info, &format!("idp={server} code exchange refused the code: {error}"));
+                ExchangeOutcome::Refused(error.reason())
+            }
+            Err(error @ TokenEndpointError::Rejected { .. })
+                if !matches!(error, TokenEndpointError::Rejected { code: OAuthErrorCode::Other(_), .. }) =>
+            {
+                host.count(metrics::GATEWAY_REFUSED);
                 host.log(
-                    LogLevel::Warn,
-                    &format!("idp={} code exchange failed: {error}", self.config.idp.name),
+                    LogLevel::Error,
+                    &format!(
+                        "idp={server} code exchange failed: {error}; the IdP refused the gateway's own request: \
+                         check its client registration (client id, secret, redirect URI, grant types)"
+                    ),
                 );
-                match error {
-                    TokenEndpointError::Rejected {
-                        code: OAuthErrorCode::InvalidGrant | OAuthErrorCode::InvalidRequest,
-                        ..
-                    } => ExchangeOutcome::Refused(error.reason()),
-                    other => ExchangeOutcome::Unavailable(other.reason()),
-                }
+                ExchangeOutcome::GatewayRefused(error.reason())
+            }
+            Err(error) => {
+                host.log(LogLevel::Warn, &format!("idp={server} code exchange failed: {error}"));
+                ExchangeOutcome::Unavailable(error.reason())
             }
         }
     }
@@ -901,6 +938,7 @@ pub(crate) fn code_exchange(
         request: request.encode(&server.token_endpoint.client_auth),
         requested_token_type: None,
         token_exchange: false,
+        carries_caller_token: true,
         not_after: None,
         label: "authorization_code".into(),
     }

@@ -480,15 +480,30 @@ fn agents_own_challenges_get_a_ready_to_open_url() {
 #[test]
 fn code_exchange_answers_are_interpreted() {
     let s = setup();
-    let outcome = |status, body: &str| s.engine.exchange_outcome(&s.host, Some(status), body.as_bytes());
+    let call = code_exchange(&s.engine.config().idp, 0, "state", "code", &"v".repeat(43));
+    let outcome =
+        |status, body: &str| s.engine.exchange_outcome(&s.host, &call, Some(status), body.as_bytes());
     assert!(matches!(
         outcome(200, r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#),
         ExchangeOutcome::Token { .. }
     ));
     assert!(matches!(outcome(400, r#"{"error":"invalid_grant"}"#), ExchangeOutcome::Refused(_)));
+    // The IdP refusing the gateway's own client or request: the gateway's
+    // fault, logged as an error naming the bank.
+    for body in [
+        r#"{"error":"invalid_request","error_description":"redirect_uri is not registered"}"#,
+        r#"{"error":"unauthorized_client"}"#,
+        r#"{"error":"invalid_client"}"#,
+    ] {
+        assert!(matches!(outcome(400, body), ExchangeOutcome::GatewayRefused(_)), "{body}");
+    }
+    assert_eq!(s.host.counter(metrics::GATEWAY_REFUSED), 3);
+    assert!(s.host.logs().iter().any(|(level, line)| *level == LogLevel::Error
+        && line.contains("idp=bank")
+        && line.contains("redirect_uri is not registered")));
     assert!(matches!(outcome(503, "busy"), ExchangeOutcome::Unavailable(_)));
     assert!(matches!(outcome(200, "<html>"), ExchangeOutcome::Unavailable(_)));
-    assert!(matches!(s.engine.exchange_outcome(&s.host, None, b""), ExchangeOutcome::Unavailable(_)));
+    assert!(matches!(s.engine.exchange_outcome(&s.host, &call, None, b""), ExchangeOutcome::Unavailable(_)));
 }
 
 #[test]

@@ -140,6 +140,15 @@ pub fn finish(
                 "The sign-in was refused; open the link from your agent again.",
             );
         }
+        ExchangeOutcome::GatewayRefused(why) => {
+            answer.audit.set("exchange", why);
+            return answer.refuse(
+                None,
+                502,
+                "gateway_refused",
+                "The gateway is not allowed to sign you in; its operator has been told.",
+            );
+        }
         ExchangeOutcome::Unavailable(why) => {
             answer.audit.set("exchange", why);
             return answer.refuse(

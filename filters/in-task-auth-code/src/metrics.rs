@@ -33,6 +33,9 @@ pub const STORE_FULL: &str = "baton_itac.store_full";
 pub const SIGN_INS_STARTED: &str = "baton_itac.sign_ins_started";
 /// Browser sign-ins that named the user who asked.
 pub const SIGN_INS_COMPLETED: &str = "baton_itac.sign_ins_completed";
+/// An IdP refused the gateway's own request (client, grant, redirect URI):
+/// 502, a configuration fault.
+pub const GATEWAY_REFUSED: &str = "baton_itac.gateway_refused";
 /// The secondary IdP unreachable or answering garbage.
 pub const IDP_UNAVAILABLE: &str = "baton_itac.idp_unavailable";
 /// Key set fetches of the secondary IdP.
@@ -42,7 +45,8 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
+    GATEWAY_REFUSED,
     STORE_FULL,
     AMBIGUOUS_PATH,
     PRIMARY_REFUSED,

@@ -207,7 +207,7 @@ impl InTaskRoot {
         } else if let Some((call, _)) = vm.flights.complete(token) {
             let response = CalloutResponse::read(num_headers, body_size, MAX_TOKEN_RESPONSE_BYTES);
             let body: &[u8] = if response.body_too_large { b"too large" } else { &response.body };
-            let outcome = vm.engine.exchange_outcome(&host, response.status, body);
+            let outcome = vm.engine.exchange_outcome(&host, &call, response.status, body);
             wake(vm, &host, WaitFor::Exchange(call.key), Some(outcome));
         }
         let _ = hostcalls::set_effective_context(self.context_id);

@@ -77,11 +77,14 @@ pub struct Round<'a> {
     /// A token that just arrived for the key this request waited on, and
     /// how long the IdP took.
     pub fresh: Option<(&'a TokenHash, &'a Rc<IssuedToken>, u64)>,
+    /// The call this request waited on failed (or it waited too long): the
+    /// decision answers with that, with its own audit line.
+    pub failed: Option<(&'a TokenHash, &'a JobFailure)>,
 }
 
 impl Round<'_> {
     /// The first pass.
-    pub const FIRST: Round<'static> = Round { number: 0, keys: KeyWait::Allowed, fresh: None };
+    pub const FIRST: Round<'static> = Round { number: 0, keys: KeyWait::Allowed, fresh: None, failed: None };
 }
 
 /// Names a refused subject token in the audit line (hashed only when the
@@ -214,7 +217,15 @@ impl Engine {
                     CallerSource::PeerCertificate => None,
                     CallerSource::TokenClient => {
                         match self.accept_subject(host, request, round, &mut audit) {
-                            Ok(subject) => Some(subject.claims),
+                            Ok(subject) => {
+                                if audit.enabled() {
+                                    audit.token_as("subject", &subject.hash());
+                                }
+                                if let Some(sub) = &subject.claims.get().sub {
+                                    audit.set("sub", sub);
+                                }
+                                Some(subject.claims)
+                            }
                             Err(verdict) => return verdict,
                         }
                     }
@@ -472,7 +483,16 @@ impl Engine {
         Ok(Subject { token, claims })
     }
 
-    fn wait_for(&self, host: &dyn Host, audit: AuditLine, round: Round<'_>, job: Job) -> Verdict {
+    fn wait_for(&self, host: &dyn Host, mut audit: AuditLine, round: Round<'_>, job: Job) -> Verdict {
+        if let Some((key, failure)) = round.failed
+            && *key == job.key
+        {
+            let rejection = failure.rejection(self.config.realm.as_deref());
+            if audit.enabled() {
+                audit.set("idp_call", &job.label);
+            }
+            return reject(host, audit, failure.metric, &failure.reason, rejection);
+        }
         // A request that already waited for this very key and still has no
         // token would wait forever: answer now.
         let again = round.fresh.is_some_and(|(key, _, _)| *key == job.key);
@@ -560,30 +580,16 @@ impl Engine {
                     TokenEndpointError::InvalidResponse(_) => metrics::IDP_INVALID_RESPONSE,
                     _ => metrics::IDP_UNAVAILABLE,
                 });
-                let (failure, level) = failure_for(&error);
-                host.log(level, &format!("idp={idp_name} call for {} failed: {error}", job.label));
+                let (failure, level) = failure_for(&error, job.carries_caller_token);
+                let whose = if failure.kind == FailureKind::GatewayRefused {
+                    "; the IdP refused the gateway's own request: check its client registration and this target"
+                } else {
+                    ""
+                };
+                host.log(level, &format!("idp={idp_name} call for {} failed: {error}{whose}", job.label));
                 Err(failure)
             }
         }
-    }
-
-    /// Answers a request that waited longer than any call could take.
-    pub fn overdue(&self, host: &dyn Host) -> Rejection {
-        let mut audit = AuditLine::new(self.config.audit_log);
-        audit.deny(503, "wait_timeout");
-        audit.emit(host);
-        host.count(metrics::DENIED_UNAVAILABLE);
-        unavailable_rejection()
-    }
-
-    /// Answers a request that waited for a call that failed.
-    pub fn fail_waiting(&self, host: &dyn Host, failure: &JobFailure) -> Rejection {
-        let rejection = failure.rejection(self.config.realm.as_deref());
-        let mut audit = AuditLine::new(self.config.audit_log);
-        audit.deny(rejection.status, &failure.reason);
-        audit.emit(host);
-        host.count(failure.metric);
-        rejection
     }
 }
 
@@ -599,15 +605,27 @@ pub struct JobFailure {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FailureKind {
-    /// 401 `invalid_token`: the IdP refused the subject token.
+    /// 401 `invalid_token`: the IdP refused the caller's token.
     SubjectRefused(String),
-    /// 403: the IdP refused this target or client.
+    /// 403: the IdP will not issue a token for this upstream to this user.
     TargetRefused(String),
-    /// 503.
+    /// 502: the IdP refused the gateway itself (its client, its grant, its
+    /// request): a configuration fault, not the caller's.
+    GatewayRefused,
+    /// 503: the IdP did not serve.
     Unavailable,
 }
 
 impl JobFailure {
+    /// The request waited longer than any call could take.
+    pub fn wait_timeout() -> Self {
+        JobFailure {
+            reason: "wait_timeout".into(),
+            metric: metrics::DENIED_UNAVAILABLE,
+            kind: FailureKind::Unavailable,
+        }
+    }
+
     /// The answer to send.
     pub fn rejection(&self, realm: Option<&str>) -> Rejection {
         match &self.kind {
@@ -622,49 +640,55 @@ impl JobFailure {
                 "access_denied",
                 &format!("the identity provider refused a token for this upstream ({code})"),
             ),
+            FailureKind::GatewayRefused => Rejection::json(
+                502,
+                "server_error",
+                "the gateway is not allowed to obtain a token for this upstream; its operator has been told",
+            ),
             FailureKind::Unavailable => unavailable_rejection(),
         }
     }
 }
 
-fn failure_for(error: &TokenEndpointError) -> (JobFailure, LogLevel) {
+/// What a failed call means, and how loudly it is logged. Only a call that
+/// carried the caller's token (an exchange, an on-behalf-of assertion) can
+/// fail because of the caller, and then only as `invalid_grant` (the token
+/// is revoked or expired at the IdP) or `invalid_target`/`invalid_scope`
+/// (the IdP will not issue this token for this user). Every other RFC 6749
+/// refusal, and any refusal of the gateway's own client-credentials call
+/// (for a target, or as an actor), is the gateway's; an error code outside
+/// RFC 6749's (`server_error`) means the IdP is not serving.
+fn failure_for(error: &TokenEndpointError, carries_caller_token: bool) -> (JobFailure, LogLevel) {
     let reason = error.reason();
+    let failure = |metric, kind| JobFailure { reason: reason.clone(), metric, kind };
     match error {
+        TokenEndpointError::Rejected { code: code @ OAuthErrorCode::InvalidGrant, .. }
+            if carries_caller_token =>
+        {
+            (
+                failure(
+                    metrics::DENIED_INVALID_TOKEN,
+                    FailureKind::SubjectRefused(code.as_str().to_string()),
+                ),
+                LogLevel::Info,
+            )
+        }
         TokenEndpointError::Rejected {
-            code: code @ (OAuthErrorCode::InvalidGrant | OAuthErrorCode::InvalidRequest),
+            code: code @ (OAuthErrorCode::InvalidTarget | OAuthErrorCode::InvalidScope),
             ..
-        } => (
-            JobFailure {
-                reason,
-                metric: metrics::DENIED_INVALID_TOKEN,
-                kind: FailureKind::SubjectRefused(code.as_str().to_string()),
-            },
-            LogLevel::Info,
-        ),
-        TokenEndpointError::Rejected {
-            code:
-                code @ (OAuthErrorCode::InvalidTarget
-                | OAuthErrorCode::UnauthorizedClient
-                | OAuthErrorCode::InvalidScope),
-            ..
-        } => (
-            JobFailure {
-                reason,
-                metric: metrics::DENIED_IDP_REFUSED,
-                kind: FailureKind::TargetRefused(code.as_str().to_string()),
-            },
+        } if carries_caller_token => (
+            failure(metrics::DENIED_IDP_REFUSED, FailureKind::TargetRefused(code.as_str().to_string())),
             LogLevel::Warn,
         ),
-        // The gateway's own credentials or grant were refused: a
-        // configuration problem, not the client's.
-        TokenEndpointError::Rejected { .. } => (
-            JobFailure { reason, metric: metrics::DENIED_UNAVAILABLE, kind: FailureKind::Unavailable },
-            LogLevel::Error,
-        ),
-        _ => (
-            JobFailure { reason, metric: metrics::DENIED_UNAVAILABLE, kind: FailureKind::Unavailable },
-            LogLevel::Warn,
-        ),
+        // `server_error`, `temporarily_unavailable` or a code of its own:
+        // the IdP is not serving properly.
+        TokenEndpointError::Rejected { code: OAuthErrorCode::Other(_), .. } => {
+            (failure(metrics::DENIED_UNAVAILABLE, FailureKind::Unavailable), LogLevel::Warn)
+        }
+        TokenEndpointError::Rejected { .. } => {
+            (failure(metrics::DENIED_GATEWAY_REFUSED, FailureKind::GatewayRefused), LogLevel::Error)
+        }
+        _ => (failure(metrics::DENIED_UNAVAILABLE, FailureKind::Unavailable), LogLevel::Warn),
     }
 }
 

@@ -76,10 +76,13 @@ impl Setup {
         let job = *job;
         match self.engine.finish_job(&self.host, &job, Some(status), body.to_string().as_bytes()) {
             Ok(token) => {
-                let round = Round { number: 1, keys: KeyWait::Allowed, fresh: Some((&job.key, &token, 12)) };
+                let round = Round { number: 1, fresh: Some((&job.key, &token, 12)), ..Round::FIRST };
                 self.engine.decide(&self.host, request, round)
             }
-            Err(failure) => Verdict::Reject(self.engine.fail_waiting(&self.host, &failure)),
+            Err(failure) => {
+                let round = Round { number: 1, failed: Some((&job.key, &failure)), ..Round::FIRST };
+                self.engine.decide(&self.host, request, round)
+            }
         }
     }
 }
@@ -357,10 +360,18 @@ fn idp_failures_have_their_status() {
             401,
             "invalid_token",
         ),
-        (400, json!({"error": "invalid_request"}), 401, "invalid_token"),
         (400, json!({"error": "invalid_target"}), 403, "access_denied"),
-        (400, json!({"error": "unauthorized_client"}), 403, "access_denied"),
-        (401, json!({"error": "invalid_client"}), 503, "temporarily_unavailable"),
+        (400, json!({"error": "invalid_scope"}), 403, "access_denied"),
+        // The IdP refusing the gateway itself is the gateway's fault.
+        (
+            400,
+            json!({"error": "invalid_request", "error_description": "grant type is not allowed"}),
+            502,
+            "server_error",
+        ),
+        (400, json!({"error": "unauthorized_client"}), 502, "server_error"),
+        (401, json!({"error": "invalid_client"}), 502, "server_error"),
+        (400, json!({"error": "unsupported_grant_type"}), 502, "server_error"),
         (500, json!({"error": "server_error"}), 503, "temporarily_unavailable"),
         (503, json!("busy"), 503, "temporarily_unavailable"),
         (200, json!({"token_type": "Bearer"}), 503, "temporarily_unavailable"),
@@ -389,8 +400,59 @@ fn no_response_is_unavailable() {
     let Verdict::AwaitToken(job) = s.first(&req) else { panic!() };
     let job = *job;
     let failure = s.engine.finish_job(&s.host, &job, None, b"").unwrap_err();
-    assert_eq!(s.engine.fail_waiting(&s.host, &failure).status, 503);
+    let round = Round { number: 1, failed: Some((&job.key, &failure)), ..Round::FIRST };
+    assert_eq!(rejected(s.engine.decide(&s.host, &req, round)).status, 503);
     assert_eq!(s.host.counter(metrics::IDP_UNAVAILABLE), 1);
+}
+
+#[test]
+fn the_gateways_own_token_refused_is_the_gateways_fault_with_a_full_audit_line() {
+    // The client-credentials target and the actor of an exchange: no
+    // caller's token was sent, so no refusal is the caller's, even
+    // invalid_grant.
+    let mut config = base();
+    config["targets"][0]["actor"] = json!({"clientCredentials": {"scope": "actor"}});
+    let mut s = setup(config);
+    let alice = format!("Bearer {}", s.user("alice"));
+    for (host, code) in [("market.internal", "invalid_grant"), ("portfolio.internal", "unauthorized_client")]
+    {
+        let req = request(host, Some(&alice));
+        let verdict = s.first(&req);
+        assert_eq!(
+            job_of(&verdict).request.body.expose().split('&').next(),
+            Some("grant_type=client_credentials")
+        );
+        let refused =
+            rejected(s.complete(&req, verdict, 400, &json!({"error": code, "error_description": "no"})));
+        assert_eq!((refused.status, body_error(&refused).as_str()), (502, "server_error"), "{host}");
+    }
+    assert_eq!(s.host.counter(metrics::DENIED_GATEWAY_REFUSED), 2);
+    let logs = s.host.logs();
+    let errors: Vec<&String> =
+        logs.iter().filter(|(level, _)| *level == LogLevel::Error).map(|(_, line)| line).collect();
+    assert_eq!(errors.len(), 2, "{logs:?}");
+    assert!(
+        errors[0].contains("idp=corp")
+            && errors[0].contains("\"no\"")
+            && errors[0].contains("client registration"),
+        "{errors:?}"
+    );
+    // Every refusal's audit line names the target, the mode and the user.
+    let denials: Vec<&String> = logs
+        .iter()
+        .map(|(_, line)| line)
+        .filter(|line| line.starts_with("audit ") && line.contains("decision=deny"))
+        .collect();
+    assert_eq!(denials.len(), 2, "{logs:?}");
+    for line in denials {
+        assert!(
+            line.contains("target=")
+                && line.contains("mode=")
+                && line.contains("sub=alice")
+                && line.contains("status=502"),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -426,7 +488,7 @@ fn jwks_validation_waits_for_keys() {
     let verifier = s.engine.verifier.as_mut().unwrap();
     verifier.keys().start_fetch(0, &s.host).unwrap();
     verifier.keys().finish_fetch(0, &s.host, Ok(s.key.jwks().as_bytes()));
-    let after_keys = Round { number: 1, keys: KeyWait::Exhausted, fresh: None };
+    let after_keys = Round { number: 1, keys: KeyWait::Exhausted, ..Round::FIRST };
     job_of(&s.engine.decide(&s.host, &req, after_keys));
     // A forged token (right kid, other key) is refused before any call.
     let forged = TestKey::es256("k1").token(&user_claims("mallory"));

@@ -44,6 +44,7 @@ pub fn exchange_job(
         request: request.encode(&idp.endpoint.client_auth),
         requested_token_type: target.requested_token_type.clone(),
         token_exchange: target.mode == Mode::TokenExchange,
+        carries_caller_token: true,
         not_after: subject_exp,
         label: target.name.clone(),
     }
@@ -64,6 +65,7 @@ pub fn credentials_job(grant: &CredentialsGrant, idp: &Idp) -> Job {
         request: request.encode(&idp.endpoint.client_auth),
         requested_token_type: None,
         token_exchange: false,
+        carries_caller_token: false,
         not_after: None,
         label: "client_credentials".to_string(),
     }

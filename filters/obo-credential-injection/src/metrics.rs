@@ -12,6 +12,9 @@ pub const DENIED_NO_TARGET: &str = "baton_obo.denied.no_target";
 pub const DENIED_MISSING_TOKEN: &str = "baton_obo.denied.missing_token";
 /// Malformed credential header(s).
 pub const DENIED_INVALID_REQUEST: &str = "baton_obo.denied.invalid_request";
+/// The IdP refused the gateway's own request (its client, grant or
+/// parameters): 502, a configuration fault.
+pub const DENIED_GATEWAY_REFUSED: &str = "baton_obo.denied.gateway_refused";
 /// A path another hop or the upstream could read differently (refused
 /// before any target decides on it).
 pub const DENIED_AMBIGUOUS_PATH: &str = "baton_obo.denied.ambiguous_path";
@@ -53,7 +56,8 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 24] = [
+    DENIED_GATEWAY_REFUSED,
     DENIED_AMBIGUOUS_PATH,
     INJECTED,
     PASS_THROUGH,

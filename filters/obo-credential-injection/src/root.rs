@@ -321,17 +321,41 @@ fn refresh_credentials(vm: &mut Vm, host: &dyn Host) {
     }
 }
 
-/// Answers requests that waited longer than any call could take.
+/// Answers requests that waited longer than any call could take: decided
+/// again as if their call had failed (or their keys could not be had), so
+/// the answer carries the same audit line as any other.
 fn answer_overdue(vm: &mut Vm, host: &dyn Host) {
     let now = host.now_unix_secs();
     let longest =
         vm.engine.config().idps.iter().map(|idp| idp.endpoint.timeout_ms.div_ceil(1000)).max().unwrap_or(0);
     let overdue = vm.waiters.take(|waiter: &Waiter<Pending>| now > waiter.since + longest + WAIT_GRACE_SECS);
-    for (id, _) in overdue {
-        let rejection = vm.engine.overdue(host);
-        if enter_context(id) {
-            rejection.send(FILTER);
-        }
+    let timeout = JobFailure::wait_timeout();
+    for (id, waiter) in overdue {
+        let pending = waiter.request;
+        let round = match &pending.waiting_for {
+            WaitFor::Token(key) => Round { failed: Some((key, &timeout)), ..next_round(&pending) },
+            WaitFor::Keys(_) => Round { keys: KeyWait::Exhausted, ..next_round(&pending) },
+        };
+        decide_again(vm, host, id, &pending, round);
+    }
+}
+
+/// The round after `pending` waited.
+fn next_round(pending: &Pending) -> Round<'static> {
+    Round { number: pending.round + 1, ..Round::FIRST }
+}
+
+/// Decides a waiting request again, in its own context: it goes on, waits
+/// again, or gets its answer.
+fn decide_again(vm: &mut Vm, host: &dyn Host, id: u32, pending: &Pending, round: Round<'_>) {
+    if !enter_context(id) {
+        return; // the request is gone
+    }
+    let verdict = vm.engine.decide(host, &pending.request, round);
+    if let Err(verdict) =
+        vm.park(id, pending.request.clone(), verdict, pending.round + 1, host.now_unix_secs())
+    {
+        apply_after_wait(verdict);
     }
 }
 
@@ -343,32 +367,27 @@ fn wake_for(vm: &mut Vm, host: &dyn Host, what: WaitFor, fresh: Option<(&Rc<Issu
         WaitFor::Keys(_) => None,
     };
     for (id, waiter) in vm.waiters.take(|waiter| waiter.request.waiting_for == what) {
-        if !enter_context(id) {
-            continue; // the request is gone
-        }
         let pending = waiter.request;
         let round = Round {
-            number: pending.round + 1,
             keys: if matches!(what, WaitFor::Keys(_)) { KeyWait::Exhausted } else { KeyWait::Allowed },
             fresh: match (&fresh_key, fresh) {
                 (Some(key), Some((token, idp_ms))) => Some((key, token, idp_ms)),
                 _ => None,
             },
+            ..next_round(&pending)
         };
-        let verdict = vm.engine.decide(host, &pending.request, round);
-        if let Err(verdict) = vm.park(id, pending.request, verdict, pending.round + 1, host.now_unix_secs()) {
-            apply_after_wait(verdict);
-        }
+        decide_again(vm, host, id, &pending, round);
     }
 }
 
-/// Answers every request waiting for `key` with the failure.
+/// Decides again every request waiting for `key`, whose call failed: each
+/// is answered with the failure, with its own audit line (target, mode,
+/// user, caller).
 fn fail_waiting(vm: &mut Vm, host: &dyn Host, key: TokenHash, failure: &JobFailure) {
-    for (id, _) in vm.waiters.take(|waiter| waiter.request.waiting_for == WaitFor::Token(key)) {
-        let rejection = vm.engine.fail_waiting(host, failure);
-        if enter_context(id) {
-            rejection.send(FILTER);
-        }
+    for (id, waiter) in vm.waiters.take(|waiter| waiter.request.waiting_for == WaitFor::Token(key)) {
+        let pending = waiter.request;
+        let round = Round { failed: Some((&key, failure)), ..next_round(&pending) };
+        decide_again(vm, host, id, &pending, round);
     }
 }
 

@@ -55,12 +55,38 @@ pub struct MockIdpConfig {
     /// How `/authorize` authenticates the user: auto-approval (the default)
     /// or a login form and a session cookie.
     pub login: LoginMode,
+    /// Ways in which real IdPs differ, to play one of them.
+    pub quirks: Quirks,
     /// Keys to publish from the start instead of generating them; the first
     /// key of each algorithm becomes active. ES256 and RS256 keys missing
     /// here are generated. Sharing one RSA key across many IdPs in a test
     /// suite saves its generation time.
     #[serde(skip)]
     pub keys: Vec<Arc<SigningKey>>,
+}
+
+/// Behaviours real authorization servers differ in (each within what their
+/// specifications allow), so a gateway can be tested against each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quirks {
+    /// The error for a grant the client is not registered for: RFC 6749
+    /// says `unauthorized_client`; some IdPs answer `invalid_request`
+    /// ("grant type is not allowed for this client").
+    pub unregistered_grant_error: String,
+    /// Whether the client-credentials grant ignores `audience` and issues
+    /// the client's default audience, honouring only RFC 8707 `resource`
+    /// (as IdPs without RFC 8693 parameters on that grant do).
+    pub client_credentials_ignores_audience: bool,
+}
+
+impl Default for Quirks {
+    fn default() -> Self {
+        Quirks {
+            unregistered_grant_error: "unauthorized_client".to_string(),
+            client_credentials_ignores_audience: false,
+        }
+    }
 }
 
 impl Default for MockIdpConfig {
@@ -97,6 +123,7 @@ impl Default for MockIdpConfig {
             ],
             login: LoginMode::AutoApprove,
             keys: Vec::new(),
+            quirks: Quirks::default(),
         }
     }
 }

@@ -43,7 +43,7 @@ pub use code_grant::s256_challenge;
 pub use config::{
     AuthMethod, ClientRegistration, DEFAULT_SESSION_TTL, DEMO_BROKER_SECRET, DEMO_GATEWAY_SECRET,
     DEMO_GATEWAY_SIGN_IN_URI, DEMO_PORTFOLIO_SECRET, DEMO_REDIRECT_URI, GRANT_JWT_BEARER,
-    GRANT_TOKEN_EXCHANGE, LoginMode, MockIdpConfig, User,
+    GRANT_TOKEN_EXCHANGE, LoginMode, MockIdpConfig, Quirks, User,
 };
 pub use exchange::{TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT};
 pub use faults::{Endpoint, Fault};

@@ -141,7 +141,11 @@ fn process(
         )));
     }
     if !client.registration.allows_grant(grant_type) {
-        return Err(OAuthError::unauthorized_client(format!("client is not registered for {grant_type}")));
+        let description = format!("grant type {grant_type} is not allowed for this client");
+        return Err(match state.config.quirks.unregistered_grant_error.as_str() {
+            "invalid_request" => OAuthError::invalid_request(description),
+            _ => OAuthError::unauthorized_client(description),
+        });
     }
     match grant_type {
         "authorization_code" => code_grant::authorization_code(state, &client, params),
@@ -202,7 +206,16 @@ fn client_credentials(
     if client.method == "none" {
         return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
     }
-    let aud = resolve_audience(registration, params)?;
+    let aud = if state.config.quirks.client_credentials_ignores_audience {
+        let resources = params.all("resource");
+        match resources.len() {
+            0 => json!(registration.fallback_audience()),
+            1 => json!(resources[0]),
+            _ => json!(resources),
+        }
+    } else {
+        resolve_audience(registration, params)?
+    };
     let scope = match params.get("scope") {
         Some(requested) => {
             if let Some(denied) = scope_list(requested).into_iter().find(|s| {

@@ -65,6 +65,10 @@ pub struct TokenCall {
     pub requested_token_type: Option<String>,
     /// Whether this is an RFC 8693 exchange.
     pub token_exchange: bool,
+    /// Whether the request carries the caller's token (an exchange, an
+    /// on-behalf-of assertion, an authorization code): only then can a
+    /// refusal be the caller's fault rather than the gateway's.
+    pub carries_caller_token: bool,
     /// The subject token's `exp`: the issued token is not used beyond it.
     pub not_after: Option<u64>,
     /// What it is for, in logs: target name or `client_credentials`.
@@ -154,6 +158,7 @@ mod tests {
             request: request.encode(&ClientAuth::Public { client_id: "c".into() }),
             requested_token_type: None,
             token_exchange: false,
+            carries_caller_token: false,
             not_after: None,
             label: "test".into(),
         }

@@ -332,6 +332,9 @@ pub enum TokenEndpointError {
         code: OAuthErrorCode,
         /// HTTP status it came with.
         status: u16,
+        /// The IdP's `error_description`, for the operator's log: printable
+        /// ASCII only, at most 200 characters.
+        description: Option<String>,
     },
     /// No answer, or a status that means the IdP is not serving (5xx, 429,
     /// or a 4xx without an OAuth error body).
@@ -358,8 +361,15 @@ impl TokenEndpointError {
 impl fmt::Display for TokenEndpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Rejected { code, status } => {
+            Self::Rejected { code, status, description: None } => {
                 write!(f, "the identity provider refused the request ({}, HTTP {status})", code.as_str())
+            }
+            Self::Rejected { code, status, description: Some(description) } => {
+                write!(
+                    f,
+                    "the identity provider refused the request ({}, HTTP {status}: {description:?})",
+                    code.as_str()
+                )
             }
             Self::Unavailable { status: Some(status) } => {
                 write!(f, "the identity provider answered HTTP {status}")
@@ -418,7 +428,18 @@ impl TokenResponse {
             // a JSON error code. Anything else means the IdP is not serving.
             return match json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str) {
                 Some(code) if (400..500).contains(&status) && status != 429 => {
-                    Err(TokenEndpointError::Rejected { code: OAuthErrorCode::parse(code), status })
+                    let description = json
+                        .as_ref()
+                        .and_then(|j| j.get("error_description"))
+                        .and_then(Value::as_str)
+                        .map(|text| {
+                            text.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(200).collect()
+                        });
+                    Err(TokenEndpointError::Rejected {
+                        code: OAuthErrorCode::parse(code),
+                        status,
+                        description,
+                    })
                 }
                 _ => Err(TokenEndpointError::Unavailable { status: Some(status) }),
             };
@@ -693,16 +714,28 @@ mod tests {
     fn errors_are_rejections_or_unavailability() {
         let rejected = |status, body: &str| parse(status, body, EXCHANGE).unwrap_err();
         assert_eq!(
-            rejected(400, r#"{"error":"invalid_grant","error_description":"expired"}"#),
-            TokenEndpointError::Rejected { code: OAuthErrorCode::InvalidGrant, status: 400 }
+            rejected(400, r#"{"error":"invalid_grant","error_description":"expired\u0007 token"}"#),
+            TokenEndpointError::Rejected {
+                code: OAuthErrorCode::InvalidGrant,
+                status: 400,
+                description: Some("expired token".into())
+            }
         );
         assert_eq!(
             rejected(400, r#"{"error":"invalid_target"}"#),
-            TokenEndpointError::Rejected { code: OAuthErrorCode::InvalidTarget, status: 400 }
+            TokenEndpointError::Rejected {
+                code: OAuthErrorCode::InvalidTarget,
+                status: 400,
+                description: None
+            }
         );
         assert_eq!(
             rejected(401, r#"{"error":"invalid_client"}"#),
-            TokenEndpointError::Rejected { code: OAuthErrorCode::InvalidClient, status: 401 }
+            TokenEndpointError::Rejected {
+                code: OAuthErrorCode::InvalidClient,
+                status: 401,
+                description: None
+            }
         );
         assert_eq!(
             rejected(500, r#"{"error":"server_error"}"#),
