@@ -15,6 +15,7 @@ mod h2;
 mod headers;
 mod identity;
 mod idp_refusals;
+mod issuer;
 mod paths;
 mod rules;
 mod store;

@@ -373,3 +373,21 @@ fn a_primary_login_is_checked_at_load() {
 fn urlencoding(text: &str) -> String {
     baton_token::oauth::form_urlencode(&[("x", text)]).trim_start_matches("x=").to_string()
 }
+
+#[test]
+fn a_code_in_a_message_with_another_servers_iss_is_refused() {
+    let mut w = world(json!({"secondaryClaim": "sub"}), |_| {});
+    let (_, state) = w.challenge("alice", "t-1");
+    let message =
+        w.message("alice", "t-1", Some(json!({"code": "c", "state": state, "iss": "https://evil.example"})));
+    let refused = reply(w.decide(&message));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    // The state is used up.
+    let message = w.message("alice", "t-1", Some(json!({"code": "c", "state": state, "iss": BANK})));
+    assert_eq!(reply(w.decide(&message)).status, 400);
+    // The right issuer, or none, goes on to the exchange.
+    let (_, fresh) = w.challenge("alice", "t-2");
+    let message = w.message("alice", "t-2", Some(json!({"code": "c", "state": fresh, "iss": BANK})));
+    assert!(matches!(w.decide(&message), Verdict::AwaitToken(_)));
+    assert_eq!(w.host.counter(metrics::ISSUER_MISMATCH), 1);
+}

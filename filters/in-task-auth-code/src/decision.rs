@@ -453,7 +453,7 @@ impl Engine {
                 ));
             }
             Some(Some(Credentials::Token(token))) => token,
-            Some(Some(Credentials::Code { code, state })) => {
+            Some(Some(Credentials::Code { code, state, iss })) => {
                 let key = TokenHash::of(state.as_bytes());
                 match round.outcome_for(&key) {
                     Some(ExchangeOutcome::Token { access, .. }) => access.clone(),
@@ -496,7 +496,22 @@ impl Engine {
                             ),
                         ));
                     }
-                    None => return self.start_code_exchange(host, &call, &user, &code, &state, round, audit),
+                    None => {
+                        // A client that passes the redirect's `iss` on gets it
+                        // checked (RFC 9207), as at the redirect path.
+                        if iss.is_some() && self.config.idp.check_response_issuer(iss.as_deref()).is_err() {
+                            let _ = self.store.consume_state(host, &state);
+                            host.count(metrics::ISSUER_MISMATCH);
+                            audit.deny(400, "issuer_mismatch").emit(host);
+                            return Verdict::Reply(Reply::rpc_error(
+                                400,
+                                &call.id,
+                                INVALID_PARAMS,
+                                "Invalid params: the authorization response came from another server",
+                            ));
+                        }
+                        return self.start_code_exchange(host, &call, &user, &code, &state, round, audit);
+                    }
                 }
             }
             Some(None) => {
@@ -894,7 +909,13 @@ impl SubjectClaims {
 /// A credential object, read.
 pub(crate) enum Credentials {
     Token(Secret),
-    Code { code: String, state: String },
+    /// A code and its state, and the redirect's RFC 9207 `iss` when the
+    /// client passed it on.
+    Code {
+        code: String,
+        state: String,
+        iss: Option<String>,
+    },
 }
 
 pub(crate) fn parse_credential(object: &Map<String, Value>) -> Option<Credentials> {
@@ -905,7 +926,12 @@ pub(crate) fn parse_credential(object: &Map<String, Value>) -> Option<Credential
         (None, Some(Value::String(code)), Some(Value::String(state)))
             if !code.is_empty() && code.len() <= 2048 && !state.is_empty() && state.len() <= 256 =>
         {
-            Some(Credentials::Code { code: code.clone(), state: state.clone() })
+            let iss = match object.get("iss") {
+                None => None,
+                Some(Value::String(iss)) => Some(iss.clone()),
+                Some(_) => return None,
+            };
+            Some(Credentials::Code { code: code.clone(), state: state.clone(), iss })
         }
         _ => None,
     }
