@@ -879,7 +879,7 @@ fn obo_client_credentials_table(gate: &Gate) -> Table {
     let started = Instant::now();
     let envoy = Envoy::start(&spec).unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
     for (i, _) in cases.iter().enumerate().filter(|(_, case)| timed(case)) {
-        let marker = format!("idp=cc{i} call for client_credentials failed");
+        let marker = format!("idp=cc{i} call for client_credentials for target cc{i} failed");
         wait_until(Duration::from_secs(10), "the first call", || !log_lines(&envoy, &marker).is_empty());
     }
     gate.pass();
@@ -948,7 +948,7 @@ fn cc_row(
     started: Instant,
 ) -> Observed {
     let host = format!("cc{i}.internal");
-    let failure_marker = format!("idp=cc{i} call for client_credentials failed");
+    let failure_marker = format!("idp=cc{i} call for client_credentials for target cc{i} failed");
     let check_upstream = |expected: usize| {
         let seen = upstream(backend, &host);
         assert_eq!(seen.len(), expected, "requests forwarded to {host}");

@@ -6,6 +6,7 @@
 //! credential reached anyone it does not belong to.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audience;
 #[path = "../common/bank.rs"]
 mod bank;
 mod consent;

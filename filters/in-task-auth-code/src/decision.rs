@@ -965,6 +965,9 @@ pub(crate) fn code_exchange(
         requested_token_type: None,
         token_exchange: false,
         carries_caller_token: true,
+        // Verified in full against the server's providers once it arrives.
+        expected_audiences: Vec::new(),
+        expected_issuer: None,
         not_after: None,
         label: "authorization_code".into(),
     }

@@ -48,6 +48,8 @@ struct RawConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawIdp {
     name: String,
+    #[serde(default)]
+    issuer: Option<String>,
     cluster: String,
     token_path: String,
     #[serde(default)]
@@ -125,6 +127,8 @@ struct RawTarget {
     inject: RawInject,
     #[serde(default)]
     dangerously_allow_unauthenticated_callers: bool,
+    #[serde(default)]
+    expected_audiences: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -368,8 +372,12 @@ fn compile_idp(raw: RawIdp, field: &str) -> Result<Idp, ConfigError> {
         RawClientAuthMethod::ClientSecretBasic => ClientAuth::Basic { client_id: raw.client_id, secret },
         RawClientAuthMethod::ClientSecretPost => ClientAuth::Post { client_id: raw.client_id, secret },
     };
+    if raw.issuer.as_deref() == Some("") {
+        return Err(ConfigError::new(format!("{field}.issuer"), "must not be empty"));
+    }
     Ok(Idp {
         name: raw.name,
+        issuer: raw.issuer,
         endpoint: TokenEndpoint {
             authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
             cluster: raw.cluster,
@@ -534,6 +542,9 @@ fn compile_target(
             ));
         }
     }
+    let asked =
+        Asked { expected: &raw.expected_audiences, audiences: &raw.audiences, resources: &raw.resources };
+    let expected_audiences = expected_audiences(asked, raw.scope.as_deref(), mode, field)?;
     let mut extra_parameters = Vec::with_capacity(raw.extra_parameters.len());
     for (name, value) in raw.extra_parameters {
         if name.is_empty() || RESERVED_PARAMETERS.contains(&name.as_str()) {
@@ -559,11 +570,19 @@ fn compile_target(
 
     let actor = match raw.actor {
         None => None,
-        Some(actor) => Some(compile_actor(actor, &format!("{field}.actor"), idp, credentials)?),
+        Some(actor) => Some(compile_actor(actor, &format!("{field}.actor"), &raw.name, idp, credentials)?),
     };
     let subject_token_type = raw.subject_token_type.unwrap_or_else(|| TOKEN_TYPE_ACCESS_TOKEN.to_string());
     let grant_for_target = (mode == Mode::ClientCredentials).then(|| {
-        credentials_grant(idp, raw.audiences.clone(), raw.resources.clone(), raw.scope.clone(), credentials)
+        let spec = GrantSpec {
+            idp,
+            audiences: raw.audiences.clone(),
+            resources: raw.resources.clone(),
+            scope: raw.scope.clone(),
+            expected_audiences: expected_audiences.clone(),
+            label: format!("client_credentials for target {}", raw.name),
+        };
+        credentials_grant(spec, credentials)
     });
     let actor_id = match &actor {
         None => String::new(),
@@ -600,12 +619,14 @@ fn compile_target(
         digest,
         credentials: grant_for_target,
         unauthenticated_callers: raw.dangerously_allow_unauthenticated_callers,
+        expected_audiences,
     })
 }
 
 fn compile_actor(
     raw: RawActor,
     field: &str,
+    target: &str,
     idp: usize,
     credentials: &mut Vec<Rc<CredentialsGrant>>,
 ) -> Result<Actor, ConfigError> {
@@ -630,13 +651,20 @@ fn compile_actor(
             format!("{field}.tokenType"),
             "only with an actor token (RFC 8693 §2.1: actor_token_type without actor_token is invalid)",
         )),
-        (None, None, Some(cc)) => Ok(Actor::ClientCredentials(credentials_grant(
-            idp,
-            cc.audiences,
-            cc.resources,
-            cc.scope,
-            credentials,
-        ))),
+        (None, None, Some(cc)) => {
+            // The actor's token goes to the IdP only: what it asked for is
+            // what it may name, if anything.
+            let expected_audiences: Vec<String> = cc.audiences.iter().chain(&cc.resources).cloned().collect();
+            let spec = GrantSpec {
+                idp,
+                audiences: cc.audiences,
+                resources: cc.resources,
+                scope: cc.scope,
+                expected_audiences,
+                label: format!("client_credentials, the actor of target {target}"),
+            };
+            Ok(Actor::ClientCredentials(credentials_grant(spec, credentials)))
+        }
         (Some(_), _, Some(_)) => {
             Err(ConfigError::new(field.to_string(), "give token or clientCredentials, not both"))
         }
@@ -646,26 +674,86 @@ fn compile_actor(
     }
 }
 
-/// The grant for these parameters, shared when several targets need the
-/// same client-credentials token.
-fn credentials_grant(
+/// What a target asks for: `expectedAudiences`, `audiences`, `resources`.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    expected: &'a [String],
+    audiences: &'a [String],
+    resources: &'a [String],
+}
+
+/// The audiences a target's issued token may name: `expectedAudiences`
+/// when given (an IdP that names its APIs otherwise, such as Entra v2's
+/// application ids), else the audiences and resources asked for, else, for
+/// Entra on-behalf-of, the resource of a `<resource>/.default` scope. A
+/// target with none cannot have its token checked, and is refused.
+fn expected_audiences(
+    asked: Asked<'_>,
+    scope: Option<&str>,
+    mode: Mode,
+    field: &str,
+) -> Result<Vec<String>, ConfigError> {
+    if let Some(index) = asked.expected.iter().position(String::is_empty) {
+        return Err(ConfigError::new(format!("{field}.expectedAudiences[{index}]"), "must not be empty"));
+    }
+    if mode == Mode::IdentityAssertion {
+        if !asked.expected.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.expectedAudiences"),
+                "an identity assertion is signed here, for its audiences",
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let expected: Vec<String> = if !asked.expected.is_empty() {
+        asked.expected.to_vec()
+    } else if mode == Mode::EntraOnBehalfOf {
+        scope
+            .iter()
+            .flat_map(|scope| scope.split(' '))
+            .filter_map(|scope| scope.strip_suffix("/.default"))
+            .map(String::from)
+            .collect()
+    } else {
+        asked.audiences.iter().chain(asked.resources).cloned().collect()
+    };
+    if expected.is_empty() {
+        return Err(ConfigError::new(
+            format!("{field}.expectedAudiences"),
+            "name the audience the issued token must carry (the target asks for none): a token for another \
+             audience would otherwise reach this upstream unchecked",
+        ));
+    }
+    Ok(expected)
+}
+
+/// What a client-credentials grant asks for, and what it is for in logs.
+struct GrantSpec {
     idp: usize,
     audiences: Vec<String>,
     resources: Vec<String>,
     scope: Option<String>,
-    credentials: &mut Vec<Rc<CredentialsGrant>>,
-) -> Rc<CredentialsGrant> {
+    expected_audiences: Vec<String>,
+    label: String,
+}
+
+/// The grant for these parameters, shared when several targets need the
+/// same client-credentials token.
+fn credentials_grant(spec: GrantSpec, credentials: &mut Vec<Rc<CredentialsGrant>>) -> Rc<CredentialsGrant> {
+    let GrantSpec { idp, audiences, resources, scope, expected_audiences, label } = spec;
     let key = TokenHash::of_parts(&[
         b"client_credentials",
         &idp.to_be_bytes(),
         audiences.join(" ").as_bytes(),
         resources.join(" ").as_bytes(),
         scope.as_deref().unwrap_or("").as_bytes(),
+        expected_audiences.join(" ").as_bytes(),
     ]);
     if let Some(existing) = credentials.iter().find(|grant| grant.key == key) {
         return Rc::clone(existing);
     }
-    let grant = Rc::new(CredentialsGrant { key, idp, audiences, resources, scope });
+    let grant =
+        Rc::new(CredentialsGrant { key, idp, audiences, resources, scope, expected_audiences, label });
     credentials.push(Rc::clone(&grant));
     grant
 }

@@ -278,3 +278,22 @@ fn the_client_secret_can_come_from_the_environment() {
     config["idps"][0].as_object_mut().unwrap().remove("clientSecretEnv");
     assert!(error(&config).message.contains("required"));
 }
+
+#[test]
+fn every_target_says_which_audience_its_token_must_carry() {
+    let mut config = base();
+    config["targets"] =
+        json!([{"name": "market", "mode": "clientCredentials", "idp": "corp", "scope": "quotes"}]);
+    let refused = error(&config);
+    assert_eq!(refused.field, "targets[0].expectedAudiences");
+    config["targets"][0]["expectedAudiences"] = json!(["market-data"]);
+    assert_eq!(parse_value(&config).unwrap().targets[0].expected_audiences, ["market-data"]);
+    // Entra's `<resource>/.default` scope names it.
+    config["targets"] =
+        json!([{"name": "graph", "mode": "entraOnBehalfOf", "idp": "corp", "scope": "api://graph/.default"}]);
+    assert_eq!(parse_value(&config).unwrap().targets[0].expected_audiences, ["api://graph"]);
+    config["targets"][0]["scope"] = json!("User.Read");
+    assert_eq!(error(&config).field, "targets[0].expectedAudiences");
+    config["idps"][0]["issuer"] = json!("");
+    assert_eq!(error(&config).field, "idps[0].issuer");
+}

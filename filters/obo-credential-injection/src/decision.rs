@@ -15,6 +15,7 @@ use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::reply::Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::claims::Claims;
+use baton_token::issued::{IssuedTokenExpectation, check_issued_token};
 use baton_token::oauth::{OAuthErrorCode, TokenEndpointError, TokenResponse};
 use baton_token::secret::Secret;
 use baton_token::{AuthChallenge, BearerError, TokenHash};
@@ -561,6 +562,29 @@ impl Engine {
         let idp_name = self.config.idps.get(job.endpoint).map_or("?", |idp| idp.name.as_str());
         match TokenResponse::parse(status, body, job.expectation()) {
             Ok(response) => {
+                // A token for another audience (or from another issuer) is
+                // valid somewhere else: never injected, never cached.
+                let expect = IssuedTokenExpectation {
+                    audiences: &job.expected_audiences,
+                    issuer: job.expected_issuer.as_deref(),
+                };
+                if let Err(mismatch) = check_issued_token(response.access_token.expose(), expect) {
+                    host.count(metrics::IDP_WRONG_AUDIENCE);
+                    host.log(
+                        LogLevel::Error,
+                        &format!(
+                            "idp={idp_name} call for {} issued a token not used: {mismatch}, asked for aud={:?} \
+                             iss={:?} (does the IdP honour audience/resource for this grant? set the target's \
+                             audiences, resources or expectedAudiences to what it issues)",
+                            job.label, job.expected_audiences, job.expected_issuer
+                        ),
+                    );
+                    return Err(JobFailure {
+                        reason: "idp_wrong_audience".into(),
+                        metric: metrics::DENIED_WRONG_AUDIENCE,
+                        kind: FailureKind::WrongAudience,
+                    });
+                }
                 host.count(metrics::IDP_SUCCESS);
                 let rules = LifetimeRules {
                     margin_secs: self.config.expiry_margin_secs,
@@ -612,6 +636,8 @@ enum FailureKind {
     /// 502: the IdP refused the gateway itself (its client, its grant, its
     /// request): a configuration fault, not the caller's.
     GatewayRefused,
+    /// 502: the IdP issued a token for another audience or issuer.
+    WrongAudience,
     /// 503: the IdP did not serve.
     Unavailable,
 }
@@ -644,6 +670,11 @@ impl JobFailure {
                 502,
                 "server_error",
                 "the gateway is not allowed to obtain a token for this upstream; its operator has been told",
+            ),
+            FailureKind::WrongAudience => Rejection::json(
+                502,
+                "server_error",
+                "the identity provider issued a token for another audience; it was not used",
             ),
             FailureKind::Unavailable => unavailable_rejection(),
         }

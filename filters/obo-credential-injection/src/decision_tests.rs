@@ -461,7 +461,9 @@ fn audit_lines_name_the_parties_never_the_tokens() {
     let alice = s.user("alice");
     let req = request("portfolio.internal", Some(&format!("Bearer {alice}")));
     let verdict = s.first(&req);
-    let exchanged = s.key.token(&json!({"sub": "alice", "act": {"sub": "broker"}, "exp": NOW + 300}));
+    let exchanged = s.key.token(
+        &json!({"sub": "alice", "aud": "portfolio-agent", "act": {"sub": "broker"}, "exp": NOW + 300}),
+    );
     injected(&s.complete(&req, verdict, 200, &issued(&exchanged, 300)));
     let line = &s.host.logs()[0].1;
     let subject_hash = TokenHash::of(alice.as_bytes()).short();
@@ -602,4 +604,52 @@ fn a_path_another_hop_could_read_differently_is_refused_before_any_target() {
     let mut by_host = setup(base());
     let req = Request { path: "/api/..;/admin".into(), ..request("portfolio.internal", Some(&alice)) };
     assert!(matches!(by_host.first(&req), Verdict::AwaitToken(_)));
+}
+
+#[test]
+fn a_token_for_another_audience_is_never_injected_nor_cached() {
+    let mut config = base();
+    config["idps"][0]["issuer"] = json!(ISS);
+    let mut s = setup(config);
+    let alice = format!("Bearer {}", s.user("alice"));
+    for (host, claims, why) in [
+        (
+            "market.internal",
+            json!({"iss": ISS, "aud": "default-api", "sub": "agent-broker"}),
+            "the IdP's default",
+        ),
+        (
+            "market.internal",
+            json!({"iss": ISS, "aud": ["market-data", "ledger"], "sub": "agent-broker"}),
+            "one more",
+        ),
+        ("market.internal", json!({"iss": "https://other-idp", "aud": "market-data"}), "another issuer"),
+        ("portfolio.internal", json!({"iss": ISS, "aud": "ledger-api", "sub": "alice"}), "an exchange"),
+        ("graph.internal", json!({"iss": ISS, "aud": "api://other", "sub": "alice"}), "on-behalf-of"),
+    ] {
+        let req = request(host, Some(&alice));
+        let verdict = s.first(&req);
+        let mut claims = claims;
+        claims["exp"] = json!(NOW + 300);
+        let token = s.key.token(&claims);
+        let refused = rejected(s.complete(&req, verdict, 200, &issued(&token, 300)));
+        assert_eq!((refused.status, body_error(&refused).as_str()), (502, "server_error"), "{why}");
+        assert!(!refused.body.contains(&token));
+        // Not cached: the next request asks again.
+        assert!(matches!(s.first(&req), Verdict::AwaitToken(_)), "{why}: cached");
+    }
+    assert_eq!(s.host.counter(metrics::IDP_WRONG_AUDIENCE), 5);
+    assert!(s.host.logs().iter().any(|(level, line)| *level == LogLevel::Error
+        && line.contains("call for client_credentials for target market issued a token not used")
+        && line.contains("default-api")));
+    // What was asked passes: the target's audience, Entra's scope resource.
+    for (host, aud) in [("market.internal", "market-data"), ("graph.internal", "api://graph")] {
+        let req = request(host, Some(&alice));
+        let verdict = s.first(&req);
+        let token = s.key.token(&json!({"iss": ISS, "aud": aud, "exp": NOW + 300}));
+        assert_eq!(
+            injected(&s.complete(&req, verdict, 200, &issued(&token, 300))).1,
+            format!("Bearer {token}")
+        );
+    }
 }

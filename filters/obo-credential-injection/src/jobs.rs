@@ -45,6 +45,8 @@ pub fn exchange_job(
         requested_token_type: target.requested_token_type.clone(),
         token_exchange: target.mode == Mode::TokenExchange,
         carries_caller_token: true,
+        expected_audiences: target.expected_audiences.clone(),
+        expected_issuer: idp.issuer.clone(),
         not_after: subject_exp,
         label: target.name.clone(),
     }
@@ -66,8 +68,10 @@ pub fn credentials_job(grant: &CredentialsGrant, idp: &Idp) -> Job {
         requested_token_type: None,
         token_exchange: false,
         carries_caller_token: false,
+        expected_audiences: grant.expected_audiences.clone(),
+        expected_issuer: idp.issuer.clone(),
         not_after: None,
-        label: "client_credentials".to_string(),
+        label: grant.label.clone(),
     }
 }
 

@@ -15,6 +15,10 @@ pub const DENIED_INVALID_REQUEST: &str = "baton_obo.denied.invalid_request";
 /// The IdP refused the gateway's own request (its client, grant or
 /// parameters): 502, a configuration fault.
 pub const DENIED_GATEWAY_REFUSED: &str = "baton_obo.denied.gateway_refused";
+/// An issued token named another audience or issuer: not used (502).
+pub const DENIED_WRONG_AUDIENCE: &str = "baton_obo.denied.wrong_audience";
+/// Calls whose issued token named another audience or issuer.
+pub const IDP_WRONG_AUDIENCE: &str = "baton_obo.idp.wrong_audience";
 /// A path another hop or the upstream could read differently (refused
 /// before any target decides on it).
 pub const DENIED_AMBIGUOUS_PATH: &str = "baton_obo.denied.ambiguous_path";
@@ -56,7 +60,9 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 24] = [
+pub const ALL: [&str; 26] = [
+    DENIED_WRONG_AUDIENCE,
+    IDP_WRONG_AUDIENCE,
     DENIED_GATEWAY_REFUSED,
     DENIED_AMBIGUOUS_PATH,
     INJECTED,

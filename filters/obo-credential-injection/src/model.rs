@@ -17,6 +17,9 @@ use crate::assertion::AssertionIssuer;
 pub struct Idp {
     /// Name targets refer to.
     pub name: String,
+    /// Its issuer identifier: the `iss` every token it issues must name,
+    /// when configured.
+    pub issuer: Option<String>,
     /// Where and how to call.
     pub endpoint: TokenEndpoint,
 }
@@ -79,6 +82,11 @@ pub struct CredentialsGrant {
     pub resources: Vec<String>,
     /// `scope`.
     pub scope: Option<String>,
+    /// The audiences its token may name (empty: an actor's token, which
+    /// goes to the IdP only and is not checked).
+    pub expected_audiences: Vec<String>,
+    /// What it is for, in logs (the first target that needs it).
+    pub label: String,
 }
 
 /// Where a token is put on the upstream request.
@@ -117,6 +125,9 @@ pub struct Target {
     pub extra_parameters: Vec<(String, String)>,
     /// Where the token goes.
     pub inject: Injection,
+    /// The audiences the issued token may name: a JWT naming any other is
+    /// not injected (nor cached).
+    pub expected_audiences: Vec<String>,
     /// Digest of everything above that shapes the issued token: with the
     /// subject token's hash it makes the cache key.
     pub digest: TokenHash,

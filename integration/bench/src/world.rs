@@ -78,7 +78,7 @@ impl World {
             // Like credential_injector, the row it is measured against:
             // the token goes to every request.
             "targets": [{"name": "market", "mode": "clientCredentials", "idp": "corp", "scope": "quotes",
-                         "dangerouslyAllowUnauthenticatedCallers": true}],
+                         "audiences": ["market-data"], "dangerouslyAllowUnauthenticatedCallers": true}],
             "auditLog": false
         })
     }

@@ -69,6 +69,11 @@ pub struct TokenCall {
     /// on-behalf-of assertion, an authorization code): only then can a
     /// refusal be the caller's fault rather than the gateway's.
     pub carries_caller_token: bool,
+    /// The audiences the issued token may name (a JWT's `aud` must be a
+    /// non-empty subset); empty: not checked.
+    pub expected_audiences: Vec<String>,
+    /// The issuer the issued token must name, when known.
+    pub expected_issuer: Option<String>,
     /// The subject token's `exp`: the issued token is not used beyond it.
     pub not_after: Option<u64>,
     /// What it is for, in logs: target name or `client_credentials`.
@@ -159,6 +164,8 @@ mod tests {
             requested_token_type: None,
             token_exchange: false,
             carries_caller_token: false,
+            expected_audiences: vec![],
+            expected_issuer: None,
             not_after: None,
             label: "test".into(),
         }

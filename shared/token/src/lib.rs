@@ -31,6 +31,7 @@ pub mod claims;
 pub mod clock;
 pub mod hash;
 pub mod header;
+pub mod issued;
 pub mod json;
 pub mod jwk;
 pub mod jwt;

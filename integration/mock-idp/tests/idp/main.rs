@@ -10,3 +10,4 @@ mod discovery;
 mod exchange;
 mod faults;
 mod login;
+mod quirks;
