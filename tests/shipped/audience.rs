@@ -6,36 +6,27 @@
 
 use std::time::Duration;
 
-use baton_harness::{ShippedConfig, body_json};
-use echo_backend::EchoBackend;
+use baton_harness::body_json;
 use http_kit::ClientRequest;
-use mock_idp::{MockIdp, MockIdpConfig, Quirks};
-use serde_json::json;
+use mock_idp::{MockIdpConfig, Quirks};
 
-use crate::world::{FINPORT_AUDIENCE, bearer_claims};
+use crate::world::{Broker, bearer_claims};
 
 #[test]
 fn a_token_for_the_idps_default_audience_is_never_injected() {
-    let mut config = MockIdpConfig::default();
-    config.quirks = Quirks { client_credentials_ignores_audience: true, ..Quirks::default() };
+    let mut config = MockIdpConfig {
+        quirks: Quirks { client_credentials_ignores_audience: true, ..Quirks::default() },
+        ..MockIdpConfig::default()
+    };
     for client in &mut config.clients {
         if client.client_id == "agent-broker" {
             client.default_audience = Some("finport-internal-apis".into());
         }
     }
-    let idp = MockIdp::start(config).unwrap();
-    let backend = EchoBackend::start().unwrap();
-    let envoy = ShippedConfig::new("delegation-broker.yaml")
-        .port(9000, idp.port())
-        .port(9001, backend.port())
-        .env("BATON_BROKER_SECRET", mock_idp::DEMO_BROKER_SECRET)
-        .start()
-        .unwrap_or_else(|e| panic!("delegation-broker.yaml did not start: {e}"));
+    let broker = Broker::start_with(config, mock_idp::DEMO_BROKER_SECRET);
+    let (backend, envoy) = (&broker.backend, &broker.envoy);
     assert!(envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.idp.wrong_audience") >= 1));
-    let mut claims = idp.standard_claims("alice", FINPORT_AUDIENCE, 300);
-    claims["client_id"] = json!("finport-app");
-    claims["scope"] = json!("openid portfolio:read");
-    let alice = format!("Bearer {}", idp.mint(claims));
+    let alice = format!("Bearer {}", broker.token_of("finport-app"));
 
     let refused = envoy.send(
         &ClientRequest::get("/quotes").header("host", "market.internal").header("authorization", &alice),

@@ -6,64 +6,28 @@
 
 use std::time::Duration;
 
-use baton_harness::{Envoy, ShippedConfig, body_json};
-use echo_backend::EchoBackend;
-use http_kit::{ClientRequest, ClientResponse};
-use mock_idp::{Endpoint, MockIdp};
+use baton_harness::body_json;
+use mock_idp::Endpoint;
 use serde_json::json;
 
-use crate::world::{FINPORT_AUDIENCE, bearer_claims, finport_idp};
+use crate::world::{Broker, FINPORT_AUDIENCE, bearer_claims};
 
-/// `envoy-configs/delegation-broker.yaml` with the FinPort IdP and one
-/// backend behind every upstream.
-struct Broker {
-    idp: MockIdp,
-    backend: EchoBackend,
-    envoy: Envoy,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let idp = finport_idp();
-        let backend = EchoBackend::start().unwrap();
-        let envoy = ShippedConfig::new("delegation-broker.yaml")
-            .port(9000, idp.port())
-            .port(9001, backend.port())
-            .env("BATON_BROKER_SECRET", mock_idp::DEMO_BROKER_SECRET)
-            .start()
-            .unwrap_or_else(|e| panic!("delegation-broker.yaml did not start: {e}"));
-        // The broker's own tokens (the market-data target, the actor) are
-        // fetched at start.
-        assert!(
-            envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.idp.success") >= 2),
-            "the broker did not fetch its own tokens"
-        );
-        Broker { idp, backend, envoy }
-    }
-
-    /// A verified user token whose client (the caller) is `client`.
-    fn token_of(&self, client: &str) -> String {
-        let mut claims = self.idp.standard_claims("alice", FINPORT_AUDIENCE, 300);
-        claims["scope"] = json!("openid portfolio:read");
-        claims["client_id"] = json!(client);
-        claims["azp"] = json!(client);
-        self.idp.mint(claims)
-    }
-
-    fn call(&self, method: &str, host: &str, authorization: Option<&str>) -> ClientResponse {
-        let mut request = ClientRequest::new(method, "/api/data").header("host", host);
-        if let Some(authorization) = authorization {
-            request = request.header("authorization", authorization);
-        }
-        self.envoy.send(&request)
-    }
+/// The broker, once its own tokens (the market-data target, the actor)
+/// are fetched at start.
+fn broker() -> Broker {
+    let broker = Broker::start();
+    assert!(
+        broker.envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.idp.success") >= 2),
+        "the broker did not fetch its own tokens"
+    );
+    broker
 }
 
 const TARGETS: [&str; 4] = ["portfolio.internal", "ledger.internal", "market.internal", "reports.internal"];
 
 #[test]
 fn every_target_is_refused_to_a_caller_the_policy_does_not_list() {
-    let broker = Broker::start();
+    let broker = broker();
     let evil = format!("Bearer {}", broker.token_of("evil-app"));
     for host in TARGETS {
         let denied = broker.call("GET", host, Some(&evil));
@@ -76,7 +40,7 @@ fn every_target_is_refused_to_a_caller_the_policy_does_not_list() {
 
 #[test]
 fn the_brokers_own_token_goes_to_verified_callers_only() {
-    let broker = Broker::start();
+    let broker = broker();
     let calls_at_start = broker.idp.calls(Endpoint::Token);
     let stranger = mock_idp::SigningKey::es256("stranger").unwrap();
     let forged = stranger.sign_compact(

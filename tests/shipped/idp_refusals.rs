@@ -4,30 +4,20 @@
 //! IdP's error, never a 401 that blames the caller's token. Every refusal's
 //! audit line names the target, the mode and the user.
 
-use std::time::Duration;
-
-use baton_harness::{Envoy, ShippedConfig, body_json};
+use baton_harness::{Envoy, body_json};
 use echo_backend::EchoBackend;
 use http_kit::ClientRequest;
 use mock_idp::{ClientRegistration, MockIdp, MockIdpConfig, Quirks};
 use serde_json::json;
 
-use crate::world::{FINPORT_AUDIENCE, TransferGateway};
+use crate::world::{Broker, FINPORT_AUDIENCE, TransferGateway};
 
 /// `delegation-broker.yaml` with an IdP configured by `change`, and the
 /// broker's secret as given.
 fn broker(change: impl FnOnce(&mut MockIdpConfig), secret: &str) -> (MockIdp, EchoBackend, Envoy) {
     let mut config = MockIdpConfig::default();
     change(&mut config);
-    let idp = MockIdp::start(config).unwrap();
-    let backend = EchoBackend::start().unwrap();
-    let envoy = ShippedConfig::new("delegation-broker.yaml")
-        .port(9000, idp.port())
-        .port(9001, backend.port())
-        .env("BATON_BROKER_SECRET", secret)
-        .start()
-        .unwrap_or_else(|e| panic!("delegation-broker.yaml did not start: {e}"));
-    assert!(envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.jwks.fetch_success") >= 1));
+    let Broker { idp, backend, envoy } = Broker::start_with(config, secret);
     (idp, backend, envoy)
 }
 

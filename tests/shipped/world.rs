@@ -180,3 +180,53 @@ pub fn bearer_claims(request: &http_kit::Request) -> Option<Value> {
     let token = request.header("authorization")?.strip_prefix("Bearer ")?;
     mock_idp::decode_claims_unverified(token)
 }
+
+/// `envoy-configs/delegation-broker.yaml` with the FinPort IdP (configured
+/// by `config`) and one backend behind every upstream.
+pub struct Broker {
+    pub idp: MockIdp,
+    pub backend: EchoBackend,
+    pub envoy: Envoy,
+}
+
+impl Broker {
+    /// With the demo IdP and the broker's real secret.
+    pub fn start() -> Self {
+        Self::start_with(MockIdpConfig::default(), mock_idp::DEMO_BROKER_SECRET)
+    }
+
+    /// With the IdP configured by `config` and the broker's secret `secret`.
+    pub fn start_with(config: MockIdpConfig, secret: &str) -> Self {
+        let idp = MockIdp::start(config).unwrap();
+        let backend = EchoBackend::start().unwrap();
+        let envoy = ShippedConfig::new("delegation-broker.yaml")
+            .port(9000, idp.port())
+            .port(9001, backend.port())
+            .env("BATON_BROKER_SECRET", secret)
+            .start()
+            .unwrap_or_else(|e| panic!("delegation-broker.yaml did not start: {e}"));
+        assert!(
+            envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.jwks.fetch_success") >= 1),
+            "the broker did not fetch the IdP's keys"
+        );
+        Broker { idp, backend, envoy }
+    }
+
+    /// A verified user token of alice whose client (the caller) is `client`.
+    pub fn token_of(&self, client: &str) -> String {
+        let mut claims = self.idp.standard_claims("alice", FINPORT_AUDIENCE, 300);
+        claims["scope"] = json!("openid portfolio:read");
+        claims["client_id"] = json!(client);
+        claims["azp"] = json!(client);
+        self.idp.mint(claims)
+    }
+
+    /// `method` to `host` through the broker, with `authorization` if any.
+    pub fn call(&self, method: &str, host: &str, authorization: Option<&str>) -> ClientResponse {
+        let mut request = ClientRequest::new(method, "/api/data").header("host", host);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        self.envoy.send(&request)
+    }
+}
