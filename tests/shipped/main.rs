@@ -19,6 +19,7 @@ mod idp_refusals;
 mod issuer;
 mod paths;
 mod rules;
+mod secrets;
 mod store;
 mod trailers;
 mod world;

@@ -54,10 +54,23 @@ impl TransferGateway {
         Self::start_with_idps(|_| {}, change)
     }
 
+    /// With Envoy's log level for every component at `level`.
+    pub fn start_at_log_level(level: &str) -> Self {
+        Self::start_as(|_| {}, |_| {}, level)
+    }
+
     /// With the FinPort IdP's and the bank's configurations changed.
     pub fn start_with_idps(
         change_finport: impl FnOnce(&mut MockIdpConfig),
         change: impl FnOnce(&mut MockIdpConfig),
+    ) -> Self {
+        Self::start_as(change_finport, change, "info")
+    }
+
+    fn start_as(
+        change_finport: impl FnOnce(&mut MockIdpConfig),
+        change: impl FnOnce(&mut MockIdpConfig),
+        log_level: &str,
     ) -> Self {
         let port = baton_harness::free_port().unwrap();
         let mut finport = MockIdpConfig::default();
@@ -87,6 +100,7 @@ impl TransferGateway {
             .port(10003, port)
             .env("BATON_BANK_SECRET", BANK_SECRET)
             .env("BATON_FINPORT_SECRET", mock_idp::DEMO_GATEWAY_SECRET)
+            .log_level(log_level)
             .start()
             .unwrap_or_else(|e| panic!("in-task-auth-code.yaml did not start: {e}"));
         let gateway = TransferGateway { idp, bank, agent, envoy, port };
