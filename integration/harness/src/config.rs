@@ -65,6 +65,7 @@ pub struct EnvoySpec {
     hold_headers_for_body: bool,
     log_level: String,
     cpus: Option<String>,
+    downstream_tls: Option<Value>,
 }
 
 impl EnvoySpec {
@@ -97,12 +98,20 @@ impl EnvoySpec {
             hold_headers_for_body: true,
             log_level: "info".to_string(),
             cpus: None,
+            downstream_tls: None,
         }
     }
 
     /// Appends a Baton filter (filters run in the order added).
     pub fn filter(mut self, name: &str, config: Value) -> Self {
         self.filters.push(HttpFilter::Wasm(WasmFilter { name: name.to_string(), config }));
+        self
+    }
+
+    /// The listener speaks TLS: `context` is its `DownstreamTlsContext`
+    /// (without `@type`), e.g. one requiring client certificates.
+    pub fn downstream_tls(mut self, context: Value) -> Self {
+        self.downstream_tls = Some(context);
         self
     }
 
@@ -219,23 +228,31 @@ impl EnvoySpec {
                 |(name, value)| json!({"name": name, "generic_secret": {"secret": {"inline_string": value}}}),
             )
             .collect();
+        let mut filter_chain = json!({"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "ingress",
+                "normalize_path": true,
+                "merge_slashes": true,
+                "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+                "http_filters": http_filters
+            }
+        }]});
+        if let Some(context) = &self.downstream_tls {
+            let mut typed_config = context.clone();
+            typed_config["@type"] =
+                json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext");
+            filter_chain["transport_socket"] =
+                json!({"name": "envoy.transport_sockets.tls", "typed_config": typed_config});
+        }
         json!({
             "static_resources": {
                 "listeners": [{
                     "name": "ingress",
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [{"filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "normalize_path": true,
-                            "merge_slashes": true,
-                            "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
-                            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
-                            "http_filters": http_filters
-                        }
-                    }]}]
+                    "filter_chains": [filter_chain]
                 }],
                 "clusters": clusters,
                 "secrets": secrets

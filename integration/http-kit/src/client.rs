@@ -2,7 +2,7 @@
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 
 use crate::wire::{self, WireError};
@@ -137,11 +137,25 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result
     exchange(addr, bytes, bytes.starts_with(b"HEAD "), timeout)
 }
 
+/// Sends `request` for `addr` over a connection the caller opened (a TLS
+/// stream, say) and reads the response; timeouts are the stream's.
+pub fn send_on(
+    stream: impl Read + Write,
+    addr: SocketAddr,
+    request: &ClientRequest,
+) -> io::Result<ClientResponse> {
+    exchange_on(stream, &request.to_bytes(addr), request.method.eq_ignore_ascii_case("HEAD"))
+}
+
 fn exchange(addr: SocketAddr, bytes: &[u8], is_head: bool, timeout: Duration) -> io::Result<ClientResponse> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
+    exchange_on(stream, bytes, is_head)
+}
+
+fn exchange_on(mut stream: impl Read + Write, bytes: &[u8], is_head: bool) -> io::Result<ClientResponse> {
     stream.write_all(bytes)?;
     stream.flush()?;
     let mut reader = BufReader::new(stream);

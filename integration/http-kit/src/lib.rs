@@ -13,7 +13,7 @@ mod response;
 mod server;
 mod wire;
 
-pub use client::{ClientRequest, ClientResponse, send, send_raw};
+pub use client::{ClientRequest, ClientResponse, send, send_on, send_raw};
 pub use encoding::{form_urlencode, parse_urlencoded, percent_decode, percent_encode};
 pub use request::Request;
 pub use response::{Reply, Response, reason_phrase};
