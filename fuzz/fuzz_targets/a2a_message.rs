@@ -24,10 +24,10 @@
 
 use baton_filter_kit::credential::Credential;
 use baton_filter_kit::handoff;
-use baton_token::{TokenHash, base64url};
 use baton_filter_kit::test_host::TestHost;
 use baton_fuzz::{BANK, NOW, has_float, in_task_config, verifier_set};
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
+use baton_token::{TokenHash, base64url};
 use in_task_auth_code::a2a::{
     self, Call, CallKind, TaskIds, agent_challenge, challenge_answer, enrich_agent_challenge, parse_call,
 };
@@ -146,6 +146,7 @@ fn request(body: &[u8], version: Option<&str>, user: Option<&str>) -> Request {
             .map(|token| handoff::verified_value(&TokenHash::of(token.as_bytes())).into_bytes()),
         a2a_version: version.map(String::from),
         accept: None,
+        cookie: None,
         body: Some(body.to_vec()),
     }
 }

@@ -24,7 +24,7 @@ use baton_token::oauth::{
     TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TokenEndpointError, TokenRequest, TokenResponse, form_urlencode,
 };
 use baton_token::secret::Secret;
-use in_task_auth_code::decision::{Engine, ExchangeOutcome};
+use in_task_auth_code::decision::{Engine, ExchangeOutcome, code_exchange};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
@@ -79,7 +79,15 @@ fn check_token(response: &TokenResponse, status: Option<u16>, expect: ResponseEx
 fn check_error(error: &TokenEndpointError, status: Option<u16>, body: &[u8]) {
     assert!(!error.reason().is_empty() && !error.to_string().is_empty());
     match error {
-        TokenEndpointError::Rejected { code, status: got } => {
+        TokenEndpointError::Rejected { code, status: got, description } => {
+            // The IdP's description reaches logs: printable ASCII, capped.
+            assert!(
+                description
+                    .as_ref()
+                    .is_none_or(|text| text.len() <= 200
+                        && text.bytes().all(|b| b.is_ascii() && !b.is_ascii_control())),
+                "{description:?}"
+            );
             assert_eq!(Some(*got), status);
             assert!((400..500).contains(got) && *got != 429, "{got}");
             let sent = serde_json::from_slice::<Value>(body).ok();
@@ -107,19 +115,27 @@ fn check_error(error: &TokenEndpointError, status: Option<u16>, body: &[u8]) {
 fn check_in_task_reading(status: Option<u16>, body: &[u8]) {
     let engine = Engine::new(in_task_config());
     let host = TestHost::new(NOW);
-    let outcome = engine.exchange_outcome(&host, status, body);
+    let call = code_exchange(&engine.config().idp, 0, "state", "code", &"v".repeat(43));
+    let outcome = engine.exchange_outcome(&host, &call, status, body);
     match (TokenResponse::parse(status, body, ResponseExpectation::default()), outcome) {
-        (Ok(response), ExchangeOutcome::Token(token)) => assert_eq!(token, response.access_token),
+        (Ok(response), ExchangeOutcome::Token { access, id_token }) => {
+            assert_eq!(access, response.access_token);
+            assert_eq!(id_token, response.id_token);
+        }
+        // Only invalid_grant is the code's fault; the RFC's other codes are
+        // the gateway's own (502), unknown codes unavailability (503).
         (
-            Err(TokenEndpointError::Rejected {
-                code: OAuthErrorCode::InvalidGrant | OAuthErrorCode::InvalidRequest,
-                ..
-            }),
+            Err(TokenEndpointError::Rejected { code: OAuthErrorCode::InvalidGrant, .. }),
             ExchangeOutcome::Refused(reason),
         ) => assert!(!reason.is_empty()),
-        (Err(TokenEndpointError::Rejected { code, .. }), ExchangeOutcome::Unavailable(_)) => {
-            assert!(!matches!(code, OAuthErrorCode::InvalidGrant | OAuthErrorCode::InvalidRequest));
+        (Err(TokenEndpointError::Rejected { code, .. }), ExchangeOutcome::GatewayRefused(reason)) => {
+            assert!(!matches!(code, OAuthErrorCode::InvalidGrant | OAuthErrorCode::Other(_)));
+            assert!(!reason.is_empty());
         }
+        (
+            Err(TokenEndpointError::Rejected { code: OAuthErrorCode::Other(_), .. }),
+            ExchangeOutcome::Unavailable(_),
+        ) => {}
         (
             Err(TokenEndpointError::Unavailable { .. } | TokenEndpointError::InvalidResponse(_)),
             ExchangeOutcome::Unavailable(reason),

@@ -1,22 +1,29 @@
 //! Finding 1 and its siblings: a filter acts on a user's identity only when
 //! this Envoy verified it on this request. A token the filter cannot verify
-//! names nobody, gets nobody's stored credential, and is never forwarded.
+//! names nobody, gets nobody's stored credential, is never exchanged and
+//! is never forwarded: at the A2A gateway, the ingress and the broker.
 
-use baton_harness::body_json;
-use mock_idp::{SigningKey, b64url};
+use baton_harness::{ShippedConfig, body_json};
+use echo_backend::EchoBackend;
+use mock_idp::{MockIdp, SigningKey, b64url};
 use serde_json::json;
 
-use crate::world::{TransferGateway, bearer_claims, message, transfer};
+use crate::world::{
+    Broker, FINPORT_AUDIENCE, TransferGateway, bearer_claims, finport_idp, message, transfer, user_token,
+};
 
-/// Tokens that claim to be alice without this Envoy being able to verify
-/// that they are: what each covers, and the bearer credential.
-fn forged_alice(gateway: &TransferGateway) -> Vec<(&'static str, String)> {
-    let real = gateway.token("alice");
+/// Tokens that claim to be alice (of the users' IdP `idp`) without this
+/// Envoy being able to verify that they are: what each covers, and the
+/// bearer credential. `other` is another IdP that really signs for alice.
+fn forged_alice(idp: &MockIdp, other: &MockIdp) -> Vec<(&'static str, String)> {
+    let real = user_token(idp, "alice");
     let segments: Vec<&str> = real.split('.').collect();
-    let es256 = gateway.idp.active_key("ES256").unwrap();
+    let es256 = idp.active_key("ES256").unwrap();
     let header = json!({"alg": "ES256", "kid": es256.kid(), "typ": "at+jwt"});
-    let mut claims = gateway.idp.standard_claims("alice", "finport-api", 300);
+    let mut claims = idp.standard_claims("alice", FINPORT_AUDIENCE, 300);
     claims["scope"] = json!("openid portfolio:read");
+    claims["client_id"] = json!("finport-app");
+    claims["roles"] = json!(["viewer"]);
     let payload = b64url(claims.to_string().as_bytes());
     let stranger = SigningKey::es256(es256.kid()).unwrap();
     let mut bob_claims = claims.clone();
@@ -25,8 +32,9 @@ fn forged_alice(gateway: &TransferGateway) -> Vec<(&'static str, String)> {
     expired["exp"] = json!(mock_idp::now_secs() - 600);
     let mut other_audience = claims.clone();
     other_audience["aud"] = json!("ledger-api");
-    let mut bank_claims = gateway.bank.standard_claims("alice", "bank-api", 300);
-    bank_claims["scope"] = json!("transfers:write");
+    let mut other_claims = other.standard_claims("alice", FINPORT_AUDIENCE, 300);
+    other_claims["scope"] = json!("openid portfolio:read");
+    other_claims["client_id"] = json!("finport-app");
     vec![
         (
             "the review's token: {alg: ES256}.{sub: alice}.<garbage>",
@@ -43,7 +51,7 @@ fn forged_alice(gateway: &TransferGateway) -> Vec<(&'static str, String)> {
         ),
         (
             "alice's claims under bob's valid signature (spliced)",
-            format!("{}.{payload}.{}", segments[0], gateway.token("bob").rsplit('.').next().unwrap()),
+            format!("{}.{payload}.{}", segments[0], user_token(idp, "bob").rsplit('.').next().unwrap()),
         ),
         ("alg none", format!("{}.{payload}.", b64url(br#"{"alg":"none","typ":"at+jwt"}"#))),
         (
@@ -56,11 +64,11 @@ fn forged_alice(gateway: &TransferGateway) -> Vec<(&'static str, String)> {
         ),
         ("signed by another key under the IdP's kid", stranger.sign_compact(&header, &claims)),
         ("bob's real token with alice's payload", format!("{}.{payload}.{}", segments[0], segments[2])),
-        ("expired", gateway.idp.mint(expired)),
-        ("for another audience", gateway.idp.mint(other_audience)),
-        ("the bank's valid token for alice", gateway.bank.mint(bank_claims)),
+        ("expired", idp.mint(expired)),
+        ("for another audience", idp.mint(other_audience)),
+        ("another IdP's valid token for alice", other.mint(other_claims)),
         ("bob's real token, claims edited to alice", {
-            let bob = gateway.idp.mint(bob_claims);
+            let bob = idp.mint(bob_claims);
             let parts: Vec<&str> = bob.split('.').collect();
             format!("{}.{payload}.{}", parts[0], parts[2])
         }),
@@ -74,7 +82,7 @@ fn in_task_takes_the_user_only_from_a_token_it_verified() {
     let alice_task = gateway.authorized_task("alice");
     let seen_before = gateway.agent.requests().len();
     let mut failures = Vec::new();
-    for (name, token) in forged_alice(&gateway) {
+    for (name, token) in forged_alice(&gateway.idp, &gateway.bank) {
         let bearer = format!("Bearer {token}");
         // In alice's authorized task: her bank token must not be injected.
         let in_task = gateway.post(Some(&bearer), &transfer(Some(&alice_task)), &[]);
@@ -122,4 +130,63 @@ fn in_task_takes_the_user_only_from_a_token_it_verified() {
         (claims["iss"].as_str(), claims["sub"].as_str()),
         (Some(gateway.bank.issuer().as_str()), Some("alice"))
     );
+}
+
+#[test]
+fn the_ingress_forwards_no_identity_it_did_not_verify() {
+    let idp = finport_idp();
+    let other = finport_idp();
+    let backend = EchoBackend::start().unwrap();
+    let ingress = ShippedConfig::new("claim-enforcement.yaml")
+        .port(9000, idp.port())
+        .port(9001, backend.port())
+        .start()
+        .unwrap_or_else(|e| panic!("claim-enforcement.yaml did not start: {e}"));
+    let forged = forged_alice(&idp, &other);
+    for (name, token) in &forged {
+        let refused = ingress.get(
+            "/portfolio/summary",
+            &[("authorization", &format!("Bearer {token}")), ("x-user-id", "alice")],
+        );
+        assert_eq!(refused.status, 401, "{name}: {}", refused.body_str());
+        assert!(refused.header("www-authenticate").is_some_and(|c| c.contains("invalid_token")), "{name}");
+    }
+    assert!(backend.requests().is_empty(), "a forged identity reached the backend");
+    assert_eq!(ingress.counter("baton_ce.denied.invalid_token"), forged.len() as u64);
+    // alice's real token passes, with her verified id and nothing else.
+    let mut claims = idp.standard_claims("alice", FINPORT_AUDIENCE, 300);
+    claims["scope"] = json!("openid portfolio:read");
+    claims["roles"] = json!(["viewer"]);
+    let real = ingress.get(
+        "/portfolio/summary",
+        &[("authorization", &format!("Bearer {}", idp.mint(claims))), ("x-user-id", "bob")],
+    );
+    assert_eq!(real.status, 200, "{}", real.body_str());
+    assert_eq!(backend.requests()[0].header_all("x-user-id"), ["alice"]);
+}
+
+#[test]
+fn the_broker_exchanges_no_token_it_did_not_verify() {
+    let broker = Broker::start();
+    let other = finport_idp();
+    // Requests carrying a caller's token (the broker's own client
+    // credentials it fetches in the background are not).
+    let exchanges = || {
+        broker
+            .idp
+            .token_requests()
+            .iter()
+            .filter(|r| r.grant_type.as_deref() != Some("client_credentials"))
+            .count()
+    };
+    let forged = forged_alice(&broker.idp, &other);
+    for (name, token) in &forged {
+        for host in ["portfolio.internal", "ledger.internal", "market.internal", "reports.internal"] {
+            let refused = broker.call("GET", host, Some(&format!("Bearer {token}")));
+            assert_eq!(refused.status, 401, "{name} to {host}: {}", refused.body_str());
+        }
+    }
+    assert!(broker.backend.requests().is_empty(), "a forged token got an upstream token");
+    assert_eq!(exchanges(), 0, "a forged token was sent to the IdP");
+    assert_eq!(broker.envoy.counter("baton_obo.denied.invalid_token"), 4 * forged.len() as u64);
 }

@@ -940,7 +940,7 @@ pub(crate) fn parse_credential(object: &Map<String, Value>) -> Option<Credential
 /// The authorization code grant for `code` at `server` (token endpoint
 /// `endpoint` of the filter's list; RFC 6749 §4.1.3 with the RFC 7636
 /// verifier), keyed by the `state` it came back with.
-pub(crate) fn code_exchange(
+pub fn code_exchange(
     server: &AuthorizationServer,
     endpoint: usize,
     state: &str,
