@@ -215,3 +215,14 @@ fn docker_compose_mirrors_the_demo() {
         assert!(yaml.contains(&format!("port_value: {port}")), "{config} does not use port {port}");
     }
 }
+
+#[test]
+fn the_observability_guide_names_every_counter() {
+    let guide = std::fs::read_to_string(workspace_root().join("docs/observability.md")).unwrap();
+    let counters = claim_enforcement::metrics::ALL
+        .iter()
+        .chain(obo_credential_injection::metrics::ALL.iter())
+        .chain(in_task_auth_code::metrics::ALL.iter());
+    let missing: Vec<&&str> = counters.filter(|name| !guide.contains(&format!("`{name}`"))).collect();
+    assert!(missing.is_empty(), "docs/observability.md does not describe {missing:?}");
+}
