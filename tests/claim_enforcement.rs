@@ -216,3 +216,32 @@ fn forward_token_false_removes_it_and_default_allow_passes_unmatched() {
     assert_eq!(response.status, 200);
     assert_eq!(backend_header(&backend, "x-user-id"), None);
 }
+
+#[test]
+fn a_host_rule_holds_in_every_spelling_of_the_host() {
+    let idp = idp();
+    let backend = backend();
+    let mut config = ce_config(&idp);
+    // A strict rule for one host, everything else public: the kind of
+    // policy a host spelled another way would slip past.
+    config["routes"] = json!([
+        {"name": "admin-host", "match": {"host": "admin.internal"},
+         "require": {"claims": [{"claim": "roles", "contains": "admin"}]}},
+        {"name": "public", "action": "allow"}
+    ]);
+    let envoy = envoy_with(config, &idp, &backend, 1);
+    let viewer = idp.mint(claims(&idp, "alice"));
+    for host in
+        ["admin.internal", "ADMIN.internal", "admin.internal.", "admin.internal.:443", "Admin.Internal.:80"]
+    {
+        let refused = envoy.send(
+            &ClientRequest::get("/")
+                .header("host", host)
+                .header("authorization", &format!("Bearer {viewer}")),
+        );
+        assert_eq!(refused.status, 403, "{host}: {}", refused.body_str());
+    }
+    assert!(backend.requests().is_empty(), "a spelling of the host passed its rule");
+    let other = envoy.send(&ClientRequest::get("/").header("host", "www.internal"));
+    assert_eq!(other.status, 200, "the public route still serves other hosts");
+}

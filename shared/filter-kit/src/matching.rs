@@ -98,15 +98,28 @@ impl MatchInputs {
     }
 }
 
-fn host_matches(pattern: &str, authority: &str) -> bool {
-    if authority.eq_ignore_ascii_case(pattern) {
-        return true;
+fn host_matches<'a>(pattern: &'a str, authority: &'a str) -> bool {
+    let (host, port) = split_port(authority);
+    let (wanted, wanted_port) = split_port(pattern);
+    // `portfolio.internal.` is the same name to DNS and to the next hop:
+    // a trailing root dot must not take a request past a host rule.
+    let root = |name: &'a str| -> &'a str { name.strip_suffix('.').unwrap_or(name) };
+    root(host).eq_ignore_ascii_case(root(wanted))
+        // A pattern without a port matches the host with any port.
+        && (wanted_port.is_none() || wanted_port == port)
+}
+
+/// An authority's host and port (`[::1]:8080` has port `8080`; `[::1]`
+/// none).
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':') =>
+        {
+            (host, Some(port))
+        }
+        _ => (authority, None),
     }
-    // A pattern without a port matches the host with any port.
-    !pattern.contains(':')
-        && authority.rsplit_once(':').is_some_and(|(host, port)| {
-            port.bytes().all(|b| b.is_ascii_digit()) && host.eq_ignore_ascii_case(pattern)
-        })
 }
 
 /// Why a request path could mean something else at another hop or at the
@@ -241,6 +254,29 @@ mod tests {
             MatchInputs::of([&by_path]).union(MatchInputs::of([&by_method_and_host])),
             MatchInputs { method: true, path: true, authority: true }
         );
+    }
+
+    #[test]
+    fn a_host_matches_in_every_form_that_names_it() {
+        let m = route(PathMatch::Any, &[], Some("admin.internal"));
+        for authority in [
+            "admin.internal",
+            "ADMIN.Internal",
+            "admin.internal.",
+            "admin.internal:8443",
+            "admin.internal.:80",
+        ] {
+            assert!(m.matches("GET", "/", authority), "{authority}");
+        }
+        for authority in ["admin.internal.evil", "xadmin.internal", "admin.internal..", "admin", ""] {
+            assert!(!m.matches("GET", "/", authority), "{authority}");
+        }
+        let with_port = route(PathMatch::Any, &[], Some("admin.internal:8443"));
+        assert!(with_port.matches("GET", "/", "admin.internal.:8443"));
+        assert!(!with_port.matches("GET", "/", "admin.internal:80"));
+        assert!(!with_port.matches("GET", "/", "admin.internal"));
+        let v6 = route(PathMatch::Any, &[], Some("[::1]"));
+        assert!(v6.matches("GET", "/", "[::1]:8080") && v6.matches("GET", "/", "[::1]"));
     }
 
     #[test]
