@@ -13,10 +13,10 @@ use baton_token::TokenHash;
 use baton_token::secret::Secret;
 use serde_json::{Value, json};
 
-use crate::browser::parse_query;
 use crate::config;
 use crate::decision::{Engine, ExchangeOutcome, Reply, Request, Round, Verdict};
 use crate::metrics;
+use baton_filter_kit::query::parse_query;
 
 const NOW: u64 = 1_800_000_000;
 const CORP: &str = "https://corp.example";

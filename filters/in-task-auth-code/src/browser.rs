@@ -5,6 +5,7 @@
 
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::Host;
+use baton_filter_kit::query::parse_query;
 use baton_token::TokenHash;
 use baton_token::pkce;
 use serde_json::json;
@@ -47,44 +48,6 @@ impl RedirectQuery {
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
     }
-}
-
-/// `application/x-www-form-urlencoded` query pairs, duplicates kept.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
-        })
-        .collect()
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => out.push(b' '),
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        index += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The browser's value of `cookie`, if it sent exactly one well-formed one.
@@ -261,20 +224,6 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        assert_eq!(
-            parse_query("code=a%2Bb&state=x+y&code=z&flag"),
-            [
-                ("code".to_string(), "a+b".to_string()),
-                ("state".into(), "x y".into()),
-                ("code".into(), "z".into()),
-                ("flag".into(), "".into())
-            ]
-        );
-        assert_eq!(
-            parse_query("a=%zz&b=%4"),
-            [("a".to_string(), "%zz".to_string()), ("b".into(), "%4".into())]
-        );
-        assert!(parse_query("").is_empty());
         let query = RedirectQuery::of("/cb?code=1&state=2&state=3");
         assert_eq!(query.single("code"), Some("1"));
         assert_eq!(query.single("iss"), None);

@@ -3,9 +3,9 @@
 //! agents' own challenges.
 
 use super::*;
-use crate::browser::parse_query;
 use crate::config;
 use crate::response::{AnswerContext, on_answer};
+use baton_filter_kit::query::parse_query;
 use baton_filter_kit::test_host::TestHost;
 use baton_filter_kit::test_keys::TestKey;
 use serde_json::json;

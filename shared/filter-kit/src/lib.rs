@@ -25,6 +25,7 @@ pub mod lease;
 pub mod matching;
 pub mod plugin;
 pub mod proxy_host;
+pub mod query;
 pub mod reply;
 pub mod request_headers;
 pub mod slot_table;
