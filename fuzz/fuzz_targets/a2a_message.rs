@@ -138,6 +138,7 @@ fn request(body: &[u8], version: Option<&str>, user: Option<&str>) -> Request {
         method: "POST".into(),
         path: "/".into(),
         authority: "transfer-agent".into(),
+        method_override: None,
         primary: token
             .as_ref()
             .map_or(Credential::Absent, |token| Credential::One(format!("Bearer {token}").into_bytes())),

@@ -5,13 +5,13 @@
 //! outright; and where a user's Envoy lets them through, the filters remove
 //! every spelling of the headers they set.
 
-use baton_harness::{Envoy, EnvoySpec, ShippedConfig, workspace_root};
+use baton_harness::{Envoy, EnvoySpec, workspace_root};
 use echo_backend::EchoBackend;
 use http_kit::ClientRequest;
 use serde_json::json;
 
 use crate::bank;
-use crate::world::{FINPORT_AUDIENCE, TransferGateway, finport_idp, message};
+use crate::world::{FINPORT_AUDIENCE, Ingress, TransferGateway, message};
 
 /// Spellings of `x-user-id` and `x-user-roles` a client sends beside the
 /// real ones, with what it claims.
@@ -35,16 +35,9 @@ fn folded_headers(request: &http_kit::Request) -> Vec<(String, String)> {
 
 #[test]
 fn the_shipped_listeners_refuse_underscored_header_names() {
-    let idp = finport_idp();
-    let backend = EchoBackend::start().unwrap();
-    let envoy = ShippedConfig::new("claim-enforcement.yaml")
-        .port(9000, idp.port())
-        .port(9001, backend.port())
-        .start()
-        .unwrap_or_else(|e| panic!("claim-enforcement.yaml did not start: {e}"));
-    let mut claims = idp.standard_claims("alice", FINPORT_AUDIENCE, 300);
-    claims["scope"] = json!("openid portfolio:read");
-    let alice = idp.mint(claims);
+    let world = Ingress::start();
+    let (envoy, backend) = (&world.envoy, &world.backend);
+    let alice = world.viewer("alice");
     for (name, value) in SPOOFED {
         let response =
             envoy.get("/portfolio/summary", &[("authorization", &format!("Bearer {alice}")), (name, value)]);

@@ -3,13 +3,13 @@
 //! names nobody, gets nobody's stored credential, is never exchanged and
 //! is never forwarded: at the A2A gateway, the ingress and the broker.
 
-use baton_harness::{ShippedConfig, body_json};
-use echo_backend::EchoBackend;
+use baton_harness::body_json;
 use mock_idp::{MockIdp, SigningKey, b64url};
 use serde_json::json;
 
 use crate::world::{
-    Broker, FINPORT_AUDIENCE, TransferGateway, bearer_claims, finport_idp, message, transfer, user_token,
+    Broker, FINPORT_AUDIENCE, Ingress, TransferGateway, bearer_claims, finport_idp, message, transfer,
+    user_token,
 };
 
 /// Tokens that claim to be alice (of the users' IdP `idp`) without this
@@ -134,15 +134,10 @@ fn in_task_takes_the_user_only_from_a_token_it_verified() {
 
 #[test]
 fn the_ingress_forwards_no_identity_it_did_not_verify() {
-    let idp = finport_idp();
+    let world = Ingress::start();
+    let (idp, ingress, backend) = (&world.idp, &world.envoy, &world.backend);
     let other = finport_idp();
-    let backend = EchoBackend::start().unwrap();
-    let ingress = ShippedConfig::new("claim-enforcement.yaml")
-        .port(9000, idp.port())
-        .port(9001, backend.port())
-        .start()
-        .unwrap_or_else(|e| panic!("claim-enforcement.yaml did not start: {e}"));
-    let forged = forged_alice(&idp, &other);
+    let forged = forged_alice(idp, &other);
     for (name, token) in &forged {
         let refused = ingress.get(
             "/portfolio/summary",
@@ -154,12 +149,9 @@ fn the_ingress_forwards_no_identity_it_did_not_verify() {
     assert!(backend.requests().is_empty(), "a forged identity reached the backend");
     assert_eq!(ingress.counter("baton_ce.denied.invalid_token"), forged.len() as u64);
     // alice's real token passes, with her verified id and nothing else.
-    let mut claims = idp.standard_claims("alice", FINPORT_AUDIENCE, 300);
-    claims["scope"] = json!("openid portfolio:read");
-    claims["roles"] = json!(["viewer"]);
     let real = ingress.get(
         "/portfolio/summary",
-        &[("authorization", &format!("Bearer {}", idp.mint(claims))), ("x-user-id", "bob")],
+        &[("authorization", &format!("Bearer {}", world.viewer("alice"))), ("x-user-id", "bob")],
     );
     assert_eq!(real.status, 200, "{}", real.body_str());
     assert_eq!(backend.requests()[0].header_all("x-user-id"), ["alice"]);

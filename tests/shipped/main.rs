@@ -17,6 +17,7 @@ mod headers;
 mod identity;
 mod idp_refusals;
 mod issuer;
+mod methods;
 mod paths;
 mod rules;
 mod secrets;

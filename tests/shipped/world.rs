@@ -125,7 +125,18 @@ impl TransferGateway {
         body: &Value,
         headers: &[(&str, &str)],
     ) -> ClientResponse {
-        let mut request = ClientRequest::post("/", "application/json", body.to_string().into_bytes());
+        self.post_to("/", authorization, body, headers)
+    }
+
+    /// As [`TransferGateway::post`], to `target` (path and query).
+    pub fn post_to(
+        &self,
+        target: &str,
+        authorization: Option<&str>,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> ClientResponse {
+        let mut request = ClientRequest::post(target, "application/json", body.to_string().into_bytes());
         if let Some(authorization) = authorization {
             request = request.header("authorization", authorization);
         }
@@ -193,6 +204,35 @@ pub fn message(task: Option<&str>, parts: Value) -> Value {
 pub fn bearer_claims(request: &http_kit::Request) -> Option<Value> {
     let token = request.header("authorization")?.strip_prefix("Bearer ")?;
     mock_idp::decode_claims_unverified(token)
+}
+
+/// `envoy-configs/claim-enforcement.yaml` with the FinPort IdP and one
+/// backend.
+pub struct Ingress {
+    pub idp: MockIdp,
+    pub backend: EchoBackend,
+    pub envoy: Envoy,
+}
+
+impl Ingress {
+    pub fn start() -> Self {
+        let idp = finport_idp();
+        let backend = EchoBackend::start().unwrap();
+        let envoy = ShippedConfig::new("claim-enforcement.yaml")
+            .port(9000, idp.port())
+            .port(9001, backend.port())
+            .start()
+            .unwrap_or_else(|e| panic!("claim-enforcement.yaml did not start: {e}"));
+        Ingress { idp, backend, envoy }
+    }
+
+    /// A token of `user` with the viewer role, for the portfolio route.
+    pub fn viewer(&self, user: &str) -> String {
+        let mut claims = self.idp.standard_claims(user, FINPORT_AUDIENCE, 300);
+        claims["scope"] = json!("openid portfolio:read");
+        claims["roles"] = json!(["viewer"]);
+        self.idp.mint(claims)
+    }
 }
 
 /// `envoy-configs/delegation-broker.yaml` with the FinPort IdP (configured

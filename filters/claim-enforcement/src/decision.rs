@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::{Host, LogLevel};
-use baton_filter_kit::matching::ambiguous_path;
+use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
 use baton_filter_kit::reply::Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::rules::AccessDecision;
@@ -31,6 +31,9 @@ pub struct Request {
     pub path: String,
     /// `:authority`.
     pub authority: String,
+    /// Where the request names a second method (`X-HTTP-Method-Override`,
+    /// `_method`), read when routes match methods.
+    pub method_override: Option<&'static str>,
     /// The token header.
     pub credential: Credential,
 }
@@ -105,6 +108,14 @@ impl Engine {
             audit.route("-");
             let rejection = Rejection::json(400, "invalid_request", why);
             return reject(host, audit, metrics::DENIED_AMBIGUOUS_PATH, "ambiguous_path", rejection);
+        }
+        // Nor on this method, if the backend may act on another one.
+        if config.match_inputs.method
+            && let Some(second) = request.method_override
+        {
+            audit.route("-");
+            let rejection = Rejection::json(400, "invalid_request", &ambiguous_method(second));
+            return reject(host, audit, metrics::DENIED_AMBIGUOUS_METHOD, "ambiguous_method", rejection);
         }
         let route = routes::find(&config.routes, &request.method, &request.path, &request.authority);
         let (providers, requirement) = match route {

@@ -53,6 +53,7 @@ fn request(method: &str, path: &str, authorization: Option<&str>) -> Request {
         method: method.into(),
         path: path.into(),
         authority: "api.test".into(),
+        method_override: None,
         credential: match authorization {
             None => Credential::Absent,
             Some(value) => Credential::One(value.as_bytes().to_vec()),
@@ -443,4 +444,24 @@ fn a_path_another_hop_could_read_differently_is_refused_before_any_route() {
     assert_eq!(rejection(open.decide(&request("GET", "/public/%2e%2e;/admin", None))).status, 400);
     assert_eq!(s.host.counter(metrics::DENIED_AMBIGUOUS_PATH), 5);
     assert!(matches!(s.get("/orders/1?next=/..;/x", &viewer), Verdict::Forward(_)), "the query is data");
+}
+
+#[test]
+fn a_second_method_is_refused_where_routes_match_methods() {
+    let mut s = setup();
+    let token = s.key.token(&claims("alice"));
+    // POST /transfers needs step-up; a GET naming DELETE must not reach a
+    // backend that honours the override under the GET rules.
+    let mut overridden = request("GET", "/orders?_method=DELETE", Some(&bearer(&token)));
+    overridden.method_override = Some("_method");
+    let refused = rejection(s.decide(&overridden));
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("second method (_method)"), "{}", refused.body);
+    assert_eq!(s.host.counter(metrics::DENIED_AMBIGUOUS_METHOD), 1);
+    // Routes that never look at methods have nothing to be misled about.
+    let mut s = setup_with(TestKey::es256("k1"), r#"[{"name":"all","match":{"pathPrefix":"/"}}]"#, "");
+    let token = s.key.token(&claims("alice"));
+    let mut overridden = request("POST", "/orders", Some(&bearer(&token)));
+    overridden.method_override = Some("x-http-method-override");
+    forward(s.decide(&overridden));
 }

@@ -104,6 +104,7 @@ fn read_request(config: &FilterConfig) -> Result<Request, Status> {
         method: attributes.method,
         path: attributes.path,
         authority: attributes.authority,
+        method_override: attributes.method_override,
         credential: request_headers::credential(&config.token_source.header)?,
     })
 }

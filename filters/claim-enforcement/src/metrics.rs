@@ -13,6 +13,8 @@ pub const DENIED_INVALID_REQUEST: &str = "baton_ce.denied.invalid_request";
 /// A path another hop or the backend could read differently (refused
 /// before any route decides on it).
 pub const DENIED_AMBIGUOUS_PATH: &str = "baton_ce.denied.ambiguous_path";
+/// 400: the request names a second method a backend may act on instead.
+pub const DENIED_AMBIGUOUS_METHOD: &str = "baton_ce.denied.ambiguous_method";
 /// Token failed parsing, signature or claim validation.
 pub const DENIED_INVALID_TOKEN: &str = "baton_ce.denied.invalid_token";
 /// Token lacks a scope or fails a claim condition.
@@ -38,9 +40,10 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     ALLOWED,
     DENIED_AMBIGUOUS_PATH,
+    DENIED_AMBIGUOUS_METHOD,
     ALLOWED_PUBLIC,
     DENIED_MISSING_TOKEN,
     DENIED_INVALID_REQUEST,

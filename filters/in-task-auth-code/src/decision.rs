@@ -11,7 +11,7 @@ use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
-use baton_filter_kit::matching::ambiguous_path;
+use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
@@ -39,6 +39,9 @@ pub struct Request {
     pub path: String,
     /// `:authority`.
     pub authority: String,
+    /// Where the request names a second method (`X-HTTP-Method-Override`,
+    /// `_method`).
+    pub method_override: Option<&'static str>,
     /// The header carrying the user's token.
     pub primary: Credential,
     /// claim-enforcement's record of the token it verified on this request
@@ -313,6 +316,19 @@ impl Engine {
             return Verdict::Reply(Reply::json(
                 400,
                 serde_json::json!({"error": "invalid_request", "error_description": why}).to_string(),
+            ));
+        }
+        // Nor on this method, if rules look at methods and the agent may
+        // act on another one.
+        if let Some(second) = request.method_override
+            && config.rules.iter().any(|rule| !rule.matcher.methods.is_empty())
+        {
+            host.count(metrics::AMBIGUOUS_METHOD);
+            AuditLine::new(config.audit_log).deny(400, "ambiguous_method").emit(host);
+            return Verdict::Reply(Reply::json(
+                400,
+                serde_json::json!({"error": "invalid_request", "error_description": ambiguous_method(second)})
+                    .to_string(),
             ));
         }
         if is_agent_card(&request.method, &request.path) {

@@ -75,6 +75,7 @@ fn request(user: Option<&str>, method: &str, message: Value) -> Request {
         method: "POST".into(),
         path: "/".into(),
         authority: "transfer-agent".into(),
+        method_override: None,
         primary: user.map_or(Credential::Absent, |u| {
             Credential::One(format!("Bearer {}", user_token(u)).into_bytes())
         }),
@@ -374,6 +375,7 @@ fn the_redirect_is_served_and_the_task_continues_with_nothing_in_the_body() {
         method: "GET".into(),
         path: format!("/a2a/oauth/callback?code=c0de&state={state}"),
         authority: "gw".into(),
+        method_override: None,
         primary: Credential::Absent,
         verified_upstream: None,
         a2a_version: None,
@@ -403,6 +405,7 @@ fn bad_redirects_are_refused() {
         method: "GET".into(),
         path,
         authority: "gw".into(),
+        method_override: None,
         primary: Credential::Absent,
         verified_upstream: None,
         a2a_version: None,

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use baton_filter_kit::credential::Credential;
 use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
 use baton_filter_kit::host::Host;
+use baton_filter_kit::matching::method_override;
 use baton_filter_kit::proxy_host::{ProxyHost, log};
 use baton_filter_kit::reply::fail_closed;
 use baton_filter_kit::request_headers;
@@ -270,6 +271,10 @@ fn gather(headers: &[(String, Vec<u8>)], config: &FilterConfig) -> Request {
         method: text(":method").unwrap_or_default(),
         path: text(":path").unwrap_or_default(),
         authority: text(":authority").unwrap_or_default(),
+        method_override: {
+            let path = text(":path").unwrap_or_default();
+            method_override(&path, |name| headers.iter().any(|(header, _)| header == name))
+        },
         primary,
         verified_upstream: match config.primary.verification {
             PrimaryVerification::ClaimEnforcement => {

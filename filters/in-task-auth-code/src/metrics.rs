@@ -19,6 +19,9 @@ pub const JSON_RPC_ERRORS: &str = "baton_itac.json_rpc_errors";
 /// A path another hop or the agent could read differently (refused before
 /// any rule decides on it).
 pub const AMBIGUOUS_PATH: &str = "baton_itac.ambiguous_path";
+/// A request naming a second method the agent may act on instead (when
+/// rules match methods).
+pub const AMBIGUOUS_METHOD: &str = "baton_itac.ambiguous_method";
 /// The user's bearer token refused (signature, claims, malformed).
 pub const PRIMARY_REFUSED: &str = "baton_itac.primary_refused";
 /// A browser's step refused because it is not the one that signed in as
@@ -45,10 +48,11 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     GATEWAY_REFUSED,
     STORE_FULL,
     AMBIGUOUS_PATH,
+    AMBIGUOUS_METHOD,
     PRIMARY_REFUSED,
     BINDING_REFUSED,
     ISSUER_MISMATCH,

@@ -11,7 +11,7 @@ use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
-use baton_filter_kit::matching::ambiguous_path;
+use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
 use baton_filter_kit::reply::Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::claims::Claims;
@@ -35,6 +35,9 @@ pub struct Request {
     pub path: String,
     /// `:authority`.
     pub authority: String,
+    /// Where the request names a second method (`X-HTTP-Method-Override`,
+    /// `_method`), read when targets match methods.
+    pub method_override: Option<&'static str>,
     /// The subject token header.
     pub credential: Credential,
     /// The URI SAN of the client certificate Envoy verified on this
@@ -181,6 +184,13 @@ impl Engine {
             audit.set("target", "-");
             let rejection = Rejection::json(400, "invalid_request", why);
             return reject(host, audit, metrics::DENIED_AMBIGUOUS_PATH, "ambiguous_path", rejection);
+        }
+        if config.match_inputs.method
+            && let Some(second) = request.method_override
+        {
+            audit.set("target", "-");
+            let rejection = Rejection::json(400, "invalid_request", &ambiguous_method(second));
+            return reject(host, audit, metrics::DENIED_AMBIGUOUS_METHOD, "ambiguous_method", rejection);
         }
         let Some((target_index, target)) = config
             .targets

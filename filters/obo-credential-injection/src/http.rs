@@ -118,6 +118,7 @@ fn read_request(config: &FilterConfig) -> Result<Request, Status> {
         method: attributes.method,
         path: attributes.path,
         authority: attributes.authority,
+        method_override: attributes.method_override,
         credential,
         peer_certificate,
         verified_upstream,

@@ -22,6 +22,8 @@ pub const IDP_WRONG_AUDIENCE: &str = "baton_obo.idp.wrong_audience";
 /// A path another hop or the upstream could read differently (refused
 /// before any target decides on it).
 pub const DENIED_AMBIGUOUS_PATH: &str = "baton_obo.denied.ambiguous_path";
+/// 400: the request names a second method a backend may act on instead.
+pub const DENIED_AMBIGUOUS_METHOD: &str = "baton_obo.denied.ambiguous_method";
 /// Subject token refused before any IdP call, or by the IdP (`invalid_grant`).
 pub const DENIED_INVALID_TOKEN: &str = "baton_obo.denied.invalid_token";
 /// Delegation policy refused the caller.
@@ -60,11 +62,12 @@ pub const JWKS: JwksMetrics = JwksMetrics {
 };
 
 /// Every counter, for definition at start.
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 27] = [
     DENIED_WRONG_AUDIENCE,
     IDP_WRONG_AUDIENCE,
     DENIED_GATEWAY_REFUSED,
     DENIED_AMBIGUOUS_PATH,
+    DENIED_AMBIGUOUS_METHOD,
     INJECTED,
     PASS_THROUGH,
     DENIED_NO_TARGET,

@@ -57,13 +57,46 @@ pub struct RequestMatch {
 }
 
 impl RequestMatch {
-    /// Whether the request matches.
+    /// Whether the request matches. A rule for `GET` holds for `HEAD` too:
+    /// servers answer `HEAD` with their `GET` handler.
     pub fn matches(&self, method: &str, path: &str, authority: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or(path);
+        let method_matches = |wanted: &String| {
+            wanted.eq_ignore_ascii_case(method) || (wanted == "GET" && method.eq_ignore_ascii_case("HEAD"))
+        };
         self.path.matches(path)
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && (self.methods.is_empty() || self.methods.iter().any(method_matches))
             && self.host.as_deref().is_none_or(|host| host_matches(host, authority))
     }
+}
+
+/// The `error_description` for a request that names a second method.
+pub fn ambiguous_method(second: &str) -> String {
+    format!(
+        "the request names a second method ({second}), which a backend may act on instead of the one the \
+         rules matched; send the method itself"
+    )
+}
+
+/// Headers through which servers let a request name a method other than
+/// its own (Google's and Microsoft's APIs, method-override middleware).
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] =
+    ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Where the request names a second method, if it does: the first of
+/// [`METHOD_OVERRIDE_HEADERS`] that `has_header` finds, or a `_method`
+/// query parameter (Rails, Laravel, Spring's hidden method filter). A rule
+/// decided on the request's own method must not let the backend act on
+/// another one.
+pub fn method_override(path: &str, has_header: impl Fn(&str) -> bool) -> Option<&'static str> {
+    if let Some(name) = METHOD_OVERRIDE_HEADERS.iter().find(|name| has_header(name)) {
+        return Some(name);
+    }
+    let query = path.split_once('?').map(|(_, query)| query.split('#').next().unwrap_or(query))?;
+    crate::query::parse_query(query)
+        .iter()
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("_method"))
+        .then_some("_method")
 }
 
 /// Which request attributes a set of matches looks at, so the glue reads
@@ -277,6 +310,27 @@ mod tests {
         assert!(!with_port.matches("GET", "/", "admin.internal"));
         let v6 = route(PathMatch::Any, &[], Some("[::1]"));
         assert!(v6.matches("GET", "/", "[::1]:8080") && v6.matches("GET", "/", "[::1]"));
+    }
+
+    #[test]
+    fn a_get_rule_holds_for_head() {
+        let m = route(PathMatch::Any, &["GET"], None);
+        assert!(m.matches("HEAD", "/", "h") && m.matches("get", "/", "h"));
+        assert!(!m.matches("POST", "/", "h"));
+        let post = route(PathMatch::Any, &["POST"], None);
+        assert!(!post.matches("HEAD", "/", "h"));
+    }
+
+    #[test]
+    fn a_second_method_is_found_in_headers_and_the_query() {
+        let none = |_: &str| false;
+        assert_eq!(method_override("/orders?_method=DELETE", none), Some("_method"));
+        assert_eq!(method_override("/orders?a=1&%5Fmethod=delete", none), Some("_method"));
+        assert_eq!(method_override("/orders?_METHOD=put#x", none), Some("_method"));
+        assert_eq!(method_override("/orders?method=put&x_method=1", none), None);
+        assert_eq!(method_override("/orders", none), None);
+        let header = |name: &str| name == "x-http-method";
+        assert_eq!(method_override("/orders", header), Some("x-http-method"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 
 use crate::credential::Credential;
-use crate::matching::MatchInputs;
+use crate::matching::{METHOD_OVERRIDE_HEADERS, MatchInputs, method_override};
 
 /// The request attributes matches look at; those not asked for stay empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct MatchAttributes {
     pub path: String,
     /// `:authority`.
     pub authority: String,
+    /// Where the request names a second method (read when methods are
+    /// matched): see [`crate::matching::method_override`].
+    pub method_override: Option<&'static str>,
 }
 
 /// One request header's first value, as text. Bytes that are not UTF-8
@@ -34,10 +37,24 @@ pub fn match_attributes(inputs: MatchInputs) -> Result<MatchAttributes, Status> 
     let read = |wanted: bool, name: &str| -> Result<String, Status> {
         if wanted { Ok(header(name)?.unwrap_or_default()) } else { Ok(String::new()) }
     };
+    let path =
+        if inputs.path || inputs.method { header(":path")?.unwrap_or_default() } else { String::new() };
+    let method_override = if inputs.method {
+        let mut present = Vec::new();
+        for name in METHOD_OVERRIDE_HEADERS {
+            if header(name)?.is_some() {
+                present.push(name);
+            }
+        }
+        method_override(&path, |name| present.contains(&name))
+    } else {
+        None
+    };
     Ok(MatchAttributes {
         method: read(inputs.method, ":method")?,
-        path: read(inputs.path, ":path")?,
+        path,
         authority: read(inputs.authority, ":authority")?,
+        method_override,
     })
 }
 
