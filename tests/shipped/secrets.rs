@@ -18,12 +18,23 @@ use crate::world::{
 };
 
 /// Every secret a shipped config reads, as its test runs it.
-const SECRETS: [&str; 3] = [BANK_SECRET, mock_idp::DEMO_GATEWAY_SECRET, mock_idp::DEMO_BROKER_SECRET];
+const SECRETS: [&str; 4] = [
+    BANK_SECRET,
+    mock_idp::DEMO_GATEWAY_SECRET,
+    mock_idp::DEMO_BROKER_SECRET,
+    mock_idp::DEMO_PORTFOLIO_SECRET,
+];
 
 #[test]
 fn no_shipped_config_holds_a_secret() {
     let mut checked = 0;
-    for dir in ["envoy-configs", "deploy/istio", "deploy/envoy-gateway"] {
+    for dir in [
+        "envoy-configs",
+        "deploy/istio",
+        "deploy/istio/patches",
+        "deploy/envoy-gateway",
+        "deploy/envoy-gateway/alternatives",
+    ] {
         for entry in fs::read_dir(workspace_root().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_none_or(|ext| ext != "yaml") {
