@@ -81,9 +81,15 @@ impl ShippedConfig {
         let shipped =
             fs::read_to_string(self.path()).map_err(|e| format!("{}: {e}", self.path().display()))?;
         let mut ports = self.ports.clone();
+        // A port Envoy binds itself (listener, admin) and no URL names goes
+        // to 0: Envoy picks a free one with no window for another process
+        // to take it first. Other ports get one free now.
+        let bound = bound_ports(&shipped);
+        let in_urls = ports_in_urls(&shipped);
         for port in ports_named(&shipped) {
             if !ports.iter().any(|(from, _)| *from == port) {
-                ports.push((port, free_port()?));
+                let to = if bound.contains(&port) && !in_urls.contains(&port) { 0 } else { free_port()? };
+                ports.push((port, to));
             }
         }
         Ok(replace_ports(&shipped, &ports))
@@ -150,6 +156,30 @@ fn ports_named(text: &str) -> Vec<u16> {
     ports
 }
 
+/// The `port_value:` ports under `listeners:` and `admin:`: those Envoy
+/// binds.
+fn bound_ports(text: &str) -> Vec<u16> {
+    let mut bound = Vec::new();
+    let mut binding = false;
+    for line in text.lines() {
+        let key = line.trim_start();
+        if key.starts_with("listeners:") || line.starts_with("admin:") {
+            binding = true;
+        } else if key.starts_with("clusters:") || (!line.starts_with([' ', '#', '-']) && !line.is_empty()) {
+            binding = false;
+        }
+        if binding {
+            bound.extend(ports_named(line).into_iter().filter(|_| line.contains("port_value")));
+        }
+    }
+    bound
+}
+
+/// The ports of `127.0.0.1:` URLs and authorities.
+fn ports_in_urls(text: &str) -> Vec<u16> {
+    ports_named(&text.replace("port_value:", "port_value="))
+}
+
 /// The text with each `(from, to)` port replaced where it stands as a port.
 fn replace_ports(text: &str, ports: &[(u16, u16)]) -> String {
     let mut out = text.to_string();
@@ -188,6 +218,15 @@ pub fn free_port() -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envoy_binds_the_listener_and_admin_ports() {
+        let text = "static_resources:\n  listeners:\n  - address: {socket_address: {port_value: 10000}}\n    \
+                    url: http://127.0.0.1:9000/x\n  clusters:\n  - endpoint: {port_value: 9001}\n\
+                    admin:\n  address: {socket_address: {port_value: 9901}}\n";
+        assert_eq!(bound_ports(text), [10000, 9901]);
+        assert_eq!(ports_in_urls(text), [9000]);
+    }
 
     #[test]
     fn ports_are_replaced_where_they_stand_as_ports() {
