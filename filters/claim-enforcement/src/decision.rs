@@ -10,7 +10,7 @@ use std::rc::Rc;
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
-use baton_filter_kit::reply::Rejection;
+use baton_filter_kit::reply::Reply as Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::rules::AccessDecision;
 use baton_token::{AuthChallenge, BearerError, TokenHash};

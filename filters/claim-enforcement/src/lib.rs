@@ -5,17 +5,17 @@
 //! rule; `decision` holds the per-request logic over the
 //! [`baton_filter_kit::Host`] trait (token verification itself is the kit's
 //! `TokenVerifier`); `protected_resource` is the RFC 9728 metadata it
-//! serves; `root` and `http` are the proxy-wasm glue.
+//! serves; `filter` fits the engine into the filter-kit runtime, which
+//! holds requests while keys are fetched and talks to the proxy.
 
 pub mod config;
 pub mod decision;
-pub mod http;
+pub mod filter;
 pub mod metrics;
 pub mod protected_resource;
-pub mod root;
 pub mod routes;
 
 /// The name this filter logs under.
 pub const FILTER: &str = "claim-enforcement";
 
-baton_filter_kit::register_filter!(crate::FILTER, crate::root::ClaimEnforcementRoot::new);
+baton_filter_kit::register_filter!(crate::filter::ClaimEnforcement);

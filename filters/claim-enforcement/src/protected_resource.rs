@@ -49,7 +49,7 @@ pub struct ProtectedResource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataAnswer {
     /// HTTP status.
-    pub status: u32,
+    pub status: u16,
     /// Response headers.
     pub headers: Vec<(&'static str, &'static str)>,
     /// Body (empty for `HEAD` and refusals).

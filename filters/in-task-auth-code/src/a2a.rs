@@ -8,6 +8,7 @@
 //! `kind`, roles `ROLE_USER`/`ROLE_AGENT`, results `{"task": {...}}` and
 //! streamed `{"statusUpdate": {...}}`, state `TASK_STATE_AUTH_REQUIRED`.
 
+use baton_filter_kit::reply::Reply;
 use serde_json::{Map, Value, json};
 
 /// The data-part key that carries a credential (MuleSoft-compatible location
@@ -336,6 +337,22 @@ pub fn event_stream_body(id: &Value, result: &Value) -> String {
 /// The body of a JSON-RPC error response.
 pub fn error_body(id: &Value, code: i64, message: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// JSON-RPC error answers.
+pub trait RpcReply {
+    /// A JSON-RPC error with HTTP `status`, not cached.
+    fn rpc_error(status: u16, id: &Value, code: i64, message: &str) -> Self;
+}
+
+impl RpcReply for Reply {
+    fn rpc_error(status: u16, id: &Value, code: i64, message: &str) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
+            body: error_body(id, code, message),
+        }
+    }
 }
 
 /// An agent's answer that asks for authorization without saying where to

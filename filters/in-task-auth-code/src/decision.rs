@@ -21,7 +21,9 @@ use baton_token::secret::Secret;
 use baton_token::{AuthChallenge, BearerError, TokenHash};
 use serde_json::{Map, Value};
 
-use crate::a2a::{self, Call, CallKind, INVALID_PARAMS, SERVER_ERROR, TaskIds};
+pub use baton_filter_kit::reply::Reply;
+
+use crate::a2a::{self, Call, CallKind, INVALID_PARAMS, RpcReply, SERVER_ERROR, TaskIds};
 use crate::challenge::{IssueProblem, issue, random_id};
 use crate::metrics;
 use crate::model::{
@@ -55,32 +57,6 @@ pub struct Request {
     pub cookie: Option<String>,
     /// The body, once read (protected routes only).
     pub body: Option<Vec<u8>>,
-}
-
-/// A local answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// Headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// Body.
-    pub body: String,
-}
-
-impl Reply {
-    fn json(status: u16, body: String) -> Self {
-        Reply {
-            status,
-            headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
-            body,
-        }
-    }
-
-    /// A JSON-RPC error answer.
-    pub fn rpc_error(status: u16, id: &Value, code: i64, message: &str) -> Self {
-        Self::json(status, a2a::error_body(id, code, message))
-    }
 }
 
 /// Forward the request with these changes.
@@ -313,10 +289,7 @@ impl Engine {
         if let Some(why) = ambiguous_path(&request.path) {
             host.count(metrics::AMBIGUOUS_PATH);
             AuditLine::new(config.audit_log).deny(400, "ambiguous_path").emit(host);
-            return Verdict::Reply(Reply::json(
-                400,
-                serde_json::json!({"error": "invalid_request", "error_description": why}).to_string(),
-            ));
+            return Verdict::Reply(Reply::json(400, "invalid_request", why));
         }
         // Nor on this method, if rules look at methods and the agent may
         // act on another one.
@@ -325,11 +298,7 @@ impl Engine {
         {
             host.count(metrics::AMBIGUOUS_METHOD);
             AuditLine::new(config.audit_log).deny(400, "ambiguous_method").emit(host);
-            return Verdict::Reply(Reply::json(
-                400,
-                serde_json::json!({"error": "invalid_request", "error_description": ambiguous_method(second)})
-                    .to_string(),
-            ));
+            return Verdict::Reply(Reply::json(400, "invalid_request", &ambiguous_method(second)));
         }
         if is_agent_card(&request.method, &request.path) {
             return Verdict::Continue(Forward::default());

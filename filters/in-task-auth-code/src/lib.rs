@@ -9,7 +9,8 @@
 //! Layout: `config` -> `model`; `a2a` reads and writes A2A JSON-RPC (v0.3
 //! and v1.0); `decision` decides per message, `callback` serves the OAuth
 //! redirect, `response` completes agents' own challenges; `challenge` makes
-//! state and PKCE; `store` keeps them; `root`/`http` are the proxy-wasm glue.
+//! state and PKCE; `store` keeps them; `filter` fits the engine into the
+//! filter-kit runtime, which holds requests and talks to the proxy.
 
 pub mod a2a;
 pub mod browser;
@@ -17,17 +18,16 @@ pub mod callback;
 pub mod challenge;
 pub mod config;
 pub mod decision;
-pub mod http;
+pub mod filter;
 pub mod login;
 pub mod metrics;
 pub mod model;
 pub mod oauth_server;
 pub mod response;
-pub mod root;
 pub mod store;
 pub mod strict_json;
 
 /// The name this filter logs under.
 pub const FILTER: &str = "in-task-auth-code";
 
-baton_filter_kit::register_filter!(crate::FILTER, crate::root::InTaskRoot::new);
+baton_filter_kit::register_filter!(crate::filter::InTaskAuthCode);

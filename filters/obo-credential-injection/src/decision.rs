@@ -12,7 +12,7 @@ use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
-use baton_filter_kit::reply::Rejection;
+use baton_filter_kit::reply::Reply as Rejection;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::claims::Claims;
 use baton_token::issued::{IssuedTokenExpectation, check_issued_token};

@@ -7,21 +7,21 @@
 //! checks the subject token and the delegation policy; `decision` decides
 //! per request over the [`baton_filter_kit::Host`] trait; `jobs` builds
 //! token endpoint calls and keeps one in flight per token; `issued` caches
-//! the results; `root` and `http` are the proxy-wasm glue.
+//! the results; `filter` fits the engine into the filter-kit runtime, which
+//! holds waiting requests, makes the calls and talks to the proxy.
 
 pub mod assertion;
 pub mod config;
 pub mod decision;
-pub mod http;
+pub mod filter;
 pub mod issued;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod renewal;
-pub mod root;
 pub mod subject;
 
 /// The name this filter logs under.
 pub const FILTER: &str = "obo-credential-injection";
 
-baton_filter_kit::register_filter!(crate::FILTER, crate::root::OboRoot::new);
+baton_filter_kit::register_filter!(crate::filter::OboCredentialInjection);

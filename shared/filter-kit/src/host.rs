@@ -1,6 +1,9 @@
-//! What a filter's decisions need from the proxy, as a trait: implemented
-//! over proxy-wasm host calls ([`crate::proxy_host::ProxyHost`]) and in
-//! memory for native tests (`TestHost`, feature `test-host`).
+//! Everything a filter does to the proxy, as one trait: implemented over
+//! proxy-wasm host calls ([`crate::proxy_host::ProxyHost`], the only code
+//! that calls the SDK) and in memory for native tests (`TestHost`, feature
+//! `test-host`).
+
+use std::time::Duration;
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +27,68 @@ pub enum SharedDataError {
     Failed,
 }
 
-/// The proxy, as the decisions see it.
+/// The proxy refused a call (the request may be gone, the map read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError;
+
+impl core::fmt::Display for HostError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the proxy refused the call")
+    }
+}
+
+/// One of the current request's header maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderMap {
+    /// The request's headers.
+    RequestHeaders,
+    /// The request's trailers.
+    RequestTrailers,
+    /// The upstream answer's headers.
+    ResponseHeaders,
+}
+
+/// One of the current request's bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Body {
+    /// What the client sends.
+    Request,
+    /// What the upstream answers.
+    Response,
+}
+
+/// An HTTP call to make from inside the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout<'a> {
+    /// Envoy cluster.
+    pub cluster: &'a str,
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`.
+    pub path: &'a str,
+    /// `:authority`.
+    pub authority: &'a str,
+    /// Further headers.
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// Body, for POST.
+    pub body: Option<&'a [u8]>,
+    /// Timeout.
+    pub timeout: Duration,
+}
+
+/// The answer to a call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CalloutResponse {
+    /// `:status`, or `None` when there was no response (timeout, reset).
+    pub status: Option<u16>,
+    /// The body, when not over the limit.
+    pub body: Vec<u8>,
+    /// Whether the body was over the limit (and not read).
+    pub body_too_large: bool,
+}
+
+/// The proxy, as the filters see it. Request methods act on the current
+/// request (the effective context); calls and the timer belong to the VM.
 pub trait Host {
     /// Current time, whole seconds since the epoch.
     fn now_unix_secs(&self) -> u64;
@@ -43,4 +107,36 @@ pub trait Host {
     fn count(&self, metric: &str);
     /// Writes a log line.
     fn log(&self, level: LogLevel, message: &str);
+
+    /// A header of the current request (first value), if present.
+    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Every header of a map, in order, names lower-case.
+    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+    /// Sets a header (replacing every value it had).
+    fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Removes a header (every value).
+    fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError>;
+    /// The body buffered so far, at most `max` bytes.
+    fn body(&self, body: Body, max: usize) -> Result<Vec<u8>, HostError>;
+    /// Replaces the whole buffered body.
+    fn replace_body(&self, body: Body, bytes: &[u8]) -> Result<(), HostError>;
+    /// A property of the request or connection (e.g. filter state).
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// Sets a property (filter state a later filter reads).
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+    /// Answers the current request instead of forwarding it.
+    fn send_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
+    /// Resets the current request (when even a reply fails).
+    fn reset_request(&self);
+    /// Lets the paused current request go on.
+    fn resume_request(&self) -> Result<(), HostError>;
+    /// Makes request `context_id` the current one; false when it is gone.
+    fn enter_context(&self, context_id: u32) -> bool;
+    /// Starts an HTTP call; its answer comes to the VM with the returned id.
+    fn dispatch(&self, call: &Callout<'_>) -> Result<u32, HostError>;
+    /// Reads the answer being delivered (inside the call-response callback,
+    /// with the counts it was given), the body only up to `max_body`.
+    fn callout_response(&self, num_headers: usize, body_size: usize, max_body: usize) -> CalloutResponse;
+    /// How often the VM's timer ticks.
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError>;
 }

@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::callout::{Callout, CalloutResponse};
-use crate::host::{Host, LogLevel};
-use crate::keys::{FetchError, KeyStore, MAX_JWKS_BYTES};
+use crate::host::{Callout, CalloutResponse, Host, LogLevel};
+use crate::keys::{FetchError, KeyStore};
 
 /// Key set fetches in flight, by callout token.
 #[derive(Debug, Default)]
@@ -38,14 +37,14 @@ impl KeyFetches {
                     body: None,
                     timeout: Duration::from_millis(request.timeout_ms),
                 };
-                match callout.dispatch() {
+                match host.dispatch(&callout) {
                     Ok(token) => {
                         self.in_flight.insert(token, provider);
                     }
-                    Err(status) => {
+                    Err(_) => {
                         host.log(
                             LogLevel::Warn,
-                            &format!("jwks cluster={} dispatch failed: {status:?}", request.cluster),
+                            &format!("jwks cluster={} dispatch failed", request.cluster),
                         );
                         keys.finish_fetch(provider, host, Err(FetchError::Dispatch));
                     }
@@ -65,18 +64,15 @@ impl KeyFetches {
         self.in_flight.contains_key(&token)
     }
 
-    /// Takes the answer to fetch `token` (inside `on_http_call_response`);
-    /// returns its provider.
+    /// Takes the answer to fetch `token`; returns its provider.
     pub fn complete(
         &mut self,
         token: u32,
-        num_headers: usize,
-        body_size: usize,
+        response: &CalloutResponse,
         keys: &mut KeyStore,
         host: &dyn Host,
     ) -> Option<usize> {
         let provider = self.in_flight.remove(&token)?;
-        let response = CalloutResponse::read(num_headers, body_size, MAX_JWKS_BYTES);
         let result = match response.status {
             None => Err(FetchError::NoResponse),
             Some(200) if response.body_too_large => Err(FetchError::TooLarge),

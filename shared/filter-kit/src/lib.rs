@@ -1,19 +1,26 @@
 //! What every Baton filter needs around the token library.
 //!
-//! Pure parts (tested natively through [`host::Host`]):
+//! Everything here but two modules runs natively, through the [`host::Host`]
+//! trait (an in-memory `TestHost` in tests):
+//! - [`runtime`]: the life of a request (held for its body, waiting for
+//!   keys or a call, decided again, answered when overdue), calls made once
+//!   per key and across workers, key fetches, the timer;
 //! - [`config`]: errors naming their field, header checks, providers;
-//! - [`keys`]: key sets per provider, fetched once for all workers;
+//! - [`keys`], [`key_fetches`]: key sets per provider, fetched once for all
+//!   workers;
 //! - [`verifier`]: the verification pipeline with its shared cache;
-//! - [`cache`]: two-level caches (worker memory, shared-data slots);
-//! - [`audit`]: audit lines that never hold a token.
+//! - [`cache`], [`lease`], [`slot_table`]: shared-data structures;
+//! - [`token_calls`]: token endpoint calls and single flight in a worker;
+//! - [`matching`], [`request_headers`], [`credential`], [`query`]: reading
+//!   requests;
+//! - [`reply`], [`audit`]: answers and audit lines that never hold a token.
 //!
-//! Proxy glue (proxy-wasm host calls, never unwrapped):
-//! [`proxy_host`], [`callout`], [`key_fetches`], [`reply`], [`waiters`],
-//! [`ticker`].
+//! The proxy-wasm SDK is touched only by [`proxy_host`] (the [`host::Host`]
+//! over host calls, never unwrapped) and [`proxy_glue`] (the context traits
+//! over [`runtime::Runtime`]).
 
 pub mod audit;
 pub mod cache;
-pub mod callout;
 pub mod config;
 pub mod credential;
 pub mod handoff;
@@ -23,16 +30,16 @@ pub mod key_fetches;
 pub mod keys;
 pub mod lease;
 pub mod matching;
-pub mod plugin;
+pub mod proxy_glue;
 pub mod proxy_host;
 pub mod query;
 pub mod reply;
 pub mod request_headers;
+pub mod runtime;
 pub mod slot_table;
 pub mod ticker;
 pub mod token_calls;
 pub mod verifier;
-pub mod waiters;
 
 #[cfg(feature = "test-host")]
 pub mod test_host;

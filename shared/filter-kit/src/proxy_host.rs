@@ -6,9 +6,9 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-use crate::host::{Host, LogLevel, SharedDataError};
+use crate::host::{Body, Callout, CalloutResponse, HeaderMap, Host, HostError, LogLevel, SharedDataError};
 
 /// Counter ids, defined once per VM; cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -120,5 +120,110 @@ impl Host for ProxyHost<'_> {
 
     fn log(&self, level: LogLevel, message: &str) {
         log(self.filter, level, message);
+    }
+
+    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_map_value_bytes(map_type(map), name).map_err(|_| HostError)
+    }
+
+    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        hostcalls::get_map_bytes(map_type(map)).map_err(|_| HostError)
+    }
+
+    fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_map_value_bytes(map_type(map), name, Some(value)).map_err(|_| HostError)
+    }
+
+    fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
+        hostcalls::remove_map_value(map_type(map), name).map_err(|_| HostError)
+    }
+
+    fn body(&self, body: Body, max: usize) -> Result<Vec<u8>, HostError> {
+        hostcalls::get_buffer(buffer_type(body), 0, max).map(Option::unwrap_or_default).map_err(|_| HostError)
+    }
+
+    fn replace_body(&self, body: Body, bytes: &[u8]) -> Result<(), HostError> {
+        // From 0 over at least the whole length: Envoy replaces the body.
+        hostcalls::set_buffer(buffer_type(body), 0, usize::MAX, bytes).map_err(|_| HostError)
+    }
+
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_property(path.to_vec()).map_err(|_| HostError)
+    }
+
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_property(path.to_vec(), Some(value)).map_err(|_| HostError)
+    }
+
+    fn send_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)).map_err(|_| HostError)
+    }
+
+    fn reset_request(&self) {
+        let _ = hostcalls::reset_http_request();
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(|_| HostError)
+    }
+
+    fn enter_context(&self, context_id: u32) -> bool {
+        hostcalls::set_effective_context(context_id).is_ok()
+    }
+
+    fn dispatch(&self, call: &Callout<'_>) -> Result<u32, HostError> {
+        let mut headers = Vec::with_capacity(3 + call.headers.len());
+        headers.push((":method", call.method));
+        headers.push((":path", call.path));
+        headers.push((":authority", call.authority));
+        headers.extend(call.headers.iter().copied());
+        hostcalls::dispatch_http_call(call.cluster, headers, call.body, vec![], call.timeout).map_err(
+            |status| {
+                self.log(LogLevel::Debug, &format!("cluster={} dispatch refused: {status:?}", call.cluster));
+                HostError
+            },
+        )
+    }
+
+    fn callout_response(&self, num_headers: usize, body_size: usize, max_body: usize) -> CalloutResponse {
+        if num_headers == 0 {
+            // A failed call (timeout, reset) has no response headers at all,
+            // and asking for one makes the host answer a status the SDK
+            // aborts on: do not ask.
+            return CalloutResponse::default();
+        }
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|status| std::str::from_utf8(&status).ok().and_then(|s| s.parse::<u16>().ok()));
+        let body_too_large = body_size > max_body;
+        let body = if body_too_large || body_size == 0 {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        CalloutResponse { status, body, body_too_large }
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        hostcalls::set_tick_period(period).map_err(|_| HostError)
+    }
+}
+
+fn map_type(map: HeaderMap) -> MapType {
+    match map {
+        HeaderMap::RequestHeaders => MapType::HttpRequestHeaders,
+        HeaderMap::RequestTrailers => MapType::HttpRequestTrailers,
+        HeaderMap::ResponseHeaders => MapType::HttpResponseHeaders,
+    }
+}
+
+fn buffer_type(body: Body) -> BufferType {
+    match body {
+        Body::Request => BufferType::HttpRequestBody,
+        Body::Response => BufferType::HttpResponseBody,
     }
 }

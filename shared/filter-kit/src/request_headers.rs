@@ -1,11 +1,9 @@
-//! Reading request headers from the proxy on demand: one host call per value
-//! a decision needs, instead of copying the whole header map into the VM on
-//! every request.
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, Status};
+//! Reading request headers through the [`Host`]: one call per value a
+//! decision needs, instead of copying the whole header map on every
+//! request; and removing every spelling of a header the filter sets.
 
 use crate::credential::Credential;
+use crate::host::{HeaderMap, Host, HostError};
 use crate::matching::{METHOD_OVERRIDE_HEADERS, MatchInputs, method_override};
 
 /// The request attributes matches look at; those not asked for stay empty.
@@ -23,26 +21,23 @@ pub struct MatchAttributes {
 }
 
 /// One request header's first value, as text. Bytes that are not UTF-8
-/// (obs-text) become U+FFFD rather than aborting the VM, which the SDK's
-/// text reader would do.
-pub fn header(name: &str) -> Result<Option<String>, Status> {
-    let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)?;
-    Ok(value.map(|bytes| {
+/// (obs-text) become U+FFFD rather than failing the request.
+pub fn header(host: &dyn Host, name: &str) -> Result<Option<String>, HostError> {
+    Ok(host.header(HeaderMap::RequestHeaders, name)?.map(|bytes| {
         String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }))
 }
 
 /// The attributes `inputs` asks for.
-pub fn match_attributes(inputs: MatchInputs) -> Result<MatchAttributes, Status> {
-    let read = |wanted: bool, name: &str| -> Result<String, Status> {
-        if wanted { Ok(header(name)?.unwrap_or_default()) } else { Ok(String::new()) }
+pub fn match_attributes(host: &dyn Host, inputs: MatchInputs) -> Result<MatchAttributes, HostError> {
+    let read = |wanted: bool, name: &str| -> Result<String, HostError> {
+        if wanted { Ok(header(host, name)?.unwrap_or_default()) } else { Ok(String::new()) }
     };
-    let path =
-        if inputs.path || inputs.method { header(":path")?.unwrap_or_default() } else { String::new() };
+    let path = read(inputs.path || inputs.method, ":path")?;
     let method_override = if inputs.method {
         let mut present = Vec::new();
         for name in METHOD_OVERRIDE_HEADERS {
-            if header(name)?.is_some() {
+            if host.header(HeaderMap::RequestHeaders, name)?.is_some() {
                 present.push(name);
             }
         }
@@ -81,13 +76,18 @@ pub fn spellings_of<'a>(present: impl IntoIterator<Item = &'a str>, names: &[&st
 /// Removes from `map` (request headers or trailers) every header a backend
 /// could read as one of `names`, in any spelling: a header the filter sets
 /// comes from the filter only.
-pub fn remove_spellings(map: MapType, names: &[&str]) -> Result<(), Status> {
+pub fn remove_spellings<S: AsRef<str>>(
+    host: &dyn Host,
+    map: HeaderMap,
+    names: &[S],
+) -> Result<(), HostError> {
     if names.is_empty() {
         return Ok(());
     }
-    let present = hostcalls::get_map_bytes(map)?;
-    for name in spellings_of(present.iter().map(|(name, _)| name.as_str()), names) {
-        hostcalls::remove_map_value(map, &name)?;
+    let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    let present = host.headers(map)?;
+    for name in spellings_of(present.iter().map(|(name, _)| name.as_str()), &names) {
+        host.remove_header(map, &name)?;
     }
     Ok(())
 }
@@ -99,14 +99,14 @@ pub fn remove_spellings(map: MapType, names: &[&str]) -> Result<(), Status> {
 /// with commas (which [`crate::credential::extract_token`] refuses as
 /// invalid characters), so its first value is all there is. Any other header
 /// may repeat, and only the whole map shows that.
-pub fn credential(name: &str) -> Result<Credential, Status> {
+pub fn credential(host: &dyn Host, name: &str) -> Result<Credential, HostError> {
     if name == "authorization" {
-        return Ok(match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)? {
+        return Ok(match host.header(HeaderMap::RequestHeaders, name)? {
             Some(value) => Credential::One(value),
             None => Credential::Absent,
         });
     }
-    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)?;
+    let headers = host.headers(HeaderMap::RequestHeaders)?;
     let mut values = headers.into_iter().filter(|(header, _)| header == name);
     Ok(match (values.next(), values.next()) {
         (None, _) => Credential::Absent,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proxy_wasm::hostcalls;
+use crate::host::Host;
 
 /// Tick period while keys are missing or requests wait.
 pub const FAST_TICK: Duration = Duration::from_millis(100);
@@ -31,20 +31,20 @@ impl Ticker {
     }
 
     /// Sets the period (a host call only when it changes).
-    pub fn set(&mut self, period: Duration) {
-        if self.period != Some(period) && hostcalls::set_tick_period(period).is_ok() {
+    pub fn set(&mut self, host: &dyn Host, period: Duration) {
+        if self.period != Some(period) && host.set_tick_period(period).is_ok() {
             self.period = Some(period);
         }
     }
 
     /// Ticks at once; the next tick sets a regular period again. Works from
     /// a request context too: the period is the VM root context's.
-    pub fn tick_now(&mut self) {
-        self.set(IMMEDIATE_TICK);
+    pub fn tick_now(&mut self, host: &dyn Host) {
+        self.set(host, IMMEDIATE_TICK);
     }
 
     /// Fast while `busy`, slow otherwise.
-    pub fn settle(&mut self, busy: bool) {
-        self.set(if busy { FAST_TICK } else { SLOW_TICK });
+    pub fn settle(&mut self, host: &dyn Host, busy: bool) {
+        self.set(host, if busy { FAST_TICK } else { SLOW_TICK });
     }
 }

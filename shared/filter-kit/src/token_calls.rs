@@ -6,11 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use crate::host::{Callout, Host, HostError};
 use baton_token::TokenHash;
 use baton_token::oauth::{ClientAuth, EncodedTokenRequest, ResponseExpectation};
-use proxy_wasm::types::Status;
-
-use crate::callout::Callout;
 
 /// A token endpoint reached through an Envoy cluster.
 #[derive(Debug)]
@@ -30,7 +28,7 @@ pub struct TokenEndpoint {
 impl TokenEndpoint {
     /// Dispatches `call` (a form POST); the answer arrives in the calling
     /// context's `on_http_call_response` with the returned token.
-    pub fn dispatch(&self, call: &TokenCall, user_agent: &str) -> Result<u32, Status> {
+    pub fn dispatch(&self, host: &dyn Host, call: &TokenCall, user_agent: &str) -> Result<u32, HostError> {
         let mut headers = vec![
             ("content-type", "application/x-www-form-urlencoded"),
             ("accept", "application/json"),
@@ -39,7 +37,7 @@ impl TokenEndpoint {
         if let Some(authorization) = &call.request.authorization {
             headers.push(("authorization", authorization.expose()));
         }
-        Callout {
+        host.dispatch(&Callout {
             cluster: &self.cluster,
             method: "POST",
             path: &self.path,
@@ -47,8 +45,7 @@ impl TokenEndpoint {
             headers,
             body: Some(call.request.body.expose().as_bytes()),
             timeout: Duration::from_millis(self.timeout_ms),
-        }
-        .dispatch()
+        })
     }
 }
 
@@ -144,31 +141,37 @@ impl Flights {
     }
 }
 
+/// A client-credentials call obtaining `key`, for tests.
+#[cfg(any(test, feature = "test-host"))]
+pub fn test_call(key: &[u8], label: &str) -> TokenCall {
+    use baton_token::oauth::{Grant, TokenRequest};
+    let request = TokenRequest {
+        grant: Grant::ClientCredentials,
+        audiences: vec![],
+        resources: vec![],
+        scope: None,
+        extra: vec![],
+    };
+    TokenCall {
+        key: TokenHash::of(key),
+        endpoint: 0,
+        request: request.encode(&ClientAuth::Public { client_id: "c".into() }),
+        requested_token_type: None,
+        token_exchange: false,
+        carries_caller_token: false,
+        expected_audiences: vec![],
+        expected_issuer: None,
+        not_after: None,
+        label: label.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_token::oauth::{Grant, TokenRequest};
 
     fn call(key: &[u8]) -> TokenCall {
-        let request = TokenRequest {
-            grant: Grant::ClientCredentials,
-            audiences: vec![],
-            resources: vec![],
-            scope: None,
-            extra: vec![],
-        };
-        TokenCall {
-            key: TokenHash::of(key),
-            endpoint: 0,
-            request: request.encode(&ClientAuth::Public { client_id: "c".into() }),
-            requested_token_type: None,
-            token_exchange: false,
-            carries_caller_token: false,
-            expected_audiences: vec![],
-            expected_issuer: None,
-            not_after: None,
-            label: "test".into(),
-        }
+        test_call(key, "test")
     }
 
     #[test]

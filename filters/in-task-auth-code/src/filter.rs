@@ -1,0 +1,244 @@
+//! in-task-auth-code in the filter-kit runtime: how a request is read (its
+//! body when a rule needs it), what the engine's verdicts mean to the proxy,
+//! what a code exchange gives the request that waited for it, and how the
+//! agent's answer is read and completed. The runtime holds requests while
+//! bodies are read and calls are made, and talks to the proxy.
+
+use std::rc::Rc;
+
+use baton_filter_kit::credential::Credential;
+use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
+use baton_filter_kit::host::{CalloutResponse, HeaderMap, Host};
+use baton_filter_kit::keys::KeyStore;
+use baton_filter_kit::matching::method_override;
+use baton_filter_kit::reply::Reply;
+use baton_filter_kit::runtime::{self, BodyProblem, Filter, Plugin, Round as RuntimeRound, WaitFor};
+use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
+use serde_json::Value;
+
+use crate::a2a::{self, RpcReply};
+use crate::decision::{Engine, ExchangeOutcome, Request, Round, Verdict};
+use crate::model::{FilterConfig, PrimaryVerification};
+use crate::response::{AnswerContext, on_answer};
+use crate::{FILTER, config, metrics};
+
+/// The filter, as the runtime runs it.
+#[derive(Debug)]
+pub struct InTaskAuthCode {
+    /// Decisions, verification, state and task store.
+    pub engine: Engine,
+}
+
+impl Filter for InTaskAuthCode {
+    type Request = Request;
+    type Outcome = ExchangeOutcome;
+    type Answer = AnswerContext;
+
+    const MAKES_CALLS: bool = true;
+    const READS_BODIES: bool = true;
+    const READS_ANSWERS: bool = true;
+
+    fn user_agent(&self) -> &'static str {
+        "baton-in-task-auth-code"
+    }
+
+    fn read_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<Request, String> {
+        let headers =
+            host.headers(HeaderMap::RequestHeaders).map_err(|_| "request headers unreadable".to_string())?;
+        let config = self.engine.config();
+        let verified_upstream = match config.primary.verification {
+            PrimaryVerification::ClaimEnforcement => host.property(&[VERIFIED_TOKEN_PROPERTY]).ok().flatten(),
+            PrimaryVerification::Providers(_) => None,
+        };
+        let mut request = gather(&headers, config, verified_upstream);
+        if end_of_stream && request.method != "GET" && request.method != "HEAD" {
+            request.body = Some(Vec::new());
+        }
+        Ok(request)
+    }
+
+    fn decide(
+        &mut self,
+        host: &dyn Host,
+        request: &Request,
+        round: RuntimeRound<'_, ExchangeOutcome>,
+    ) -> runtime::Verdict<AnswerContext> {
+        if round.overdue.is_some() {
+            host.count(metrics::IDP_UNAVAILABLE);
+            return runtime::Verdict::Reply(Reply::rpc_error(
+                503,
+                &Value::Null,
+                a2a::SERVER_ERROR,
+                "authorization timed out",
+            ));
+        }
+        let engine_round = Round { number: round.number, keys: round.keys, exchange: round.call };
+        match self.engine.decide(host, request, engine_round) {
+            Verdict::Continue(forward) => runtime::Verdict::Forward(self.forward(forward, false)),
+            Verdict::Forward(forward) => runtime::Verdict::Forward(self.forward(forward, true)),
+            Verdict::ReadBody => runtime::Verdict::ReadBody,
+            Verdict::Reply(reply) => runtime::Verdict::Reply(reply),
+            Verdict::AwaitKeys(provider) => runtime::Verdict::AwaitKeys(provider),
+            Verdict::AwaitToken(call) => runtime::Verdict::AwaitCall(call),
+        }
+    }
+
+    /// The identity header is no more accepted in trailers than among the
+    /// headers.
+    fn trailer_names(&self) -> Vec<String> {
+        let config = self.engine.config();
+        config.identity_header.iter().chain([&config.inject_header]).cloned().collect()
+    }
+
+    fn wait_limit_secs(&self, _what: WaitFor) -> u64 {
+        self.engine.config().idp.token_endpoint.timeout_ms.div_ceil(1000).max(5)
+    }
+
+    fn keys(&mut self) -> Option<&mut KeyStore> {
+        Some(self.engine.verifier.keys())
+    }
+
+    fn endpoint(&self, call: &TokenCall) -> Option<&TokenEndpoint> {
+        let config = self.engine.config();
+        Some(match (call.endpoint, &config.binding.primary_login) {
+            (crate::login::LOGIN_ENDPOINT, Some(login)) => &login.server.token_endpoint,
+            _ => &config.idp.token_endpoint,
+        })
+    }
+
+    fn finish_call(
+        &mut self,
+        host: &dyn Host,
+        call: &TokenCall,
+        response: &CalloutResponse,
+        _started_ms: u64,
+    ) -> ExchangeOutcome {
+        let body: &[u8] = if response.body_too_large { b"too large" } else { &response.body };
+        self.engine.exchange_outcome(host, call, response.status, body)
+    }
+
+    fn dispatch_failed(&mut self, _host: &dyn Host, _call: &TokenCall) -> ExchangeOutcome {
+        ExchangeOutcome::Unavailable("dispatch_failed".into())
+    }
+
+    fn add_body(&self, request: &mut Request, body: Vec<u8>) {
+        request.body = Some(body);
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.engine.config().max_body_bytes
+    }
+
+    fn body_reply(&mut self, host: &dyn Host, problem: BodyProblem) -> Reply {
+        match problem {
+            BodyProblem::TooLarge => {
+                host.count(metrics::JSON_RPC_ERRORS);
+                Reply::rpc_error(
+                    413,
+                    &Value::Null,
+                    a2a::INVALID_REQUEST,
+                    "Invalid Request: the body is too large",
+                )
+            }
+            BodyProblem::NeverCame => Reply::rpc_error(
+                500,
+                &Value::Null,
+                a2a::SERVER_ERROR,
+                "the gateway could not read the request",
+            ),
+        }
+    }
+
+    fn wants_answer(&self, answer: &AnswerContext, content_type: Option<&[u8]>) -> bool {
+        content_type.is_some_and(|value| value.starts_with(b"application/json"))
+            && answer.wants_body(self.engine.config().enrich_agent_challenges)
+    }
+
+    fn rewrite_answer(&mut self, host: &dyn Host, answer: &AnswerContext, body: &[u8]) -> Option<Vec<u8>> {
+        on_answer(&mut self.engine, host, answer, body)
+    }
+}
+
+impl InTaskAuthCode {
+    /// A forward for the runtime: the identity header (and an injected one
+    /// other than the user's own token header) come from this filter only,
+    /// in no spelling a backend reads as the same name (`x_baton_user`).
+    fn forward(
+        &self,
+        forward: crate::decision::Forward,
+        read_answer: bool,
+    ) -> runtime::Forward<AnswerContext> {
+        let config = self.engine.config();
+        let mut strip: Vec<String> = config.identity_header.iter().cloned().collect();
+        if config.inject_header != config.primary.header {
+            strip.push(config.inject_header.clone());
+        }
+        runtime::Forward {
+            strip,
+            answer: read_answer.then(|| AnswerContext::of(&forward)),
+            set: forward.set,
+            body: forward.body,
+            ..runtime::Forward::default()
+        }
+    }
+}
+
+/// The attributes the decision needs, from the request headers.
+fn gather(
+    headers: &[(String, Vec<u8>)],
+    config: &FilterConfig,
+    verified_upstream: Option<Vec<u8>>,
+) -> Request {
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    };
+    let mut primary = headers.iter().filter(|(name, _)| *name == config.primary.header);
+    let primary = match (primary.next(), primary.next()) {
+        (None, _) => Credential::Absent,
+        (Some((_, value)), None) => Credential::One(value.clone()),
+        (Some(_), Some(_)) => Credential::Several,
+    };
+    let path = text(":path").unwrap_or_default();
+    Request {
+        method: text(":method").unwrap_or_default(),
+        method_override: method_override(&path, |name| headers.iter().any(|(header, _)| header == name)),
+        path,
+        authority: text(":authority").unwrap_or_default(),
+        primary,
+        verified_upstream,
+        a2a_version: text("a2a-version"),
+        accept: text("accept"),
+        cookie: text("cookie"),
+        body: None,
+    }
+}
+
+impl Plugin for InTaskAuthCode {
+    const NAME: &'static str = FILTER;
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const COUNTERS: &'static [&'static str] = &metrics::ALL;
+
+    fn configure(bytes: &[u8]) -> Result<Self, String> {
+        let config = config::parse(bytes).map_err(|error| error.to_string())?;
+        Ok(Self { engine: Engine::new(Rc::new(config)) })
+    }
+
+    fn summary(&self) -> String {
+        let config = self.engine.config();
+        format!(
+            "configured version={} secondary_idp={} rules={} fingerprint={}",
+            Self::VERSION,
+            config.idp.name,
+            config.rules.len(),
+            config.fingerprint
+        )
+    }
+
+    /// The store's slots exist before this VM serves a request.
+    fn start(&mut self, host: &dyn Host) {
+        self.engine.init_shared_data(host);
+    }
+}

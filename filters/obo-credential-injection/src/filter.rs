@@ -1,0 +1,281 @@
+//! obo-credential-injection in the filter-kit runtime: how a request is
+//! read, what the engine's verdicts mean to the proxy, what a finished token
+//! endpoint call gives the requests that waited for it, and which
+//! client-credentials tokens are renewed in the background. The runtime
+//! makes each call once for all workers (leases) and decides the waiting
+//! requests again when it is answered.
+
+use std::rc::Rc;
+
+use baton_filter_kit::credential::Credential;
+use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
+use baton_filter_kit::host::{CalloutResponse, Host};
+use baton_filter_kit::keys::KeyStore;
+use baton_filter_kit::lease::LeaseTable;
+use baton_filter_kit::reply::Reply;
+use baton_filter_kit::request_headers;
+use baton_filter_kit::runtime::{self, Filter, Plugin, Round as RuntimeRound, WaitFor};
+use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
+use baton_filter_kit::verifier::KeyWait;
+use baton_token::TokenHash;
+
+use crate::decision::{Engine, JobFailure, Request, Round, Verdict};
+use crate::issued::IssuedToken;
+use crate::jobs::credentials_job;
+use crate::model::{CallerSource, SubjectToken, SubjectValidation};
+use crate::renewal::RenewalBackoff;
+use crate::{FILTER, config, metrics};
+
+/// Cross-worker lease slots for token endpoint calls.
+const LEASE_SLOTS: u32 = 64;
+
+/// What a finished call gives: the issued token and how long the IdP took
+/// (ms), or how the call failed.
+pub type CallOutcome = Result<(Rc<IssuedToken>, u64), JobFailure>;
+
+/// The filter, as the runtime runs it.
+#[derive(Debug)]
+pub struct OboCredentialInjection {
+    /// Decisions, subject verification, issued-token cache.
+    pub engine: Engine,
+    /// Client-credentials renewals that failed, and when to try again.
+    renewals: RenewalBackoff,
+}
+
+impl OboCredentialInjection {
+    /// The filter for `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Self { engine, renewals: RenewalBackoff::default() }
+    }
+}
+
+impl Filter for OboCredentialInjection {
+    type Request = Request;
+    type Outcome = CallOutcome;
+    type Answer = ();
+
+    const MAKES_CALLS: bool = true;
+
+    fn user_agent(&self) -> &'static str {
+        "baton-obo-credential-injection"
+    }
+
+    /// The attributes the decision needs, each read from the proxy only
+    /// when the configuration uses it.
+    fn read_request(&mut self, host: &dyn Host, _end_of_stream: bool) -> Result<Request, String> {
+        let config = self.engine.config();
+        let unreadable = |_| "request headers unreadable".to_string();
+        let mut inputs = config.match_inputs;
+        if config.assertion.is_some() {
+            inputs.path = true;
+        }
+        let attributes = request_headers::match_attributes(host, inputs).map_err(unreadable)?;
+        let mut method = attributes.method;
+        if let Some(issuer) = &config.assertion
+            && method.is_empty()
+            && attributes.path.split('?').next() == Some(issuer.jwks_path.as_str())
+        {
+            method = request_headers::header(host, ":method").map_err(unreadable)?.unwrap_or_default();
+        }
+        let credential = match &config.subject {
+            None => Credential::Absent,
+            Some(subject) => request_headers::credential(host, &subject.header).map_err(unreadable)?,
+        };
+        // Envoy's own record of the TLS handshake, which no client can write.
+        let peer_certificate = match config.delegation.caller {
+            CallerSource::PeerCertificate => host
+                .property(&["connection", "uri_san_peer_certificate"])
+                .map_err(unreadable)?
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            CallerSource::TokenClient => None,
+        };
+        let verified_upstream = match &config.subject {
+            Some(SubjectToken { validation: SubjectValidation::ClaimEnforcement { .. }, .. }) => {
+                host.property(&[VERIFIED_TOKEN_PROPERTY]).map_err(unreadable)?
+            }
+            _ => None,
+        };
+        Ok(Request {
+            method,
+            path: attributes.path,
+            authority: attributes.authority,
+            method_override: attributes.method_override,
+            credential,
+            peer_certificate,
+            verified_upstream,
+        })
+    }
+
+    fn decide(
+        &mut self,
+        host: &dyn Host,
+        request: &Request,
+        round: RuntimeRound<'_, CallOutcome>,
+    ) -> runtime::Verdict<()> {
+        if let Some(reply) = self.serve_jwks(host, request) {
+            return runtime::Verdict::Reply(reply);
+        }
+        let timeout = JobFailure::wait_timeout();
+        let mut engine_round = Round { number: round.number, keys: round.keys, ..Round::FIRST };
+        match round.call {
+            Some((key, Ok((token, idp_ms)))) => engine_round.fresh = Some((key, token, *idp_ms)),
+            Some((key, Err(failure))) => engine_round.failed = Some((key, failure)),
+            None => {}
+        }
+        let overdue = round.overdue;
+        match &overdue {
+            // Decided as if the call had failed, so the answer carries the
+            // same audit line as any other.
+            Some(WaitFor::Call(key)) => engine_round.failed = Some((key, &timeout)),
+            Some(WaitFor::Keys(_)) => engine_round.keys = KeyWait::Exhausted,
+            None => {}
+        }
+        match self.engine.decide(host, request, engine_round) {
+            Verdict::Forward(forward) => {
+                // The subject token and the injected header reach the
+                // upstream from this filter only, in no other spelling a
+                // backend reads as the same name.
+                let mut strip = forward.remove;
+                strip.extend(forward.inject.iter().map(|(name, _)| name.clone()));
+                runtime::Verdict::Forward(runtime::Forward {
+                    strip,
+                    set: forward.inject.into_iter().collect(),
+                    ..runtime::Forward::default()
+                })
+            }
+            Verdict::Reject(reply) => runtime::Verdict::Reply(reply),
+            Verdict::AwaitKeys(provider) => runtime::Verdict::AwaitKeys(provider),
+            Verdict::AwaitToken(job) => runtime::Verdict::AwaitCall(job),
+        }
+    }
+
+    /// Nor in trailers, for a backend that merges them into headers.
+    fn trailer_names(&self) -> Vec<String> {
+        let config = self.engine.config();
+        config
+            .targets
+            .iter()
+            .map(|target| target.inject.header.clone())
+            .chain(config.subject.iter().map(|subject| subject.header.clone()))
+            .collect()
+    }
+
+    /// As long as the slowest IdP's call may take.
+    fn wait_limit_secs(&self, _what: WaitFor) -> u64 {
+        self.engine.config().idps.iter().map(|idp| idp.endpoint.timeout_ms.div_ceil(1000)).max().unwrap_or(0)
+    }
+
+    fn keys(&mut self) -> Option<&mut KeyStore> {
+        self.engine.verifier.as_mut().map(|verifier| verifier.keys())
+    }
+
+    fn endpoint(&self, call: &TokenCall) -> Option<&TokenEndpoint> {
+        self.engine.config().idps.get(call.endpoint).map(|idp| &idp.endpoint)
+    }
+
+    fn finish_call(
+        &mut self,
+        host: &dyn Host,
+        call: &TokenCall,
+        response: &CalloutResponse,
+        started_ms: u64,
+    ) -> CallOutcome {
+        let idp_ms = host.now_unix_millis().saturating_sub(started_ms);
+        let body: &[u8] = if response.body_too_large { b"too large" } else { &response.body };
+        let result = self.engine.finish_job(host, call, response.status, body);
+        if self.engine.config().credentials.iter().any(|grant| grant.key == call.key) {
+            match &result {
+                Ok(_) => self.renewals.succeeded(&call.key),
+                Err(_) => self.renewals.failed(&call.key, host.now_unix_secs()),
+            }
+        }
+        result.map(|token| (token, idp_ms))
+    }
+
+    fn dispatch_failed(&mut self, host: &dyn Host, call: &TokenCall) -> CallOutcome {
+        self.engine.finish_job(host, call, None, b"").map(|token| (token, 0))
+    }
+
+    fn on_dispatch(&mut self, host: &dyn Host, _call: &TokenCall) {
+        host.count(metrics::IDP_CALLS);
+    }
+
+    fn cached(&mut self, host: &dyn Host, key: &TokenHash) -> bool {
+        self.engine.cache.get(key, host).is_some()
+    }
+
+    /// A renewal for each client-credentials token that is missing or past
+    /// its refresh time. When several workers queue the same renewal, the
+    /// lease lets one of them call.
+    fn background_calls(&mut self, host: &dyn Host, pending: &dyn Fn(&TokenHash) -> bool) -> Vec<TokenCall> {
+        let config = self.engine.shared_config();
+        let now = host.now_unix_secs();
+        let mut calls = Vec::new();
+        for grant in &config.credentials {
+            if pending(&grant.key) || !self.renewals.may_try(&grant.key, now) {
+                continue;
+            }
+            let Some(idp) = config.idps.get(grant.idp) else {
+                continue;
+            };
+            match self.engine.cache.get(&grant.key, host) {
+                None => calls.push(credentials_job(grant, idp)),
+                Some((token, _)) if now >= token.refresh_at => {
+                    host.count(metrics::CREDENTIALS_REFRESHED);
+                    calls.push(credentials_job(grant, idp));
+                }
+                Some(_) => {}
+            }
+        }
+        calls
+    }
+}
+
+impl OboCredentialInjection {
+    /// The identity assertion keys, for `GET`/`HEAD` on their JWKS path.
+    fn serve_jwks(&self, host: &dyn Host, request: &Request) -> Option<Reply> {
+        let issuer = self.engine.config().assertion.as_ref()?;
+        if request.path.split('?').next() != Some(issuer.jwks_path.as_str()) {
+            return None;
+        }
+        host.count(metrics::JWKS_SERVED);
+        let reply = match request.method.as_str() {
+            "GET" | "HEAD" => Reply {
+                status: 200,
+                headers: vec![
+                    ("content-type", "application/jwk-set+json".into()),
+                    ("cache-control", "public, max-age=300".into()),
+                ],
+                body: if request.method == "GET" { issuer.jwks().to_string() } else { String::new() },
+            },
+            _ => Reply { status: 405, headers: vec![("allow", "GET, HEAD".into())], body: String::new() },
+        };
+        Some(reply)
+    }
+}
+
+impl Plugin for OboCredentialInjection {
+    const NAME: &'static str = FILTER;
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const COUNTERS: &'static [&'static str] = &metrics::ALL;
+
+    fn configure(bytes: &[u8]) -> Result<Self, String> {
+        let config = config::parse(bytes).map_err(|error| error.to_string())?;
+        Ok(Self::new(Engine::new(Rc::new(config))))
+    }
+
+    fn summary(&self) -> String {
+        let config = self.engine.config();
+        format!(
+            "configured version={} idps={} targets={} fingerprint={}",
+            Self::VERSION,
+            config.idps.len(),
+            config.targets.len(),
+            config.fingerprint
+        )
+    }
+
+    fn leases(&self) -> Option<LeaseTable> {
+        Some(LeaseTable::new(format!("baton.obo.{}.flight.", self.engine.config().fingerprint), LEASE_SLOTS))
+    }
+}

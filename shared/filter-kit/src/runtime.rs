@@ -1,0 +1,784 @@
+//! The life of a request, for every filter. One [`Runtime`] per VM holds the
+//! requests its filter paused (while their body is read, or while they wait
+//! for keys or a token call), makes each call once per key (and, with
+//! leases, once across workers), fetches key sets, runs the timer, and
+//! answers what waited too long. A filter brings its decisions through
+//! [`Filter`]; the runtime reaches the proxy only through [`Host`], so all
+//! of it runs natively in tests against `TestHost`.
+//!
+//! A request's phase is where the runtime keeps it: absent (deciding, or
+//! forwarded), [`Held::ReadingBody`], or [`Held::Waiting`] for a [`WaitFor`]
+//! with the round it is in; a forwarded request whose answer the filter
+//! reads has an entry in `answers`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use baton_token::TokenHash;
+use baton_token::secret::Secret;
+
+use crate::host::{Body, CalloutResponse, HeaderMap, Host, LogLevel};
+use crate::key_fetches::KeyFetches;
+use crate::keys::{KeyStore, MAX_JWKS_BYTES};
+use crate::lease::{Lease, LeaseTable};
+use crate::reply::Reply;
+use crate::request_headers::remove_spellings;
+use crate::ticker::{FAST_TICK, Ticker};
+use crate::token_calls::{Flights, TokenCall, TokenEndpoint};
+use crate::verifier::KeyWait;
+
+/// Largest token endpoint answer read.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+/// Extra time a request may wait beyond what it waits for may take.
+const WAIT_GRACE_SECS: u64 = 3;
+/// How long a request held for its body may wait for the first bytes.
+const BODY_WAIT_SECS: u64 = 10;
+/// How often a worker looks for a result another worker is fetching.
+const REMOTE_POLL: Duration = Duration::from_millis(10);
+
+/// What a callback tells the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Go on with the request.
+    Continue,
+    /// Hold it (paused, or answered locally).
+    Pause,
+}
+
+/// What a held request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// A provider's keys.
+    Keys(usize),
+    /// A token endpoint call, by the key of what it obtains.
+    Call(TokenHash),
+}
+
+/// Which pass of the decision this is, and what the waiting brought.
+#[derive(Debug)]
+pub struct Round<'a, O> {
+    /// 0 for the first pass.
+    pub number: u8,
+    /// Whether the decision may still wait for keys.
+    pub keys: KeyWait,
+    /// The outcome of the last call this request waited for.
+    pub call: Option<(&'a TokenHash, &'a O)>,
+    /// The request waited too long for this.
+    pub overdue: Option<WaitFor>,
+}
+
+impl<O> Round<'_, O> {
+    /// The first pass.
+    pub fn first() -> Self {
+        Round { number: 0, keys: KeyWait::Allowed, call: None, overdue: None }
+    }
+}
+
+/// Forward the request with these changes.
+#[derive(Debug)]
+pub struct Forward<A> {
+    /// Headers removed in every spelling a backend reads as the same name
+    /// (`x_user_id` for `x-user-id`) before `set`.
+    pub strip: Vec<String>,
+    /// Headers removed (exactly this name).
+    pub remove: Vec<String>,
+    /// Headers set.
+    pub set: Vec<(String, Secret)>,
+    /// A property recorded for a later filter (filter state).
+    pub property: Option<(&'static str, String)>,
+    /// A new request body (`content-length` follows).
+    pub body: Option<Vec<u8>>,
+    /// What reading the upstream's answer needs, if the filter reads it.
+    pub answer: Option<A>,
+}
+
+impl<A> Default for Forward<A> {
+    fn default() -> Self {
+        Self {
+            strip: Vec::new(),
+            remove: Vec::new(),
+            set: Vec::new(),
+            property: None,
+            body: None,
+            answer: None,
+        }
+    }
+}
+
+/// What a decision asks the runtime to do with a request.
+#[derive(Debug)]
+pub enum Verdict<A> {
+    /// Forward it.
+    Forward(Forward<A>),
+    /// Answer it.
+    Reply(Reply),
+    /// Hold it until its body is read, then decide again.
+    ReadBody,
+    /// Hold it until provider `.0`'s keys arrive (or cannot).
+    AwaitKeys(usize),
+    /// Hold it until this call is answered.
+    AwaitCall(Box<TokenCall>),
+}
+
+/// Why a request's body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyProblem {
+    /// Over the filter's limit.
+    TooLarge,
+    /// Never reached the filter (the proxy withheld it).
+    NeverCame,
+}
+
+/// A filter's part: reading a request, deciding, and what its calls mean.
+pub trait Filter {
+    /// What a decision needs to know of a request.
+    type Request;
+    /// What a finished call gives the requests that waited for it.
+    type Outcome: Clone;
+    /// What reading the upstream's answer needs (`()` for filters that
+    /// never read answers).
+    type Answer;
+
+    /// Whether the filter makes token endpoint calls ([`Verdict::AwaitCall`],
+    /// background calls). The runtime's call machinery is compiled out of
+    /// a filter that does not (a smaller `.wasm`).
+    const MAKES_CALLS: bool = false;
+    /// Whether the filter reads request bodies ([`Verdict::ReadBody`]).
+    const READS_BODIES: bool = false;
+    /// Whether the filter reads the upstream's answers.
+    const READS_ANSWERS: bool = false;
+
+    /// `User-Agent` of the filter's calls.
+    fn user_agent(&self) -> &'static str;
+    /// Reads the current request's headers (`end_of_stream`: it has no body).
+    fn read_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<Self::Request, String>;
+    /// Decides a request.
+    fn decide(
+        &mut self,
+        host: &dyn Host,
+        request: &Self::Request,
+        round: Round<'_, Self::Outcome>,
+    ) -> Verdict<Self::Answer>;
+    /// Header names the request's trailers must not carry in any spelling.
+    fn trailer_names(&self) -> Vec<String>;
+    /// How long a request may wait for `what` before it is answered.
+    fn wait_limit_secs(&self, what: WaitFor) -> u64;
+
+    /// The key sets the filter fetches, if any.
+    fn keys(&mut self) -> Option<&mut KeyStore> {
+        None
+    }
+    /// Where `call` goes.
+    fn endpoint(&self, _call: &TokenCall) -> Option<&TokenEndpoint> {
+        None
+    }
+    /// Reads the answer to `call` (started at `started_ms`).
+    fn finish_call(
+        &mut self,
+        host: &dyn Host,
+        call: &TokenCall,
+        response: &CalloutResponse,
+        started_ms: u64,
+    ) -> Self::Outcome;
+    /// The outcome of a call that could not even be dispatched.
+    fn dispatch_failed(&mut self, host: &dyn Host, call: &TokenCall) -> Self::Outcome;
+    /// A call is about to go out.
+    fn on_dispatch(&mut self, _host: &dyn Host, _call: &TokenCall) {}
+    /// Whether what `key` obtains is in the cache every worker shares
+    /// (another worker's call finished).
+    fn cached(&mut self, _host: &dyn Host, _key: &TokenHash) -> bool {
+        false
+    }
+    /// Calls to make without a request asking (tokens kept fresh); `pending`
+    /// says which keys are already queued or in flight.
+    fn background_calls(
+        &mut self,
+        _host: &dyn Host,
+        _pending: &dyn Fn(&TokenHash) -> bool,
+    ) -> Vec<TokenCall> {
+        Vec::new()
+    }
+
+    /// Adds the body that was read to a request held for it.
+    fn add_body(&self, _request: &mut Self::Request, _body: Vec<u8>) {}
+    /// The largest body (request or answer) the filter reads.
+    fn max_body_bytes(&self) -> usize {
+        usize::MAX
+    }
+    /// The answer to a request whose body could not be read.
+    fn body_reply(&mut self, _host: &dyn Host, _problem: BodyProblem) -> Reply {
+        Reply::json(500, "server_error", "the request could not be read")
+    }
+    /// Whether to read the upstream's answer (its `content-type` given).
+    fn wants_answer(&self, _answer: &Self::Answer, _content_type: Option<&[u8]>) -> bool {
+        false
+    }
+    /// A rewritten answer body, if the filter changes it.
+    fn rewrite_answer(&mut self, _host: &dyn Host, _answer: &Self::Answer, _body: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// What it takes to run a [`Filter`] in the proxy: its name, counters and
+/// configuration.
+pub trait Plugin: Filter + Sized + 'static {
+    /// Name in log lines (`baton <name>: ...`).
+    const NAME: &'static str;
+    /// Version in log lines.
+    const VERSION: &'static str;
+    /// Every counter, defined when the VM starts.
+    const COUNTERS: &'static [&'static str];
+    /// Compiles the plugin configuration; an error names the field.
+    fn configure(config: &[u8]) -> Result<Self, String>;
+    /// The line logged once configured.
+    fn summary(&self) -> String;
+    /// Leases that let one worker of all make a given call, if the
+    /// filter's calls obtain what every worker shares.
+    fn leases(&self) -> Option<LeaseTable> {
+        None
+    }
+    /// Once configured, before any request (e.g. shared-data tables).
+    fn start(&mut self, _host: &dyn Host) {}
+}
+
+/// A request the runtime holds.
+#[derive(Debug)]
+enum Held<R, O> {
+    /// Held until its body has been read.
+    ReadingBody {
+        request: R,
+        since: u64,
+        /// Whether a body callback came (the proxy lets the filter read it).
+        body_seen: bool,
+    },
+    /// Held until what it waits for arrives.
+    Waiting {
+        request: R,
+        waiting_for: WaitFor,
+        round: u8,
+        since: u64,
+        /// The last call outcome it got, kept while it waits for more.
+        outcome: Option<(TokenHash, O)>,
+    },
+}
+
+/// A forwarded request whose answer the filter may read.
+#[derive(Debug)]
+struct AnswerRead<A> {
+    answer: A,
+    reading: bool,
+}
+
+/// One VM's requests, calls, key fetches and timer.
+#[derive(Debug)]
+pub struct Runtime<F: Filter> {
+    /// The filter's own state and decisions.
+    pub filter: F,
+    held: HashMap<u32, Held<F::Request, F::Outcome>>,
+    answers: HashMap<u32, AnswerRead<F::Answer>>,
+    flights: Flights,
+    fetches: KeyFetches,
+    /// With leases, of all workers only one makes a given call.
+    leases: Option<LeaseTable>,
+    /// Calls another worker is making: this worker waits for their result.
+    remote: HashMap<TokenHash, TokenCall>,
+    ticker: Ticker,
+}
+
+impl<F: Filter> Runtime<F> {
+    /// A runtime for `filter`; `leases` coordinate calls across workers.
+    pub fn new(filter: F, leases: Option<LeaseTable>) -> Self {
+        Self {
+            filter,
+            held: HashMap::new(),
+            answers: HashMap::new(),
+            flights: Flights::default(),
+            fetches: KeyFetches::default(),
+            leases,
+            remote: HashMap::new(),
+            ticker: Ticker::new(),
+        }
+    }
+
+    /// At configuration: creates the lease slots and starts the timer, whose
+    /// first tick fetches keys and tokens. (Not fetched here: Envoy may
+    /// configure a root context that it then discards.)
+    pub fn start(&mut self, host: &dyn Host) {
+        if let Some(leases) = &self.leases {
+            leases.init(host);
+        }
+        self.ticker.set(host, FAST_TICK);
+    }
+
+    /// Number of requests held (reading their body or waiting).
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    // ---- request callbacks (the request is the current context) ----
+
+    /// The request's headers arrived.
+    pub fn on_request_headers(&mut self, host: &dyn Host, id: u32, end_of_stream: bool) -> Action {
+        let request = match self.filter.read_request(host, end_of_stream) {
+            Ok(request) => request,
+            Err(why) => return fail_closed(host, &why),
+        };
+        let verdict = self.filter.decide(host, &request, Round::first());
+        self.handle(host, id, request, verdict, 0, None, false)
+    }
+
+    /// Body bytes arrived (`size` buffered, or all Envoy buffered when
+    /// `None`); `complete` when the stream ended, with the last data frame
+    /// or with trailers.
+    pub fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        id: u32,
+        size: Option<usize>,
+        complete: bool,
+    ) -> Action {
+        match self.held.get_mut(&id) {
+            None => return Action::Continue,
+            // Data going on while the headers wait would let the request
+            // through unchecked: hold it (Envoy buffers it) until decided.
+            Some(Held::Waiting { .. }) => return Action::Pause,
+            Some(Held::ReadingBody { body_seen, .. }) => *body_seen = true,
+        }
+        if !F::READS_BODIES {
+            return Action::Continue;
+        }
+        let max = self.filter.max_body_bytes();
+        if !complete {
+            if size.is_some_and(|size| size > max) {
+                return self.body_problem(host, id, BodyProblem::TooLarge);
+            }
+            return Action::Pause; // buffered by Envoy until the whole body is here
+        }
+        let body = host.body(Body::Request, size.unwrap_or(usize::MAX)).unwrap_or_default();
+        if body.len() > max {
+            return self.body_problem(host, id, BodyProblem::TooLarge);
+        }
+        let Some(Held::ReadingBody { mut request, .. }) = self.held.remove(&id) else {
+            return Action::Continue;
+        };
+        self.filter.add_body(&mut request, body);
+        let verdict = self.filter.decide(host, &request, Round::first());
+        self.handle(host, id, request, verdict, 0, None, false)
+    }
+
+    /// Trailers end the request: a body being read is complete now. No
+    /// header the filter sets may come in them either.
+    pub fn on_request_trailers(&mut self, host: &dyn Host, id: u32) -> Action {
+        if remove_spellings(host, HeaderMap::RequestTrailers, &self.filter.trailer_names()).is_err() {
+            return fail_closed(host, "trailers could not be cleaned");
+        }
+        match self.held.get(&id) {
+            Some(Held::ReadingBody { .. }) => self.on_request_body(host, id, None, true),
+            Some(Held::Waiting { .. }) => Action::Pause,
+            None => Action::Continue,
+        }
+    }
+
+    /// The upstream's answer headers arrived.
+    pub fn on_response_headers(&mut self, host: &dyn Host, id: u32) -> Action {
+        if !F::READS_ANSWERS {
+            return Action::Continue;
+        }
+        let Some(read) = self.answers.get_mut(&id) else {
+            return Action::Continue;
+        };
+        let content_type = host.header(HeaderMap::ResponseHeaders, "content-type").ok().flatten();
+        if self.filter.wants_answer(&read.answer, content_type.as_deref()) {
+            read.reading = true;
+            Action::Pause
+        } else {
+            self.answers.remove(&id);
+            Action::Continue
+        }
+    }
+
+    /// Answer bytes arrived (as [`Runtime::on_request_body`]).
+    pub fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        id: u32,
+        size: Option<usize>,
+        complete: bool,
+    ) -> Action {
+        if !F::READS_ANSWERS || !self.answers.get(&id).is_some_and(|read| read.reading) {
+            return Action::Continue;
+        }
+        let max = self.filter.max_body_bytes();
+        if size.is_some_and(|size| size > max) {
+            // Too large to rewrite: it passes as it is.
+            self.answers.remove(&id);
+            return Action::Continue;
+        }
+        if !complete {
+            return Action::Pause;
+        }
+        let Some(read) = self.answers.remove(&id) else {
+            return Action::Continue;
+        };
+        let body = host.body(Body::Response, size.unwrap_or(usize::MAX)).unwrap_or_default();
+        if body.len() > max {
+            return Action::Continue;
+        }
+        if let Some(rewritten) = self.filter.rewrite_answer(host, &read.answer, &body) {
+            let length = rewritten.len().to_string();
+            let replaced = host.replace_body(Body::Response, &rewritten).is_ok()
+                && host.set_header(HeaderMap::ResponseHeaders, "content-length", length.as_bytes()).is_ok();
+            if !replaced {
+                host.log(LogLevel::Warn, "the upstream's answer could not be rewritten");
+            }
+        }
+        Action::Continue
+    }
+
+    /// The request is over (or its client went away).
+    pub fn on_done(&mut self, id: u32) {
+        self.held.remove(&id);
+        self.answers.remove(&id);
+    }
+
+    // ---- the VM's callbacks ----
+
+    /// The timer ticked.
+    pub fn on_tick(&mut self, host: &dyn Host) {
+        self.poll_keys(host);
+        if F::MAKES_CALLS {
+            let flights = &self.flights;
+            for call in self.filter.background_calls(host, &|key| flights.pending(key)) {
+                self.flights.request(call);
+            }
+            self.poll_remote(host);
+            self.dispatch_queued(host);
+        }
+        self.answer_overdue(host);
+        if F::READS_BODIES {
+            self.answer_bodiless(host);
+        }
+        if self.remote.is_empty() {
+            let keys_busy = self.filter.keys().is_some_and(|keys| keys.needs_attention());
+            let busy = !self.held.is_empty() || self.flights.busy() || self.fetches.busy() || keys_busy;
+            self.ticker.settle(host, busy);
+        } else {
+            self.ticker.set(host, REMOTE_POLL);
+        }
+    }
+
+    /// The answer to call `token` arrived (read through the host).
+    pub fn on_callout(&mut self, host: &dyn Host, token: u32, num_headers: usize, body_size: usize) {
+        if self.fetches.owns(token) {
+            let response = host.callout_response(num_headers, body_size, MAX_JWKS_BYTES);
+            let provider = match self.filter.keys() {
+                Some(keys) => self.fetches.complete(token, &response, keys, host),
+                None => None,
+            };
+            if let Some(provider) = provider {
+                self.wake(host, WaitFor::Keys(provider), None);
+            }
+        } else if F::MAKES_CALLS
+            && let Some((call, started)) = self.flights.complete(token)
+        {
+            let response = host.callout_response(num_headers, body_size, MAX_TOKEN_RESPONSE_BYTES);
+            let outcome = self.filter.finish_call(host, &call, &response, started);
+            // The result is in the shared cache (or was a failure): workers
+            // waiting on this lease stop waiting.
+            if let Some(leases) = &self.leases {
+                leases.release(host, &call.key);
+            }
+            self.wake(host, WaitFor::Call(call.key), Some(outcome));
+            // A request woken above may have queued the next call it needs.
+            self.dispatch_queued(host);
+        }
+    }
+
+    // ---- inside ----
+
+    /// Carries out `verdict` for request `id` (the current context);
+    /// `resume`: the request was paused, so going on means resuming it.
+    #[allow(clippy::too_many_arguments)]
+    fn handle(
+        &mut self,
+        host: &dyn Host,
+        id: u32,
+        request: F::Request,
+        verdict: Verdict<F::Answer>,
+        round: u8,
+        outcome: Option<(TokenHash, F::Outcome)>,
+        resume: bool,
+    ) -> Action {
+        let now = host.now_unix_secs();
+        let waiting_for = match verdict {
+            Verdict::Forward(forward) => {
+                if let Err(why) = apply_forward(host, &forward) {
+                    return fail_closed(host, why);
+                }
+                if F::READS_ANSWERS
+                    && let Some(answer) = forward.answer
+                {
+                    self.answers.insert(id, AnswerRead { answer, reading: false });
+                }
+                if resume && host.resume_request().is_err() {
+                    host.log(LogLevel::Warn, "a request that waited could not be resumed");
+                }
+                return Action::Continue;
+            }
+            Verdict::Reply(reply) => {
+                send(host, &reply);
+                return Action::Pause;
+            }
+            Verdict::ReadBody if F::READS_BODIES => {
+                self.held.insert(id, Held::ReadingBody { request, since: now, body_seen: false });
+                self.ticker.tick_now(host);
+                return Action::Pause;
+            }
+            Verdict::AwaitKeys(provider) => WaitFor::Keys(provider),
+            Verdict::AwaitCall(call) if F::MAKES_CALLS => {
+                let key = call.key;
+                self.flights.request(*call);
+                WaitFor::Call(key)
+            }
+            Verdict::ReadBody | Verdict::AwaitCall(_) => {
+                return fail_closed(host, "the filter asked for what it does not declare");
+            }
+        };
+        self.held.insert(id, Held::Waiting { request, waiting_for, round, since: now, outcome });
+        // Start the work now rather than at the next regular tick.
+        self.ticker.tick_now(host);
+        Action::Pause
+    }
+
+    /// Decides again, in its own context, each request waiting for `what`.
+    fn wake(&mut self, host: &dyn Host, what: WaitFor, outcome: Option<F::Outcome>) {
+        let ids: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(_, held)| matches!(held, Held::Waiting { waiting_for, .. } if *waiting_for == what))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(Held::Waiting { request, round, outcome: kept, .. }) = self.held.remove(&id) else {
+                continue;
+            };
+            if !host.enter_context(id) {
+                self.answers.remove(&id);
+                continue; // the request is gone
+            }
+            let outcome = match (what, &outcome) {
+                (WaitFor::Call(key), Some(outcome)) => Some((key, outcome.clone())),
+                _ => kept,
+            };
+            let next = Round {
+                number: round + 1,
+                keys: if matches!(what, WaitFor::Keys(_)) { KeyWait::Exhausted } else { KeyWait::Allowed },
+                call: outcome.as_ref().map(|(key, outcome)| (key, outcome)),
+                overdue: None,
+            };
+            let verdict = self.filter.decide(host, &request, next);
+            self.handle(host, id, request, verdict, round + 1, outcome, true);
+        }
+    }
+
+    /// Answers, through a last decision, the requests that waited longer
+    /// than what they wait for can take.
+    fn answer_overdue(&mut self, host: &dyn Host) {
+        let now = host.now_unix_secs();
+        let filter = &self.filter;
+        let overdue: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(_, held)| match held {
+                Held::Waiting { waiting_for, since, .. } => {
+                    now > since + filter.wait_limit_secs(*waiting_for) + WAIT_GRACE_SECS
+                }
+                Held::ReadingBody { .. } => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            let Some(Held::Waiting { request, waiting_for, round, outcome, .. }) = self.held.remove(&id)
+            else {
+                continue;
+            };
+            if !host.enter_context(id) {
+                continue;
+            }
+            let last = Round {
+                number: round + 1,
+                keys: if matches!(waiting_for, WaitFor::Keys(_)) {
+                    KeyWait::Exhausted
+                } else {
+                    KeyWait::Allowed
+                },
+                call: outcome.as_ref().map(|(key, outcome)| (key, outcome)),
+                overdue: Some(waiting_for),
+            };
+            let verdict = self.filter.decide(host, &request, last);
+            self.handle(host, id, request, verdict, round + 1, outcome, true);
+        }
+    }
+
+    /// Answers requests whose body never reached the filter. With Envoy's
+    /// default for Wasm filters, holding the headers also withholds the
+    /// body: the filter needs `allow_on_headers_stop_iteration: true`.
+    fn answer_bodiless(&mut self, host: &dyn Host) {
+        let now = host.now_unix_secs();
+        let stuck: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(_, held)| {
+                matches!(held, Held::ReadingBody { since, body_seen: false, .. } if now > since + BODY_WAIT_SECS)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stuck {
+            self.held.remove(&id);
+            host.log(
+                LogLevel::Error,
+                "a protected request's body never reached the filter: set allow_on_headers_stop_iteration: true \
+                 in the Wasm plugin config (Envoy >= 1.35); answering 500",
+            );
+            if host.enter_context(id) {
+                let reply = self.filter.body_reply(host, BodyProblem::NeverCame);
+                send(host, &reply);
+            }
+        }
+    }
+
+    fn body_problem(&mut self, host: &dyn Host, id: u32, problem: BodyProblem) -> Action {
+        self.held.remove(&id);
+        let reply = self.filter.body_reply(host, problem);
+        send(host, &reply);
+        Action::Pause
+    }
+
+    /// Picks up key sets other workers fetched, starts due fetches, and
+    /// decides again the requests whose keys changed or cannot come.
+    fn poll_keys(&mut self, host: &dyn Host) {
+        let user_agent = self.filter.user_agent();
+        let news = match self.filter.keys() {
+            Some(keys) => self.fetches.poll(keys, host, user_agent),
+            None => return,
+        };
+        for provider in news {
+            self.wake(host, WaitFor::Keys(provider), None);
+        }
+    }
+
+    /// Dispatches the queued calls. With leases, a call another worker is
+    /// making is waited for instead, and a call another worker already
+    /// finished is not made again.
+    fn dispatch_queued(&mut self, host: &dyn Host) {
+        for call in self.flights.take_queued() {
+            let Some(timeout_ms) = self.filter.endpoint(&call).map(|endpoint| endpoint.timeout_ms) else {
+                self.flights.abandoned(&call.key);
+                continue;
+            };
+            if let Some(leases) = &self.leases {
+                let lease = leases.acquire(host, &call.key, host.now_unix_millis(), timeout_ms + 1000);
+                if lease == Lease::HeldElsewhere {
+                    self.remote.insert(call.key, call);
+                    continue;
+                }
+                // The request that queued this call missed the cache; since
+                // then another worker may have made the call, cached its
+                // result and let go of the lease just taken here.
+                if self.filter.cached(host, &call.key) {
+                    if lease == Lease::Acquired {
+                        leases.release(host, &call.key);
+                    }
+                    self.flights.abandoned(&call.key);
+                    self.wake(host, WaitFor::Call(call.key), None);
+                    continue;
+                }
+            }
+            self.filter.on_dispatch(host, &call);
+            let user_agent = self.filter.user_agent();
+            let dispatched =
+                self.filter.endpoint(&call).map(|endpoint| endpoint.dispatch(host, &call, user_agent));
+            match dispatched {
+                Some(Ok(token)) => self.flights.dispatched(call, token, host.now_unix_millis()),
+                _ => {
+                    self.flights.abandoned(&call.key);
+                    let cluster =
+                        self.filter.endpoint(&call).map_or("?", |endpoint| endpoint.cluster.as_str());
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("cluster={cluster} token call ({}) dispatch failed", call.label),
+                    );
+                    let outcome = self.filter.dispatch_failed(host, &call);
+                    self.wake(host, WaitFor::Call(call.key), Some(outcome));
+                }
+            }
+        }
+    }
+
+    /// Picks up results other workers fetched for this worker's waiting
+    /// requests; takes over a call whose lease ended without a result.
+    fn poll_remote(&mut self, host: &dyn Host) {
+        let Some(leases) = self.leases.clone() else {
+            return;
+        };
+        let now_ms = host.now_unix_millis();
+        let keys: Vec<TokenHash> = self.remote.keys().copied().collect();
+        for key in keys {
+            if self.filter.cached(host, &key) {
+                self.remote.remove(&key);
+                self.flights.abandoned(&key);
+                self.wake(host, WaitFor::Call(key), None);
+            } else if !leases.held(host, &key, now_ms)
+                && let Some(call) = self.remote.remove(&key)
+            {
+                self.flights.abandoned(&key);
+                self.flights.request(call);
+            }
+        }
+    }
+}
+
+/// Applies a forward's changes to the current request.
+fn apply_forward<A>(host: &dyn Host, forward: &Forward<A>) -> Result<(), &'static str> {
+    remove_spellings(host, HeaderMap::RequestHeaders, &forward.strip)
+        .map_err(|_| "identity headers could not be removed")?;
+    for name in &forward.remove {
+        host.remove_header(HeaderMap::RequestHeaders, name).map_err(|_| "a header could not be removed")?;
+    }
+    for (name, value) in &forward.set {
+        host.set_header(HeaderMap::RequestHeaders, name, value.expose().as_bytes())
+            .map_err(|_| "a header could not be set")?;
+    }
+    if let Some((name, value)) = &forward.property {
+        host.set_property(&[name], value.as_bytes())
+            .map_err(|_| "the verified token could not be recorded")?;
+    }
+    if let Some(body) = &forward.body {
+        host.replace_body(Body::Request, body).map_err(|_| "the body could not be rewritten")?;
+        host.set_header(HeaderMap::RequestHeaders, "content-length", body.len().to_string().as_bytes())
+            .map_err(|_| "content-length could not be set")?;
+    }
+    Ok(())
+}
+
+/// Sends `reply` as the current request's answer; resets the request if
+/// even that fails.
+pub fn send(host: &dyn Host, reply: &Reply) {
+    let headers: Vec<(&str, &str)> =
+        reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    if host.send_reply(reply.status, &headers, reply.body.as_bytes()).is_err() {
+        host.log(LogLevel::Error, "local reply could not be sent; resetting the request");
+        host.reset_request();
+    }
+}
+
+/// Answers 500 without forwarding: only when the proxy itself fails.
+pub fn fail_closed(host: &dyn Host, why: &str) -> Action {
+    host.log(LogLevel::Error, &format!("request refused: {why}"));
+    send(host, &Reply::json(500, "server_error", "the request could not be checked"));
+    Action::Pause
+}
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

@@ -1,0 +1,470 @@
+//! The runtime against the in-memory proxy: single flight within a worker
+//! and across workers (with the interleavings that once made a second call),
+//! lease takeover, overdue and undeliverable calls, requests that go away,
+//! bodies read or never coming, trailers, and answers read and rewritten.
+
+use baton_token::oauth::ClientAuth;
+
+use super::*;
+use crate::test_host::TestHost;
+
+const NOW: u64 = 1_800_000_000;
+const CALL_TIMEOUT_MS: u64 = 2_000;
+
+/// A filter that needs, per request, the token named by its `x-need`
+/// header: from the cache every worker shares, or from one call. `x-body`
+/// makes it read the body first; `x-answer` makes it read the answer.
+#[derive(Debug)]
+struct Fake {
+    endpoint: TokenEndpoint,
+    decisions: u32,
+}
+
+impl Fake {
+    fn new() -> Self {
+        let endpoint = TokenEndpoint {
+            cluster: "idp".into(),
+            path: "/token".into(),
+            authority: "idp".into(),
+            timeout_ms: CALL_TIMEOUT_MS,
+            client_auth: ClientAuth::Public { client_id: "gateway".into() },
+        };
+        Self { endpoint, decisions: 0 }
+    }
+}
+
+fn cache_key(key: &TokenHash) -> String {
+    format!("cache.{}", key.to_hex())
+}
+
+fn key_of(need: &str) -> TokenHash {
+    TokenHash::of(need.as_bytes())
+}
+
+fn call_for(need: &str) -> TokenCall {
+    crate::token_calls::test_call(need.as_bytes(), &format!("token {need}"))
+}
+
+#[derive(Debug, Clone)]
+struct FakeRequest {
+    need: String,
+    read_body: bool,
+    read_answer: bool,
+    body: Option<Vec<u8>>,
+}
+
+fn forward_with(token: &str, request: &FakeRequest) -> Verdict<String> {
+    Verdict::Forward(Forward {
+        strip: vec!["x-user".into()],
+        set: vec![("x-token".into(), Secret::new(token.to_string()))],
+        body: request.body.as_ref().map(|body| [b"seen:".as_slice(), body].concat()),
+        answer: request.read_answer.then(|| request.need.clone()),
+        ..Forward::default()
+    })
+}
+
+impl Filter for Fake {
+    type Request = FakeRequest;
+    type Outcome = Result<String, u16>;
+    type Answer = String;
+
+    const MAKES_CALLS: bool = true;
+    const READS_BODIES: bool = true;
+    const READS_ANSWERS: bool = true;
+
+    fn user_agent(&self) -> &'static str {
+        "fake"
+    }
+
+    fn read_request(&mut self, host: &dyn Host, _end_of_stream: bool) -> Result<FakeRequest, String> {
+        let header = |name| crate::request_headers::header(host, name).map_err(|e| e.to_string());
+        Ok(FakeRequest {
+            need: header("x-need")?.unwrap_or_default(),
+            read_body: header("x-body")?.is_some(),
+            read_answer: header("x-answer")?.is_some(),
+            body: None,
+        })
+    }
+
+    fn decide(
+        &mut self,
+        host: &dyn Host,
+        request: &FakeRequest,
+        round: Round<'_, Self::Outcome>,
+    ) -> Verdict<String> {
+        self.decisions += 1;
+        if request.read_body && request.body.is_none() {
+            return Verdict::ReadBody;
+        }
+        let key = key_of(&request.need);
+        if let Some((got, outcome)) = round.call
+            && *got == key
+        {
+            return match outcome {
+                Ok(token) => forward_with(token, request),
+                Err(status) => {
+                    Verdict::Reply(Reply::json(502, "server_error", &format!("idp answered {status}")))
+                }
+            };
+        }
+        if let Some((token, _)) = host.shared_get(&cache_key(&key)) {
+            return forward_with(&String::from_utf8_lossy(&token), request);
+        }
+        if round.overdue.is_some() {
+            return Verdict::Reply(Reply::json(504, "temporarily_unavailable", "waited too long"));
+        }
+        Verdict::AwaitCall(Box::new(call_for(&request.need)))
+    }
+
+    fn trailer_names(&self) -> Vec<String> {
+        vec!["x-user".into()]
+    }
+
+    fn wait_limit_secs(&self, _what: WaitFor) -> u64 {
+        CALL_TIMEOUT_MS / 1000
+    }
+
+    fn endpoint(&self, _call: &TokenCall) -> Option<&TokenEndpoint> {
+        Some(&self.endpoint)
+    }
+
+    fn finish_call(
+        &mut self,
+        host: &dyn Host,
+        call: &TokenCall,
+        response: &CalloutResponse,
+        _: u64,
+    ) -> Self::Outcome {
+        match response.status {
+            Some(200) => {
+                let _ = host.shared_set(&cache_key(&call.key), &response.body, None);
+                Ok(String::from_utf8_lossy(&response.body).into_owned())
+            }
+            other => Err(other.unwrap_or(0)),
+        }
+    }
+
+    fn dispatch_failed(&mut self, _host: &dyn Host, _call: &TokenCall) -> Self::Outcome {
+        Err(0)
+    }
+
+    fn cached(&mut self, host: &dyn Host, key: &TokenHash) -> bool {
+        host.shared_get(&cache_key(key)).is_some()
+    }
+
+    fn add_body(&self, request: &mut FakeRequest, body: Vec<u8>) {
+        request.body = Some(body);
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        16
+    }
+
+    fn wants_answer(&self, _answer: &String, content_type: Option<&[u8]>) -> bool {
+        content_type == Some(b"application/json")
+    }
+
+    fn rewrite_answer(&mut self, _host: &dyn Host, answer: &String, body: &[u8]) -> Option<Vec<u8>> {
+        Some([body, b" for ", answer.as_bytes()].concat())
+    }
+}
+
+/// One worker: its proxy (sharing the Envoy's shared data with the others)
+/// and its runtime.
+struct Worker {
+    host: TestHost,
+    runtime: Runtime<Fake>,
+}
+
+impl Worker {
+    fn first(host: &TestHost) -> Self {
+        Self::on(host.clone())
+    }
+
+    fn another(&self) -> Self {
+        Self::on(self.host.worker())
+    }
+
+    fn on(host: TestHost) -> Self {
+        let leases = LeaseTable::new("lease.", 8);
+        let mut runtime = Runtime::new(Fake::new(), Some(leases));
+        runtime.start(&host);
+        Self { host, runtime }
+    }
+
+    /// A request `id` needing token `need`, through its headers callback.
+    fn request(&mut self, id: u32, headers: &[(&str, &str)]) -> Action {
+        self.host.add_request(id, headers);
+        self.runtime.on_request_headers(&self.host, id, true)
+    }
+
+    fn needing(&mut self, id: u32, need: &str) -> Action {
+        self.request(id, &[("x-need", need), ("x-user", "spoofed"), ("X_User", "spoofed")])
+    }
+
+    fn tick(&mut self) {
+        self.runtime.on_tick(&self.host);
+    }
+
+    /// Answers dispatched call `id` with `status` and `body`.
+    fn answer(&mut self, id: u32, status: u16, body: &str) {
+        let response =
+            CalloutResponse { status: Some(status), body: body.as_bytes().to_vec(), body_too_large: false };
+        self.host.set_callout_response(response);
+        self.runtime.on_callout(&self.host, id, 1, body.len());
+    }
+
+    fn token_sent(&self, id: u32) -> Option<String> {
+        self.host.request(id)?.request_header("x-token")
+    }
+}
+
+fn host() -> TestHost {
+    TestHost::new(NOW)
+}
+
+#[test]
+fn many_requests_for_one_token_make_one_call() {
+    let mut worker = Worker::first(&host());
+    for id in 1..=30 {
+        assert_eq!(worker.needing(id, "t"), Action::Pause);
+    }
+    worker.tick();
+    let calls = worker.host.calls();
+    assert_eq!(calls.len(), 1, "one call for 30 requests");
+    assert_eq!((calls[0].cluster.as_str(), calls[0].path.as_str()), ("idp", "/token"));
+    worker.answer(calls[0].id, 200, "tok");
+    for id in 1..=30 {
+        let request = worker.host.request(id).unwrap();
+        assert_eq!((request.resumed, worker.token_sent(id).as_deref()), (1, Some("tok")), "request {id}");
+        // The client's copies of a header the filter sets are gone, in
+        // every spelling.
+        assert!(
+            request
+                .request_headers
+                .iter()
+                .all(|(name, _)| !name.eq_ignore_ascii_case("x-user") && name != "X_User")
+        );
+    }
+    assert_eq!(worker.runtime.held(), 0);
+    // Later requests find the token in the cache: no call, no wait.
+    assert_eq!(worker.needing(31, "t"), Action::Continue);
+    assert_eq!(worker.host.calls().len(), 1);
+}
+
+/// The interleaving an outside run once hit (30 cold requests on 2 workers,
+/// 2 calls): worker B's requests miss the cache while A's call is in
+/// flight; A's answer lands and its lease ends before B's tick dispatches.
+#[test]
+fn a_call_another_worker_finished_before_this_one_dispatched_is_not_made_again() {
+    let mut a = Worker::first(&host());
+    let mut b = a.another();
+    for id in 1..=15 {
+        a.needing(id, "t");
+    }
+    a.tick();
+    for id in 16..=30 {
+        assert_eq!(b.needing(id, "t"), Action::Pause, "B misses the cache: A's call is in flight");
+    }
+    let call = a.host.calls()[0].id;
+    a.answer(call, 200, "tok");
+    b.tick();
+    assert_eq!(a.host.calls().len() + b.host.calls().len(), 1, "exactly one call for the token");
+    for id in 16..=30 {
+        assert_eq!(b.token_sent(id).as_deref(), Some("tok"), "request {id} on B");
+        assert_eq!(b.host.request(id).unwrap().resumed, 1);
+    }
+    for id in 1..=15 {
+        assert_eq!(a.token_sent(id).as_deref(), Some("tok"), "request {id} on A");
+    }
+}
+
+/// Worker A calls for request 1's token; worker B's request 2 needs the
+/// same token and B has ticked once since.
+fn two_workers_one_call() -> (Worker, Worker) {
+    let mut a = Worker::first(&host());
+    let mut b = a.another();
+    a.needing(1, "t");
+    a.tick();
+    b.needing(2, "t");
+    b.tick();
+    (a, b)
+}
+
+#[test]
+fn a_worker_waits_for_the_call_another_is_making() {
+    let (mut a, mut b) = two_workers_one_call();
+    assert!(b.host.calls().is_empty(), "B waits for A's call");
+    assert_eq!(b.host.tick_period(), Some(REMOTE_POLL), "and looks for its result often");
+    a.answer(a.host.calls()[0].id, 200, "tok");
+    b.tick();
+    assert_eq!(b.token_sent(2).as_deref(), Some("tok"));
+    assert!(b.host.calls().is_empty());
+}
+
+#[test]
+fn a_lease_that_ends_without_a_result_is_taken_over() {
+    let (_a, mut b) = two_workers_one_call();
+    // A's worker never answers (stuck); its lease runs out.
+    b.host.advance_millis(CALL_TIMEOUT_MS + 1001);
+    b.tick(); // takes over: queued again
+    b.tick(); // dispatched
+    let calls = b.host.calls();
+    assert_eq!(calls.len(), 1, "B calls itself once A's lease has ended");
+    b.answer(calls[0].id, 200, "tok-b");
+    assert_eq!(b.token_sent(2).as_deref(), Some("tok-b"));
+}
+
+#[test]
+fn a_failed_call_answers_every_request_that_waited_for_it() {
+    let mut worker = Worker::first(&host());
+    worker.needing(1, "t");
+    worker.needing(2, "t");
+    worker.tick();
+    worker.answer(worker.host.calls()[0].id, 500, "down");
+    for id in [1, 2] {
+        let reply = worker.host.request(id).unwrap().reply.unwrap();
+        assert_eq!(reply.status, 502, "{}", reply.body_text());
+        assert!(reply.body_text().contains("idp answered 500"));
+    }
+    assert_eq!(worker.runtime.held(), 0);
+}
+
+#[test]
+fn a_call_that_cannot_be_dispatched_answers_its_waiters() {
+    let mut worker = Worker::first(&host());
+    worker.host.refuse_dispatch(true);
+    worker.needing(1, "t");
+    worker.tick();
+    let reply = worker.host.request(1).unwrap().reply.unwrap();
+    assert_eq!(reply.status, 502);
+    assert!(
+        worker
+            .host
+            .logs()
+            .iter()
+            .any(|(_, line)| line.contains("cluster=idp token call (token t) dispatch failed"))
+    );
+}
+
+#[test]
+fn a_request_that_waited_too_long_gets_a_last_decision() {
+    let mut worker = Worker::first(&host());
+    worker.needing(1, "t");
+    worker.tick();
+    worker.host.advance_millis(CALL_TIMEOUT_MS + WAIT_GRACE_SECS * 1000 + 1000);
+    worker.tick();
+    let reply = worker.host.request(1).unwrap().reply.unwrap();
+    assert_eq!(reply.status, 504);
+    assert_eq!(worker.runtime.held(), 0);
+    // Its call's late answer finds no one waiting.
+    worker.answer(worker.host.calls()[0].id, 200, "late");
+    assert_eq!(worker.host.request(1).unwrap().resumed, 0);
+}
+
+#[test]
+fn a_request_whose_client_went_away_is_forgotten() {
+    let mut worker = Worker::first(&host());
+    worker.needing(1, "t");
+    worker.needing(2, "t");
+    worker.tick();
+    worker.host.remove_request(1);
+    worker.runtime.on_done(1);
+    assert_eq!(worker.runtime.held(), 1);
+    worker.answer(worker.host.calls()[0].id, 200, "tok");
+    assert_eq!(worker.token_sent(2).as_deref(), Some("tok"));
+    // Gone without the context saying so: the answer skips it.
+    worker.needing(3, "u");
+    worker.tick();
+    worker.host.remove_request(3);
+    worker.answer(worker.host.calls()[1].id, 200, "tok-u");
+    assert_eq!(worker.runtime.held(), 0);
+}
+
+#[test]
+fn a_body_is_read_before_the_decision() {
+    let mut worker = Worker::first(&host());
+    worker.host.add_request(1, &[("x-need", "t"), ("x-body", "1")]);
+    assert_eq!(worker.runtime.on_request_headers(&worker.host, 1, false), Action::Pause);
+    worker.host.with_request(1, |request| request.request_body = b"abc".to_vec());
+    assert_eq!(
+        worker.runtime.on_request_body(&worker.host, 1, Some(3), false),
+        Action::Pause,
+        "not complete"
+    );
+    worker.host.with_request(1, |request| request.request_body = b"abcdef".to_vec());
+    assert_eq!(
+        worker.runtime.on_request_body(&worker.host, 1, Some(6), true),
+        Action::Pause,
+        "waits for the token"
+    );
+    worker.tick();
+    worker.answer(worker.host.calls()[0].id, 200, "tok");
+    let request = worker.host.request(1).unwrap();
+    assert_eq!(request.request_body, b"seen:abcdef");
+    assert_eq!(request.request_header("content-length").as_deref(), Some("11"));
+    assert_eq!(request.resumed, 1);
+}
+
+#[test]
+fn trailers_end_a_body_and_carry_no_header_the_filter_sets() {
+    let mut worker = Worker::first(&host());
+    worker.host.add_request(1, &[("x-need", "t"), ("x-body", "1")]);
+    worker.runtime.on_request_headers(&worker.host, 1, false);
+    worker.host.with_request(1, |request| {
+        request.request_body = b"abc".to_vec();
+        request.request_trailers =
+            vec![("x_user".into(), b"admin".to_vec()), ("grpc-status".into(), b"0".to_vec())];
+    });
+    assert_eq!(worker.runtime.on_request_body(&worker.host, 1, Some(3), false), Action::Pause);
+    assert_eq!(
+        worker.runtime.on_request_trailers(&worker.host, 1),
+        Action::Pause,
+        "decided: waits for the token"
+    );
+    let request = worker.host.request(1).unwrap();
+    assert_eq!(request.request_trailers, vec![("grpc-status".to_string(), b"0".to_vec())]);
+    assert_eq!(worker.runtime.held(), 1);
+}
+
+#[test]
+fn bodies_too_large_or_never_coming_are_answered() {
+    let mut worker = Worker::first(&host());
+    worker.host.add_request(1, &[("x-need", "t"), ("x-body", "1")]);
+    worker.runtime.on_request_headers(&worker.host, 1, false);
+    assert_eq!(worker.runtime.on_request_body(&worker.host, 1, Some(17), false), Action::Pause);
+    assert_eq!(worker.host.request(1).unwrap().reply.unwrap().status, 500, "the default body reply");
+    worker.host.add_request(2, &[("x-need", "t"), ("x-body", "1")]);
+    worker.runtime.on_request_headers(&worker.host, 2, false);
+    worker.host.advance_millis(BODY_WAIT_SECS * 1000 + 1000);
+    worker.tick();
+    assert_eq!(worker.host.request(2).unwrap().reply.unwrap().status, 500);
+    assert!(worker.host.logs().iter().any(|(_, line)| line.contains("allow_on_headers_stop_iteration")));
+    assert_eq!(worker.runtime.held(), 0);
+}
+
+#[test]
+fn an_answer_the_filter_reads_is_rewritten() {
+    let mut worker = Worker::first(&host());
+    worker.host.add_request(1, &[("x-need", "t"), ("x-answer", "1")]);
+    let _ = worker.host.shared_set(&cache_key(&key_of("t")), b"tok", None);
+    assert_eq!(worker.runtime.on_request_headers(&worker.host, 1, true), Action::Continue);
+    worker.host.with_request(1, |request| {
+        request.response_headers = vec![("content-type".into(), b"application/json".to_vec())];
+        request.response_body = b"{}".to_vec();
+    });
+    assert_eq!(worker.runtime.on_response_headers(&worker.host, 1), Action::Pause);
+    assert_eq!(worker.runtime.on_response_body(&worker.host, 1, Some(2), false), Action::Pause);
+    assert_eq!(worker.runtime.on_response_body(&worker.host, 1, Some(2), true), Action::Continue);
+    let request = worker.host.request(1).unwrap();
+    assert_eq!(request.response_body, b"{} for t");
+    assert!(request.response_headers.contains(&("content-length".to_string(), b"8".to_vec())));
+    // An answer of another type passes untouched.
+    worker.host.add_request(2, &[("x-need", "t"), ("x-answer", "1")]);
+    worker.runtime.on_request_headers(&worker.host, 2, true);
+    worker.host.with_request(2, |request| {
+        request.response_headers = vec![("content-type".into(), b"text/event-stream".to_vec())];
+    });
+    assert_eq!(worker.runtime.on_response_headers(&worker.host, 2), Action::Continue);
+    assert_eq!(worker.runtime.on_response_body(&worker.host, 2, Some(2), true), Action::Continue);
+}
