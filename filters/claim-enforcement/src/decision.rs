@@ -9,16 +9,17 @@ use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::{Host, LogLevel};
-use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
-use baton_filter_kit::reply::Reply as Rejection;
+use baton_filter_kit::matching::ambiguous_path;
+use baton_filter_kit::reply::Reply;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
+use baton_token::TokenHash;
 use baton_token::rules::AccessDecision;
-use baton_token::{AuthChallenge, BearerError, TokenHash};
 use serde_json::Value;
 
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 
 use crate::config::FilterConfig;
+use crate::denial::Denial;
 use crate::metrics;
 use crate::routes::{self, RouteAction};
 
@@ -56,7 +57,7 @@ pub enum Verdict {
     /// Forward upstream.
     Forward(Forward),
     /// Local reply.
-    Reject(Rejection),
+    Reject(Reply),
     /// Hold the request until this provider's keys have been (re)fetched,
     /// then decide again with [`KeyWait::Exhausted`].
     AwaitKeys {
@@ -106,16 +107,14 @@ impl Engine {
             && let Some(why) = ambiguous_path(&request.path)
         {
             audit.route("-");
-            let rejection = Rejection::json(400, "invalid_request", why);
-            return reject(host, audit, metrics::DENIED_AMBIGUOUS_PATH, "ambiguous_path", rejection);
+            return self.deny(host, audit, &Denial::AmbiguousPath(why));
         }
         // Nor on this method, if the backend may act on another one.
         if config.match_inputs.method
             && let Some(second) = request.method_override
         {
             audit.route("-");
-            let rejection = Rejection::json(400, "invalid_request", &ambiguous_method(second));
-            return reject(host, audit, metrics::DENIED_AMBIGUOUS_METHOD, "ambiguous_method", rejection);
+            return self.deny(host, audit, &Denial::AmbiguousMethod(second));
         }
         let route = routes::find(&config.routes, &request.method, &request.path, &request.authority);
         let (providers, requirement) = match route {
@@ -125,8 +124,7 @@ impl Engine {
             }
             None => {
                 audit.route("-");
-                let rejection = Rejection::json(403, "access_denied", "no route policy allows this request");
-                return reject(host, audit, metrics::DENIED_NO_ROUTE, "no_route", rejection);
+                return self.deny(host, audit, &Denial::NoRoute);
             }
             Some(route) => {
                 audit.route(&route.name);
@@ -142,18 +140,9 @@ impl Engine {
 
         let token = match extract_token(&request.credential, &config.token_source.prefix) {
             Ok(token) => token,
-            Err(TokenProblem::Missing) => {
-                let rejection = Rejection::challenged(
-                    &self.challenge(AuthChallenge::bearer()),
-                    "unauthorized",
-                    "a bearer token is required",
-                );
-                return reject(host, audit, metrics::DENIED_MISSING_TOKEN, "missing_token", rejection);
-            }
-            Err(TokenProblem::Malformed(reason)) => {
-                let challenge = self.challenge(AuthChallenge::error(BearerError::InvalidRequest, reason));
-                let rejection = Rejection::challenged(&challenge, "invalid_request", reason);
-                return reject(host, audit, metrics::DENIED_INVALID_REQUEST, "invalid_request", rejection);
+            Err(TokenProblem::Missing) => return self.deny(host, audit, &Denial::MissingToken),
+            Err(TokenProblem::Malformed(why)) => {
+                return self.deny(host, audit, &Denial::MalformedCredential(why));
             }
         };
         let verdict = self.verifier.verify(host, token, providers, wait);
@@ -173,25 +162,10 @@ impl Engine {
             Err(VerifyError::AwaitKeys(provider)) => return Verdict::AwaitKeys { provider },
             Err(VerifyError::KeysUnavailable(provider)) => {
                 let name = config.providers.get(provider).map_or("?", |p| p.name.as_str());
-                let rejection = Rejection::json(
-                    503,
-                    "temporarily_unavailable",
-                    "the token issuer's keys are not available; retry shortly",
-                )
-                .with_header("retry-after", "5");
-                return reject(
-                    host,
-                    audit,
-                    metrics::DENIED_KEYS_UNAVAILABLE,
-                    &format!("keys_unavailable:{name}"),
-                    rejection,
-                );
+                return self.deny(host, audit, &Denial::KeysUnavailable(name.to_string()));
             }
             Err(VerifyError::Invalid { reason, description }) => {
-                let challenge =
-                    self.challenge(AuthChallenge::error(BearerError::InvalidToken, description.clone()));
-                let rejection = Rejection::challenged(&challenge, "invalid_token", &description);
-                return reject(host, audit, metrics::DENIED_INVALID_TOKEN, reason, rejection);
+                return self.deny(host, audit, &Denial::InvalidToken { reason, description });
             }
         };
         host.count(match outcome {
@@ -210,29 +184,8 @@ impl Engine {
                 host.count(metrics::ALLOWED);
                 Verdict::Forward(self.forward(host, &verified))
             }
-            decision @ (AccessDecision::InsufficientScope | AccessDecision::ClaimMismatch { .. }) => {
-                let description = decision.description();
-                let challenge = self.challenge(
-                    AuthChallenge::error(BearerError::InsufficientScope, description.clone())
-                        .with_scope(requirement.scopes.named()),
-                );
-                let rejection = Rejection::challenged(&challenge, "insufficient_scope", &description);
-                reject(host, audit, metrics::DENIED_INSUFFICIENT_SCOPE, decision.reason(), rejection)
-            }
-            decision @ AccessDecision::StepUpRequired => {
-                let description = decision.description();
-                let step_up = requirement.step_up.as_ref();
-                let challenge = self.challenge(
-                    AuthChallenge::error(BearerError::InsufficientUserAuthentication, description.clone())
-                        .with_acr_values(
-                            step_up.into_iter().flat_map(|s| s.acr_values.iter().map(String::as_str)),
-                        )
-                        .with_max_age(step_up.and_then(|s| s.max_age_seconds)),
-                );
-                let rejection =
-                    Rejection::challenged(&challenge, "insufficient_user_authentication", &description);
-                reject(host, audit, metrics::DENIED_STEP_UP, decision.reason(), rejection)
-            }
+            AccessDecision::StepUpRequired => self.deny(host, audit, &Denial::StepUpRequired(requirement)),
+            decision => self.deny(host, audit, &Denial::InsufficientScope { decision, requirement }),
         }
     }
 
@@ -263,10 +216,17 @@ impl Engine {
         }
     }
 
-    fn challenge(&self, challenge: AuthChallenge) -> AuthChallenge {
-        challenge
-            .with_realm(self.config.realm.as_deref())
-            .with_resource_metadata(self.config.resource_metadata.as_deref())
+    /// Answers with `denial`: its audit line, counter and reply.
+    fn deny(&self, host: &dyn Host, mut audit: AuditLine, denial: &Denial<'_>) -> Verdict {
+        let reply = denial.reply(|challenge| {
+            challenge
+                .with_realm(self.config.realm.as_deref())
+                .with_resource_metadata(self.config.resource_metadata.as_deref())
+        });
+        audit.deny(reply.status, &denial.reason());
+        audit.emit(host);
+        host.count(denial.counter());
+        Verdict::Reject(reply)
     }
 }
 
@@ -274,19 +234,6 @@ fn pass(host: &dyn Host, audit: &AuditLine) -> Verdict {
     audit.emit(host);
     host.count(metrics::ALLOWED_PUBLIC);
     Verdict::Forward(Forward::default())
-}
-
-fn reject(
-    host: &dyn Host,
-    mut audit: AuditLine,
-    metric: &str,
-    reason: &str,
-    rejection: Rejection,
-) -> Verdict {
-    audit.deny(rejection.status, reason);
-    audit.emit(host);
-    host.count(metric);
-    Verdict::Reject(rejection)
 }
 
 /// A claim as a header value: strings as they are, arrays joined with

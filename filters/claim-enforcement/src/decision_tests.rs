@@ -75,7 +75,7 @@ impl Setup {
     }
 }
 
-fn rejection(verdict: Verdict) -> Rejection {
+fn rejection(verdict: Verdict) -> Reply {
     match verdict {
         Verdict::Reject(rejection) => rejection,
         other => panic!("expected a rejection, got {other:?}"),
@@ -89,7 +89,7 @@ fn forward(verdict: Verdict) -> Forward {
     }
 }
 
-fn header<'a>(rejection: &'a Rejection, name: &str) -> Option<&'a str> {
+fn header<'a>(rejection: &'a Reply, name: &str) -> Option<&'a str> {
     rejection.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
 }
 
@@ -153,7 +153,7 @@ fn missing_token_gets_a_bare_challenge() {
     assert_eq!(glued.status, 401);
 }
 
-fn rejection_of(s: &mut Setup, request: Request) -> Rejection {
+fn rejection_of(s: &mut Setup, request: Request) -> Reply {
     rejection(s.decide(&request))
 }
 

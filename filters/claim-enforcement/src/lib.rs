@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod decision;
+pub mod denial;
 pub mod filter;
 pub mod metrics;
 pub mod protected_resource;

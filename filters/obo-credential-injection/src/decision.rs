@@ -11,15 +11,16 @@ use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
-use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
-use baton_filter_kit::reply::Reply as Rejection;
+use baton_filter_kit::matching::ambiguous_path;
+use baton_filter_kit::reply::Reply;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
+use baton_token::TokenHash;
 use baton_token::claims::Claims;
 use baton_token::issued::{IssuedTokenExpectation, check_issued_token};
 use baton_token::oauth::{OAuthErrorCode, TokenEndpointError, TokenResponse};
 use baton_token::secret::Secret;
-use baton_token::{AuthChallenge, BearerError, TokenHash};
 
+use crate::denial::Denial;
 use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
 use crate::jobs::{Job, credentials_job, exchange_job};
 use crate::metrics;
@@ -63,7 +64,7 @@ pub enum Verdict {
     /// Forward upstream.
     Forward(Forward),
     /// Local reply.
-    Reject(Rejection),
+    Reject(Reply),
     /// Wait for this provider's keys, then decide again.
     AwaitKeys(usize),
     /// Wait for this call (or the one already running for its key), then
@@ -83,7 +84,7 @@ pub struct Round<'a> {
     pub fresh: Option<(&'a TokenHash, &'a Rc<IssuedToken>, u64)>,
     /// The call this request waited on failed (or it waited too long): the
     /// decision answers with that, with its own audit line.
-    pub failed: Option<(&'a TokenHash, &'a JobFailure)>,
+    pub failed: Option<(&'a TokenHash, &'a Denial)>,
 }
 
 impl Round<'_> {
@@ -182,15 +183,13 @@ impl Engine {
             && let Some(why) = ambiguous_path(&request.path)
         {
             audit.set("target", "-");
-            let rejection = Rejection::json(400, "invalid_request", why);
-            return reject(host, audit, metrics::DENIED_AMBIGUOUS_PATH, "ambiguous_path", rejection);
+            return self.deny(host, audit, &Denial::AmbiguousPath(why));
         }
         if config.match_inputs.method
             && let Some(second) = request.method_override
         {
             audit.set("target", "-");
-            let rejection = Rejection::json(400, "invalid_request", &ambiguous_method(second));
-            return reject(host, audit, metrics::DENIED_AMBIGUOUS_METHOD, "ambiguous_method", rejection);
+            return self.deny(host, audit, &Denial::AmbiguousMethod(second));
         }
         let Some((target_index, target)) = config
             .targets
@@ -200,11 +199,7 @@ impl Engine {
         else {
             audit.set("target", "-");
             return match config.default_action {
-                DefaultAction::Deny => {
-                    let rejection =
-                        Rejection::json(403, "access_denied", "no delegation target matches this request");
-                    reject(host, audit, metrics::DENIED_NO_TARGET, "no_target", rejection)
-                }
+                DefaultAction::Deny => self.deny(host, audit, &Denial::NoTarget),
                 DefaultAction::PassThrough => {
                     audit.allow("pass_through");
                     audit.emit(host);
@@ -329,16 +324,7 @@ impl Engine {
         }
         match check_delegation(delegation, caller.as_deref(), claims, index, target) {
             Ok(()) => Ok(caller),
-            Err(description) => {
-                let rejection = Rejection::json(403, "access_denied", &description);
-                Err(reject(
-                    host,
-                    std::mem::take(audit),
-                    metrics::DENIED_DELEGATION,
-                    "delegation_denied",
-                    rejection,
-                ))
-            }
+            Err(description) => Err(self.deny(host, std::mem::take(audit), &Denial::Delegation(description))),
         }
     }
 
@@ -413,33 +399,13 @@ impl Engine {
         let Some(subject) = &config.subject else {
             return Err(self.unavailable(host, std::mem::take(audit), "no_subject_configuration"));
         };
-        let realm = config.realm.as_deref();
         let token = match extract_token(&request.credential, &subject.prefix) {
             Ok(token) => token,
             Err(TokenProblem::Missing) => {
-                let rejection = Rejection::challenged(
-                    &AuthChallenge::bearer().with_realm(realm),
-                    "unauthorized",
-                    "a bearer token is required",
-                );
-                return Err(reject(
-                    host,
-                    std::mem::take(audit),
-                    metrics::DENIED_MISSING_TOKEN,
-                    "missing_token",
-                    rejection,
-                ));
+                return Err(self.deny(host, std::mem::take(audit), &Denial::MissingToken));
             }
             Err(TokenProblem::Malformed(why)) => {
-                let challenge = AuthChallenge::error(BearerError::InvalidRequest, why).with_realm(realm);
-                let rejection = Rejection::challenged(&challenge, "invalid_request", why);
-                return Err(reject(
-                    host,
-                    std::mem::take(audit),
-                    metrics::DENIED_INVALID_REQUEST,
-                    "invalid_request",
-                    rejection,
-                ));
+                return Err(self.deny(host, std::mem::take(audit), &Denial::MalformedCredential(why)));
             }
         };
         let claims = match &subject.validation {
@@ -498,11 +464,10 @@ impl Engine {
         if let Some((key, failure)) = round.failed
             && *key == job.key
         {
-            let rejection = failure.rejection(self.config.realm.as_deref());
             if audit.enabled() {
                 audit.set("idp_call", &job.label);
             }
-            return reject(host, audit, failure.metric, &failure.reason, rejection);
+            return self.deny(host, audit, failure);
         }
         // A request that already waited for this very key and still has no
         // token would wait forever: answer now.
@@ -549,14 +514,22 @@ impl Engine {
     }
 
     fn invalid_token(&self, host: &dyn Host, audit: AuditLine, reason: &str, description: &str) -> Verdict {
-        let challenge = AuthChallenge::error(BearerError::InvalidToken, description)
-            .with_realm(self.config.realm.as_deref());
-        let rejection = Rejection::challenged(&challenge, "invalid_token", description);
-        reject(host, audit, metrics::DENIED_INVALID_TOKEN, reason, rejection)
+        let denial =
+            Denial::InvalidToken { reason: reason.to_string(), description: description.to_string() };
+        self.deny(host, audit, &denial)
     }
 
     fn unavailable(&self, host: &dyn Host, audit: AuditLine, reason: &str) -> Verdict {
-        reject(host, audit, metrics::DENIED_UNAVAILABLE, reason, unavailable_rejection())
+        self.deny(host, audit, &Denial::Unavailable(reason.to_string()))
+    }
+
+    /// Answers with `denial`: its audit line, counter and reply.
+    fn deny(&self, host: &dyn Host, mut audit: AuditLine, denial: &Denial) -> Verdict {
+        let reply = denial.reply(self.config.realm.as_deref());
+        audit.deny(reply.status, denial.reason());
+        audit.emit(host);
+        host.count(denial.counter());
+        Verdict::Reject(reply)
     }
 
     /// Takes a token endpoint answer for `job`: a token is cached and
@@ -568,7 +541,7 @@ impl Engine {
         job: &Job,
         status: Option<u16>,
         body: &[u8],
-    ) -> Result<Rc<IssuedToken>, JobFailure> {
+    ) -> Result<Rc<IssuedToken>, Denial> {
         let idp_name = self.config.idps.get(job.endpoint).map_or("?", |idp| idp.name.as_str());
         match TokenResponse::parse(status, body, job.expectation()) {
             Ok(response) => {
@@ -589,11 +562,7 @@ impl Engine {
                             job.label, job.expected_audiences, job.expected_issuer
                         ),
                     );
-                    return Err(JobFailure {
-                        reason: "idp_wrong_audience".into(),
-                        metric: metrics::DENIED_WRONG_AUDIENCE,
-                        kind: FailureKind::WrongAudience,
-                    });
+                    return Err(Denial::WrongAudience);
                 }
                 host.count(metrics::IDP_SUCCESS);
                 let rules = LifetimeRules {
@@ -615,7 +584,7 @@ impl Engine {
                     _ => metrics::IDP_UNAVAILABLE,
                 });
                 let (failure, level) = failure_for(&error, job.carries_caller_token);
-                let whose = if failure.kind == FailureKind::GatewayRefused {
+                let whose = if matches!(failure, Denial::GatewayRefused(_)) {
                     "; the IdP refused the gateway's own request: check its client registration and this target"
                 } else {
                     ""
@@ -623,70 +592,6 @@ impl Engine {
                 host.log(level, &format!("idp={idp_name} call for {} failed: {error}{whose}", job.label));
                 Err(failure)
             }
-        }
-    }
-}
-
-/// How a failed IdP call is answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFailure {
-    /// Audit label, e.g. `idp_rejected:invalid_grant`.
-    pub reason: String,
-    /// Counter.
-    pub metric: &'static str,
-    kind: FailureKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum FailureKind {
-    /// 401 `invalid_token`: the IdP refused the caller's token.
-    SubjectRefused(String),
-    /// 403: the IdP will not issue a token for this upstream to this user.
-    TargetRefused(String),
-    /// 502: the IdP refused the gateway itself (its client, its grant, its
-    /// request): a configuration fault, not the caller's.
-    GatewayRefused,
-    /// 502: the IdP issued a token for another audience or issuer.
-    WrongAudience,
-    /// 503: the IdP did not serve.
-    Unavailable,
-}
-
-impl JobFailure {
-    /// The request waited longer than any call could take.
-    pub fn wait_timeout() -> Self {
-        JobFailure {
-            reason: "wait_timeout".into(),
-            metric: metrics::DENIED_UNAVAILABLE,
-            kind: FailureKind::Unavailable,
-        }
-    }
-
-    /// The answer to send.
-    pub fn rejection(&self, realm: Option<&str>) -> Rejection {
-        match &self.kind {
-            FailureKind::SubjectRefused(code) => {
-                let description = format!("the identity provider refused the subject token ({code})");
-                let challenge =
-                    AuthChallenge::error(BearerError::InvalidToken, description.clone()).with_realm(realm);
-                Rejection::challenged(&challenge, "invalid_token", &description)
-            }
-            FailureKind::TargetRefused(code) => Rejection::json(
-                403,
-                "access_denied",
-                &format!("the identity provider refused a token for this upstream ({code})"),
-            ),
-            FailureKind::GatewayRefused => Rejection::json(
-                502,
-                "server_error",
-                "the gateway is not allowed to obtain a token for this upstream; its operator has been told",
-            ),
-            FailureKind::WrongAudience => Rejection::json(
-                502,
-                "server_error",
-                "the identity provider issued a token for another audience; it was not used",
-            ),
-            FailureKind::Unavailable => unavailable_rejection(),
         }
     }
 }
@@ -699,60 +604,28 @@ impl JobFailure {
 /// refusal, and any refusal of the gateway's own client-credentials call
 /// (for a target, or as an actor), is the gateway's; an error code outside
 /// RFC 6749's (`server_error`) means the IdP is not serving.
-fn failure_for(error: &TokenEndpointError, carries_caller_token: bool) -> (JobFailure, LogLevel) {
+fn failure_for(error: &TokenEndpointError, carries_caller_token: bool) -> (Denial, LogLevel) {
     let reason = error.reason();
-    let failure = |metric, kind| JobFailure { reason: reason.clone(), metric, kind };
     match error {
         TokenEndpointError::Rejected { code: code @ OAuthErrorCode::InvalidGrant, .. }
             if carries_caller_token =>
         {
-            (
-                failure(
-                    metrics::DENIED_INVALID_TOKEN,
-                    FailureKind::SubjectRefused(code.as_str().to_string()),
-                ),
-                LogLevel::Info,
-            )
+            (Denial::SubjectRefusedByIdp { reason, code: code.as_str().to_string() }, LogLevel::Info)
         }
         TokenEndpointError::Rejected {
             code: code @ (OAuthErrorCode::InvalidTarget | OAuthErrorCode::InvalidScope),
             ..
-        } if carries_caller_token => (
-            failure(metrics::DENIED_IDP_REFUSED, FailureKind::TargetRefused(code.as_str().to_string())),
-            LogLevel::Warn,
-        ),
+        } if carries_caller_token => {
+            (Denial::TargetRefusedByIdp { reason, code: code.as_str().to_string() }, LogLevel::Warn)
+        }
         // `server_error`, `temporarily_unavailable` or a code of its own:
         // the IdP is not serving properly.
         TokenEndpointError::Rejected { code: OAuthErrorCode::Other(_), .. } => {
-            (failure(metrics::DENIED_UNAVAILABLE, FailureKind::Unavailable), LogLevel::Warn)
+            (Denial::IdpUnavailable(reason), LogLevel::Warn)
         }
-        TokenEndpointError::Rejected { .. } => {
-            (failure(metrics::DENIED_GATEWAY_REFUSED, FailureKind::GatewayRefused), LogLevel::Error)
-        }
-        _ => (failure(metrics::DENIED_UNAVAILABLE, FailureKind::Unavailable), LogLevel::Warn),
+        TokenEndpointError::Rejected { .. } => (Denial::GatewayRefused(reason), LogLevel::Error),
+        _ => (Denial::IdpUnavailable(reason), LogLevel::Warn),
     }
-}
-
-fn unavailable_rejection() -> Rejection {
-    Rejection::json(
-        503,
-        "temporarily_unavailable",
-        "a token for the upstream could not be obtained; retry shortly",
-    )
-    .with_header("retry-after", "5")
-}
-
-fn reject(
-    host: &dyn Host,
-    mut audit: AuditLine,
-    metric: &str,
-    reason: &str,
-    rejection: Rejection,
-) -> Verdict {
-    audit.deny(rejection.status, reason);
-    audit.emit(host);
-    host.count(metric);
-    Verdict::Reject(rejection)
 }
 
 #[cfg(test)]

@@ -109,14 +109,14 @@ fn injected(verdict: &Verdict) -> (String, String) {
     }
 }
 
-fn rejected(verdict: Verdict) -> Rejection {
+fn rejected(verdict: Verdict) -> Reply {
     match verdict {
         Verdict::Reject(rejection) => rejection,
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
 
-fn body_error(rejection: &Rejection) -> String {
+fn body_error(rejection: &Reply) -> String {
     serde_json::from_str::<Value>(&rejection.body).unwrap()["error"].as_str().unwrap().to_string()
 }
 

@@ -19,7 +19,8 @@ use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_filter_kit::verifier::KeyWait;
 use baton_token::TokenHash;
 
-use crate::decision::{Engine, JobFailure, Request, Round, Verdict};
+use crate::decision::{Engine, Request, Round, Verdict};
+use crate::denial::Denial;
 use crate::issued::IssuedToken;
 use crate::jobs::credentials_job;
 use crate::model::{CallerSource, SubjectToken, SubjectValidation};
@@ -31,7 +32,7 @@ const LEASE_SLOTS: u32 = 64;
 
 /// What a finished call gives: the issued token and how long the IdP took
 /// (ms), or how the call failed.
-pub type CallOutcome = Result<(Rc<IssuedToken>, u64), JobFailure>;
+pub type CallOutcome = Result<(Rc<IssuedToken>, u64), Denial>;
 
 /// The filter, as the runtime runs it.
 #[derive(Debug)]
@@ -115,7 +116,7 @@ impl Filter for OboCredentialInjection {
         if let Some(reply) = self.serve_jwks(host, request) {
             return runtime::Verdict::Reply(reply);
         }
-        let timeout = JobFailure::wait_timeout();
+        let timeout = Denial::wait_timeout();
         let mut engine_round = Round { number: round.number, keys: round.keys, ..Round::FIRST };
         match round.call {
             Some((key, Ok((token, idp_ms)))) => engine_round.fresh = Some((key, token, *idp_ms)),

@@ -13,6 +13,7 @@
 pub mod assertion;
 pub mod config;
 pub mod decision;
+pub mod denial;
 pub mod filter;
 pub mod issued;
 pub mod jobs;
