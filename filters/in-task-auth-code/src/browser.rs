@@ -11,7 +11,7 @@ use baton_token::pkce;
 use serde_json::json;
 
 use crate::decision::{Reply, Request, Verdict};
-use crate::metrics;
+use crate::denial::{PageDenial, Step};
 use crate::model::BrowserCookie;
 
 /// The random value the cookie carries: 32 bytes, base64url.
@@ -117,6 +117,7 @@ pub struct Answer<'h> {
     pub audit: AuditLine,
     /// Whether the browser asked for JSON.
     pub json: bool,
+    step: Step,
 }
 
 impl std::fmt::Debug for Answer<'_> {
@@ -126,35 +127,41 @@ impl std::fmt::Debug for Answer<'_> {
 }
 
 impl<'h> Answer<'h> {
-    /// The answer to `request`, a step of the flow named `step` in audit
-    /// lines.
-    pub fn new(host: &'h dyn Host, audit_log: bool, step: &str, request: &Request) -> Self {
+    /// The answer to `request`, at `step` of the flow.
+    pub fn new(host: &'h dyn Host, audit_log: bool, step: Step, request: &Request) -> Self {
         let mut audit = AuditLine::new(audit_log);
-        audit.set("callback", step);
-        Self { host, audit, json: wants_json(request.accept.as_deref()) }
+        let label = match step {
+            Step::Start => "start",
+            Step::SignIn => "sign_in",
+            Step::Bank => "redirect",
+        };
+        audit.set("callback", label);
+        Self { host, audit, json: wants_json(request.accept.as_deref()), step }
     }
 
-    /// A refusal: counted (when `metric` is given), audited, answered.
-    pub fn refuse(mut self, metric: Option<&str>, status: u16, reason: &str, message: &str) -> Verdict {
-        if let Some(metric) = metric {
-            self.host.count(metric);
+    /// A refusal: counted, audited, answered.
+    pub fn refuse(mut self, denial: PageDenial) -> Verdict {
+        if let Some(counter) = denial.counter() {
+            self.host.count(counter);
         }
+        let (status, reason, message) = (denial.status(), denial.reason(), denial.message());
         self.audit.deny(status, reason).emit(self.host);
         let body = if self.json {
             json!({"error": reason, "error_description": message}).to_string()
         } else {
-            page("Authorization failed", message)
+            page("Authorization failed", &message)
         };
         self.reply(status, body)
     }
 
     /// The redirect's `error` (RFC 6749 §4.1.2.1): only its code, in
     /// letters, digits and underscores, reaches the page and the audit line.
-    pub fn denied_by_idp(mut self, error: &str, reason: &str, what: &str) -> Verdict {
+    pub fn denied_by_idp(mut self, error: &str) -> Verdict {
         let error: String =
             error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
         self.audit.set("idp_error", &error);
-        self.refuse(None, 400, reason, &format!("{what} ({error})."))
+        let step = self.step;
+        self.refuse(PageDenial::DeniedByIdp(step, error))
     }
 
     /// Success: audited; a page, or `json_body` as JSON.
@@ -183,21 +190,11 @@ pub fn read_redirect<'h>(
     names: &[&str],
 ) -> Result<(Answer<'h>, RedirectQuery), Box<Verdict>> {
     if request.method != "GET" {
-        return Err(Box::new(answer.refuse(
-            None,
-            405,
-            "method_not_allowed",
-            "This address only accepts GET.",
-        )));
+        return Err(Box::new(answer.refuse(PageDenial::MethodNotAllowed)));
     }
     let query = RedirectQuery::of(&request.path);
     if query.has_duplicates(names) {
-        return Err(Box::new(answer.refuse(
-            Some(metrics::STATE_MISUSE),
-            400,
-            "duplicate_parameters",
-            "The request carries a parameter twice.",
-        )));
+        return Err(Box::new(answer.refuse(PageDenial::DuplicateParameters)));
     }
     Ok((answer, query))
 }

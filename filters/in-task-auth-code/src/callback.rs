@@ -14,29 +14,22 @@ use serde_json::json;
 
 use crate::browser::{Answer, RedirectQuery, browser_id, cookie_value, read_redirect};
 use crate::decision::{Engine, ExchangeOutcome, MAX_ROUNDS, Refusal, Request, Round, Verdict, code_exchange};
-use crate::metrics;
+use crate::denial::{PageDenial, Step};
 use crate::store::{PendingAuthorization, TaskRecord};
-
-const UNKNOWN: &str = "The authorization request is unknown, expired or already used.";
 
 /// Decides a request to the secondary IdP's redirect path.
 pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
-    let answer = Answer::new(host, engine.config.audit_log, "redirect", request);
+    let answer = Answer::new(host, engine.config.audit_log, Step::Bank, request);
     let (mut answer, query) = match read_redirect(answer, request, &["code", "state", "error", "iss"]) {
         Ok(read) => read,
         Err(refused) => return *refused,
     };
     let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return answer.refuse(
-            Some(metrics::STATE_MISUSE),
-            400,
-            "state_missing",
-            "The callback has no valid state.",
-        );
+        return answer.refuse(PageDenial::StateMissing(Step::Bank));
     };
     answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
     let Some(pending) = engine.store.peek_state(host, state) else {
-        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "state_unknown", UNKNOWN);
+        return answer.refuse(PageDenial::StateUnusable(Step::Bank, "state_unknown"));
     };
     answer.audit.set("user", &pending.user).set("task", &pending.task_id);
     match round.outcome_for(&TokenHash::of(state.as_bytes())) {
@@ -44,26 +37,16 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
         Some(ExchangeOutcome::Token { access, .. }) => keep(engine, host, access, &pending, round, answer),
         Some(ExchangeOutcome::Refused(why)) => {
             answer.audit.set("exchange", why);
-            answer.refuse(None, 400, "code_refused", "The authorization code was refused; authorize again.")
+            answer.refuse(PageDenial::CodeRefused(Step::Bank))
         }
         Some(ExchangeOutcome::GatewayRefused(why)) => {
             answer.audit.set("exchange", why);
-            answer.refuse(
-                None,
-                502,
-                "gateway_refused",
-                "The gateway is not allowed to complete this authorization; its operator has been told.",
-            )
+            answer.refuse(PageDenial::GatewayRefused(Step::Bank))
         }
         Some(ExchangeOutcome::Unavailable(why)) => {
             answer.audit.set("exchange", why);
             // The state is used up: only a new authorization can work.
-            answer.refuse(
-                Some(metrics::IDP_UNAVAILABLE),
-                503,
-                "idp_unavailable",
-                "The authorization server could not be reached; start the authorization again from the agent.",
-            )
+            answer.refuse(PageDenial::IdpUnavailable(Step::Bank))
         }
     }
 }
@@ -87,33 +70,22 @@ fn first_pass(
     if config.binding.primary_login.is_some() {
         let browser = cookie_value(request.cookie.as_deref(), &config.cookie).map(browser_id);
         if browser.is_none() || pending.browser != browser {
-            return answer.refuse(
-                Some(metrics::BINDING_REFUSED),
-                403,
-                "browser_not_signed_in",
-                "This authorization was not started in this browser by the user who asked for it. Nothing was \
-                 authorized. Open the authorization link from your agent, in the browser where you sign in.",
-            );
+            return answer.refuse(PageDenial::BrowserNotSignedIn);
         }
     }
     let pending = match engine.store.consume_state(host, state) {
         Ok(pending) => pending,
-        Err(problem) => return answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN),
+        Err(problem) => return answer.refuse(PageDenial::StateUnusable(Step::Bank, problem.reason())),
     };
     // RFC 9207: a redirect naming another server is a mix-up attempt.
     if let Err(problem) = config.idp.check_response_issuer(query.single("iss")) {
-        return answer.refuse(
-            Some(metrics::ISSUER_MISMATCH),
-            400,
-            problem.reason(),
-            "The authorization response did not come from the expected authorization server.",
-        );
+        return answer.refuse(PageDenial::IssuerMismatch(Step::Bank, problem.reason()));
     }
     if let Some(error) = query.single("error") {
-        return answer.denied_by_idp(error, "authorization_denied", "The authorization was not granted");
+        return answer.denied_by_idp(error);
     }
     let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return answer.refuse(None, 400, "code_missing", "The callback has no valid code.");
+        return answer.refuse(PageDenial::CodeMissing(Step::Bank));
     };
     Verdict::AwaitToken(Box::new(code_exchange(&config.idp, 0, state, code, &pending.verifier)))
 }
@@ -141,12 +113,7 @@ fn keep(
                 expires_at,
             };
             if engine.store.put_task(host, &record).is_err() {
-                return answer.refuse(
-                    Some(metrics::STORE_FULL),
-                    503,
-                    "store_full",
-                    "The gateway could not keep the authorization now; ask your agent again in a moment.",
-                );
+                return answer.refuse(PageDenial::StoreFull);
             }
             answer.audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
             answer.done(
@@ -156,20 +123,12 @@ fn keep(
             )
         }
         Err(Refusal::AwaitKeys(provider)) if round.number < MAX_ROUNDS => Verdict::AwaitKeys(provider),
-        Err(Refusal::AwaitKeys(_) | Refusal::KeysUnavailable) => answer.refuse(
-            Some(metrics::IDP_UNAVAILABLE),
-            503,
-            "keys_unavailable",
-            "The authorization could not be checked; try again shortly.",
-        ),
+        Err(Refusal::AwaitKeys(_) | Refusal::KeysUnavailable) => {
+            answer.refuse(PageDenial::KeysUnavailable(Step::Bank))
+        }
         Err(Refusal::Invalid { reason, description }) => {
             answer.audit.set("refused", &reason);
-            answer.refuse(
-                Some(metrics::VALIDATION_FAILURES),
-                400,
-                "token_refused",
-                &format!("The authorization was not accepted: {description}."),
-            )
+            answer.refuse(PageDenial::TokenRefused(description))
         }
     }
 }

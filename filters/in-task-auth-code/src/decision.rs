@@ -11,20 +11,21 @@ use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
-use baton_filter_kit::matching::{ambiguous_method, ambiguous_path};
+use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifiedToken, VerifyError};
+use baton_token::TokenHash;
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
 use baton_token::oauth::{Grant, OAuthErrorCode, TokenEndpointError, TokenRequest};
 use baton_token::rules::AccessDecision;
 use baton_token::secret::Secret;
-use baton_token::{AuthChallenge, BearerError, TokenHash};
 use serde_json::{Map, Value};
 
 pub use baton_filter_kit::reply::Reply;
 
-use crate::a2a::{self, Call, CallKind, INVALID_PARAMS, RpcReply, SERVER_ERROR, TaskIds};
+use crate::a2a::{self, Call, CallKind, TaskIds};
 use crate::challenge::{IssueProblem, issue, random_id};
+use crate::denial::Denial;
 use crate::metrics;
 use crate::model::{
     AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
@@ -165,8 +166,8 @@ pub enum Identity {
     NotVerifiedUpstream,
     /// A token this filter checked and refused.
     Refused {
-        /// HTTP status (401, or 400 for a malformed credential).
-        status: u16,
+        /// The credential was malformed rather than invalid.
+        malformed: bool,
         /// Label for audit lines.
         reason: String,
         /// What the client is told.
@@ -226,7 +227,7 @@ impl Engine {
             Err(TokenProblem::Missing) => return Identity::Anonymous,
             Err(TokenProblem::Malformed(why)) => {
                 return Identity::Refused {
-                    status: 400,
+                    malformed: true,
                     reason: "invalid_request".into(),
                     description: why.to_string(),
                 };
@@ -250,7 +251,11 @@ impl Engine {
                     Err(VerifyError::AwaitKeys(provider)) => return Identity::AwaitKeys(provider),
                     Err(VerifyError::KeysUnavailable(_)) => return Identity::KeysUnavailable,
                     Err(VerifyError::Invalid { reason, description }) => {
-                        return Identity::Refused { status: 401, reason: reason.to_string(), description };
+                        return Identity::Refused {
+                            malformed: false,
+                            reason: reason.to_string(),
+                            description,
+                        };
                     }
                 }
             }
@@ -260,7 +265,7 @@ impl Engine {
                 Identity::User(user.to_string())
             }
             _ => Identity::Refused {
-                status: 401,
+                malformed: false,
                 reason: "user_claim_missing".into(),
                 description: format!("the token has no {} naming the user", primary.claim),
             },
@@ -287,18 +292,20 @@ impl Engine {
         // Rules, the agent card and the OAuth paths decide on this path only
         // if no other hop can read another one from it.
         if let Some(why) = ambiguous_path(&request.path) {
-            host.count(metrics::AMBIGUOUS_PATH);
-            AuditLine::new(config.audit_log).deny(400, "ambiguous_path").emit(host);
-            return Verdict::Reply(Reply::json(400, "invalid_request", why));
+            return self.deny(
+                host,
+                &mut AuditLine::new(config.audit_log),
+                &Value::Null,
+                &Denial::AmbiguousPath(why),
+            );
         }
         // Nor on this method, if rules look at methods and the agent may
         // act on another one.
         if let Some(second) = request.method_override
             && config.rules.iter().any(|rule| !rule.matcher.methods.is_empty())
         {
-            host.count(metrics::AMBIGUOUS_METHOD);
-            AuditLine::new(config.audit_log).deny(400, "ambiguous_method").emit(host);
-            return Verdict::Reply(Reply::json(400, "invalid_request", &ambiguous_method(second)));
+            let denial = Denial::AmbiguousMethod(second);
+            return self.deny(host, &mut AuditLine::new(config.audit_log), &Value::Null, &denial);
         }
         if is_agent_card(&request.method, &request.path) {
             return Verdict::Continue(Forward::default());
@@ -322,35 +329,13 @@ impl Engine {
                 return Verdict::AwaitKeys(provider);
             }
             Identity::AwaitKeys(_) | Identity::KeysUnavailable => {
-                host.count(metrics::IDP_UNAVAILABLE);
                 let mut audit = AuditLine::new(config.audit_log);
-                audit.deny(503, "primary_keys_unavailable").emit(host);
-                let mut reply = Reply::rpc_error(
-                    503,
-                    &Value::Null,
-                    SERVER_ERROR,
-                    "the user's token cannot be checked now; retry shortly",
-                );
-                reply.headers.push(("retry-after", "5".into()));
-                return Verdict::Reply(reply);
+                return self.deny(host, &mut audit, &Value::Null, &Denial::PrimaryKeysUnavailable);
             }
-            Identity::Refused { status, reason, description } => {
+            Identity::Refused { malformed, reason, description } => {
                 // Never forward a token this filter checked and refused.
-                host.count(metrics::PRIMARY_REFUSED);
-                let mut audit = AuditLine::new(config.audit_log);
-                audit.deny(status, &reason).emit(host);
-                let error =
-                    if status == 400 { BearerError::InvalidRequest } else { BearerError::InvalidToken };
-                let mut reply = Reply::rpc_error(
-                    status,
-                    &Value::Null,
-                    a2a::INVALID_REQUEST,
-                    &format!("the caller's token was refused: {description}"),
-                );
-                reply
-                    .headers
-                    .push(("www-authenticate", AuthChallenge::error(error, description).header_value()));
-                return Verdict::Reply(reply);
+                let denial = Denial::PrimaryRefused { malformed, reason, description };
+                return self.deny(host, &mut AuditLine::new(config.audit_log), &Value::Null, &denial);
             }
         };
         let Some(rule) = config
@@ -382,20 +367,15 @@ impl Engine {
         let mut call = match a2a::parse_call(body, request.a2a_version.as_deref()) {
             Ok(call) => call,
             Err(error) => {
-                host.count(metrics::JSON_RPC_ERRORS);
-                audit.deny(400, "json_rpc_error").emit(host);
-                return Verdict::Reply(Reply::rpc_error(400, &error.id, error.code, &error.message));
+                let denial = Denial::JsonRpc { code: error.code, message: error.message };
+                return self.deny(host, audit, &error.id, &denial);
             }
         };
         if call.kind == CallKind::Other {
             return self.pass(user);
         }
         let Some(user) = user else {
-            audit.deny(401, "no_user").emit(host);
-            let mut reply =
-                Reply::rpc_error(401, &call.id, a2a::INVALID_REQUEST, "the caller's user is not identified");
-            reply.headers.push(("www-authenticate", AuthChallenge::bearer().header_value()));
-            return Verdict::Reply(reply);
+            return self.deny(host, audit, &call.id, &Denial::NoUser);
         };
         audit.set("user", &user);
         if let Some(task) = call.task_id() {
@@ -412,14 +392,7 @@ impl Engine {
             return Verdict::Forward(Forward { set: identity, body, rebind: None, user: Some(user) });
         }
         if call.mentions_credentials() && call.credentials().len() != 1 {
-            host.count(metrics::JSON_RPC_ERRORS);
-            audit.deny(400, "credentials_ambiguous").emit(host);
-            return Verdict::Reply(Reply::rpc_error(
-                400,
-                &call.id,
-                INVALID_PARAMS,
-                "Invalid params: exactly one auth_credentials object with a string accessToken, or code and state, is accepted",
-            ));
+            return self.deny(host, audit, &call.id, &Denial::CredentialsAmbiguous);
         }
         let now = host.now_unix_secs();
         let record = call.task_id().and_then(|task| self.store.task(host, &user, task));
@@ -428,14 +401,7 @@ impl Engine {
             Some(Some(Credentials::Token(_))) if self.config.binding.secondary_claim.is_none() => {
                 // Nothing would show whose token it is: only the gateway's
                 // own flow binds a credential to the user.
-                host.count(metrics::BINDING_REFUSED);
-                audit.deny(400, "token_not_bindable").emit(host);
-                return Verdict::Reply(Reply::rpc_error(
-                    400,
-                    &call.id,
-                    INVALID_PARAMS,
-                    "Invalid params: this gateway takes the credential only through its own authorization link",
-                ));
+                return self.deny(host, audit, &call.id, &Denial::TokenNotBindable);
             }
             Some(Some(Credentials::Token(token))) => token,
             Some(Some(Credentials::Code { code, state, iss })) => {
@@ -454,61 +420,23 @@ impl Engine {
                         );
                     }
                     Some(ExchangeOutcome::GatewayRefused(why)) => {
-                        audit.deny(502, why).emit(host);
-                        return Verdict::Reply(Reply::rpc_error(
-                            502,
-                            &call.id,
-                            SERVER_ERROR,
-                            &format!(
-                                "the gateway is not allowed to complete the authorization at {}; its operator has \
-                                 been told",
-                                self.config.idp.name
-                            ),
-                        ));
+                        return self.deny(host, audit, &call.id, &Denial::GatewayRefused(why.clone()));
                     }
                     Some(ExchangeOutcome::Unavailable(why)) => {
-                        host.count(metrics::IDP_UNAVAILABLE);
-                        audit.deny(503, why).emit(host);
-                        return Verdict::Reply(Reply::rpc_error(
-                            503,
-                            &call.id,
-                            SERVER_ERROR,
-                            &format!(
-                                // The state is used up: resending this code cannot work.
-                                "{} could not complete the authorization; send the message again without \
-                                 credentials for a new authorization link",
-                                self.config.idp.name
-                            ),
-                        ));
+                        return self.deny(host, audit, &call.id, &Denial::ExchangeUnavailable(why.clone()));
                     }
                     None => {
                         // A client that passes the redirect's `iss` on gets it
                         // checked (RFC 9207), as at the redirect path.
                         if iss.is_some() && self.config.idp.check_response_issuer(iss.as_deref()).is_err() {
                             let _ = self.store.consume_state(host, &state);
-                            host.count(metrics::ISSUER_MISMATCH);
-                            audit.deny(400, "issuer_mismatch").emit(host);
-                            return Verdict::Reply(Reply::rpc_error(
-                                400,
-                                &call.id,
-                                INVALID_PARAMS,
-                                "Invalid params: the authorization response came from another server",
-                            ));
+                            return self.deny(host, audit, &call.id, &Denial::IssuerMismatch);
                         }
                         return self.start_code_exchange(host, &call, &user, &code, &state, round, audit);
                     }
                 }
             }
-            Some(None) => {
-                host.count(metrics::JSON_RPC_ERRORS);
-                audit.deny(400, "credentials_malformed").emit(host);
-                return Verdict::Reply(Reply::rpc_error(
-                    400,
-                    &call.id,
-                    INVALID_PARAMS,
-                    "Invalid params: auth_credentials needs a string accessToken, or code and state",
-                ));
-            }
+            Some(None) => return self.deny(host, audit, &call.id, &Denial::CredentialsMalformed),
             None => match record.as_ref().and_then(|record| record.usable_token(now)) {
                 Some(stored) => {
                     audit.set("credential", "stored");
@@ -540,17 +468,7 @@ impl Engine {
             }
             Err(Refusal::AwaitKeys(provider)) if round.number < MAX_ROUNDS => Verdict::AwaitKeys(provider),
             Err(Refusal::AwaitKeys(_) | Refusal::KeysUnavailable) => {
-                host.count(metrics::IDP_UNAVAILABLE);
-                audit.deny(503, "keys_unavailable").emit(host);
-                Verdict::Reply(Reply::rpc_error(
-                    503,
-                    &call.id,
-                    SERVER_ERROR,
-                    &format!(
-                        "{}'s keys are not available to check the credential; retry shortly",
-                        self.config.idp.name
-                    ),
-                ))
+                self.deny(host, audit, &call.id, &Denial::KeysUnavailable)
             }
             Err(Refusal::Invalid { reason, description }) => {
                 self.refuse_credential(host, &call, &user, &reason, &description, audit)
@@ -612,13 +530,7 @@ impl Engine {
         audit: &mut AuditLine,
     ) -> Verdict {
         if round.number >= MAX_ROUNDS {
-            audit.deny(503, "too_many_rounds").emit(host);
-            return Verdict::Reply(Reply::rpc_error(
-                503,
-                &call.id,
-                SERVER_ERROR,
-                "authorization could not complete",
-            ));
+            return self.deny(host, audit, &call.id, &Denial::TooManyRounds);
         }
         let pending = match self.store.consume_state(host, state) {
             Ok(pending) => pending,
@@ -634,49 +546,21 @@ impl Engine {
                 );
             }
             Err(problem) => {
-                host.count(metrics::STATE_MISUSE);
-                audit.deny(400, problem.reason()).emit(host);
-                return Verdict::Reply(Reply::rpc_error(
-                    400,
-                    &call.id,
-                    INVALID_PARAMS,
-                    "Invalid params: unknown or already used state",
-                ));
+                return self.deny(host, audit, &call.id, &Denial::StateUnusable(problem.reason()));
             }
         };
         if pending.user != user {
-            host.count(metrics::STATE_MISUSE);
-            audit.deny(403, "state_other_user").emit(host);
             host.log(LogLevel::Warn, &format!("state issued to another user presented by user={user}"));
-            return Verdict::Reply(Reply::rpc_error(
-                403,
-                &call.id,
-                INVALID_PARAMS,
-                "Invalid params: the authorization belongs to another user",
-            ));
+            return self.deny(host, audit, &call.id, &Denial::StateOtherUser);
         }
         // With a browser sign-in, a code counts only for an authorization
         // whose browser signed in as the user (it then normally comes back
         // through the redirect; a client that caught it may send it here).
         if self.config.binding.primary_login.is_some() && pending.browser.is_none() {
-            host.count(metrics::BINDING_REFUSED);
-            audit.deny(403, "browser_not_signed_in").emit(host);
-            return Verdict::Reply(Reply::rpc_error(
-                403,
-                &call.id,
-                INVALID_PARAMS,
-                "Invalid params: the authorization was not completed by the user who asked for it",
-            ));
+            return self.deny(host, audit, &call.id, &Denial::BrowserNotSignedIn);
         }
         if call.task_id().is_some_and(|task| task != pending.task_id) {
-            host.count(metrics::STATE_MISUSE);
-            audit.deny(403, "state_other_task").emit(host);
-            return Verdict::Reply(Reply::rpc_error(
-                403,
-                &call.id,
-                INVALID_PARAMS,
-                "Invalid params: the authorization belongs to another task",
-            ));
+            return self.deny(host, audit, &call.id, &Denial::StateOtherTask);
         }
         Verdict::AwaitToken(Box::new(code_exchange(&self.config.idp, 0, state, code, &pending.verifier)))
     }
@@ -739,20 +623,30 @@ impl Engine {
                 self.challenge(host, call, user, Some(("invalid_token", description)), audit)
             }
             InvalidCredential::Reject => {
-                audit.deny(401, reason).emit(host);
-                let mut reply = Reply::rpc_error(
-                    401,
-                    &call.id,
-                    SERVER_ERROR,
-                    &format!("the credential was refused: {description}"),
-                );
-                reply.headers.push((
-                    "www-authenticate",
-                    AuthChallenge::error(baton_token::BearerError::InvalidToken, description).header_value(),
-                ));
-                Verdict::Reply(reply)
+                let denial = Denial::CredentialRefused {
+                    reason: reason.to_string(),
+                    description: description.to_string(),
+                };
+                self.deny(host, audit, &call.id, &denial)
             }
         }
+    }
+
+    /// Answers request `id` with `denial`: its audit line, counter and
+    /// JSON-RPC error.
+    pub(crate) fn deny(
+        &self,
+        host: &dyn Host,
+        audit: &mut AuditLine,
+        id: &Value,
+        denial: &Denial,
+    ) -> Verdict {
+        let reply = denial.reply(id, &self.config.idp.name);
+        if let Some(counter) = denial.counter() {
+            host.count(counter);
+        }
+        audit.deny(reply.status, denial.reason()).emit(host);
+        Verdict::Reply(reply)
     }
 
     /// Answers with an auth-required task (and remembers the challenge).
@@ -783,24 +677,9 @@ impl Engine {
             if issued.err() == Some(IssueProblem::StoreFull) {
                 // Full of other users' live authorizations: none is pushed
                 // out, this one waits.
-                host.count(metrics::STORE_FULL);
-                audit.deny(503, "store_full").emit(host);
-                let mut reply = Reply::rpc_error(
-                    503,
-                    &call.id,
-                    SERVER_ERROR,
-                    "the gateway holds too many authorizations in progress; retry shortly",
-                );
-                reply.headers.push(("retry-after", "30".into()));
-                return Verdict::Reply(reply);
+                return self.deny(host, audit, &call.id, &Denial::StoreFull);
             }
-            audit.deny(500, "no_randomness").emit(host);
-            return Verdict::Reply(Reply::rpc_error(
-                500,
-                &call.id,
-                SERVER_ERROR,
-                "the gateway could not create an authorization request",
-            ));
+            return self.deny(host, audit, &call.id, &Denial::NoRandomness);
         };
         let issued = issued.clone();
         let text = format!(

@@ -3,6 +3,7 @@
 //! agents' own challenges.
 
 use super::*;
+use crate::a2a::{INVALID_PARAMS, SERVER_ERROR};
 use crate::config;
 use crate::response::{AnswerContext, on_answer};
 use baton_filter_kit::query::parse_query;

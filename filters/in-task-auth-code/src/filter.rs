@@ -16,8 +16,10 @@ use baton_filter_kit::runtime::{self, BodyProblem, Filter, Plugin, Round as Runt
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use serde_json::Value;
 
-use crate::a2a::{self, RpcReply};
+use baton_filter_kit::audit::AuditLine;
+
 use crate::decision::{Engine, ExchangeOutcome, Request, Round, Verdict};
+use crate::denial::Denial;
 use crate::model::{FilterConfig, PrimaryVerification};
 use crate::response::{AnswerContext, on_answer};
 use crate::{FILTER, config, metrics};
@@ -64,23 +66,12 @@ impl Filter for InTaskAuthCode {
         round: RuntimeRound<'_, ExchangeOutcome>,
     ) -> runtime::Verdict<AnswerContext> {
         if round.overdue.is_some() {
-            host.count(metrics::IDP_UNAVAILABLE);
-            return runtime::Verdict::Reply(Reply::rpc_error(
-                503,
-                &Value::Null,
-                a2a::SERVER_ERROR,
-                "authorization timed out",
-            ));
+            let mut audit = AuditLine::new(self.engine.config().audit_log);
+            return self.verdict(self.engine.deny(host, &mut audit, &Value::Null, &Denial::TimedOut));
         }
         let engine_round = Round { number: round.number, keys: round.keys, exchange: round.call };
-        match self.engine.decide(host, request, engine_round) {
-            Verdict::Continue(forward) => runtime::Verdict::Forward(self.forward(forward, false)),
-            Verdict::Forward(forward) => runtime::Verdict::Forward(self.forward(forward, true)),
-            Verdict::ReadBody => runtime::Verdict::ReadBody,
-            Verdict::Reply(reply) => runtime::Verdict::Reply(reply),
-            Verdict::AwaitKeys(provider) => runtime::Verdict::AwaitKeys(provider),
-            Verdict::AwaitToken(call) => runtime::Verdict::AwaitCall(call),
-        }
+        let verdict = self.engine.decide(host, request, engine_round);
+        self.verdict(verdict)
     }
 
     /// The identity header is no more accepted in trailers than among the
@@ -130,23 +121,14 @@ impl Filter for InTaskAuthCode {
     }
 
     fn body_reply(&mut self, host: &dyn Host, problem: BodyProblem) -> Reply {
-        match problem {
-            BodyProblem::TooLarge => {
-                host.count(metrics::JSON_RPC_ERRORS);
-                Reply::rpc_error(
-                    413,
-                    &Value::Null,
-                    a2a::INVALID_REQUEST,
-                    "Invalid Request: the body is too large",
-                )
-            }
-            BodyProblem::NeverCame => Reply::rpc_error(
-                500,
-                &Value::Null,
-                a2a::SERVER_ERROR,
-                "the gateway could not read the request",
-            ),
+        let denial = match problem {
+            BodyProblem::TooLarge => Denial::BodyTooLarge,
+            BodyProblem::NeverCame => Denial::BodyNeverCame,
+        };
+        if let Some(counter) = denial.counter() {
+            host.count(counter);
         }
+        denial.reply(&Value::Null, &self.engine.config().idp.name)
     }
 
     fn wants_answer(&self, answer: &AnswerContext, content_type: Option<&[u8]>) -> bool {
@@ -160,6 +142,18 @@ impl Filter for InTaskAuthCode {
 }
 
 impl InTaskAuthCode {
+    /// The engine's verdict, for the runtime.
+    fn verdict(&self, verdict: Verdict) -> runtime::Verdict<AnswerContext> {
+        match verdict {
+            Verdict::Continue(forward) => runtime::Verdict::Forward(self.forward(forward, false)),
+            Verdict::Forward(forward) => runtime::Verdict::Forward(self.forward(forward, true)),
+            Verdict::ReadBody => runtime::Verdict::ReadBody,
+            Verdict::Reply(reply) => runtime::Verdict::Reply(reply),
+            Verdict::AwaitKeys(provider) => runtime::Verdict::AwaitKeys(provider),
+            Verdict::AwaitToken(call) => runtime::Verdict::AwaitCall(call),
+        }
+    }
+
     /// A forward for the runtime: the identity header (and an injected one
     /// other than the user's own token header) come from this filter only,
     /// in no spelling a backend reads as the same name (`x_baton_user`).

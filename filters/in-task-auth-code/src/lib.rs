@@ -18,6 +18,7 @@ pub mod callback;
 pub mod challenge;
 pub mod config;
 pub mod decision;
+pub mod denial;
 pub mod filter;
 pub mod login;
 pub mod metrics;

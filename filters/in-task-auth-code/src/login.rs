@@ -18,6 +18,7 @@ use crate::browser::{
 };
 use crate::challenge::{random_id, random32};
 use crate::decision::{Engine, ExchangeOutcome, MAX_ROUNDS, Request, Round, Verdict, code_exchange};
+use crate::denial::{PageDenial, Step};
 use crate::metrics;
 use crate::model::PrimaryLogin;
 use crate::store::{PendingLogin, StateProblem};
@@ -25,27 +26,24 @@ use crate::store::{PendingLogin, StateProblem};
 /// The token endpoint index of the users' IdP (the bank's is 0).
 pub const LOGIN_ENDPOINT: usize = 1;
 
-const UNKNOWN: &str = "This authorization link is unknown, expired, already used, or continues in another \
-                       browser. Ask your agent for a new one.";
-
 /// `GET <startPath>?state=S`: the authorization link. Starts (or restarts)
 /// the sign-in for the pending authorization `S` in this browser.
 pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &PrimaryLogin) -> Verdict {
     let config = engine.shared_config();
-    let answer = Answer::new(host, config.audit_log, "start", request);
+    let answer = Answer::new(host, config.audit_log, Step::Start, request);
     let (mut answer, query) = match read_redirect(answer, request, &["state"]) {
         Ok(read) => read,
         Err(refused) => return *refused,
     };
     let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "state_missing", "The link is incomplete.");
+        return answer.refuse(PageDenial::StateMissing(Step::Start));
     };
     answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
     let existing = cookie_value(request.cookie.as_deref(), &config.cookie).map(str::to_string);
     let randomness =
         (existing.or_else(|| new_cookie_value(host)), random_id(host), random_id(host), random32(host));
     let (Some(cookie), Some(nonce), Some(suffix), Some(verifier)) = randomness else {
-        return answer.refuse(None, 500, "no_randomness", "The gateway could not start the sign-in.");
+        return answer.refuse(PageDenial::NoRandomness);
     };
     let browser = browser_id(&cookie);
     let login_state = format!("{state}.{suffix}");
@@ -80,7 +78,7 @@ pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &Pr
             let sign_in = login.server.authorization_url(&login_state, &challenge, Some(&nonce));
             answer.redirect("sign_in_started", &sign_in, set_cookie)
         }
-        Err(problem) => answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN),
+        Err(problem) => answer.refuse(PageDenial::StateUnusable(Step::Start, problem.reason())),
     }
 }
 
@@ -93,7 +91,7 @@ pub fn finish(
     round: Round<'_>,
 ) -> Verdict {
     let config = engine.shared_config();
-    let answer = Answer::new(host, config.audit_log, "sign_in", request);
+    let answer = Answer::new(host, config.audit_log, Step::SignIn, request);
     let (mut answer, query) = match read_redirect(answer, request, &["code", "state", "error", "iss"]) {
         Ok(read) => read,
         Err(refused) => return *refused,
@@ -102,21 +100,16 @@ pub fn finish(
     let Some((login_state, state)) =
         login_state.and_then(|l| l.rsplit_once('.').map(|(state, _)| (l, state)))
     else {
-        return answer.refuse(
-            Some(metrics::STATE_MISUSE),
-            400,
-            "state_missing",
-            "The sign-in has no valid state.",
-        );
+        return answer.refuse(PageDenial::StateMissing(Step::SignIn));
     };
     let key = TokenHash::of(login_state.as_bytes());
     answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
     let Some(pending) = engine.store.peek_state(host, state) else {
-        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "state_unknown", UNKNOWN);
+        return answer.refuse(PageDenial::StateUnusable(Step::SignIn, "state_unknown"));
     };
     answer.audit.set("user", &pending.user).set("task", &pending.task_id);
     let Some(started) = pending.login.clone().filter(|l| l.state_hash == key.to_hex()) else {
-        return answer.refuse(Some(metrics::STATE_MISUSE), 400, "sign_in_unknown", UNKNOWN);
+        return answer.refuse(PageDenial::SignInUnknown);
     };
     let Some(outcome) = round.outcome_for(&key) else {
         return arrived(engine, host, request, &query, login, state, login_state, &started, answer);
@@ -124,39 +117,19 @@ pub fn finish(
     let id_token = match outcome {
         ExchangeOutcome::Token { id_token: Some(id_token), .. } => id_token,
         ExchangeOutcome::Token { id_token: None, .. } => {
-            return answer.refuse(
-                Some(metrics::IDP_UNAVAILABLE),
-                502,
-                "no_id_token",
-                "The identity provider sent no ID token; nothing was authorized.",
-            );
+            return answer.refuse(PageDenial::NoIdToken);
         }
         ExchangeOutcome::Refused(why) => {
             answer.audit.set("exchange", why);
-            return answer.refuse(
-                None,
-                400,
-                "code_refused",
-                "The sign-in was refused; open the link from your agent again.",
-            );
+            return answer.refuse(PageDenial::CodeRefused(Step::SignIn));
         }
         ExchangeOutcome::GatewayRefused(why) => {
             answer.audit.set("exchange", why);
-            return answer.refuse(
-                None,
-                502,
-                "gateway_refused",
-                "The gateway is not allowed to sign you in; its operator has been told.",
-            );
+            return answer.refuse(PageDenial::GatewayRefused(Step::SignIn));
         }
         ExchangeOutcome::Unavailable(why) => {
             answer.audit.set("exchange", why);
-            return answer.refuse(
-                Some(metrics::IDP_UNAVAILABLE),
-                503,
-                "idp_unavailable",
-                "The identity provider could not be reached; open the link from your agent again.",
-            );
+            return answer.refuse(PageDenial::IdpUnavailable(Step::SignIn));
         }
     };
     let verified =
@@ -166,30 +139,15 @@ pub fn finish(
                 return Verdict::AwaitKeys(provider);
             }
             Err(VerifyError::AwaitKeys(_) | VerifyError::KeysUnavailable(_)) => {
-                return answer.refuse(
-                    Some(metrics::IDP_UNAVAILABLE),
-                    503,
-                    "keys_unavailable",
-                    "The sign-in could not be checked; try again shortly.",
-                );
+                return answer.refuse(PageDenial::KeysUnavailable(Step::SignIn));
             }
             Err(VerifyError::Invalid { reason, .. }) => {
                 answer.audit.set("refused", reason);
-                return answer.refuse(
-                    Some(metrics::VALIDATION_FAILURES),
-                    502,
-                    "id_token_refused",
-                    "The sign-in could not be verified; nothing was authorized.",
-                );
+                return answer.refuse(PageDenial::IdTokenRefused);
             }
         };
     if verified.claims.select("nonce").and_then(Value::as_str) != Some(started.nonce.as_str()) {
-        return answer.refuse(
-            Some(metrics::VALIDATION_FAILURES),
-            400,
-            "nonce_mismatch",
-            "The sign-in was replayed; nothing was authorized.",
-        );
+        return answer.refuse(PageDenial::NonceMismatch);
     }
     let signed_in = verified.claims.select(&config.primary.claim).and_then(Value::as_str);
     if signed_in != Some(pending.user.as_str()) {
@@ -197,13 +155,7 @@ pub fn finish(
         // so it cannot be retried by a third person either.
         let _ = engine.store.consume_state(host, state);
         answer.audit.set("signed_in", signed_in.unwrap_or("-"));
-        return answer.refuse(
-            Some(metrics::BINDING_REFUSED),
-            403,
-            "user_mismatch",
-            "You signed in as another user than the one who asked for this authorization. Nothing was \
-             authorized. If you did not ask your agent for it, close this page.",
-        );
+        return answer.refuse(PageDenial::UserMismatch);
     }
     let bound = engine.store.modify_state(host, state, |pending| {
         pending.browser = Some(started.browser.clone());
@@ -215,7 +167,7 @@ pub fn finish(
             let bank = config.idp.authorization_url(state, &pkce::s256_challenge(&pending.verifier), None);
             answer.redirect("signed_in", &bank, None)
         }
-        Err(problem) => answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN),
+        Err(problem) => answer.refuse(PageDenial::StateUnusable(Step::SignIn, problem.reason())),
     }
 }
 
@@ -237,12 +189,7 @@ fn arrived(
     let config = engine.shared_config();
     let browser = cookie_value(request.cookie.as_deref(), &config.cookie).map(browser_id);
     if browser.as_deref() != Some(started.browser.as_str()) {
-        return answer.refuse(
-            Some(metrics::BINDING_REFUSED),
-            403,
-            "sign_in_other_browser",
-            "This sign-in was not started in this browser. Nothing was authorized.",
-        );
+        return answer.refuse(PageDenial::SignInOtherBrowser);
     }
     let used = engine.store.modify_state(host, state, |pending| match &mut pending.login {
         Some(current) if current.state_hash == started.state_hash && !current.used => {
@@ -252,21 +199,16 @@ fn arrived(
         _ => Err(StateProblem::Reused),
     });
     if let Err(problem) = used {
-        return answer.refuse(Some(metrics::STATE_MISUSE), 400, problem.reason(), UNKNOWN);
+        return answer.refuse(PageDenial::StateUnusable(Step::SignIn, problem.reason()));
     }
     if let Err(problem) = login.server.check_response_issuer(query.single("iss")) {
-        return answer.refuse(
-            Some(metrics::ISSUER_MISMATCH),
-            400,
-            problem.reason(),
-            "The sign-in response did not come from the expected identity provider.",
-        );
+        return answer.refuse(PageDenial::IssuerMismatch(Step::SignIn, problem.reason()));
     }
     if let Some(error) = query.single("error") {
-        return answer.denied_by_idp(error, "sign_in_denied", "The sign-in did not complete");
+        return answer.denied_by_idp(error);
     }
     let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return answer.refuse(None, 400, "code_missing", "The sign-in callback has no valid code.");
+        return answer.refuse(PageDenial::CodeMissing(Step::SignIn));
     };
     Verdict::AwaitToken(Box::new(code_exchange(
         &login.server,
