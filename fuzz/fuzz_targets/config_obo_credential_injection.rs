@@ -15,7 +15,7 @@ use baton_token::oauth::{ClientAuth, RESERVED_PARAMETERS};
 use baton_token::secret::Secret;
 use libfuzzer_sys::fuzz_target;
 use obo_credential_injection::config::parse;
-use obo_credential_injection::model::FilterConfig;
+use obo_credential_injection::model::{FilterConfig, Mode, TargetGrant};
 
 fuzz_target!(|data: &[u8]| {
     check_config(data, parse, |e| &e.message, |c: &mut FilterConfig| c.fingerprint.clear(), check);
@@ -29,12 +29,18 @@ fn check(config: &FilterConfig) {
     }
     for (index, target) in config.targets.iter().enumerate() {
         assert!(config.targets[..index].iter().all(|other| other.name != target.name));
-        assert!(target.idp < config.idps.len());
+        assert!(target.idp().is_none_or(|idp| idp < config.idps.len()));
+        assert_eq!(target.idp().is_none(), target.mode() == Mode::IdentityAssertion);
         assert!(is_header_name(&target.inject.header), "{:?}", target.inject.header);
-        for (name, _) in &target.extra_parameters {
+        let extra = match &target.grant {
+            TargetGrant::TokenExchange(exchange) => exchange.extra_parameters.as_slice(),
+            TargetGrant::EntraOnBehalfOf(obo) => obo.extra_parameters.as_slice(),
+            _ => &[],
+        };
+        for (name, _) in extra {
             assert!(!RESERVED_PARAMETERS.contains(&name.as_str()), "reserved parameter {name:?}");
         }
-        if target.mode.needs_subject() {
+        if target.mode().needs_subject() {
             assert!(config.subject.is_some(), "target {:?} has no subject token source", target.name);
         }
     }

@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 use crate::assertion::{self, AssertionSpec};
 use crate::model::{
-    Actor, AllowEntry, CallerSource, CredentialsGrant, DefaultAction, Delegation, FilterConfig, Idp,
-    Injection, Mode, SubjectToken, SubjectValidation, Target,
+    Actor, AllowEntry, CallerSource, CredentialsGrant, DefaultAction, Delegation, Exchange, FilterConfig,
+    Idp, Injection, Mode, OnBehalfOf, SubjectToken, SubjectValidation, Target, TargetGrant,
 };
 
 #[derive(Debug, Deserialize)]
@@ -442,38 +442,141 @@ fn compile_target(
     if raw.name.is_empty() {
         return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
     }
-    let idp = match (raw.mode, &raw.idp) {
-        (RawMode::IdentityAssertion, Some(_)) => {
-            return Err(ConfigError::new(format!("{field}.idp"), "an identity assertion involves no IdP"));
-        }
-        // Never read for an identity assertion.
-        (RawMode::IdentityAssertion, None) => usize::MAX,
-        (_, None) => return Err(ConfigError::new(format!("{field}.idp"), "required")),
-        (_, Some(name)) => match idps.iter().position(|idp| &idp.name == name) {
-            Some(idp) => idp,
-            None => {
-                let known: Vec<&str> = idps.iter().map(|idp| idp.name.as_str()).collect();
-                return Err(ConfigError::new(
-                    format!("{field}.idp"),
-                    format!("no idp named {name:?}; known: {}", known.join(", ")),
-                ));
-            }
-        },
-    };
-    let matcher = compile_match(raw.matcher, &format!("{field}.match"))?;
     let mode = match raw.mode {
         RawMode::TokenExchange => Mode::TokenExchange,
         RawMode::EntraOnBehalfOf => Mode::EntraOnBehalfOf,
         RawMode::ClientCredentials => Mode::ClientCredentials,
         RawMode::IdentityAssertion => Mode::IdentityAssertion,
     };
-    let not_for = |name: &str, present: bool| {
-        if present {
-            Err(ConfigError::new(format!("{field}.{name}"), format!("not used by mode {}", mode.label())))
-        } else {
-            Ok(())
+    if let Some(name) = raw.given_fields().into_iter().find(|name| !mode.uses(name)) {
+        return Err(ConfigError::new(
+            format!("{field}.{name}"),
+            format!("not used by mode {}", mode.label()),
+        ));
+    }
+    if mode.needs_subject() && subject.is_none() {
+        return Err(ConfigError::new(
+            "subjectToken",
+            format!("required: target {:?} acts for the caller's user", raw.name),
+        ));
+    }
+    check_target_values(&raw, field)?;
+    // What each mode cannot do without.
+    match mode {
+        Mode::TokenExchange if raw.audiences.is_empty() && raw.resources.is_empty() => {
+            return Err(ConfigError::new(
+                format!("{field}.audiences"),
+                "a token exchange needs at least one audience or resource for the upstream",
+            ));
+        }
+        Mode::EntraOnBehalfOf if raw.scope.is_none() => {
+            return Err(ConfigError::new(format!("{field}.scope"), "required for entraOnBehalfOf"));
+        }
+        Mode::IdentityAssertion if raw.audiences.is_empty() => {
+            return Err(ConfigError::new(format!("{field}.audiences"), "an assertion needs its audience"));
+        }
+        _ => {}
+    }
+    let matcher = compile_match(raw.matcher, &format!("{field}.match"))?;
+    let asked =
+        Asked { expected: &raw.expected_audiences, audiences: &raw.audiences, resources: &raw.resources };
+    let expected_audiences = expected_audiences(asked, raw.scope.as_deref(), mode, field)?;
+    let inject_header = header_name(&raw.inject.header, &format!("{field}.inject.header"))?;
+    if inject_header.starts_with(':')
+        || ["host", "content-length", "transfer-encoding"].contains(&inject_header.as_str())
+    {
+        return Err(ConfigError::new(format!("{field}.inject.header"), "cannot carry a token"));
+    }
+    let extra_parameters: Vec<(String, String)> = raw.extra_parameters.into_iter().collect();
+    let idp = match mode {
+        Mode::IdentityAssertion => None,
+        _ => Some(idp_index(raw.idp.as_deref(), idps, field)?),
+    };
+    let idp_name = idp.and_then(|idp| idps.get(idp)).map_or("", |idp| idp.name.as_str());
+    let mut digest: Vec<String> = vec![mode.label().into(), idp_name.into()];
+    let grant = match (mode, idp) {
+        (Mode::TokenExchange, Some(idp)) => {
+            let actor = match raw.actor {
+                None => None,
+                Some(actor) => {
+                    Some(compile_actor(actor, &format!("{field}.actor"), &raw.name, idp, credentials)?)
+                }
+            };
+            let exchange = Exchange {
+                idp,
+                audiences: raw.audiences,
+                resources: raw.resources,
+                scope: raw.scope,
+                subject_token_type: raw
+                    .subject_token_type
+                    .unwrap_or_else(|| TOKEN_TYPE_ACCESS_TOKEN.to_string()),
+                requested_token_type: raw.requested_token_type,
+                actor,
+                extra_parameters,
+            };
+            digest.extend(exchange_digest(&exchange));
+            TargetGrant::TokenExchange(exchange)
+        }
+        (Mode::EntraOnBehalfOf, Some(idp)) => {
+            let scope = raw.scope.unwrap_or_default();
+            digest.extend([scope.clone(), parameters(&extra_parameters)]);
+            TargetGrant::EntraOnBehalfOf(OnBehalfOf { idp, scope, extra_parameters })
+        }
+        (Mode::ClientCredentials, Some(idp)) => {
+            let spec = GrantSpec {
+                idp,
+                audiences: raw.audiences,
+                resources: raw.resources,
+                scope: raw.scope,
+                expected_audiences: expected_audiences.clone(),
+                label: format!("client_credentials for target {}", raw.name),
+            };
+            let grant = credentials_grant(spec, credentials);
+            digest.push(grant.key.to_hex());
+            TargetGrant::ClientCredentials {
+                grant,
+                unauthenticated_callers: raw.dangerously_allow_unauthenticated_callers,
+            }
+        }
+        _ => {
+            digest.push(raw.audiences.join(" "));
+            TargetGrant::IdentityAssertion { audiences: raw.audiences }
         }
     };
+    let digest: Vec<&[u8]> = digest.iter().map(String::as_bytes).collect();
+    Ok(Target {
+        name: raw.name,
+        matcher,
+        grant,
+        inject: Injection { header: inject_header, prefix: raw.inject.prefix },
+        expected_audiences,
+        digest: TokenHash::of_parts(&digest),
+    })
+}
+
+impl RawTarget {
+    /// The optional fields this target gives.
+    fn given_fields(&self) -> Vec<&'static str> {
+        [
+            ("idp", self.idp.is_some()),
+            ("audiences", !self.audiences.is_empty()),
+            ("resources", !self.resources.is_empty()),
+            ("scope", self.scope.is_some()),
+            ("subjectTokenType", self.subject_token_type.is_some()),
+            ("requestedTokenType", self.requested_token_type.is_some()),
+            ("actor", self.actor.is_some()),
+            ("extraParameters", !self.extra_parameters.is_empty()),
+            ("expectedAudiences", !self.expected_audiences.is_empty()),
+            ("dangerouslyAllowUnauthenticatedCallers", self.dangerously_allow_unauthenticated_callers),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+}
+
+/// Values every mode checks the same way.
+fn check_target_values(raw: &RawTarget, field: &str) -> Result<(), ConfigError> {
     for (index, value) in raw.audiences.iter().chain(raw.resources.iter()).enumerate() {
         if value.is_empty() {
             return Err(ConfigError::new(
@@ -484,51 +587,6 @@ fn compile_target(
     }
     if raw.scope.as_deref() == Some("") {
         return Err(ConfigError::new(format!("{field}.scope"), "must not be empty"));
-    }
-    match mode {
-        Mode::TokenExchange => {
-            if raw.audiences.is_empty() && raw.resources.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{field}.audiences"),
-                    "a token exchange needs at least one audience or resource for the upstream",
-                ));
-            }
-        }
-        Mode::EntraOnBehalfOf => {
-            if raw.scope.is_none() {
-                return Err(ConfigError::new(format!("{field}.scope"), "required for entraOnBehalfOf"));
-            }
-            not_for("audiences", !raw.audiences.is_empty())?;
-            not_for("resources", !raw.resources.is_empty())?;
-            not_for("subjectTokenType", raw.subject_token_type.is_some())?;
-            not_for("requestedTokenType", raw.requested_token_type.is_some())?;
-            not_for("actor", raw.actor.is_some())?;
-        }
-        Mode::ClientCredentials => {
-            not_for("subjectTokenType", raw.subject_token_type.is_some())?;
-            not_for("requestedTokenType", raw.requested_token_type.is_some())?;
-            not_for("actor", raw.actor.is_some())?;
-        }
-        Mode::IdentityAssertion => {
-            if raw.audiences.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{field}.audiences"),
-                    "an assertion needs its audience",
-                ));
-            }
-            not_for("resources", !raw.resources.is_empty())?;
-            not_for("scope", raw.scope.is_some())?;
-            not_for("subjectTokenType", raw.subject_token_type.is_some())?;
-            not_for("requestedTokenType", raw.requested_token_type.is_some())?;
-            not_for("actor", raw.actor.is_some())?;
-            not_for("extraParameters", !raw.extra_parameters.is_empty())?;
-        }
-    }
-    if mode.needs_subject() && subject.is_none() {
-        return Err(ConfigError::new(
-            "subjectToken",
-            format!("required: target {:?} acts for the caller's user", raw.name),
-        ));
     }
     for (name, value) in
         [("subjectTokenType", &raw.subject_token_type), ("requestedTokenType", &raw.requested_token_type)]
@@ -542,85 +600,53 @@ fn compile_target(
             ));
         }
     }
-    let asked =
-        Asked { expected: &raw.expected_audiences, audiences: &raw.audiences, resources: &raw.resources };
-    let expected_audiences = expected_audiences(asked, raw.scope.as_deref(), mode, field)?;
-    let mut extra_parameters = Vec::with_capacity(raw.extra_parameters.len());
-    for (name, value) in raw.extra_parameters {
+    for name in raw.extra_parameters.keys() {
         if name.is_empty() || RESERVED_PARAMETERS.contains(&name.as_str()) {
             return Err(ConfigError::new(
                 format!("{field}.extraParameters.{name}"),
                 "is a parameter the grant sets itself and cannot be overridden",
             ));
         }
-        extra_parameters.push((name, value));
     }
-    if raw.dangerously_allow_unauthenticated_callers && mode != Mode::ClientCredentials {
-        return Err(ConfigError::new(
-            format!("{field}.dangerouslyAllowUnauthenticatedCallers"),
-            "only a clientCredentials target can serve callers nobody identified",
-        ));
-    }
-    let inject_header = header_name(&raw.inject.header, &format!("{field}.inject.header"))?;
-    if inject_header.starts_with(':')
-        || ["host", "content-length", "transfer-encoding"].contains(&inject_header.as_str())
-    {
-        return Err(ConfigError::new(format!("{field}.inject.header"), "cannot carry a token"));
-    }
+    Ok(())
+}
 
-    let actor = match raw.actor {
-        None => None,
-        Some(actor) => Some(compile_actor(actor, &format!("{field}.actor"), &raw.name, idp, credentials)?),
+/// The index of IdP `name`.
+fn idp_index(name: Option<&str>, idps: &[Idp], field: &str) -> Result<usize, ConfigError> {
+    let Some(name) = name else {
+        return Err(ConfigError::new(format!("{field}.idp"), "required"));
     };
-    let subject_token_type = raw.subject_token_type.unwrap_or_else(|| TOKEN_TYPE_ACCESS_TOKEN.to_string());
-    let grant_for_target = (mode == Mode::ClientCredentials).then(|| {
-        let spec = GrantSpec {
-            idp,
-            audiences: raw.audiences.clone(),
-            resources: raw.resources.clone(),
-            scope: raw.scope.clone(),
-            expected_audiences: expected_audiences.clone(),
-            label: format!("client_credentials for target {}", raw.name),
-        };
-        credentials_grant(spec, credentials)
-    });
-    let actor_id = match &actor {
+    idps.iter().position(|idp| idp.name == name).ok_or_else(|| {
+        let known: Vec<&str> = idps.iter().map(|idp| idp.name.as_str()).collect();
+        ConfigError::new(
+            format!("{field}.idp"),
+            format!("no idp named {name:?}; known: {}", known.join(", ")),
+        )
+    })
+}
+
+/// What of an exchange shapes the issued token.
+fn exchange_digest(exchange: &Exchange) -> [String; 7] {
+    let actor = match &exchange.actor {
         None => String::new(),
         Some(Actor::Static { token, token_type }) => {
             format!("static:{token_type}:{}", TokenHash::of(token.expose().as_bytes()).to_hex())
         }
         Some(Actor::ClientCredentials(grant)) => format!("cc:{}", grant.key.to_hex()),
     };
-    let extra: Vec<String> = extra_parameters.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    let digest = TokenHash::of_parts(&[
-        mode.label().as_bytes(),
-        idps.get(idp).map_or("", |idp| idp.name.as_str()).as_bytes(),
-        raw.audiences.join(" ").as_bytes(),
-        raw.resources.join(" ").as_bytes(),
-        raw.scope.as_deref().unwrap_or("").as_bytes(),
-        subject_token_type.as_bytes(),
-        raw.requested_token_type.as_deref().unwrap_or("").as_bytes(),
-        actor_id.as_bytes(),
-        extra.join("&").as_bytes(),
-    ]);
-    Ok(Target {
-        name: raw.name,
-        matcher,
-        mode,
-        idp,
-        audiences: raw.audiences,
-        resources: raw.resources,
-        scope: raw.scope,
-        subject_token_type,
-        requested_token_type: raw.requested_token_type,
+    [
+        exchange.audiences.join(" "),
+        exchange.resources.join(" "),
+        exchange.scope.clone().unwrap_or_default(),
+        exchange.subject_token_type.clone(),
+        exchange.requested_token_type.clone().unwrap_or_default(),
         actor,
-        extra_parameters,
-        inject: Injection { header: inject_header, prefix: raw.inject.prefix },
-        digest,
-        credentials: grant_for_target,
-        unauthenticated_callers: raw.dangerously_allow_unauthenticated_callers,
-        expected_audiences,
-    })
+        parameters(&exchange.extra_parameters),
+    ]
+}
+
+fn parameters(extra: &[(String, String)]) -> String {
+    extra.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("&")
 }
 
 fn compile_actor(
@@ -823,7 +849,7 @@ fn check_callers(
     delegation: &Delegation,
 ) -> Result<(), ConfigError> {
     for (index, target) in targets.iter().enumerate() {
-        if target.unauthenticated_callers {
+        if matches!(target.grant, TargetGrant::ClientCredentials { unauthenticated_callers: true, .. }) {
             continue;
         }
         let identified = subject.is_some() || delegation.caller == CallerSource::PeerCertificate;

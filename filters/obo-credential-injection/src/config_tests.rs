@@ -34,8 +34,9 @@ fn error(config: &Value) -> ConfigError {
 fn minimal_configuration_has_safe_defaults() {
     let config = parse_value(&base()).unwrap();
     let target = &config.targets[0];
-    assert_eq!(target.mode, Mode::TokenExchange);
-    assert_eq!(target.subject_token_type, TOKEN_TYPE_ACCESS_TOKEN);
+    assert_eq!(target.mode(), Mode::TokenExchange);
+    let TargetGrant::TokenExchange(exchange) = &target.grant else { panic!("{:?}", target.grant) };
+    assert_eq!(exchange.subject_token_type, TOKEN_TYPE_ACCESS_TOKEN);
     assert_eq!(target.inject, Injection { header: "authorization".into(), prefix: "Bearer ".into() });
     assert_eq!(config.default_action, DefaultAction::Deny);
     assert_eq!(config.idps[0].endpoint.timeout_ms, 3000);
@@ -99,10 +100,9 @@ fn reserved_parameters_cannot_be_overridden() {
     }
     let mut config = base();
     config["targets"][0]["extraParameters"] = json!({"tenant": "acme"});
-    assert_eq!(
-        parse_value(&config).unwrap().targets[0].extra_parameters,
-        [("tenant".to_string(), "acme".to_string())]
-    );
+    let parsed = parse_value(&config).unwrap();
+    let TargetGrant::TokenExchange(exchange) = &parsed.targets[0].grant else { panic!() };
+    assert_eq!(exchange.extra_parameters, [("tenant".to_string(), "acme".to_string())]);
 }
 
 #[test]
@@ -151,7 +151,10 @@ fn an_actor_from_client_credentials_is_a_kept_fresh_grant() {
     config["targets"][0]["actor"] = json!({"clientCredentials": {"scope": "actor"}});
     let config = parse_value(&config).unwrap();
     assert_eq!(config.credentials.len(), 1);
-    assert!(matches!(config.targets[0].actor, Some(Actor::ClientCredentials(_))));
+    assert!(matches!(
+        &config.targets[0].grant,
+        TargetGrant::TokenExchange(Exchange { actor: Some(Actor::ClientCredentials(_)), .. })
+    ));
 }
 
 #[test]
@@ -209,7 +212,11 @@ fn a_target_handing_out_the_gateways_token_identifies_its_callers() {
             config[key] = value.clone();
         }
         let parsed = parse_value(&config).unwrap_or_else(|e| panic!("{allowed}: {e}"));
-        assert_eq!(parsed.targets[0].unauthenticated_callers, allowed.get("targets").is_some());
+        let open = matches!(
+            parsed.targets[0].grant,
+            TargetGrant::ClientCredentials { unauthenticated_callers: true, .. }
+        );
+        assert_eq!(open, allowed.get("targets").is_some());
     }
     let mut user_target = base();
     user_target["targets"][0]["dangerouslyAllowUnauthenticatedCallers"] = json!(true);

@@ -22,9 +22,11 @@ use baton_token::secret::Secret;
 
 use crate::denial::Denial;
 use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
-use crate::jobs::{Job, credentials_job, exchange_job};
+use crate::jobs::{Job, credentials_job, user_job};
 use crate::metrics;
-use crate::model::{Actor, CallerSource, DefaultAction, FilterConfig, Mode, SubjectValidation, Target};
+use crate::model::{
+    Actor, CallerSource, DefaultAction, FilterConfig, SubjectValidation, Target, TargetGrant,
+};
 use crate::subject::{caller, check_delegation, verified_upstream_claims};
 
 /// What the decision needs of a request.
@@ -209,16 +211,17 @@ impl Engine {
                 }
             };
         };
-        audit.set("target", &target.name).set("mode", target.mode.label());
-        if !target.audiences.is_empty() || !target.resources.is_empty() {
-            audit.set("audience", &target.destinations().collect::<Vec<_>>().join(","));
+        audit.set("target", &target.name).set("mode", target.mode().label());
+        let destinations: Vec<&str> = target.destinations().collect();
+        if !destinations.is_empty() {
+            audit.set("audience", &destinations.join(","));
         }
 
-        if let Some(grant) = &target.credentials {
+        if let TargetGrant::ClientCredentials { grant, unauthenticated_callers } = &target.grant {
             // Service to service: the gateway's own token, no user involved,
             // for a caller this Envoy identified (unless the configuration
             // says, by name, that anyone may have it).
-            if !target.unauthenticated_callers {
+            if !unauthenticated_callers {
                 let claims = match config.delegation.caller {
                     CallerSource::PeerCertificate => None,
                     CallerSource::TokenClient => {
@@ -278,10 +281,24 @@ impl Engine {
             self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
             return self.forward(host, audit, target, &token, outcome, idp_ms);
         }
-        if target.mode == Mode::IdentityAssertion {
-            return self.assert_identity(host, audit, target, target_index, &subject, caller.as_deref(), key);
-        }
-        let actor = match &target.actor {
+        let exchange = match &target.grant {
+            TargetGrant::IdentityAssertion { audiences } => {
+                let caller = caller.as_deref();
+                return self.assert_identity(
+                    host,
+                    audit,
+                    target,
+                    audiences,
+                    target_index,
+                    &subject,
+                    caller,
+                    key,
+                );
+            }
+            TargetGrant::TokenExchange(exchange) => Some(exchange),
+            TargetGrant::EntraOnBehalfOf(_) | TargetGrant::ClientCredentials { .. } => None,
+        };
+        let actor = match exchange.and_then(|exchange| exchange.actor.as_ref()) {
             None => None,
             Some(Actor::Static { token, token_type }) => Some((token.clone(), token_type.clone())),
             Some(Actor::ClientCredentials(grant)) => match self.obtain(host, &grant.key, round) {
@@ -299,11 +316,13 @@ impl Engine {
             },
         };
         let subject_exp = claims.exp.and_then(|exp| u64::try_from(exp).ok());
-        let Some(idp) = config.idps.get(target.idp) else {
+        let Some(idp) = target.idp().and_then(|idp| config.idps.get(idp)) else {
             return self.unavailable(host, audit, "no_idp");
         };
-        let job = exchange_job(target, idp, key, subject.token, subject_exp, actor);
-        self.wait_for(host, audit, round, job)
+        match user_job(target, idp, key, subject.token, subject_exp, actor) {
+            Some(job) => self.wait_for(host, audit, round, job),
+            None => self.unavailable(host, audit, "no_idp"),
+        }
     }
 
     /// Who is calling, checked against the delegation policy for target
@@ -336,6 +355,7 @@ impl Engine {
         host: &dyn Host,
         audit: AuditLine,
         target: &Target,
+        audiences: &[String],
         target_index: u32,
         subject: &Subject<'_>,
         caller: Option<&str>,
@@ -350,7 +370,7 @@ impl Engine {
         }
         let now = host.now_unix_secs();
         let jti = baton_token::base64url::encode(&random);
-        let assertion = match issuer.mint(subject.claims.get(), &target.audiences, caller, now, &jti) {
+        let assertion = match issuer.mint(subject.claims.get(), audiences, caller, now, &jti) {
             Ok(assertion) => assertion,
             Err(error) => {
                 host.log(LogLevel::Error, &format!("identity assertion not signed: {error}"));

@@ -7,49 +7,63 @@ use baton_token::TokenHash;
 use baton_token::oauth::{Grant, TokenRequest};
 use baton_token::secret::Secret;
 
-use crate::model::{CredentialsGrant, Idp, Mode, Target};
+use crate::model::{CredentialsGrant, Idp, Target, TargetGrant};
 
 /// A token endpoint call of this filter.
 pub type Job = TokenCall;
 
-/// A user-bound exchange for `target`.
-pub fn exchange_job(
+/// The call that gets `target`'s token for the user whose token is
+/// `subject_token`: an RFC 8693 exchange or an Entra on-behalf-of request
+/// (`None` for a target whose token is no user's).
+pub fn user_job(
     target: &Target,
     idp: &Idp,
     key: TokenHash,
     subject_token: &str,
     subject_exp: Option<u64>,
     actor: Option<(Secret, String)>,
-) -> Job {
-    let grant = match target.mode {
-        Mode::EntraOnBehalfOf => Grant::OnBehalfOf { assertion: Secret::new(subject_token) },
-        // Assertions are signed here, never asked of an IdP; they never get this far.
-        Mode::TokenExchange | Mode::ClientCredentials | Mode::IdentityAssertion => Grant::TokenExchange {
-            subject_token: Secret::new(subject_token),
-            subject_token_type: target.subject_token_type.clone(),
-            requested_token_type: target.requested_token_type.clone(),
-            actor,
-        },
+) -> Option<Job> {
+    let (request, requested_token_type) = match &target.grant {
+        TargetGrant::TokenExchange(exchange) => {
+            let grant = Grant::TokenExchange {
+                subject_token: Secret::new(subject_token),
+                subject_token_type: exchange.subject_token_type.clone(),
+                requested_token_type: exchange.requested_token_type.clone(),
+                actor,
+            };
+            let request = TokenRequest {
+                grant,
+                audiences: exchange.audiences.clone(),
+                resources: exchange.resources.clone(),
+                scope: exchange.scope.clone(),
+                extra: exchange.extra_parameters.clone(),
+            };
+            (request, exchange.requested_token_type.clone())
+        }
+        TargetGrant::EntraOnBehalfOf(obo) => {
+            let request = TokenRequest {
+                grant: Grant::OnBehalfOf { assertion: Secret::new(subject_token) },
+                audiences: Vec::new(),
+                resources: Vec::new(),
+                scope: Some(obo.scope.clone()),
+                extra: obo.extra_parameters.clone(),
+            };
+            (request, None)
+        }
+        TargetGrant::ClientCredentials { .. } | TargetGrant::IdentityAssertion { .. } => return None,
     };
-    let request = TokenRequest {
-        grant,
-        audiences: target.audiences.clone(),
-        resources: target.resources.clone(),
-        scope: target.scope.clone(),
-        extra: target.extra_parameters.clone(),
-    };
-    Job {
+    Some(Job {
         key,
-        endpoint: target.idp,
+        endpoint: target.idp()?,
         request: request.encode(&idp.endpoint.client_auth),
-        requested_token_type: target.requested_token_type.clone(),
-        token_exchange: target.mode == Mode::TokenExchange,
+        requested_token_type,
+        token_exchange: matches!(target.grant, TargetGrant::TokenExchange(_)),
         carries_caller_token: true,
         expected_audiences: target.expected_audiences.clone(),
         expected_issuer: idp.issuer.clone(),
         not_after: subject_exp,
         label: target.name.clone(),
-    }
+    })
 }
 
 /// The gateway's own token for `grant`.
@@ -99,7 +113,7 @@ mod tests {
     fn exchange_and_obo_jobs_carry_their_grant() {
         let config = config();
         let key = TokenHash::of(b"k");
-        let job = exchange_job(&config.targets[0], &config.idps[0], key, "user.jwt", Some(99), None);
+        let job = user_job(&config.targets[0], &config.idps[0], key, "user.jwt", Some(99), None).unwrap();
         let body = job.request.body.expose();
         assert!(
             body.contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"),
@@ -116,7 +130,7 @@ mod tests {
             Some("urn:ietf:params:oauth:token-type:access_token")
         );
 
-        let obo = exchange_job(&config.targets[1], &config.idps[0], key, "user.jwt", None, None);
+        let obo = user_job(&config.targets[1], &config.idps[0], key, "user.jwt", None, None).unwrap();
         let body = obo.request.body.expose();
         assert!(
             body.contains("requested_token_use=on_behalf_of") && body.contains("assertion=user.jwt"),
@@ -124,7 +138,8 @@ mod tests {
         );
         assert!(!obo.token_exchange);
 
-        let grant = config.targets[2].credentials.as_ref().unwrap();
+        let TargetGrant::ClientCredentials { grant, .. } = &config.targets[2].grant else { panic!() };
+        assert!(user_job(&config.targets[2], &config.idps[0], key, "user.jwt", None, None).is_none());
         let cc = credentials_job(grant, &config.idps[0]);
         assert_eq!(cc.request.body.expose(), "grant_type=client_credentials&audience=market");
         assert_eq!(cc.key, grant.key);

@@ -52,6 +52,35 @@ impl Mode {
     pub fn needs_subject(self) -> bool {
         !matches!(self, Mode::ClientCredentials)
     }
+
+    /// The optional target fields the mode uses: a configuration that gives
+    /// any other is refused, so it never says something the filter ignores.
+    pub fn uses(self, field: &str) -> bool {
+        let fields: &[&str] = match self {
+            Mode::TokenExchange => &[
+                "idp",
+                "audiences",
+                "resources",
+                "scope",
+                "subjectTokenType",
+                "requestedTokenType",
+                "actor",
+                "extraParameters",
+                "expectedAudiences",
+            ],
+            Mode::EntraOnBehalfOf => &["idp", "scope", "extraParameters", "expectedAudiences"],
+            Mode::ClientCredentials => &[
+                "idp",
+                "audiences",
+                "resources",
+                "scope",
+                "expectedAudiences",
+                "dangerouslyAllowUnauthenticatedCallers",
+            ],
+            Mode::IdentityAssertion => &["audiences"],
+        };
+        fields.contains(&field)
+    }
 }
 
 /// Who the gateway names as actor in a token exchange.
@@ -105,8 +134,45 @@ pub struct Target {
     pub name: String,
     /// Which requests it applies to.
     pub matcher: RequestMatch,
-    /// The grant.
-    pub mode: Mode,
+    /// How its token is obtained, with what that way needs.
+    pub grant: TargetGrant,
+    /// Where the token goes.
+    pub inject: Injection,
+    /// The audiences the issued token may name: a JWT naming any other is
+    /// not injected (nor cached). Empty for an identity assertion (signed
+    /// here, for its audiences).
+    pub expected_audiences: Vec<String>,
+    /// Digest of everything that shapes the issued token: with the subject
+    /// token's hash it makes the cache key.
+    pub digest: TokenHash,
+}
+
+/// How a target's token is obtained, each way with only what it uses.
+#[derive(Debug)]
+pub enum TargetGrant {
+    /// RFC 8693 token exchange.
+    TokenExchange(Exchange),
+    /// Microsoft Entra on-behalf-of (JWT bearer).
+    EntraOnBehalfOf(OnBehalfOf),
+    /// The gateway's own token (service to service), kept fresh.
+    ClientCredentials {
+        /// The grant (shared by targets asking the same).
+        grant: Rc<CredentialsGrant>,
+        /// `dangerouslyAllowUnauthenticatedCallers`: anyone who reaches the
+        /// listener gets this token (the caller is not identified or
+        /// checked at all).
+        unauthenticated_callers: bool,
+    },
+    /// A JWT the gateway signs itself (trusted subsystem; no IdP call).
+    IdentityAssertion {
+        /// Its `aud`.
+        audiences: Vec<String>,
+    },
+}
+
+/// An RFC 8693 token exchange.
+#[derive(Debug)]
+pub struct Exchange {
     /// Index of the IdP.
     pub idp: usize,
     /// `audience` values.
@@ -115,35 +181,58 @@ pub struct Target {
     pub resources: Vec<String>,
     /// `scope`.
     pub scope: Option<String>,
-    /// RFC 8693 `subject_token_type`.
+    /// `subject_token_type`.
     pub subject_token_type: String,
-    /// RFC 8693 `requested_token_type`, if any.
+    /// `requested_token_type`, if any.
     pub requested_token_type: Option<String>,
     /// The actor, if any.
     pub actor: Option<Actor>,
     /// Non-reserved extra form parameters.
     pub extra_parameters: Vec<(String, String)>,
-    /// Where the token goes.
-    pub inject: Injection,
-    /// The audiences the issued token may name: a JWT naming any other is
-    /// not injected (nor cached).
-    pub expected_audiences: Vec<String>,
-    /// Digest of everything above that shapes the issued token: with the
-    /// subject token's hash it makes the cache key.
-    pub digest: TokenHash,
-    /// For `clientCredentials` targets, the grant kept fresh.
-    pub credentials: Option<Rc<CredentialsGrant>>,
-    /// `dangerouslyAllowUnauthenticatedCallers`: anyone who reaches the
-    /// listener gets this `clientCredentials` target's token (the caller is
-    /// not identified or checked at all).
-    pub unauthenticated_callers: bool,
+}
+
+/// An Entra on-behalf-of request.
+#[derive(Debug)]
+pub struct OnBehalfOf {
+    /// Index of the IdP.
+    pub idp: usize,
+    /// `scope` (required: it names the resource).
+    pub scope: String,
+    /// Non-reserved extra form parameters.
+    pub extra_parameters: Vec<(String, String)>,
 }
 
 impl Target {
+    /// The grant's mode.
+    pub fn mode(&self) -> Mode {
+        match self.grant {
+            TargetGrant::TokenExchange(_) => Mode::TokenExchange,
+            TargetGrant::EntraOnBehalfOf(_) => Mode::EntraOnBehalfOf,
+            TargetGrant::ClientCredentials { .. } => Mode::ClientCredentials,
+            TargetGrant::IdentityAssertion { .. } => Mode::IdentityAssertion,
+        }
+    }
+
+    /// The IdP asked, if any.
+    pub fn idp(&self) -> Option<usize> {
+        match &self.grant {
+            TargetGrant::TokenExchange(exchange) => Some(exchange.idp),
+            TargetGrant::EntraOnBehalfOf(obo) => Some(obo.idp),
+            TargetGrant::ClientCredentials { grant, .. } => Some(grant.idp),
+            TargetGrant::IdentityAssertion { .. } => None,
+        }
+    }
+
     /// The audiences and resources the issued token is for (delegation
     /// policy and audit).
     pub fn destinations(&self) -> impl Iterator<Item = &str> {
-        self.audiences.iter().chain(self.resources.iter()).map(String::as_str)
+        let (audiences, resources): (&[String], &[String]) = match &self.grant {
+            TargetGrant::TokenExchange(exchange) => (&exchange.audiences, &exchange.resources),
+            TargetGrant::EntraOnBehalfOf(_) => (&[], &[]),
+            TargetGrant::ClientCredentials { grant, .. } => (&grant.audiences, &grant.resources),
+            TargetGrant::IdentityAssertion { audiences } => (audiences, &[]),
+        };
+        audiences.iter().chain(resources).map(String::as_str)
     }
 }
 

@@ -84,7 +84,7 @@ pub fn check_delegation(
             return Err(format!("caller {caller} may not obtain tokens for target {}", target.name));
         }
     }
-    if delegation.require_may_act && target.mode.needs_subject() {
+    if delegation.require_may_act && target.mode().needs_subject() {
         let Some(caller) = caller else {
             return Err("the caller could not be identified".to_string());
         };
