@@ -141,7 +141,7 @@ fn request(body: &[u8], version: Option<&str>, user: Option<&str>) -> Request {
         method_override: None,
         primary: token
             .as_ref()
-            .map_or(Credential::Absent, |token| Credential::One(format!("Bearer {token}").into_bytes())),
+            .map_or(Credential::Absent, |token| Credential::one(format!("Bearer {token}").into_bytes())),
         verified_upstream: token
             .as_ref()
             .map(|token| handoff::verified_value(&TokenHash::of(token.as_bytes())).into_bytes()),

@@ -115,7 +115,7 @@ fn check_error(error: &TokenEndpointError, status: Option<u16>, body: &[u8]) {
 fn check_in_task_reading(status: Option<u16>, body: &[u8]) {
     let engine = Engine::new(in_task_config());
     let host = TestHost::new(NOW);
-    let call = code_exchange(&engine.config().idp, 0, "state", "code", &"v".repeat(43));
+    let call = code_exchange(&engine.config().idp, 0, "state", &Secret::new("code"), &Secret::new("v".repeat(43)));
     let outcome = engine.exchange_outcome(&host, &call, status, body);
     match (TokenResponse::parse(status, body, ResponseExpectation::default()), outcome) {
         (Ok(response), ExchangeOutcome::Token { access, id_token }) => {

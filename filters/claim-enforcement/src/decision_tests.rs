@@ -56,7 +56,7 @@ fn request(method: &str, path: &str, authorization: Option<&str>) -> Request {
         method_override: None,
         credential: match authorization {
             None => Credential::Absent,
-            Some(value) => Credential::One(value.as_bytes().to_vec()),
+            Some(value) => Credential::one(value.as_bytes().to_vec()),
         },
     }
 }
@@ -181,7 +181,7 @@ fn malformed_credentials_are_invalid_requests() {
         );
     }
     let mut binary = request("GET", "/orders", None);
-    binary.credential = Credential::One(b"Bearer \xff\xfe".to_vec());
+    binary.credential = Credential::one(b"Bearer \xff\xfe".to_vec());
     assert_eq!(rejection_of(&mut s, binary).status, 400);
 }
 

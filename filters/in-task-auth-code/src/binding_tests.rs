@@ -113,7 +113,7 @@ impl World {
             path: "/".into(),
             authority: "gw.example".into(),
             method_override: None,
-            primary: Credential::One(format!("Bearer {}", self.user_token(user)).into_bytes()),
+            primary: Credential::one(format!("Bearer {}", self.user_token(user)).into_bytes()),
             verified_upstream: None,
             a2a_version: None,
             accept: None,

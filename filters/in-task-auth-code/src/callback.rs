@@ -87,7 +87,7 @@ fn first_pass(
     let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
         return answer.refuse(PageDenial::CodeMissing(Step::Bank));
     };
-    Verdict::AwaitToken(Box::new(code_exchange(&config.idp, 0, state, code, &pending.verifier)))
+    Verdict::AwaitToken(Box::new(code_exchange(&config.idp, 0, state, &Secret::new(code), &pending.verifier)))
 }
 
 /// The exchanged token: validated for the user and kept for the task.
@@ -109,7 +109,7 @@ fn keep(
                 user: pending.user.clone(),
                 task_id: pending.task_id.clone(),
                 gateway_task,
-                token: Some(token.expose().to_string()),
+                token: Some(token.clone()),
                 expires_at,
             };
             if engine.store.put_task(host, &record).is_err() {

@@ -70,7 +70,7 @@ pub fn issue(
                 user: user.to_string(),
                 task_id: ids.task_id.clone(),
                 context_id: ids.context_id.clone(),
-                verifier: verifier.expose().to_string(),
+                verifier: verifier.clone(),
                 expires_at,
                 used: false,
                 login: None,

@@ -448,14 +448,12 @@ impl Engine {
         match self.accept_token(host, &token, &user, round) {
             Ok(expires_at) => {
                 let record = match record {
-                    Some(record) => {
-                        TaskRecord { token: Some(token.expose().to_string()), expires_at, ..record }
-                    }
+                    Some(record) => TaskRecord { token: Some(token.clone()), expires_at, ..record },
                     None => TaskRecord {
                         user: user.clone(),
                         task_id: call.task_id().unwrap_or("").to_string(),
                         gateway_task: false,
-                        token: Some(token.expose().to_string()),
+                        token: Some(token.clone()),
                         expires_at,
                     },
                 };
@@ -524,7 +522,7 @@ impl Engine {
         host: &dyn Host,
         call: &Call,
         user: &str,
-        code: &str,
+        code: &Secret,
         state: &str,
         round: Round<'_>,
         audit: &mut AuditLine,
@@ -776,7 +774,7 @@ pub(crate) enum Credentials {
     /// A code and its state, and the redirect's RFC 9207 `iss` when the
     /// client passed it on.
     Code {
-        code: String,
+        code: Secret,
         state: String,
         iss: Option<String>,
     },
@@ -795,7 +793,7 @@ pub(crate) fn parse_credential(object: &Map<String, Value>) -> Option<Credential
                 Some(Value::String(iss)) => Some(iss.clone()),
                 Some(_) => return None,
             };
-            Some(Credentials::Code { code: code.clone(), state: state.clone(), iss })
+            Some(Credentials::Code { code: Secret::new(code.clone()), state: state.clone(), iss })
         }
         _ => None,
     }
@@ -808,14 +806,14 @@ pub fn code_exchange(
     server: &AuthorizationServer,
     endpoint: usize,
     state: &str,
-    code: &str,
-    verifier: &str,
+    code: &Secret,
+    verifier: &Secret,
 ) -> TokenCall {
     let request = TokenRequest {
         grant: Grant::AuthorizationCode {
-            code: Secret::new(code),
+            code: code.clone(),
             redirect_uri: server.redirect_uri.clone(),
-            code_verifier: Secret::new(verifier),
+            code_verifier: verifier.clone(),
         },
         audiences: Vec::new(),
         resources: Vec::new(),

@@ -78,7 +78,7 @@ fn request(user: Option<&str>, method: &str, message: Value) -> Request {
         authority: "transfer-agent".into(),
         method_override: None,
         primary: user.map_or(Credential::Absent, |u| {
-            Credential::One(format!("Bearer {}", user_token(u)).into_bytes())
+            Credential::one(format!("Bearer {}", user_token(u)).into_bytes())
         }),
         verified_upstream: None,
         a2a_version: None,
@@ -205,7 +205,7 @@ fn a_transfer_without_a_credential_gets_an_auth_required_task() {
     let task = body["result"]["id"].as_str().unwrap();
     let pending = s.engine.store.peek_state(&s.host, &state).unwrap();
     assert_eq!((pending.user.as_str(), pending.task_id.as_str()), ("alice", task));
-    assert_eq!(baton_token::pkce::s256_challenge(&pending.verifier), param(url, "code_challenge"));
+    assert_eq!(baton_token::pkce::s256_challenge(pending.verifier.expose()), param(url, "code_challenge"));
     assert!(s.engine.store.task(&s.host, "alice", task).unwrap().gateway_task);
     assert_eq!(s.host.counter(metrics::CHALLENGES), 1);
 }
@@ -484,7 +484,8 @@ fn agents_own_challenges_get_a_ready_to_open_url() {
 #[test]
 fn code_exchange_answers_are_interpreted() {
     let s = setup();
-    let call = code_exchange(&s.engine.config().idp, 0, "state", "code", &"v".repeat(43));
+    let call =
+        code_exchange(&s.engine.config().idp, 0, "state", &Secret::new("code"), &Secret::new("v".repeat(43)));
     let outcome =
         |status, body: &str| s.engine.exchange_outcome(&s.host, &call, Some(status), body.as_bytes());
     assert!(matches!(
@@ -541,7 +542,7 @@ fn get_task() -> Request {
 
 /// A request as `v03` makes it for alice, with this bearer credential instead.
 fn with_bearer(mut request: Request, credential: &str) -> Request {
-    request.primary = Credential::One(credential.as_bytes().to_vec());
+    request.primary = Credential::one(credential.as_bytes().to_vec());
     request
 }
 
@@ -606,7 +607,7 @@ fn claim_enforcements_record_must_name_this_very_token() {
     let alice = user_token("alice");
     let record = baton_filter_kit::handoff::verified_value(&TokenHash::of(alice.as_bytes()));
     let mut verified = get_task();
-    verified.primary = Credential::One(format!("Bearer {alice}").into_bytes());
+    verified.primary = Credential::one(format!("Bearer {alice}").into_bytes());
     verified.verified_upstream = Some(record.clone().into_bytes());
     assert_eq!(header(&passed(s.decide(&verified)), "x-baton-user"), Some("alice"));
 
@@ -620,7 +621,7 @@ fn claim_enforcements_record_must_name_this_very_token() {
         (401, Some("the caller's user is not identified"))
     );
     let mut unrecorded = get_task();
-    unrecorded.primary = Credential::One(format!("Bearer {alice}").into_bytes());
+    unrecorded.primary = Credential::one(format!("Bearer {alice}").into_bytes());
     assert_eq!(header(&passed(s.decide(&unrecorded)), "x-baton-user"), None);
 }
 

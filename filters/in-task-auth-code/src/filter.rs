@@ -192,7 +192,7 @@ fn gather(
     let mut primary = headers.iter().filter(|(name, _)| *name == config.primary.header);
     let primary = match (primary.next(), primary.next()) {
         (None, _) => Credential::Absent,
-        (Some((_, value)), None) => Credential::One(value.clone()),
+        (Some((_, value)), None) => Credential::one(value.clone()),
         (Some(_), Some(_)) => Credential::Several,
     };
     let path = text(":path").unwrap_or_default();

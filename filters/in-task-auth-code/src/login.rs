@@ -10,6 +10,7 @@
 
 use baton_filter_kit::host::Host;
 use baton_filter_kit::verifier::VerifyError;
+use baton_token::secret::Secret;
 use baton_token::{TokenHash, pkce};
 use serde_json::Value;
 
@@ -56,7 +57,7 @@ pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &Pr
         }
         pending.login = Some(PendingLogin {
             state_hash: TokenHash::of(login_state.as_bytes()).to_hex(),
-            verifier: verifier.expose().to_string(),
+            verifier: verifier.clone(),
             nonce: nonce.clone(),
             browser: browser.clone(),
             expires_at: pending.expires_at,
@@ -69,8 +70,11 @@ pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &Pr
         Ok((pending, signed_in)) => {
             answer.audit.set("user", &pending.user).set("task", &pending.task_id);
             if signed_in {
-                let bank =
-                    config.idp.authorization_url(state, &pkce::s256_challenge(&pending.verifier), None);
+                let bank = config.idp.authorization_url(
+                    state,
+                    &pkce::s256_challenge(pending.verifier.expose()),
+                    None,
+                );
                 return answer.redirect("signed_in_already", &bank, set_cookie);
             }
             host.count(metrics::SIGN_INS_STARTED);
@@ -164,7 +168,8 @@ pub fn finish(
     match bound {
         Ok((pending, ())) => {
             host.count(metrics::SIGN_INS_COMPLETED);
-            let bank = config.idp.authorization_url(state, &pkce::s256_challenge(&pending.verifier), None);
+            let bank =
+                config.idp.authorization_url(state, &pkce::s256_challenge(pending.verifier.expose()), None);
             answer.redirect("signed_in", &bank, None)
         }
         Err(problem) => answer.refuse(PageDenial::StateUnusable(Step::SignIn, problem.reason())),
@@ -214,7 +219,7 @@ fn arrived(
         &login.server,
         LOGIN_ENDPOINT,
         login_state,
-        code,
+        &Secret::new(code),
         &started.verifier,
     )))
 }

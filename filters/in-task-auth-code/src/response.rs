@@ -52,7 +52,7 @@ pub fn on_answer(
                 user: rebind.user.clone(),
                 task_id: task_id.to_string(),
                 gateway_task: false,
-                token: Some(rebind.token.expose().to_string()),
+                token: Some(rebind.token.clone()),
                 expires_at: rebind.expires_at,
             },
         );

@@ -28,7 +28,7 @@ pub struct PendingAuthorization {
     /// The context.
     pub context_id: String,
     /// The PKCE verifier (never leaves the gateway).
-    pub verifier: String,
+    pub verifier: Secret,
     /// Last second the `state` is accepted.
     pub expires_at: u64,
     /// Whether the state was used (it is single-use).
@@ -50,7 +50,7 @@ pub struct PendingLogin {
     /// random characters).
     pub state_hash: String,
     /// Its PKCE verifier.
-    pub verifier: String,
+    pub verifier: Secret,
     /// The OpenID Connect `nonce` its ID token must carry.
     pub nonce: String,
     /// Hex SHA-256 of the cookie of the browser that started it.
@@ -94,7 +94,7 @@ pub struct TaskRecord {
     /// challenge); the agent does not know it, so it is not forwarded.
     pub gateway_task: bool,
     /// The secondary token for this task, once obtained.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Last second the record (and its token) may be used.
     pub expires_at: u64,
 }
@@ -102,7 +102,7 @@ pub struct TaskRecord {
 impl TaskRecord {
     /// The usable token at `now`.
     pub fn usable_token(&self, now: u64) -> Option<Secret> {
-        (now < self.expires_at).then(|| self.token.clone().map(Secret::new)).flatten()
+        (now < self.expires_at).then(|| self.token.clone()).flatten()
     }
 }
 
@@ -351,7 +351,7 @@ mod tests {
             user: user.into(),
             task_id: "t1".into(),
             context_id: "c1".into(),
-            verifier: "v".repeat(43),
+            verifier: Secret::new("v".repeat(43)),
             expires_at: NOW + 300,
             used: false,
             login: None,
@@ -364,7 +364,7 @@ mod tests {
             user: user.into(),
             task_id: task.into(),
             gateway_task: false,
-            token: Some(format!("bank-token-{user}-{task}")),
+            token: Some(Secret::new(format!("bank-token-{user}-{task}"))),
             expires_at: NOW + 600,
         }
     }

@@ -6,6 +6,7 @@
 
 use baton_filter_kit::config::{ConfigError, secret_setting};
 use baton_token::claims::Claims;
+use baton_token::secret::Secret;
 use baton_token::sign::{SignError, SigningAlgorithm, SigningKey};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -177,7 +178,7 @@ pub fn compile(spec: AssertionSpec) -> Result<AssertionIssuer, ConfigError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assertion {
     /// The compact JWS.
-    pub token: String,
+    pub token: Secret,
     /// Its `exp`.
     pub expires_at: u64,
 }
@@ -227,7 +228,7 @@ impl AssertionIssuer {
         payload.insert("exp".into(), json!(expires_at));
         payload.insert("jti".into(), json!(jti));
         let token = key.sign_compact(&self.typ, &Value::Object(payload))?;
-        Ok(Assertion { token, expires_at })
+        Ok(Assertion { token: Secret::new(token), expires_at })
     }
 }
 

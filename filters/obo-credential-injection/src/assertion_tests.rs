@@ -61,12 +61,12 @@ fn an_assertion_names_the_user_the_audience_and_the_chain() {
     let assertion =
         issuer.mint(&subject, &["ledger-api".to_string()], Some("agent-broker"), NOW, "j-1").unwrap();
     assert_eq!(
-        payload(&assertion.token),
+        payload(assertion.token.expose()),
         json!({"iss": "https://gateway.test", "sub": "alice", "aud": "ledger-api",
                "act": {"sub": "https://gateway.test", "act": {"sub": "agent-broker"}},
                "iat": NOW, "exp": NOW + 60, "jti": "j-1", "email": "alice@example.com", "groups": ["trader"]})
     );
-    assert_eq!(header(&assertion.token), json!({"alg": "ES256", "kid": "new", "typ": "at+jwt"}));
+    assert_eq!(header(assertion.token.expose()), json!({"alg": "ES256", "kid": "new", "typ": "at+jwt"}));
     assert_eq!(assertion.expires_at, NOW + 60);
 }
 
@@ -75,7 +75,7 @@ fn lifetime_never_outlives_the_source_token() {
     let issuer = issuer(json!({"lifetimeSeconds": 300, "actor": "finport-gateway"})).unwrap();
     let subject = claims(json!({"sub": "alice", "exp": NOW + 20}));
     let assertion = issuer.mint(&subject, &["a".into(), "b".into()], None, NOW, "j-2").unwrap();
-    let body = payload(&assertion.token);
+    let body = payload(assertion.token.expose());
     assert_eq!((body["exp"].as_u64(), assertion.expires_at), (Some(NOW + 20), NOW + 20));
     assert_eq!(body["aud"], json!(["a", "b"]));
     assert_eq!(body["act"], json!({"sub": "finport-gateway"}));

@@ -382,12 +382,7 @@ impl Engine {
         // than half its life.
         let life = assertion.expires_at.saturating_sub(now);
         let use_until = assertion.expires_at - self.config.expiry_margin_secs.min(life / 2);
-        let token = Rc::new(IssuedToken::new(
-            Secret::new(assertion.token),
-            "Bearer".to_string(),
-            use_until,
-            use_until,
-        ));
+        let token = Rc::new(IssuedToken::new(assertion.token, "Bearer".to_string(), use_until, use_until));
         self.cache.put(key, Rc::clone(&token), host);
         self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
         self.forward(host, audit, target, &token, CacheOutcome::Miss, None)

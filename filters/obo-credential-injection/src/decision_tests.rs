@@ -53,7 +53,7 @@ fn request(host: &str, authorization: Option<&str>) -> Request {
         path: "/api".into(),
         authority: host.into(),
         method_override: None,
-        credential: authorization.map_or(Credential::Absent, |a| Credential::One(a.as_bytes().to_vec())),
+        credential: authorization.map_or(Credential::Absent, |a| Credential::one(a.as_bytes().to_vec())),
         peer_certificate: None,
         verified_upstream,
     }

@@ -2,15 +2,24 @@
 //! prefix matched case-insensitively (RFC 9110 §11.1), and a token whose
 //! characters cannot break the header syntax (RFC 6750 §2.1).
 
+use baton_token::secret::SecretBytes;
+
 /// The credential header(s) of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// No token header.
     Absent,
     /// One token header, its raw value.
-    One(Vec<u8>),
+    One(SecretBytes),
     /// The token header appears more than once: ambiguous, refused.
     Several,
+}
+
+impl Credential {
+    /// One token header with this raw value.
+    pub fn one(raw: impl Into<Vec<u8>>) -> Self {
+        Credential::One(SecretBytes::new(raw))
+    }
 }
 
 /// Why no token could be read.
@@ -29,7 +38,7 @@ pub fn extract_token<'a>(credential: &'a Credential, prefix: &str) -> Result<&'a
     let raw = match credential {
         Credential::Absent => return Err(TokenProblem::Missing),
         Credential::Several => return Err(TokenProblem::Malformed("more than one credential header")),
-        Credential::One(raw) => raw,
+        Credential::One(raw) => raw.expose(),
     };
     let text =
         std::str::from_utf8(raw).map_err(|_| TokenProblem::Malformed("credential is not valid text"))?;
@@ -78,7 +87,7 @@ mod tests {
     use super::*;
 
     fn one(value: &str) -> Credential {
-        Credential::One(value.as_bytes().to_vec())
+        Credential::one(value.as_bytes().to_vec())
     }
 
     #[test]
@@ -105,7 +114,7 @@ mod tests {
             (one("Bearer a b"), "bearer credential has invalid characters"),
             (one("Bearer a\"b"), "bearer credential has invalid characters"),
             (one("Bearer\tabc"), "bearer credential must follow the scheme after a space"),
-            (Credential::One(b"Bearer \xff".to_vec()), "credential is not valid text"),
+            (Credential::one(b"Bearer \xff".to_vec()), "credential is not valid text"),
         ] {
             assert_eq!(extract_token(&credential, "Bearer "), Err(TokenProblem::Malformed(why)));
         }

@@ -102,7 +102,7 @@ pub fn remove_spellings<S: AsRef<str>>(
 pub fn credential(host: &dyn Host, name: &str) -> Result<Credential, HostError> {
     if name == "authorization" {
         return Ok(match host.header(HeaderMap::RequestHeaders, name)? {
-            Some(value) => Credential::One(value),
+            Some(value) => Credential::one(value),
             None => Credential::Absent,
         });
     }
@@ -110,7 +110,7 @@ pub fn credential(host: &dyn Host, name: &str) -> Result<Credential, HostError> 
     let mut values = headers.into_iter().filter(|(header, _)| header == name);
     Ok(match (values.next(), values.next()) {
         (None, _) => Credential::Absent,
-        (Some((_, value)), None) => Credential::One(value),
+        (Some((_, value)), None) => Credential::one(value),
         (Some(_), Some(_)) => Credential::Several,
     })
 }
