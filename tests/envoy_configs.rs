@@ -223,6 +223,7 @@ fn the_observability_guide_names_every_counter() {
         .iter()
         .chain(obo_credential_injection::metrics::ALL.iter())
         .chain(in_task_auth_code::metrics::ALL.iter());
-    let missing: Vec<&&str> = counters.filter(|name| !guide.contains(&format!("`{name}`"))).collect();
+    let missing: Vec<&str> =
+        counters.map(|counter| counter.name()).filter(|name| !guide.contains(&format!("`{name}`"))).collect();
     assert!(missing.is_empty(), "docs/observability.md does not describe {missing:?}");
 }

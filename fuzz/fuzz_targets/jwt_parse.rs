@@ -27,7 +27,10 @@ use libfuzzer_sys::fuzz_target;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, VerifyingKey};
 
-const METRICS: JwksMetrics = JwksMetrics { fetch_success: "fuzz.jwks.ok", fetch_failure: "fuzz.jwks.failed" };
+const METRICS: JwksMetrics = JwksMetrics {
+    fetch_success: baton_filter_kit::host::Counter::__new("fuzz.jwks.ok"),
+    fetch_failure: baton_filter_kit::host::Counter::__new("fuzz.jwks.failed"),
+};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else {

@@ -3,6 +3,7 @@
 //! body, counter and audit reason, all in [`Denial::reply`] and its
 //! neighbours, so the decision code names reasons, never statuses.
 
+use baton_filter_kit::host::Counter;
 use baton_filter_kit::reply::Reply;
 use baton_token::rules::{AccessDecision, AccessRequirement};
 use baton_token::{AuthChallenge, BearerError};
@@ -44,7 +45,7 @@ pub enum Denial<'a> {
 
 impl Denial<'_> {
     /// The counter it adds to.
-    pub fn counter(&self) -> &'static str {
+    pub fn counter(&self) -> Counter {
         match self {
             Denial::AmbiguousPath(_) => metrics::DENIED_AMBIGUOUS_PATH,
             Denial::AmbiguousMethod(_) => metrics::DENIED_AMBIGUOUS_METHOD,

@@ -5,7 +5,7 @@
 
 use baton_filter_kit::config::KeySource;
 use baton_filter_kit::handoff::{VERIFIED_TOKEN_PROPERTY, verified_value};
-use baton_filter_kit::host::{CalloutResponse, Host};
+use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::reply::Reply;
 use baton_filter_kit::request_headers;
@@ -135,7 +135,7 @@ impl Filter for ClaimEnforcement {
 impl Plugin for ClaimEnforcement {
     const NAME: &'static str = FILTER;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const COUNTERS: &'static [&'static str] = &metrics::ALL;
+    const COUNTERS: &'static [Counter] = metrics::ALL;
 
     fn configure(bytes: &[u8]) -> Result<Self, String> {
         let config = config::parse(bytes).map_err(|error| error.to_string())?;

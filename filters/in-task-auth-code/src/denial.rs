@@ -4,6 +4,7 @@
 //! authorization ([`PageDenial`]) the status, page text, counter and audit
 //! reason. Decision code names reasons, never statuses.
 
+use baton_filter_kit::host::Counter;
 use baton_filter_kit::reply::Reply;
 use baton_token::{AuthChallenge, BearerError};
 use serde_json::Value;
@@ -83,7 +84,7 @@ pub enum Denial {
 
 impl Denial {
     /// The counter it adds to, if any.
-    pub fn counter(&self) -> Option<&'static str> {
+    pub fn counter(&self) -> Option<Counter> {
         Some(match self {
             Denial::AmbiguousPath(_) => metrics::AMBIGUOUS_PATH,
             Denial::AmbiguousMethod(_) => metrics::AMBIGUOUS_METHOD,
@@ -314,7 +315,7 @@ pub enum PageDenial {
 
 impl PageDenial {
     /// The counter it adds to, if any.
-    pub fn counter(&self) -> Option<&'static str> {
+    pub fn counter(&self) -> Option<Counter> {
         Some(match self {
             PageDenial::DuplicateParameters
             | PageDenial::StateMissing(_)

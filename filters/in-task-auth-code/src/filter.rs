@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use baton_filter_kit::credential::Credential;
 use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
-use baton_filter_kit::host::{CalloutResponse, HeaderMap, Host};
+use baton_filter_kit::host::{CalloutResponse, Counter, HeaderMap, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::matching::method_override;
 use baton_filter_kit::reply::Reply;
@@ -213,7 +213,7 @@ fn gather(
 impl Plugin for InTaskAuthCode {
     const NAME: &'static str = FILTER;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const COUNTERS: &'static [&'static str] = &metrics::ALL;
+    const COUNTERS: &'static [Counter] = metrics::ALL;
 
     fn configure(bytes: &[u8]) -> Result<Self, String> {
         let config = config::parse(bytes).map_err(|error| error.to_string())?;

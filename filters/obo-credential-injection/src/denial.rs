@@ -3,6 +3,7 @@
 //! and audit reason, in one place. A failed token endpoint call is a
 //! [`Denial`] too: every request that waited for it gets it.
 
+use baton_filter_kit::host::Counter;
 use baton_filter_kit::reply::Reply;
 use baton_token::{AuthChallenge, BearerError};
 
@@ -64,7 +65,7 @@ impl Denial {
     }
 
     /// The counter it adds to.
-    pub fn counter(&self) -> &'static str {
+    pub fn counter(&self) -> Counter {
         match self {
             Denial::AmbiguousPath(_) => metrics::DENIED_AMBIGUOUS_PATH,
             Denial::AmbiguousMethod(_) => metrics::DENIED_AMBIGUOUS_METHOD,

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use baton_filter_kit::credential::Credential;
 use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
-use baton_filter_kit::host::{CalloutResponse, Host};
+use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::lease::LeaseTable;
 use baton_filter_kit::reply::Reply;
@@ -258,7 +258,7 @@ impl OboCredentialInjection {
 impl Plugin for OboCredentialInjection {
     const NAME: &'static str = FILTER;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const COUNTERS: &'static [&'static str] = &metrics::ALL;
+    const COUNTERS: &'static [Counter] = metrics::ALL;
 
     fn configure(bytes: &[u8]) -> Result<Self, String> {
         let config = config::parse(bytes).map_err(|error| error.to_string())?;

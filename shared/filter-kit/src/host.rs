@@ -27,6 +27,41 @@ pub enum SharedDataError {
     Failed,
 }
 
+/// A counter (an Envoy stat). Only [`counters!`](crate::counters) makes
+/// one, and it lists each in the filter's `ALL`, which the VM registers at
+/// start: a counter a filter uses is always registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Counter(&'static str);
+
+impl Counter {
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str) -> Self {
+        Counter(name)
+    }
+
+    /// Its stat name (e.g. `baton_ce.allowed`).
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+/// Defines a filter's counters and `ALL`, every one of them:
+///
+/// ```text
+/// baton_filter_kit::counters! {
+///     /// Requests allowed.
+///     ALLOWED = "baton_ce.allowed";
+/// }
+/// ```
+#[macro_export]
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident = $stat:literal; )*) => {
+        $( $(#[$doc])* pub const $name: $crate::host::Counter = $crate::host::Counter::__new($stat); )*
+        /// Every counter, registered when the VM starts.
+        pub const ALL: &[$crate::host::Counter] = &[$($name),*];
+    };
+}
+
 /// The proxy refused a call (the request may be gone, the map read-only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError;
@@ -103,8 +138,8 @@ pub trait Host {
     /// Fills `buf` with cryptographically secure random bytes; false when
     /// no randomness is available (the caller must then refuse to proceed).
     fn fill_random(&self, buf: &mut [u8]) -> bool;
-    /// Adds one to a counter, by stat name (e.g. `baton_ce.allowed`).
-    fn count(&self, metric: &str);
+    /// Adds one to a counter.
+    fn count(&self, counter: Counter);
     /// Writes a log line.
     fn log(&self, level: LogLevel, message: &str);
 

@@ -23,9 +23,9 @@ use crate::host::{Host, LogLevel};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JwksMetrics {
     /// A key set was fetched and loaded.
-    pub fetch_success: &'static str,
+    pub fetch_success: crate::host::Counter,
     /// A fetch failed (transport, status or content).
-    pub fetch_failure: &'static str,
+    pub fetch_failure: crate::host::Counter,
 }
 
 /// Largest key set document accepted from an IdP.
@@ -380,7 +380,10 @@ mod tests {
     use crate::test_host::TestHost;
     use crate::test_keys::TestKey;
 
-    const METRICS: JwksMetrics = JwksMetrics { fetch_success: "jwks.ok", fetch_failure: "jwks.failed" };
+    const METRICS: JwksMetrics = JwksMetrics {
+        fetch_success: crate::host::Counter::__new("jwks.ok"),
+        fetch_failure: crate::host::Counter::__new("jwks.failed"),
+    };
 
     fn remote_config() -> Vec<Provider> {
         let specs: Vec<ProviderSpec> = from_json(

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-use crate::host::{Body, Callout, CalloutResponse, HeaderMap, Host, HostError, LogLevel, SharedDataError};
+use crate::host::{
+    Body, Callout, CalloutResponse, Counter, HeaderMap, Host, HostError, LogLevel, SharedDataError,
+};
 
 /// Counter ids, defined once per VM; cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -18,10 +20,13 @@ pub struct MetricIds {
 
 impl MetricIds {
     /// Defines every counter. A counter the host refuses is skipped.
-    pub fn define(names: &[&'static str]) -> Self {
-        let ids = names
+    pub fn define(counters: &[Counter]) -> Self {
+        let ids = counters
             .iter()
-            .filter_map(|name| hostcalls::define_metric(MetricType::Counter, name).ok().map(|id| (*name, id)))
+            .filter_map(|counter| {
+                let name = counter.name();
+                hostcalls::define_metric(MetricType::Counter, name).ok().map(|id| (name, id))
+            })
             .collect();
         Self { ids }
     }
@@ -112,8 +117,8 @@ impl Host for ProxyHost<'_> {
         getrandom::fill(buf).is_ok()
     }
 
-    fn count(&self, metric: &str) {
-        if let Some(id) = self.metrics.id(metric) {
+    fn count(&self, counter: Counter) {
+        if let Some(id) = self.metrics.id(counter.name()) {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }

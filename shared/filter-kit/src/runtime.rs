@@ -227,7 +227,7 @@ pub trait Plugin: Filter + Sized + 'static {
     /// Version in log lines.
     const VERSION: &'static str;
     /// Every counter, defined when the VM starts.
-    const COUNTERS: &'static [&'static str];
+    const COUNTERS: &'static [crate::host::Counter];
     /// Compiles the plugin configuration; an error names the field.
     fn configure(config: &[u8]) -> Result<Self, String>;
     /// The line logged once configured.

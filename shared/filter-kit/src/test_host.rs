@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use baton_token::TokenHash;
 
-use crate::host::{Body, Callout, CalloutResponse, HeaderMap, Host, HostError, LogLevel, SharedDataError};
+use crate::host::{
+    Body, Callout, CalloutResponse, Counter, HeaderMap, Host, HostError, LogLevel, SharedDataError,
+};
 
 /// Shared-data entries with their compare-and-swap versions.
 type SharedData = HashMap<String, (Vec<u8>, u32)>;
@@ -136,8 +138,8 @@ impl TestHost {
     }
 
     /// A counter's value.
-    pub fn counter(&self, metric: &str) -> u64 {
-        self.counters.borrow().get(metric).copied().unwrap_or(0)
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.counters.borrow().get(counter.name()).copied().unwrap_or(0)
     }
 
     /// Log lines so far.
@@ -268,8 +270,8 @@ impl Host for TestHost {
         true
     }
 
-    fn count(&self, metric: &str) {
-        *self.counters.borrow_mut().entry(metric.to_string()).or_default() += 1;
+    fn count(&self, counter: Counter) {
+        *self.counters.borrow_mut().entry(counter.name().to_string()).or_default() += 1;
     }
 
     fn log(&self, level: LogLevel, message: &str) {

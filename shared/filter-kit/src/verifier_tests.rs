@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 
 const NOW: u64 = 1_800_000_000;
 const ISS: &str = "https://idp.test";
-const METRICS: JwksMetrics = JwksMetrics { fetch_success: "jwks.ok", fetch_failure: "jwks.failed" };
+const METRICS: JwksMetrics = JwksMetrics {
+    fetch_success: crate::host::Counter::__new("jwks.ok"),
+    fetch_failure: crate::host::Counter::__new("jwks.failed"),
+};
 
 fn providers(jwks: &str) -> Rc<Vec<Provider>> {
     let specs: Vec<ProviderSpec> = from_json(
