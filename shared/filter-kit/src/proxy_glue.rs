@@ -120,13 +120,44 @@ impl<P: Plugin> std::fmt::Debug for Http<P> {
     }
 }
 
+/// A request callback, as the proxy delivered it.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    RequestHeaders { end_of_stream: bool },
+    RequestBody { size: usize, end_of_stream: bool },
+    RequestTrailers,
+    ResponseHeaders,
+    ResponseBody { size: Option<usize>, end_of_stream: bool },
+}
+
 impl<P: Plugin> Http<P> {
-    /// Runs a callback on the VM. A request callback that cannot reach it
+    /// Hands a callback to the VM. A request callback that cannot reach it
     /// fails closed; an answer callback lets the answer through.
-    fn on(&self, request_phase: bool, act: impl FnOnce(&mut Runtime<P>, &dyn Host) -> Action) -> ProxyAction {
+    fn on(&self, event: Event) -> ProxyAction {
+        let request_phase = matches!(
+            event,
+            Event::RequestHeaders { .. } | Event::RequestBody { .. } | Event::RequestTrailers
+        );
+        let id = self.context_id;
         let action = match self.vm.try_borrow_mut() {
             Ok(mut slot) => match slot.as_mut() {
-                Some(vm) => act(&mut vm.runtime, &ProxyHost::new(&vm.metrics, P::NAME)),
+                Some(vm) => {
+                    let host = ProxyHost::new(&vm.metrics, P::NAME);
+                    let runtime = &mut vm.runtime;
+                    match event {
+                        Event::RequestHeaders { end_of_stream } => {
+                            runtime.on_request_headers(&host, id, end_of_stream)
+                        }
+                        Event::RequestBody { size, end_of_stream } => {
+                            runtime.on_request_body(&host, id, Some(size), end_of_stream)
+                        }
+                        Event::RequestTrailers => runtime.on_request_trailers(&host, id),
+                        Event::ResponseHeaders => runtime.on_response_headers(&host, id),
+                        Event::ResponseBody { size, end_of_stream } => {
+                            runtime.on_response_body(&host, id, size, end_of_stream)
+                        }
+                    }
+                }
                 None if request_phase => unreachable_vm::<P>("filter not configured"),
                 None => Action::Continue,
             },
@@ -148,33 +179,27 @@ impl<P: Plugin> Context for Http<P> {}
 
 impl<P: Plugin> HttpContext for Http<P> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> ProxyAction {
-        let id = self.context_id;
-        self.on(true, |runtime, host| runtime.on_request_headers(host, id, end_of_stream))
+        self.on(Event::RequestHeaders { end_of_stream })
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> ProxyAction {
-        let id = self.context_id;
-        self.on(true, |runtime, host| runtime.on_request_body(host, id, Some(body_size), end_of_stream))
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> ProxyAction {
+        self.on(Event::RequestBody { size, end_of_stream })
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> ProxyAction {
-        let id = self.context_id;
-        self.on(true, |runtime, host| runtime.on_request_trailers(host, id))
+        self.on(Event::RequestTrailers)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> ProxyAction {
-        let id = self.context_id;
-        self.on(false, |runtime, host| runtime.on_response_headers(host, id))
+        self.on(Event::ResponseHeaders)
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> ProxyAction {
-        let id = self.context_id;
-        self.on(false, |runtime, host| runtime.on_response_body(host, id, Some(body_size), end_of_stream))
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> ProxyAction {
+        self.on(Event::ResponseBody { size: Some(size), end_of_stream })
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> ProxyAction {
-        let id = self.context_id;
-        self.on(false, |runtime, host| runtime.on_response_body(host, id, None, true))
+        self.on(Event::ResponseBody { size: None, end_of_stream: true })
     }
 }
 

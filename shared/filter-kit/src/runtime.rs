@@ -304,7 +304,9 @@ impl<F: Filter> Runtime<F> {
     /// first tick fetches keys and tokens. (Not fetched here: Envoy may
     /// configure a root context that it then discards.)
     pub fn start(&mut self, host: &dyn Host) {
-        if let Some(leases) = &self.leases {
+        if F::MAKES_CALLS
+            && let Some(leases) = &self.leases
+        {
             leases.init(host);
         }
         self.ticker.set(host, FAST_TICK);
@@ -512,7 +514,7 @@ impl<F: Filter> Runtime<F> {
         let now = host.now_unix_secs();
         let waiting_for = match verdict {
             Verdict::Forward(forward) => {
-                if let Err(why) = apply_forward(host, &forward) {
+                if let Err(why) = apply_forward(host, &forward, F::READS_BODIES) {
                     return fail_closed(host, why);
                 }
                 if F::READS_ANSWERS
@@ -570,15 +572,31 @@ impl<F: Filter> Runtime<F> {
                 (WaitFor::Call(key), Some(outcome)) => Some((key, outcome.clone())),
                 _ => kept,
             };
-            let next = Round {
-                number: round + 1,
-                keys: if matches!(what, WaitFor::Keys(_)) { KeyWait::Exhausted } else { KeyWait::Allowed },
-                call: outcome.as_ref().map(|(key, outcome)| (key, outcome)),
-                overdue: None,
-            };
-            let verdict = self.filter.decide(host, &request, next);
-            self.handle(host, id, request, verdict, round + 1, outcome, true);
+            self.decide_again(host, id, request, what, round, outcome, false);
         }
+    }
+
+    /// Decides again request `id` (the current context), which waited for
+    /// `waited` (`overdue`: too long) in `round`, with the last call outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_again(
+        &mut self,
+        host: &dyn Host,
+        id: u32,
+        request: F::Request,
+        waited: WaitFor,
+        round: u8,
+        outcome: Option<(TokenHash, F::Outcome)>,
+        overdue: bool,
+    ) {
+        let next = Round {
+            number: round + 1,
+            keys: if matches!(waited, WaitFor::Keys(_)) { KeyWait::Exhausted } else { KeyWait::Allowed },
+            call: outcome.as_ref().map(|(key, outcome)| (key, outcome)),
+            overdue: overdue.then_some(waited),
+        };
+        let verdict = self.filter.decide(host, &request, next);
+        self.handle(host, id, request, verdict, round + 1, outcome, true);
     }
 
     /// Answers, through a last decision, the requests that waited longer
@@ -605,18 +623,7 @@ impl<F: Filter> Runtime<F> {
             if !host.enter_context(id) {
                 continue;
             }
-            let last = Round {
-                number: round + 1,
-                keys: if matches!(waiting_for, WaitFor::Keys(_)) {
-                    KeyWait::Exhausted
-                } else {
-                    KeyWait::Allowed
-                },
-                call: outcome.as_ref().map(|(key, outcome)| (key, outcome)),
-                overdue: Some(waiting_for),
-            };
-            let verdict = self.filter.decide(host, &request, last);
-            self.handle(host, id, request, verdict, round + 1, outcome, true);
+            self.decide_again(host, id, request, waiting_for, round, outcome, true);
         }
     }
 
@@ -739,7 +746,11 @@ impl<F: Filter> Runtime<F> {
 }
 
 /// Applies a forward's changes to the current request.
-fn apply_forward<A>(host: &dyn Host, forward: &Forward<A>) -> Result<(), &'static str> {
+fn apply_forward<A>(
+    host: &dyn Host,
+    forward: &Forward<A>,
+    may_rewrite_body: bool,
+) -> Result<(), &'static str> {
     remove_spellings(host, HeaderMap::RequestHeaders, &forward.strip)
         .map_err(|_| "identity headers could not be removed")?;
     for name in &forward.remove {
@@ -753,7 +764,7 @@ fn apply_forward<A>(host: &dyn Host, forward: &Forward<A>) -> Result<(), &'stati
         host.set_property(&[name], value.as_bytes())
             .map_err(|_| "the verified token could not be recorded")?;
     }
-    if let Some(body) = &forward.body {
+    if may_rewrite_body && let Some(body) = &forward.body {
         host.replace_body(Body::Request, body).map_err(|_| "the body could not be rewritten")?;
         host.set_header(HeaderMap::RequestHeaders, "content-length", body.len().to_string().as_bytes())
             .map_err(|_| "content-length could not be set")?;
