@@ -167,34 +167,10 @@ pub fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Decodes `application/x-www-form-urlencoded` pairs (the reference reading:
-/// `+` is a space, `%XX` a byte); `None` when an escape is malformed or a
-/// value is not UTF-8.
+/// Decodes strictly `application/x-www-form-urlencoded` pairs; `None` when
+/// an escape is malformed or a value is not UTF-8.
 pub fn form_decode(text: &str) -> Option<Vec<(String, String)>> {
-    fn component(text: &str) -> Option<String> {
-        let mut bytes = Vec::with_capacity(text.len());
-        let mut input = text.bytes();
-        while let Some(byte) = input.next() {
-            bytes.push(match byte {
-                b'+' => b' ',
-                b'%' => {
-                    let hex = [input.next()?, input.next()?];
-                    u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
-                }
-                other => other,
-            });
-        }
-        String::from_utf8(bytes).ok()
-    }
-    if text.is_empty() {
-        return Some(Vec::new());
-    }
-    text.split('&')
-        .map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            Some((component(name)?, component(value)?))
-        })
-        .collect()
+    baton_token::form::decode_strict(text)
 }
 
 /// The secondary issuer of the in-task-auth-code configuration.

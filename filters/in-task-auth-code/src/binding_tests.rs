@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::config;
 use crate::decision::{Engine, ExchangeOutcome, Reply, Request, Round, Verdict};
 use crate::metrics;
-use baton_filter_kit::query::parse_query;
+use baton_token::form::decode as parse_query;
 
 const NOW: u64 = 1_800_000_000;
 const CORP: &str = "https://corp.example";

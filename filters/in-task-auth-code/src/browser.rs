@@ -5,8 +5,8 @@
 
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::Host;
-use baton_filter_kit::query::parse_query;
 use baton_token::TokenHash;
+use baton_token::form::decode as parse_query;
 use baton_token::pkce;
 use serde_json::json;
 

@@ -6,9 +6,9 @@ use super::*;
 use crate::a2a::{INVALID_PARAMS, SERVER_ERROR};
 use crate::config;
 use crate::response::{AnswerContext, on_answer};
-use baton_filter_kit::query::parse_query;
 use baton_filter_kit::test_host::TestHost;
 use baton_filter_kit::test_keys::TestKey;
+use baton_token::form::decode as parse_query;
 use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;

@@ -171,34 +171,12 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// RFC 3339 (UTC) of a Unix time, e.g. `1970-01-01T00:00:00Z`.
-pub fn rfc3339(unix_secs: u64) -> String {
-    let (year, month, day) = civil_from_days(unix_secs / 86_400);
-    let secs = unix_secs % 86_400;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
-}
-
-/// Year, month, day of the day `days` after 1970-01-01 (proleptic
-/// Gregorian; H. Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let shifted = days + 719_468; // days since 0000-03-01
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The config blob: when and for what the module was built, and the
 /// runtime configuration of the Wasm artifact format (`type`,
 /// `abiVersions`, `config.root_ids`).
 fn config_json(image: &WasmImage<'_>) -> Value {
     json!({
-        "created": rfc3339(image.created_unix_secs),
+        "created": baton_token::clock::rfc3339(image.created_unix_secs),
         "architecture": "wasm",
         "os": "wasip1",
         "type": "envoy_proxy",
@@ -217,7 +195,7 @@ fn manifest_json(image: &WasmImage<'_>, config: &Descriptor, module: &Descriptor
             module.to_json(Some(json!({TITLE_ANNOTATION: "plugin.wasm"}))),
         ],
         "annotations": {
-            "org.opencontainers.image.created": rfc3339(image.created_unix_secs),
+            "org.opencontainers.image.created": baton_token::clock::rfc3339(image.created_unix_secs),
             "org.opencontainers.image.title": image.filter.image,
             "org.opencontainers.image.version": image.version,
             "org.opencontainers.image.source": env!("CARGO_PKG_REPOSITORY"),
@@ -284,11 +262,11 @@ mod tests {
 
     #[test]
     fn dates_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
-        assert_eq!(rfc3339(1_735_689_600), "2025-01-01T00:00:00Z");
-        assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
+        assert_eq!(baton_token::clock::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(baton_token::clock::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(baton_token::clock::rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(baton_token::clock::rfc3339(1_735_689_600), "2025-01-01T00:00:00Z");
+        assert_eq!(baton_token::clock::rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - [`verifier`]: the verification pipeline with its shared cache;
 //! - [`cache`], [`lease`], [`slot_table`]: shared-data structures;
 //! - [`token_calls`]: token endpoint calls and single flight in a worker;
-//! - [`matching`], [`request_headers`], [`credential`], [`query`]: reading
+//! - [`matching`], [`request_headers`], [`credential`]: reading
 //!   requests;
 //! - [`reply`], [`audit`]: answers and audit lines that never hold a token.
 //!
@@ -32,7 +32,6 @@ pub mod lease;
 pub mod matching;
 pub mod proxy_glue;
 pub mod proxy_host;
-pub mod query;
 pub mod reply;
 pub mod request_headers;
 pub mod runtime;

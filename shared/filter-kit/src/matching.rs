@@ -93,7 +93,7 @@ pub fn method_override(path: &str, has_header: impl Fn(&str) -> bool) -> Option<
         return Some(name);
     }
     let query = path.split_once('?').map(|(_, query)| query.split('#').next().unwrap_or(query))?;
-    crate::query::parse_query(query)
+    baton_token::form::decode(query)
         .iter()
         .any(|(name, _)| name.trim().eq_ignore_ascii_case("_method"))
         .then_some("_method")

@@ -29,6 +29,7 @@ pub mod base64url;
 pub mod challenge;
 pub mod claims;
 pub mod clock;
+pub mod form;
 pub mod hash;
 pub mod header;
 pub mod issued;

@@ -59,35 +59,8 @@ pub const RESERVED_PARAMETERS: [&str; 21] = [
     "password",
 ];
 
-/// `application/x-www-form-urlencoded` (RFC 6749 Appendix B): unreserved
-/// characters kept, space as `+`, everything else percent-encoded as UTF-8.
-pub fn form_urlencode(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (index, (name, value)) in pairs.iter().enumerate() {
-        if index > 0 {
-            out.push('&');
-        }
-        encode_component(name, &mut out);
-        out.push('=');
-        encode_component(value, &mut out);
-    }
-    out
-}
-
-fn encode_component(text: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(char::from(byte)),
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(byte >> 4)]));
-                out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-            }
-        }
-    }
-}
+pub use crate::form::encode as form_urlencode;
+use crate::form::encode_component;
 
 /// How the gateway authenticates to the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
