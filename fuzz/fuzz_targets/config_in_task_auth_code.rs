@@ -120,7 +120,7 @@ fn challenge_of(verifier: &str) -> String {
 fn param(url: &str, name: &str) -> String {
     let sent = url.split_once('#').map_or(url, |(sent, _)| sent);
     let query = sent.split_once('?').map_or("", |(_, query)| query);
-    lenient_pairs(query).into_iter().find(|(n, _)| n == name).map(|(_, v)| v).unwrap_or_default()
+    baton_token::form::decode(query).into_iter().find(|(n, _)| n == name).map(|(_, v)| v).unwrap_or_default()
 }
 
 /// The authorization URL of `server` carries each parameter the gateway
@@ -139,7 +139,7 @@ fn check_authorization_url(server: &AuthorizationServer, state: &str, with_nonce
     // endpoint's own query (if any) is read as leniently as an IdP might.
     let own = &url[server.authorization_endpoint.len() + 1..];
     assert!(form_decode(own).is_some(), "the gateway's parameters are not form-encoded: {own:?}");
-    let pairs = lenient_pairs(query);
+    let pairs = baton_token::form::decode(query);
     let once = |name: &str| -> String {
         let values: Vec<&String> = pairs.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect();
         assert_eq!(values.len(), 1, "{name} appears {} times in {url:?}", values.len());
@@ -157,39 +157,4 @@ fn check_authorization_url(server: &AuthorizationServer, state: &str, with_nonce
     if !server.scopes.is_empty() {
         assert_eq!(once("scope"), server.scopes.join(" "));
     }
-}
-
-/// Query pairs, with malformed escapes kept as they are.
-fn lenient_pairs(query: &str) -> Vec<(String, String)> {
-    let decode = |text: &str| -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-                (b'%', Some(byte)) => {
-                    out.push(byte);
-                    i += 3;
-                }
-                (b'+', _) => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                (byte, _) => {
-                    out.push(byte);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
-        })
-        .collect()
 }

@@ -157,35 +157,6 @@ const AUTHORIZE_PARAMETERS: [&str; 8] = [
     "nonce",
 ];
 
-/// A query component as the IdP reads it: `+` is a space, `%XX` a byte
-/// (a malformed escape is kept as it is).
-fn query_component(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[i], escaped) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `scheme://authority` of an absolute URL.
 pub fn origin(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |at| at + 3);
@@ -268,7 +239,7 @@ pub(crate) fn compile(
     }
     if let Some((_, query)) = endpoint.split_once('?') {
         for pair in query.split('&') {
-            let name = query_component(pair.split('=').next().unwrap_or(pair));
+            let name = baton_token::form::decode_component(pair.split('=').next().unwrap_or(pair));
             if AUTHORIZE_PARAMETERS.contains(&name.as_str()) {
                 return Err(ConfigError::new(
                     format!("{field}.authorizationEndpoint"),
