@@ -1,10 +1,14 @@
-//! Minimal HTTP/1.1 over `std::net`, without an async runtime.
+//! HTTP/1.1 for Baton's test tooling.
 //!
-//! Built for Baton's test tooling, where full control over the wire matters:
-//! tests send duplicate headers, odd casing and truncated bodies, and mock
-//! servers must be able to delay, close or truncate a response on purpose.
-//! It is not a general purpose HTTP implementation: no TLS, no HTTP/2, no
-//! pipelining beyond sequential keep-alive.
+//! The server ([`Server`]) is hyper's HTTP/1.1 connection on a tokio runtime
+//! the server owns; handlers are plain blocking functions. For the faults a
+//! mock server injects on purpose (close without answering, a truncated
+//! body, arbitrary bytes) hyper hands the connection back and those bytes are
+//! written to the socket as they are.
+//!
+//! The client ([`send`]) writes requests byte-exact over `std::net`: tests
+//! send duplicate headers, odd casing and framing headers on purpose. No TLS
+//! of its own, no HTTP/2, no pipelining.
 
 mod client;
 mod encoding;

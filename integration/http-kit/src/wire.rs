@@ -1,5 +1,5 @@
-//! HTTP/1.1 message framing shared by the server and the client: head
-//! parsing and body reading (Content-Length, chunked, until close).
+//! HTTP/1.1 message framing for the client: head parsing and body reading
+//! (Content-Length, chunked, until close).
 
 use std::io::{self, BufRead, Read};
 
@@ -158,19 +158,6 @@ fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, WireErr
     Ok(length)
 }
 
-/// Request bodies are delimited by chunked coding or Content-Length only
-/// (RFC 9112 §6.3); any other transfer coding cannot be framed.
-pub(crate) fn request_framing(headers: &[(String, String)]) -> Result<BodyFraming, WireError> {
-    match is_chunked(headers) {
-        Some(true) => Ok(BodyFraming::Chunked),
-        Some(false) => Err(WireError::Malformed("unsupported transfer-encoding")),
-        None => Ok(match content_length(headers)? {
-            Some(0) | None => BodyFraming::Empty,
-            Some(length) => BodyFraming::Length(length),
-        }),
-    }
-}
-
 /// Response framing; `bodiless` covers HEAD requests and 1xx/204/304.
 pub(crate) fn response_framing(
     headers: &[(String, String)],
@@ -285,17 +272,6 @@ mod tests {
         assert!(matches!(read_head(&mut &folded[..]), Err(WireError::Malformed(_))));
         let spaced = b"GET / HTTP/1.1\r\nx : 1\r\n\r\n";
         assert!(matches!(read_head(&mut &spaced[..]), Err(WireError::Malformed(_))));
-    }
-
-    #[test]
-    fn conflicting_content_lengths_are_rejected() {
-        let headers = vec![
-            ("content-length".to_string(), "3".to_string()),
-            ("content-length".to_string(), "4".to_string()),
-        ];
-        assert!(request_framing(&headers).is_err());
-        let same = vec![("content-length".to_string(), "3, 3".to_string())];
-        assert_eq!(request_framing(&same).unwrap(), BodyFraming::Length(3));
     }
 
     #[test]
