@@ -1,11 +1,16 @@
 //! A one-request-per-connection client that sends requests byte-exact.
+//!
+//! Requests are written by hand, because that is the point: a standard
+//! client normalises header casing, merges or refuses duplicate and framing
+//! headers, and tests send exactly those through Envoy on purpose. The
+//! response head is parsed by `httparse`, chunk sizes too.
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-use crate::wire::{self, WireError};
+use crate::{MAX_HEAD_BYTES, header_values};
 
 /// Responses larger than this are refused (mock servers may send oversized
 /// bodies on purpose; a runaway stream must not eat the test's memory).
@@ -105,12 +110,12 @@ pub struct ClientResponse {
 impl ClientResponse {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        wire::header_values(&self.headers, name).next()
+        header_values(&self.headers, name).next()
     }
 
     /// Every value of header `name` (case-insensitive), in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        wire::header_values(&self.headers, name).collect()
+        header_values(&self.headers, name).collect()
     }
 
     /// The body as UTF-8, with invalid sequences replaced.
@@ -159,30 +164,142 @@ fn exchange_on(mut stream: impl Read + Write, bytes: &[u8], is_head: bool) -> io
     stream.write_all(bytes)?;
     stream.flush()?;
     let mut reader = BufReader::new(stream);
-    Ok(read_response(&mut reader, is_head)?)
-}
-
-fn read_response(reader: &mut impl io::BufRead, is_head: bool) -> Result<ClientResponse, WireError> {
     loop {
-        let head = wire::read_head(reader)?;
-        let status = parse_status_line(&head.start_line)?;
+        let (status, headers) = read_head(&mut reader)?;
         // Interim responses (100 Continue, 103 Early Hints) precede the real one.
         if (100..200).contains(&status) && status != 101 {
             continue;
         }
         let bodiless = is_head || status < 200 || status == 204 || status == 304;
-        let framing = wire::response_framing(&head.headers, bodiless)?;
-        let body = wire::read_body(reader, framing, MAX_RESPONSE_BODY_BYTES)?;
-        return Ok(ClientResponse { status, headers: head.headers, body });
+        let body = if bodiless { Vec::new() } else { read_body(&mut reader, &headers)? };
+        return Ok(ClientResponse { status, headers, body });
     }
 }
 
-fn parse_status_line(line: &str) -> Result<u16, WireError> {
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    let code = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") || code.len() != 3 {
-        return Err(WireError::Malformed("malformed status line"));
+/// Most header fields a response may have.
+const MAX_RESPONSE_HEADERS: usize = 256;
+
+/// Reads and parses a status line and header block (names lowercased).
+fn read_head(reader: &mut impl BufRead) -> io::Result<(u16, Vec<(String, String)>)> {
+    let mut head = Vec::new();
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            let what = if head.is_empty() { "before a response" } else { "inside the response head" };
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("connection closed {what}")));
+        }
+        let already = head.len();
+        head.extend_from_slice(available);
+        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut response = httparse::Response::new(&mut slots);
+        match response.parse(&head).map_err(invalid)? {
+            httparse::Status::Complete(length) => {
+                reader.consume(length - already);
+                let headers = response
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                return Ok((response.code.unwrap_or_default(), headers));
+            }
+            httparse::Status::Partial if head.len() > MAX_HEAD_BYTES => {
+                return Err(invalid("head too large"));
+            }
+            httparse::Status::Partial => reader.consume(head.len() - already),
+        }
     }
-    code.parse().map_err(|_| WireError::Malformed("malformed status code"))
+}
+
+/// Reads a body delimited by chunked coding, Content-Length or the close.
+fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let last_coding = header_values(headers, "transfer-encoding").flat_map(|v| v.split(',')).last();
+    if last_coding.is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked")) {
+        read_chunked(reader, &mut body)?;
+    } else if let (None, Some(length)) = (last_coding, header_values(headers, "content-length").next()) {
+        let length: usize = length.trim().parse().map_err(|_| invalid("invalid content-length"))?;
+        if length > MAX_RESPONSE_BODY_BYTES {
+            return Err(invalid("body too large"));
+        }
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.by_ref().take(MAX_RESPONSE_BODY_BYTES as u64 + 1).read_to_end(&mut body)?;
+        if body.len() > MAX_RESPONSE_BODY_BYTES {
+            return Err(invalid("body too large"));
+        }
+    }
+    Ok(body)
+}
+
+/// Decodes a chunked body; trailer fields are read and dropped.
+fn read_chunked(reader: &mut impl BufRead, body: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        let size_line = read_line(reader)?;
+        let size = match httparse::parse_chunk_size(&size_line) {
+            Ok(httparse::Status::Complete((_, size))) => usize::try_from(size).unwrap_or(usize::MAX),
+            _ => return Err(invalid("invalid chunk size")),
+        };
+        if size == 0 {
+            while !is_blank(&read_line(reader)?) {}
+            return Ok(());
+        }
+        if body.len().saturating_add(size) > MAX_RESPONSE_BODY_BYTES {
+            return Err(invalid("body too large"));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        if !is_blank(&read_line(reader)?) {
+            return Err(invalid("chunk not followed by CRLF"));
+        }
+    }
+}
+
+/// One line with its line ending; a line cut short by the close is an error.
+fn read_line(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    reader.by_ref().take(MAX_HEAD_BYTES as u64).read_until(b'\n', &mut line)?;
+    match line.ends_with(b"\n") {
+        true => Ok(line),
+        false if line.len() >= MAX_HEAD_BYTES => Err(invalid("line too long in a chunked body")),
+        false => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a chunked body")),
+    }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line == b"\r\n" || line == b"\n"
+}
+
+fn invalid(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn head_keeps_duplicates_and_lowercases_names() {
+        let mut input = &b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a:  2 \r\nContent-Length: 4\n\r\nrest"[..];
+        let (status, headers) = read_head(&mut input).unwrap();
+        assert_eq!(status, 200);
+        let expected = [("x-a", "1"), ("x-a", "2"), ("content-length", "4")];
+        assert_eq!(headers, expected.map(|(n, v)| (n.to_string(), v.to_string())));
+        assert_eq!(input, b"rest");
+    }
+
+    #[test]
+    fn chunked_body_with_extensions_and_trailers() {
+        let headers = [("transfer-encoding".to_string(), "chunked".to_string())];
+        let mut input = &b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nx-trailer: y\r\n\r\nnext"[..];
+        assert_eq!(read_body(&mut input, &headers).unwrap(), b"Wikipedia");
+        assert_eq!(input, b"next");
+        let mut cut = &b"4\r\nWi"[..];
+        assert_eq!(read_body(&mut cut, &headers).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let mut bad = &b"zz\r\n"[..];
+        assert_eq!(read_body(&mut bad, &headers).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
 }

@@ -3,7 +3,7 @@
 use core::net::SocketAddr;
 
 use crate::encoding::parse_urlencoded;
-use crate::wire::header_values;
+use crate::header_values;
 
 /// An HTTP request exactly as the server received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
