@@ -72,45 +72,45 @@ impl TransferGateway {
         change: impl FnOnce(&mut MockIdpConfig),
         log_level: &str,
     ) -> Self {
-        let port = baton_harness::free_port().unwrap();
         let mut finport = MockIdpConfig::default();
-        for client in &mut finport.clients {
-            for uri in &mut client.redirect_uris {
-                *uri = uri.replace("127.0.0.1:10003", &format!("127.0.0.1:{port}"));
-            }
-        }
         change_finport(&mut finport);
-        let idp = MockIdp::start(finport).expect("mock IdP starts");
-        let agent = EchoBackend::start_a2a_agent().unwrap();
         let text = std::fs::read_to_string(baton_harness::workspace_root().join("integration/bank-idp.json"))
             .unwrap();
         let mut bank_config: MockIdpConfig = serde_json::from_str(&text).unwrap();
         bank_config.port = 0;
-        for client in &mut bank_config.clients {
-            for uri in &mut client.redirect_uris {
-                *uri = uri.replace("127.0.0.1:10003", &format!("127.0.0.1:{port}"));
-            }
-        }
         change(&mut bank_config);
-        let bank = MockIdp::start(bank_config).unwrap();
-        let envoy = ShippedConfig::new("in-task-auth-code.yaml")
-            .port(9000, idp.port())
-            .port(9010, bank.port())
-            .port(9011, agent.port())
-            .port(10003, port)
-            .env("BATON_BANK_SECRET", BANK_SECRET)
-            .env("BATON_FINPORT_SECRET", mock_idp::DEMO_GATEWAY_SECRET)
-            .log_level(log_level)
-            .start()
-            .unwrap_or_else(|e| panic!("in-task-auth-code.yaml did not start: {e}"));
-        let gateway = TransferGateway { idp, bank, agent, envoy, port };
-        assert!(
-            gateway
-                .envoy
-                .wait_for(Duration::from_secs(10), |e| e.counter("baton_itac.jwks.fetch_success") >= 2),
-            "the gateway did not fetch both IdPs' keys"
-        );
-        gateway
+        // The gateway's port is in the IdPs' redirect URIs, so it is chosen
+        // before Envoy binds it; another process may take it in between,
+        // and then everything starts again on another port.
+        for attempt in 1..=3 {
+            let port = baton_harness::free_port().unwrap();
+            let idp = MockIdp::start(redirecting_to(finport.clone(), port)).expect("mock IdP starts");
+            let bank = MockIdp::start(redirecting_to(bank_config.clone(), port)).unwrap();
+            let agent = EchoBackend::start_a2a_agent().unwrap();
+            let started = ShippedConfig::new("in-task-auth-code.yaml")
+                .port(9000, idp.port())
+                .port(9010, bank.port())
+                .port(9011, agent.port())
+                .port(10003, port)
+                .env("BATON_BANK_SECRET", BANK_SECRET)
+                .env("BATON_FINPORT_SECRET", mock_idp::DEMO_GATEWAY_SECRET)
+                .log_level(log_level)
+                .start();
+            let envoy = match started {
+                Ok(envoy) => envoy,
+                Err(e) if attempt < 3 && e.contains("Address already in use") => continue,
+                Err(e) => panic!("in-task-auth-code.yaml did not start: {e}"),
+            };
+            let gateway = TransferGateway { idp, bank, agent, envoy, port };
+            assert!(
+                gateway
+                    .envoy
+                    .wait_for(Duration::from_secs(10), |e| e.counter("baton_itac.jwks.fetch_success") >= 2),
+                "the gateway did not fetch both IdPs' keys"
+            );
+            return gateway;
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// A token of `user` from the FinPort IdP.
@@ -204,6 +204,16 @@ pub fn message(task: Option<&str>, parts: Value) -> Value {
 pub fn bearer_claims(request: &http_kit::Request) -> Option<Value> {
     let token = request.header("authorization")?.strip_prefix("Bearer ")?;
     mock_idp::decode_claims_unverified(token)
+}
+
+/// `config` with the shipped gateway's redirect URIs on `port`.
+fn redirecting_to(mut config: MockIdpConfig, port: u16) -> MockIdpConfig {
+    for client in &mut config.clients {
+        for uri in &mut client.redirect_uris {
+            *uri = uri.replace("127.0.0.1:10003", &format!("127.0.0.1:{port}"));
+        }
+    }
+    config
 }
 
 /// `envoy-configs/claim-enforcement.yaml` with the FinPort IdP and one
