@@ -8,12 +8,14 @@
 use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
+use baton_filter_kit::handoff::{VERIFIED_TOKEN_PROPERTY, verified_value};
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
-use baton_filter_kit::reply::Reply;
+use baton_filter_kit::runtime;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::TokenHash;
 use baton_token::rules::AccessDecision;
+use baton_token::secret::Secret;
 use serde_json::Value;
 
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
@@ -39,34 +41,13 @@ pub struct Request {
     pub credential: Credential,
 }
 
-/// Let the request through, with these changes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Forward {
-    /// Headers to set (identity headers; incoming copies are already gone).
-    pub set_headers: Vec<(String, String)>,
-    /// Remove the token header before forwarding.
-    pub remove_token: bool,
-    /// The verified token's hash, to record for a later filter
-    /// (`shareVerifiedToken`).
-    pub share_verified: Option<TokenHash>,
-}
+/// What happens to a request: forwarded (identity headers set, the token
+/// header removed, the verified token recorded), answered, or held for keys.
+pub type Verdict = runtime::Verdict<()>;
 
-/// The outcome for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Forward upstream.
-    Forward(Forward),
-    /// Local reply.
-    Reject(Reply),
-    /// Hold the request until this provider's keys have been (re)fetched,
-    /// then decide again with [`KeyWait::Exhausted`].
-    AwaitKeys {
-        /// Provider index.
-        provider: usize,
-    },
-}
+/// The changes a forwarded request gets.
+pub type Forward = runtime::Forward<()>;
 
-/// The VM-wide state a decision reads and updates.
 #[derive(Debug)]
 pub struct Engine {
     config: Rc<FilterConfig>,
@@ -120,7 +101,7 @@ impl Engine {
         let (providers, requirement) = match route {
             None if config.allow_unmatched => {
                 audit.route("-").allow("unmatched_allowed");
-                return pass(host, &audit);
+                return self.pass(host, &audit);
             }
             None => {
                 audit.route("-");
@@ -131,7 +112,7 @@ impl Engine {
                 match &route.action {
                     RouteAction::Allow => {
                         audit.allow("public_route");
-                        return pass(host, &audit);
+                        return self.pass(host, &audit);
                     }
                     RouteAction::RequireToken { providers, requirement } => (providers, requirement),
                 }
@@ -159,7 +140,7 @@ impl Engine {
         }
         let (verified, outcome) = match verdict {
             Ok(verified) => verified,
-            Err(VerifyError::AwaitKeys(provider)) => return Verdict::AwaitKeys { provider },
+            Err(VerifyError::AwaitKeys(provider)) => return Verdict::AwaitKeys(provider),
             Err(VerifyError::KeysUnavailable(provider)) => {
                 let name = config.providers.get(provider).map_or("?", |p| p.name.as_str());
                 return self.deny(host, audit, &Denial::KeysUnavailable(name.to_string()));
@@ -189,6 +170,24 @@ impl Engine {
         }
     }
 
+    /// Forwards unchecked (a public route): no identity but none spoofed.
+    fn pass(&self, host: &dyn Host, audit: &AuditLine) -> Verdict {
+        audit.emit(host);
+        host.count(metrics::ALLOWED_PUBLIC);
+        Verdict::Forward(self.identity_forward(Vec::new()))
+    }
+
+    /// A forward that sets `set` as the identity headers: every client copy
+    /// of them, in any spelling a backend reads as the same name, goes
+    /// first, so each is the filter's value or absent.
+    fn identity_forward(&self, set: Vec<(String, Secret)>) -> Forward {
+        Forward {
+            strip: self.config.identity_headers().map(String::from).collect(),
+            set,
+            ..Forward::default()
+        }
+    }
+
     fn forward(&self, host: &dyn Host, verified: &VerifiedToken) -> Forward {
         let mut set_headers = Vec::with_capacity(self.config.forward_claims.len() + 1);
         for claim in &self.config.forward_claims {
@@ -209,10 +208,18 @@ impl Engine {
         if let Some(header) = &self.config.forward_payload_header {
             set_headers.push((header.clone(), verified.payload_segment.clone()));
         }
+        let set = set_headers.into_iter().map(|(name, value)| (name, Secret::new(value))).collect();
         Forward {
-            set_headers,
-            remove_token: !self.config.forward_token,
-            share_verified: self.config.share_verified_token.then_some(verified.hash),
+            remove: if self.config.forward_token {
+                Vec::new()
+            } else {
+                vec![self.config.token_source.header.clone()]
+            },
+            property: self
+                .config
+                .share_verified_token
+                .then(|| (VERIFIED_TOKEN_PROPERTY, verified_value(&verified.hash))),
+            ..self.identity_forward(set)
         }
     }
 
@@ -226,14 +233,8 @@ impl Engine {
         audit.deny(reply.status, &denial.reason());
         audit.emit(host);
         host.count(denial.counter());
-        Verdict::Reject(reply)
+        Verdict::Reply(reply)
     }
-}
-
-fn pass(host: &dyn Host, audit: &AuditLine) -> Verdict {
-    audit.emit(host);
-    host.count(metrics::ALLOWED_PUBLIC);
-    Verdict::Forward(Forward::default())
 }
 
 /// A claim as a header value: strings as they are, arrays joined with

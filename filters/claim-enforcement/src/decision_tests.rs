@@ -4,6 +4,7 @@
 use super::*;
 use crate::config;
 use baton_filter_kit::keys::FetchError;
+use baton_filter_kit::reply::Reply;
 use baton_filter_kit::test_host::TestHost;
 use baton_filter_kit::test_keys::TestKey;
 use serde_json::json;
@@ -77,7 +78,7 @@ impl Setup {
 
 fn rejection(verdict: Verdict) -> Reply {
     match verdict {
-        Verdict::Reject(rejection) => rejection,
+        Verdict::Reply(rejection) => rejection,
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -87,6 +88,11 @@ fn forward(verdict: Verdict) -> Forward {
         Verdict::Forward(forward) => forward,
         other => panic!("expected forwarding, got {other:?}"),
     }
+}
+
+/// The headers a forward sets, values exposed.
+fn set_headers(forward: &Forward) -> Vec<(String, String)> {
+    forward.set.iter().map(|(name, value)| (name.clone(), value.expose().to_string())).collect()
 }
 
 fn header<'a>(rejection: &'a Reply, name: &str) -> Option<&'a str> {
@@ -112,14 +118,15 @@ fn valid_token_is_forwarded_with_identity_headers() {
     let token = s.key.token(&claims("alice"));
     let forwarded = forward(s.get("/orders/7", &token));
     assert_eq!(
-        forwarded.set_headers,
+        set_headers(&forwarded),
         [
             ("x-user-id".to_string(), "alice".to_string()),
             ("x-user-roles".to_string(), "trader,viewer".to_string()),
             ("x-org".to_string(), r#"{"id":"o1"}"#.to_string()),
         ]
     );
-    assert!(!forwarded.remove_token);
+    assert!(forwarded.remove.is_empty());
+    assert_eq!(forwarded.strip, ["x-user-id", "x-user-roles", "x-org"], "client copies go first");
     assert_eq!(s.host.counter(metrics::ALLOWED), 1);
     assert_eq!(s.host.counter(metrics::CACHE_MISS), 1);
 }
@@ -288,12 +295,21 @@ fn unmatched_routes_are_denied_by_default_and_public_routes_pass() {
     assert_eq!(rejection.status, 403);
     assert_eq!(header(&rejection, "www-authenticate"), None);
     assert_eq!(serde_json::from_str::<Value>(&rejection.body).unwrap()["error"], "access_denied");
-    assert_eq!(forward(s.decide(&request("GET", "/healthz", None))), Forward::default());
+    // A public route sets no identity, and lets no client-sent one through.
+    let public = forward(s.decide(&request("GET", "/healthz", None)));
+    assert_eq!(
+        public,
+        Forward {
+            strip: vec!["x-user-id".into(), "x-user-roles".into(), "x-org".into()],
+            ..Forward::default()
+        }
+    );
     assert_eq!(s.host.counter(metrics::DENIED_NO_ROUTE), 1);
     assert_eq!(s.host.counter(metrics::ALLOWED_PUBLIC), 1);
 
     let mut open = setup_with(TestKey::es256("k1"), "[]", r#","defaultAction":"allow""#);
-    assert_eq!(forward(open.decide(&request("DELETE", "/anything", None))), Forward::default());
+    let unmatched = forward(open.decide(&request("DELETE", "/anything", None)));
+    assert_eq!(unmatched, Forward { strip: public.strip.clone(), ..Forward::default() });
 }
 
 #[test]
@@ -305,9 +321,9 @@ fn token_removed_when_not_forwarded_and_payload_forwarded_when_asked() {
     );
     let token = s.key.token(&claims("alice"));
     let forwarded = forward(s.get("/", &token));
-    assert!(forwarded.remove_token);
+    assert_eq!(forwarded.remove, ["authorization"]);
     let payload = token.split('.').nth(1).unwrap();
-    assert!(forwarded.set_headers.contains(&("x-jwt-payload".to_string(), payload.to_string())));
+    assert!(set_headers(&forwarded).contains(&("x-jwt-payload".to_string(), payload.to_string())));
 }
 
 #[test]
@@ -316,7 +332,7 @@ fn claims_that_cannot_be_header_values_are_skipped() {
     let mut c = claims("alice\r\nx-admin: true");
     c["roles"] = json!(["ok"]);
     let forwarded = forward(s.get("/orders", &s.key.token(&c)));
-    assert!(forwarded.set_headers.iter().all(|(name, _)| name != "x-user-id"));
+    assert!(set_headers(&forwarded).iter().all(|(name, _)| name != "x-user-id"));
     assert_eq!(s.host.counter(metrics::CLAIM_HEADER_SKIPPED), 1);
 }
 
@@ -406,7 +422,7 @@ fn remote_setup() -> Setup {
 fn remote_keys_are_awaited_then_used() {
     let mut s = remote_setup();
     let token = s.key.token(&claims("alice"));
-    assert_eq!(s.get("/", &token), Verdict::AwaitKeys { provider: 0 });
+    assert_eq!(s.get("/", &token), Verdict::AwaitKeys(0));
     s.engine.verifier.keys().start_fetch(0, &s.host).unwrap();
     s.engine.verifier.keys().finish_fetch(0, &s.host, Ok(s.key.jwks().as_bytes()));
     forward(s.engine.decide(&s.host, &request("GET", "/", Some(&bearer(&token))), KeyWait::Exhausted));

@@ -4,7 +4,6 @@
 //! decides it again when they arrive.
 
 use baton_filter_kit::config::KeySource;
-use baton_filter_kit::handoff::{VERIFIED_TOKEN_PROPERTY, verified_value};
 use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::reply::Reply;
@@ -12,9 +11,8 @@ use baton_filter_kit::request_headers;
 use baton_filter_kit::runtime::{self, Filter, Plugin, Round, WaitFor};
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::KeyWait;
-use baton_token::secret::Secret;
 
-use crate::decision::{Engine, Request, Verdict};
+use crate::decision::{Engine, Request};
 use crate::protected_resource::WELL_KNOWN;
 use crate::{FILTER, config, metrics};
 
@@ -71,33 +69,7 @@ impl Filter for ClaimEnforcement {
             });
         }
         let keys = if round.overdue.is_some() { KeyWait::Exhausted } else { round.keys };
-        match self.engine.decide(host, request, keys) {
-            Verdict::Forward(forward) => {
-                let config = self.engine.config();
-                runtime::Verdict::Forward(runtime::Forward {
-                    // Identity headers come from this filter only: every
-                    // client copy, in any spelling a backend reads as the
-                    // same name, goes; then each is set or stays absent.
-                    strip: config.identity_headers().map(String::from).collect(),
-                    remove: if forward.remove_token {
-                        vec![config.token_source.header.clone()]
-                    } else {
-                        vec![]
-                    },
-                    set: forward
-                        .set_headers
-                        .into_iter()
-                        .map(|(name, value)| (name, Secret::new(value)))
-                        .collect(),
-                    property: forward
-                        .share_verified
-                        .map(|hash| (VERIFIED_TOKEN_PROPERTY, verified_value(&hash))),
-                    ..runtime::Forward::default()
-                })
-            }
-            Verdict::Reject(reply) => runtime::Verdict::Reply(reply),
-            Verdict::AwaitKeys { provider } => runtime::Verdict::AwaitKeys(provider),
-        }
+        self.engine.decide(host, request, keys)
     }
 
     /// A backend that merges trailers into headers must not find an

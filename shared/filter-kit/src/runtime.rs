@@ -75,7 +75,7 @@ impl<O> Round<'_, O> {
 }
 
 /// Forward the request with these changes.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Forward<A> {
     /// Headers removed in every spelling a backend reads as the same name
     /// (`x_user_id` for `x-user-id`) before `set`.
@@ -105,8 +105,9 @@ impl<A> Default for Forward<A> {
     }
 }
 
-/// What a decision asks the runtime to do with a request.
-#[derive(Debug)]
+/// What a decision asks the runtime to do with a request: the one verdict
+/// type of every filter's decision.
+#[derive(Debug, PartialEq)]
 pub enum Verdict<A> {
     /// Forward it.
     Forward(Forward<A>),
