@@ -186,7 +186,7 @@ fn check_verdict(
     version: Option<&str>,
 ) -> Option<String> {
     match verdict {
-        Verdict::Continue(forward) | Verdict::Forward(forward) => {
+        Verdict::Forward(forward) => {
             check_forward(forward, body, call, version);
             let config = in_task_config();
             let token = forward.set.iter().find(|(name, _)| *name == config.inject_header)?;
@@ -198,7 +198,7 @@ fn check_verdict(
             check_reply(reply, call);
             None
         }
-        Verdict::AwaitToken(_) => None,
+        Verdict::AwaitCall(_) => None,
         Verdict::ReadBody => panic!("the body was given"),
         Verdict::AwaitKeys(_) => panic!("the bank's keys are inline"),
     }

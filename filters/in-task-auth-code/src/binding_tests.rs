@@ -196,7 +196,7 @@ fn a_browser_sign_in_binds_the_authorization_to_the_user_who_asked() {
             .status,
         403
     );
-    let Verdict::AwaitToken(call) = w.decide(&get(&back, Some(&cookie))) else {
+    let Verdict::AwaitCall(call) = w.decide(&get(&back, Some(&cookie))) else {
         panic!("expected the code exchange")
     };
     assert_eq!(call.endpoint, crate::login::LOGIN_ENDPOINT);
@@ -221,7 +221,7 @@ fn a_browser_sign_in_binds_the_authorization_to_the_user_who_asked() {
     let elsewhere = reply(w.decide(&get(&callback, None)));
     assert_eq!(elsewhere.status, 403);
     assert!(elsewhere.body.contains("Nothing was authorized"));
-    let Verdict::AwaitToken(exchange) = w.decide(&get(&callback, Some(&cookie))) else {
+    let Verdict::AwaitCall(exchange) = w.decide(&get(&callback, Some(&cookie))) else {
         panic!("expected the code exchange")
     };
     assert_eq!(exchange.endpoint, 0);
@@ -239,7 +239,7 @@ fn a_link_sent_to_someone_else_stops_at_the_sign_in() {
     let sign_in = header(&start, "location").unwrap().to_string();
     let back =
         format!("/a2a/oauth/signed-in?code=c1&state={}&iss={}", param(&sign_in, "state"), urlencoding(CORP));
-    let Verdict::AwaitToken(call) = w.decide(&get(&back, Some(&cookie))) else {
+    let Verdict::AwaitCall(call) = w.decide(&get(&back, Some(&cookie))) else {
         panic!("expected the code exchange")
     };
     let alice_signed_in = ExchangeOutcome::Token {
@@ -286,7 +286,7 @@ fn the_secondary_token_must_name_the_user() {
     // Through the redirect: bob approved at the bank with alice's link.
     let (_, state) = w.challenge("alice", "t-2");
     let callback = get(&format!("/a2a/oauth/callback?code=b1&state={state}"), None);
-    let Verdict::AwaitToken(call) = w.decide(&callback) else { panic!("expected the code exchange") };
+    let Verdict::AwaitCall(call) = w.decide(&callback) else { panic!("expected the code exchange") };
     let outcome = ExchangeOutcome::Token { access: Secret::new(bob_token.clone()), id_token: None };
     let page = reply(w.after_exchange(&callback, &call.key, &outcome));
     assert_eq!(page.status, 400);
@@ -326,14 +326,14 @@ fn redirects_name_their_issuer() {
     assert_eq!(w.host.counter(metrics::ISSUER_MISMATCH), 2);
     let (_, state) = w.challenge("alice", "t-1");
     let good = get(&format!("/a2a/oauth/callback?code=b1&state={state}&iss={}", urlencoding(BANK)), None);
-    assert!(matches!(w.decide(&good), Verdict::AwaitToken(_)));
+    assert!(matches!(w.decide(&good), Verdict::AwaitCall(_)));
     // Without requireIssuerInResponse an absent iss is accepted, a wrong
     // one never.
     let mut lax = world(json!({"secondaryClaim": "sub"}), |_| {});
     let (_, state) = lax.challenge("alice", "t-1");
     assert!(matches!(
         lax.decide(&get(&format!("/a2a/oauth/callback?code=b1&state={state}"), None)),
-        Verdict::AwaitToken(_)
+        Verdict::AwaitCall(_)
     ));
     let (_, state) = lax.challenge("alice", "t-2");
     let wrong = get(&format!("/a2a/oauth/callback?code=b1&state={state}&iss=https%3A%2F%2Fevil"), None);
@@ -390,6 +390,6 @@ fn a_code_in_a_message_with_another_servers_iss_is_refused() {
     // The right issuer, or none, goes on to the exchange.
     let (_, fresh) = w.challenge("alice", "t-2");
     let message = w.message("alice", "t-2", Some(json!({"code": "c", "state": fresh, "iss": BANK})));
-    assert!(matches!(w.decide(&message), Verdict::AwaitToken(_)));
+    assert!(matches!(w.decide(&message), Verdict::AwaitCall(_)));
     assert_eq!(w.host.counter(metrics::ISSUER_MISMATCH), 1);
 }

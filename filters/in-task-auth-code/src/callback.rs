@@ -87,7 +87,7 @@ fn first_pass(
     let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
         return answer.refuse(PageDenial::CodeMissing(Step::Bank));
     };
-    Verdict::AwaitToken(Box::new(code_exchange(&config.idp, 0, state, &Secret::new(code), &pending.verifier)))
+    Verdict::AwaitCall(Box::new(code_exchange(&config.idp, 0, state, &Secret::new(code), &pending.verifier)))
 }
 
 /// The exchanged token: validated for the user and kept for the task.

@@ -22,6 +22,9 @@ use baton_token::secret::Secret;
 use serde_json::{Map, Value};
 
 pub use baton_filter_kit::reply::Reply;
+use baton_filter_kit::runtime;
+
+use crate::response::AnswerContext;
 
 use crate::a2a::{self, Call, CallKind, TaskIds};
 use crate::challenge::{IssueProblem, issue, random_id};
@@ -60,20 +63,6 @@ pub struct Request {
     pub body: Option<Vec<u8>>,
 }
 
-/// Forward the request with these changes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Forward {
-    /// Headers to set (the secondary token is a secret).
-    pub set: Vec<(String, Secret)>,
-    /// The new body, when rewritten.
-    pub body: Option<Vec<u8>>,
-    /// After the answer: the task the agent creates gets this token too
-    /// (the message named a task only the gateway knew).
-    pub rebind: Option<Rebind>,
-    /// The verified user, for reading the agent's answer.
-    pub user: Option<String>,
-}
-
 /// A token to remember for the task the agent's answer names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebind {
@@ -85,22 +74,13 @@ pub struct Rebind {
     pub expires_at: u64,
 }
 
-/// The outcome for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Forward; no body needed.
-    Continue(Forward),
-    /// The route needs the body before deciding.
-    ReadBody,
-    /// Forward with changes.
-    Forward(Forward),
-    /// Answer locally.
-    Reply(Reply),
-    /// Wait for the secondary IdP's keys, then decide again.
-    AwaitKeys(usize),
-    /// Wait for this code exchange, then decide again with its outcome.
-    AwaitToken(Box<TokenCall>),
-}
+/// What happens to a request: forwarded (with what reading the agent's
+/// answer needs, for messages), answered, held for its body, or held for
+/// keys or a code exchange.
+pub type Verdict = runtime::Verdict<AnswerContext>;
+
+/// The changes a forwarded request gets.
+pub type Forward = runtime::Forward<AnswerContext>;
 
 /// How a code exchange ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,10 +260,27 @@ impl Engine {
         }
     }
 
+    /// Forwards with `set` and `body`; `answer` when the agent's answer is
+    /// to be read. The identity header (and an injected one other than the
+    /// user's own token header) come from this filter only, in no spelling
+    /// a backend reads as the same name (`x_baton_user`).
+    fn forward(
+        &self,
+        set: Vec<(String, Secret)>,
+        body: Option<Vec<u8>>,
+        answer: Option<AnswerContext>,
+    ) -> Verdict {
+        let mut strip: Vec<String> = self.config.identity_header.iter().cloned().collect();
+        if self.config.inject_header != self.config.primary.header {
+            strip.push(self.config.inject_header.clone());
+        }
+        Verdict::Forward(Forward { strip, set, body, answer, ..Forward::default() })
+    }
+
     /// Forwards without the secondary credential: the verified user (if
     /// any) in the identity header.
     fn pass(&self, user: Option<String>) -> Verdict {
-        Verdict::Continue(Forward { set: self.identity(user.as_deref()), user, ..Forward::default() })
+        self.forward(self.identity(user.as_deref()), None, None)
     }
 
     /// Decides what happens to `request`.
@@ -308,7 +305,7 @@ impl Engine {
             return self.deny(host, &mut AuditLine::new(config.audit_log), &Value::Null, &denial);
         }
         if is_agent_card(&request.method, &request.path) {
-            return Verdict::Continue(Forward::default());
+            return self.forward(Vec::new(), None, None);
         }
         let path = request.path.split('?').next().unwrap_or("");
         if path == config.idp.redirect_path {
@@ -389,7 +386,7 @@ impl Engine {
                 call.strip_credentials();
                 call.to_bytes()
             });
-            return Verdict::Forward(Forward { set: identity, body, rebind: None, user: Some(user) });
+            return self.forward(identity, body, Some(AnswerContext { user: Some(user), rebind: None }));
         }
         if call.mentions_credentials() && call.credentials().len() != 1 {
             return self.deny(host, audit, &call.id, &Denial::CredentialsAmbiguous);
@@ -560,7 +557,7 @@ impl Engine {
         if call.task_id().is_some_and(|task| task != pending.task_id) {
             return self.deny(host, audit, &call.id, &Denial::StateOtherTask);
         }
-        Verdict::AwaitToken(Box::new(code_exchange(&self.config.idp, 0, state, code, &pending.verifier)))
+        Verdict::AwaitCall(Box::new(code_exchange(&self.config.idp, 0, state, code, &pending.verifier)))
     }
 
     /// Forwards with the secondary token injected, the credential stripped,
@@ -602,7 +599,11 @@ impl Engine {
             self.config.inject_header.clone(),
             Secret::new(format!("{}{}", self.config.inject_prefix, token.expose())),
         ));
-        Verdict::Forward(Forward { set, body: rewritten.then(|| call.to_bytes()), rebind, user: Some(user) })
+        self.forward(
+            set,
+            rewritten.then(|| call.to_bytes()),
+            Some(AnswerContext { user: Some(user), rebind }),
+        )
     }
 
     fn refuse_credential(

@@ -118,19 +118,25 @@ fn reply(verdict: Verdict) -> Reply {
     }
 }
 
+/// Forwarded as a message whose answer is read.
 fn forward(verdict: Verdict) -> Forward {
+    match verdict {
+        Verdict::Forward(forward) if forward.answer.is_some() => forward,
+        other => panic!("expected forwarding, got {other:?}"),
+    }
+}
+
+/// Forwarded, whether or not the answer is read.
+fn passed(verdict: Verdict) -> Forward {
     match verdict {
         Verdict::Forward(forward) => forward,
         other => panic!("expected forwarding, got {other:?}"),
     }
 }
 
-/// Forwarded, whether or not the decision read the body.
-fn passed(verdict: Verdict) -> Forward {
-    match verdict {
-        Verdict::Forward(forward) | Verdict::Continue(forward) => forward,
-        other => panic!("expected forwarding, got {other:?}"),
-    }
+/// What the forward leaves for reading the agent's answer.
+fn answer_of(forward: &Forward) -> &AnswerContext {
+    forward.answer.as_ref().expect("the answer is read")
 }
 
 fn json_body(reply: &Reply) -> Value {
@@ -160,10 +166,13 @@ fn agent_cards_and_other_routes_pass() {
     let mut card = v03(Some("alice"), None, transfer());
     card.path = "/.well-known/agent-card.json".into();
     card.method = "GET".into();
-    assert_eq!(s.decide(&card), Verdict::Continue(Forward::default()));
+    // Untouched but for the identity header, which no client may send.
+    let strip = vec!["x-baton-user".to_string()];
+    assert_eq!(s.decide(&card), Verdict::Forward(Forward { strip: strip.clone(), ..Forward::default() }));
     let mut elsewhere = v03(Some("alice"), None, transfer());
     elsewhere.path = "/health".into();
-    let Verdict::Continue(passed) = s.decide(&elsewhere) else { panic!() };
+    let Verdict::Forward(passed) = s.decide(&elsewhere) else { panic!() };
+    assert!(passed.answer.is_none() && passed.strip == strip);
     assert_eq!(header(&passed, "x-baton-user"), Some("alice"));
     let mut unread = v03(Some("alice"), None, transfer());
     unread.path = "/a2a".into();
@@ -243,10 +252,10 @@ fn a_token_in_the_message_is_validated_stripped_and_injected() {
         forward(s.decide(&v03(Some("alice"), Some("t-9"), with_credentials(json!({"accessToken": token})))));
     assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {token}").as_str()));
     assert_eq!(header(&forwarded, "x-baton-user"), Some("alice"));
-    let body = String::from_utf8(forwarded.body.unwrap()).unwrap();
+    let body = String::from_utf8(forwarded.body.clone().unwrap()).unwrap();
     assert!(!body.contains(&token) && !body.contains("auth_credentials"), "{body}");
     assert!(body.contains("\"operation\":\"transfer\""));
-    assert!(forwarded.rebind.is_none(), "t-9 is the agent's own task");
+    assert!(answer_of(&forwarded).rebind.is_none(), "t-9 is the agent's own task");
     // The token is kept for alice's task: the next message needs nothing.
     let next = forward(s.decide(&v03(Some("alice"), Some("t-9"), transfer())));
     assert_eq!(header(&next, "authorization"), Some(format!("Bearer {token}").as_str()));
@@ -270,7 +279,7 @@ fn a_gateway_named_task_is_not_forwarded_and_the_agents_task_gets_the_token() {
     )));
     let body: Value = serde_json::from_slice(forwarded.body.as_ref().unwrap()).unwrap();
     assert_eq!(body["params"]["message"].get("taskId"), None, "the agent never heard of {gateway_task}");
-    let rebind = forwarded.rebind.clone().unwrap();
+    let rebind = answer_of(&forwarded).rebind.clone().unwrap();
     let answer = json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "task", "id": "agent-task-7", "contextId": "ctx-1",
                         "status": {"state": "completed"}}});
     let context = AnswerContext { user: Some("alice".into()), rebind: Some(rebind) };
@@ -313,7 +322,7 @@ fn a_code_in_the_message_is_exchanged_once() {
     let challenge = reply(s.decide(&v03(Some("alice"), Some("t-1"), transfer())));
     let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
     let message = v03(Some("alice"), Some("t-1"), with_credentials(json!({"code": "c0de", "state": state})));
-    let Verdict::AwaitToken(call) = s.decide(&message) else { panic!("expected a code exchange") };
+    let Verdict::AwaitCall(call) = s.decide(&message) else { panic!("expected a code exchange") };
     let form = call.request.body.expose();
     assert!(form.starts_with("grant_type=authorization_code&code=c0de&redirect_uri="), "{form}");
     assert!(form.contains("code_verifier="));
@@ -384,7 +393,7 @@ fn the_redirect_is_served_and_the_task_continues_with_nothing_in_the_body() {
         cookie: None,
         body: None,
     };
-    let Verdict::AwaitToken(call) = s.decide(&callback) else { panic!("expected a code exchange") };
+    let Verdict::AwaitCall(call) = s.decide(&callback) else { panic!("expected a code exchange") };
     let token = Secret::new(s.bank_token("alice"));
     let outcome = ExchangeOutcome::Token { access: token.clone(), id_token: None };
     let continued = Round { number: 1, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };

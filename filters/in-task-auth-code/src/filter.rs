@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use baton_filter_kit::audit::AuditLine;
 
-use crate::decision::{Engine, ExchangeOutcome, Request, Round, Verdict};
+use crate::decision::{Engine, ExchangeOutcome, Request, Round};
 use crate::denial::Denial;
 use crate::model::{FilterConfig, PrimaryVerification};
 use crate::response::{AnswerContext, on_answer};
@@ -67,11 +67,10 @@ impl Filter for InTaskAuthCode {
     ) -> runtime::Verdict<AnswerContext> {
         if round.overdue.is_some() {
             let mut audit = AuditLine::new(self.engine.config().audit_log);
-            return self.verdict(self.engine.deny(host, &mut audit, &Value::Null, &Denial::TimedOut));
+            return self.engine.deny(host, &mut audit, &Value::Null, &Denial::TimedOut);
         }
         let engine_round = Round { number: round.number, keys: round.keys, exchange: round.call };
-        let verdict = self.engine.decide(host, request, engine_round);
-        self.verdict(verdict)
+        self.engine.decide(host, request, engine_round)
     }
 
     /// The identity header is no more accepted in trailers than among the
@@ -138,42 +137,6 @@ impl Filter for InTaskAuthCode {
 
     fn rewrite_answer(&mut self, host: &dyn Host, answer: &AnswerContext, body: &[u8]) -> Option<Vec<u8>> {
         on_answer(&mut self.engine, host, answer, body)
-    }
-}
-
-impl InTaskAuthCode {
-    /// The engine's verdict, for the runtime.
-    fn verdict(&self, verdict: Verdict) -> runtime::Verdict<AnswerContext> {
-        match verdict {
-            Verdict::Continue(forward) => runtime::Verdict::Forward(self.forward(forward, false)),
-            Verdict::Forward(forward) => runtime::Verdict::Forward(self.forward(forward, true)),
-            Verdict::ReadBody => runtime::Verdict::ReadBody,
-            Verdict::Reply(reply) => runtime::Verdict::Reply(reply),
-            Verdict::AwaitKeys(provider) => runtime::Verdict::AwaitKeys(provider),
-            Verdict::AwaitToken(call) => runtime::Verdict::AwaitCall(call),
-        }
-    }
-
-    /// A forward for the runtime: the identity header (and an injected one
-    /// other than the user's own token header) come from this filter only,
-    /// in no spelling a backend reads as the same name (`x_baton_user`).
-    fn forward(
-        &self,
-        forward: crate::decision::Forward,
-        read_answer: bool,
-    ) -> runtime::Forward<AnswerContext> {
-        let config = self.engine.config();
-        let mut strip: Vec<String> = config.identity_header.iter().cloned().collect();
-        if config.inject_header != config.primary.header {
-            strip.push(config.inject_header.clone());
-        }
-        runtime::Forward {
-            strip,
-            answer: read_answer.then(|| AnswerContext::of(&forward)),
-            set: forward.set,
-            body: forward.body,
-            ..runtime::Forward::default()
-        }
     }
 }
 

@@ -215,7 +215,7 @@ fn arrived(
     let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
         return answer.refuse(PageDenial::CodeMissing(Step::SignIn));
     };
-    Verdict::AwaitToken(Box::new(code_exchange(
+    Verdict::AwaitCall(Box::new(code_exchange(
         &login.server,
         LOGIN_ENDPOINT,
         login_state,

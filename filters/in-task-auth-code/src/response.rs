@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::a2a::{self, TaskIds};
 use crate::challenge::{issue, random_id};
-use crate::decision::{Engine, Forward, Rebind};
+use crate::decision::{Engine, Rebind};
 use crate::metrics;
 use crate::store::TaskRecord;
 
@@ -25,11 +25,6 @@ pub struct AnswerContext {
 }
 
 impl AnswerContext {
-    /// What a forwarded request leaves for its answer.
-    pub fn of(forward: &Forward) -> Self {
-        Self { user: forward.user.clone(), rebind: forward.rebind.clone() }
-    }
-
     /// Whether the answer needs to be read at all.
     pub fn wants_body(&self, enrich: bool) -> bool {
         self.rebind.is_some() || (enrich && self.user.is_some())

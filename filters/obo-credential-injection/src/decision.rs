@@ -12,7 +12,7 @@ use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
-use baton_filter_kit::reply::Reply;
+use baton_filter_kit::runtime;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::TokenHash;
 use baton_token::claims::Claims;
@@ -51,28 +51,12 @@ pub struct Request {
     pub verified_upstream: Option<Vec<u8>>,
 }
 
-/// Forward the request with these header changes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Forward {
-    /// The injected header and its value (a secret).
-    pub inject: Option<(String, Secret)>,
-    /// Headers to remove (the subject token never reaches the upstream).
-    pub remove: Vec<String>,
-}
+/// What happens to a request: forwarded with the issued token in place of
+/// the caller's, answered, or held for keys or a token endpoint call.
+pub type Verdict = runtime::Verdict<()>;
 
-/// The outcome for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Forward upstream.
-    Forward(Forward),
-    /// Local reply.
-    Reject(Reply),
-    /// Wait for this provider's keys, then decide again.
-    AwaitKeys(usize),
-    /// Wait for this call (or the one already running for its key), then
-    /// decide again.
-    AwaitToken(Box<Job>),
-}
+/// The changes a forwarded request gets.
+pub type Forward = runtime::Forward<()>;
 
 /// Which pass of the decision this is.
 #[derive(Debug, Clone, Copy)]
@@ -207,7 +191,7 @@ impl Engine {
                     audit.emit(host);
                     host.count(metrics::PASS_THROUGH);
                     let remove = config.subject.iter().map(|s| s.header.clone()).collect();
-                    Verdict::Forward(Forward { inject: None, remove })
+                    Verdict::Forward(Forward { strip: remove, ..Forward::default() })
                 }
             };
         };
@@ -327,6 +311,8 @@ impl Engine {
 
     /// Who is calling, checked against the delegation policy for target
     /// `index`; a refusal is the verdict.
+    // The error is the request's answer (a refusal or a wait), built once.
+    #[allow(clippy::result_large_err)]
     fn check_caller(
         &self,
         host: &dyn Host,
@@ -403,6 +389,8 @@ impl Engine {
         self.cache.get(key, host).map(|(token, outcome)| (token, outcome, None))
     }
 
+    // The error is the request's answer (a refusal or a wait), built once.
+    #[allow(clippy::result_large_err)]
     fn accept_subject<'r>(
         &mut self,
         host: &dyn Host,
@@ -490,7 +478,7 @@ impl Engine {
         if again || round.number >= MAX_ROUNDS {
             return self.unavailable(host, audit, "token_unavailable");
         }
-        Verdict::AwaitToken(Box::new(job))
+        Verdict::AwaitCall(Box::new(job))
     }
 
     fn forward(
@@ -524,8 +512,17 @@ impl Engine {
         {
             remove.push(subject_header.clone());
         }
+        // The subject token and the injected header reach the upstream from
+        // this filter only, in no other spelling a backend reads as the
+        // same name.
+        let mut strip = remove;
+        strip.push(target.inject.header.clone());
         let value = Secret::new(format!("{}{}", target.inject.prefix, token.token.expose()));
-        Verdict::Forward(Forward { inject: Some((target.inject.header.clone(), value)), remove })
+        Verdict::Forward(Forward {
+            strip,
+            set: vec![(target.inject.header.clone(), value)],
+            ..Forward::default()
+        })
     }
 
     fn invalid_token(&self, host: &dyn Host, audit: AuditLine, reason: &str, description: &str) -> Verdict {
@@ -544,7 +541,7 @@ impl Engine {
         audit.deny(reply.status, denial.reason());
         audit.emit(host);
         host.count(denial.counter());
-        Verdict::Reject(reply)
+        Verdict::Reply(reply)
     }
 
     /// Takes a token endpoint answer for `job`: a token is cached and

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config;
+use baton_filter_kit::reply::Reply;
 use baton_filter_kit::test_host::TestHost;
 use baton_filter_kit::test_keys::TestKey;
 use serde_json::{Value, json};
@@ -71,9 +72,7 @@ impl Setup {
     /// Runs the job the verdict asks for against a canned IdP answer, then
     /// decides again as the root context would.
     fn complete(&mut self, request: &Request, verdict: Verdict, status: u16, body: &Value) -> Verdict {
-        let Verdict::AwaitToken(job) = verdict else {
-            panic!("expected a wait for a token, got {verdict:?}")
-        };
+        let Verdict::AwaitCall(job) = verdict else { panic!("expected a wait for a token, got {verdict:?}") };
         let job = *job;
         match self.engine.finish_job(&self.host, &job, Some(status), body.to_string().as_bytes()) {
             Ok(token) => {
@@ -95,15 +94,15 @@ fn issued(token: &str, expires_in: u64) -> Value {
 
 fn job_of(verdict: &Verdict) -> &Job {
     match verdict {
-        Verdict::AwaitToken(job) => job,
+        Verdict::AwaitCall(job) => job,
         other => panic!("expected a wait for a token, got {other:?}"),
     }
 }
 
 fn injected(verdict: &Verdict) -> (String, String) {
     match verdict {
-        Verdict::Forward(Forward { inject: Some((name, value)), .. }) => {
-            (name.clone(), value.expose().to_string())
+        Verdict::Forward(Forward { set, .. }) if set.len() == 1 => {
+            (set[0].0.clone(), set[0].1.expose().to_string())
         }
         other => panic!("expected an injected token, got {other:?}"),
     }
@@ -111,7 +110,7 @@ fn injected(verdict: &Verdict) -> (String, String) {
 
 fn rejected(verdict: Verdict) -> Reply {
     match verdict {
-        Verdict::Reject(rejection) => rejection,
+        Verdict::Reply(rejection) => rejection,
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -318,7 +317,7 @@ fn no_target_is_denied_or_passed_without_the_token() {
     let mut s = setup(config);
     assert_eq!(
         s.first(&request("elsewhere.internal", Some("Bearer x"))),
-        Verdict::Forward(Forward { inject: None, remove: vec!["authorization".into()] })
+        Verdict::Forward(Forward { strip: vec!["authorization".into()], ..Forward::default() })
     );
 }
 
@@ -398,7 +397,7 @@ fn idp_failures_have_their_status() {
 fn no_response_is_unavailable() {
     let mut s = setup(base());
     let req = request("portfolio.internal", Some(&format!("Bearer {}", s.user("alice"))));
-    let Verdict::AwaitToken(job) = s.first(&req) else { panic!() };
+    let Verdict::AwaitCall(job) = s.first(&req) else { panic!() };
     let job = *job;
     let failure = s.engine.finish_job(&s.host, &job, None, b"").unwrap_err();
     let round = Round { number: 1, failed: Some((&job.key, &failure)), ..Round::FIRST };
@@ -516,8 +515,9 @@ fn the_subject_header_is_removed_when_another_header_carries_the_token() {
     assert_eq!(
         forwarded,
         Verdict::Forward(Forward {
-            inject: Some(("x-upstream-token".into(), Secret::new("svc"))),
-            remove: vec!["authorization".into()]
+            strip: vec!["authorization".into(), "x-upstream-token".into()],
+            set: vec![("x-upstream-token".into(), Secret::new("svc"))],
+            ..Forward::default()
         })
     );
 }
@@ -540,7 +540,7 @@ fn claim_enforcement_validation_needs_the_record_of_this_very_token() {
         ("empty record", Some(vec![])),
     ] {
         let request = Request { verified_upstream, ..request("portfolio.internal", Some(&bearer)) };
-        let Verdict::Reject(rejection) = s.first(&request) else { panic!("{case}: not refused") };
+        let Verdict::Reply(rejection) = s.first(&request) else { panic!("{case}: not refused") };
         assert_eq!(rejection.status, 401, "{case}");
         let challenge =
             rejection.headers.iter().find(|(name, _)| *name == "www-authenticate").map(|(_, v)| v);
@@ -551,7 +551,7 @@ fn claim_enforcement_validation_needs_the_record_of_this_very_token() {
     // The record of this token: the exchange goes ahead.
     let request =
         Request { verified_upstream: record(&token), ..request("portfolio.internal", Some(&bearer)) };
-    assert!(matches!(s.first(&request), Verdict::AwaitToken(_)));
+    assert!(matches!(s.first(&request), Verdict::AwaitCall(_)));
 }
 
 #[test]
@@ -604,7 +604,7 @@ fn a_path_another_hop_could_read_differently_is_refused_before_any_target() {
     // Targets chosen by host alone do not look at the path.
     let mut by_host = setup(base());
     let req = Request { path: "/api/..;/admin".into(), ..request("portfolio.internal", Some(&alice)) };
-    assert!(matches!(by_host.first(&req), Verdict::AwaitToken(_)));
+    assert!(matches!(by_host.first(&req), Verdict::AwaitCall(_)));
 }
 
 #[test]
@@ -637,7 +637,7 @@ fn a_token_for_another_audience_is_never_injected_nor_cached() {
         assert_eq!((refused.status, body_error(&refused).as_str()), (502, "server_error"), "{why}");
         assert!(!refused.body.contains(&token));
         // Not cached: the next request asks again.
-        assert!(matches!(s.first(&req), Verdict::AwaitToken(_)), "{why}: cached");
+        assert!(matches!(s.first(&req), Verdict::AwaitCall(_)), "{why}: cached");
     }
     assert_eq!(s.host.counter(metrics::IDP_WRONG_AUDIENCE), 5);
     assert!(s.host.logs().iter().any(|(level, line)| *level == LogLevel::Error

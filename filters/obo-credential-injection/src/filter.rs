@@ -19,7 +19,7 @@ use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_filter_kit::verifier::KeyWait;
 use baton_token::TokenHash;
 
-use crate::decision::{Engine, Request, Round, Verdict};
+use crate::decision::{Engine, Request, Round};
 use crate::denial::Denial;
 use crate::issued::IssuedToken;
 use crate::jobs::credentials_job;
@@ -131,23 +131,7 @@ impl Filter for OboCredentialInjection {
             Some(WaitFor::Keys(_)) => engine_round.keys = KeyWait::Exhausted,
             None => {}
         }
-        match self.engine.decide(host, request, engine_round) {
-            Verdict::Forward(forward) => {
-                // The subject token and the injected header reach the
-                // upstream from this filter only, in no other spelling a
-                // backend reads as the same name.
-                let mut strip = forward.remove;
-                strip.extend(forward.inject.iter().map(|(name, _)| name.clone()));
-                runtime::Verdict::Forward(runtime::Forward {
-                    strip,
-                    set: forward.inject.into_iter().collect(),
-                    ..runtime::Forward::default()
-                })
-            }
-            Verdict::Reject(reply) => runtime::Verdict::Reply(reply),
-            Verdict::AwaitKeys(provider) => runtime::Verdict::AwaitKeys(provider),
-            Verdict::AwaitToken(job) => runtime::Verdict::AwaitCall(job),
-        }
+        self.engine.decide(host, request, engine_round)
     }
 
     /// Nor in trailers, for a backend that merges them into headers.
