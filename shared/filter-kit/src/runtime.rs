@@ -7,9 +7,9 @@
 //! of it runs natively in tests against `TestHost`.
 //!
 //! A request's phase is where the runtime keeps it: absent (deciding, or
-//! forwarded), [`Held::ReadingBody`], or [`Held::Waiting`] for a [`WaitFor`]
-//! with the round it is in; a forwarded request whose answer the filter
-//! reads has an entry in `answers`.
+//! forwarded), [`Held::ReadingBody`], [`Held::Waiting`] for a [`WaitFor`]
+//! with the round it is in, or, forwarded with its answer to be read,
+//! [`Held::Answering`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -242,9 +242,9 @@ pub trait Plugin: Filter + Sized + 'static {
     fn start(&mut self, _host: &dyn Host) {}
 }
 
-/// A request the runtime holds.
+/// A request the runtime keeps.
 #[derive(Debug)]
-enum Held<R, O> {
+enum Held<R, O, A> {
     /// Held until its body has been read.
     ReadingBody {
         request: R,
@@ -261,22 +261,23 @@ enum Held<R, O> {
         /// The last call outcome it got, kept while it waits for more.
         outcome: Option<(TokenHash, O)>,
     },
+    /// Forwarded; the filter may read the upstream's answer.
+    Answering {
+        answer: A,
+        /// Whether its body is being read.
+        reading: bool,
+    },
 }
 
-/// A forwarded request whose answer the filter may read.
-#[derive(Debug)]
-struct AnswerRead<A> {
-    answer: A,
-    reading: bool,
-}
+/// What the runtime keeps of one of `F`'s requests.
+type HeldFor<F> = Held<<F as Filter>::Request, <F as Filter>::Outcome, <F as Filter>::Answer>;
 
 /// One VM's requests, calls, key fetches and timer.
 #[derive(Debug)]
 pub struct Runtime<F: Filter> {
     /// The filter's own state and decisions.
     pub filter: F,
-    held: HashMap<u32, Held<F::Request, F::Outcome>>,
-    answers: HashMap<u32, AnswerRead<F::Answer>>,
+    held: HashMap<u32, HeldFor<F>>,
     flights: Flights,
     fetches: KeyFetches,
     /// With leases, of all workers only one makes a given call.
@@ -292,7 +293,6 @@ impl<F: Filter> Runtime<F> {
         Self {
             filter,
             held: HashMap::new(),
-            answers: HashMap::new(),
             flights: Flights::default(),
             fetches: KeyFetches::default(),
             leases,
@@ -315,7 +315,7 @@ impl<F: Filter> Runtime<F> {
 
     /// Number of requests held (reading their body or waiting).
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.held.values().filter(|held| !matches!(held, Held::Answering { .. })).count()
     }
 
     // ---- request callbacks (the request is the current context) ----
@@ -341,7 +341,7 @@ impl<F: Filter> Runtime<F> {
         complete: bool,
     ) -> Action {
         match self.held.get_mut(&id) {
-            None => return Action::Continue,
+            None | Some(Held::Answering { .. }) => return Action::Continue,
             // Data going on while the headers wait would let the request
             // through unchecked: hold it (Envoy buffers it) until decided.
             Some(Held::Waiting { .. }) => return Action::Pause,
@@ -378,7 +378,7 @@ impl<F: Filter> Runtime<F> {
         match self.held.get(&id) {
             Some(Held::ReadingBody { .. }) => self.on_request_body(host, id, None, true),
             Some(Held::Waiting { .. }) => Action::Pause,
-            None => Action::Continue,
+            None | Some(Held::Answering { .. }) => Action::Continue,
         }
     }
 
@@ -387,15 +387,15 @@ impl<F: Filter> Runtime<F> {
         if !F::READS_ANSWERS {
             return Action::Continue;
         }
-        let Some(read) = self.answers.get_mut(&id) else {
+        let Some(Held::Answering { answer, reading }) = self.held.get_mut(&id) else {
             return Action::Continue;
         };
         let content_type = host.header(HeaderMap::ResponseHeaders, "content-type").ok().flatten();
-        if self.filter.wants_answer(&read.answer, content_type.as_deref()) {
-            read.reading = true;
+        if self.filter.wants_answer(answer, content_type.as_deref()) {
+            *reading = true;
             Action::Pause
         } else {
-            self.answers.remove(&id);
+            self.held.remove(&id);
             Action::Continue
         }
     }
@@ -408,26 +408,26 @@ impl<F: Filter> Runtime<F> {
         size: Option<usize>,
         complete: bool,
     ) -> Action {
-        if !F::READS_ANSWERS || !self.answers.get(&id).is_some_and(|read| read.reading) {
+        if !F::READS_ANSWERS || !matches!(self.held.get(&id), Some(Held::Answering { reading: true, .. })) {
             return Action::Continue;
         }
         let max = self.filter.max_body_bytes();
         if size.is_some_and(|size| size > max) {
             // Too large to rewrite: it passes as it is.
-            self.answers.remove(&id);
+            self.held.remove(&id);
             return Action::Continue;
         }
         if !complete {
             return Action::Pause;
         }
-        let Some(read) = self.answers.remove(&id) else {
+        let Some(Held::Answering { answer, .. }) = self.held.remove(&id) else {
             return Action::Continue;
         };
         let body = host.body(Body::Response, size.unwrap_or(usize::MAX)).unwrap_or_default();
         if body.len() > max {
             return Action::Continue;
         }
-        if let Some(rewritten) = self.filter.rewrite_answer(host, &read.answer, &body) {
+        if let Some(rewritten) = self.filter.rewrite_answer(host, &answer, &body) {
             let length = rewritten.len().to_string();
             let replaced = host.replace_body(Body::Response, &rewritten).is_ok()
                 && host.set_header(HeaderMap::ResponseHeaders, "content-length", length.as_bytes()).is_ok();
@@ -441,7 +441,6 @@ impl<F: Filter> Runtime<F> {
     /// The request is over (or its client went away).
     pub fn on_done(&mut self, id: u32) {
         self.held.remove(&id);
-        self.answers.remove(&id);
     }
 
     // ---- the VM's callbacks ----
@@ -463,7 +462,7 @@ impl<F: Filter> Runtime<F> {
         }
         if self.remote.is_empty() {
             let keys_busy = self.filter.keys().is_some_and(|keys| keys.needs_attention());
-            let busy = !self.held.is_empty() || self.flights.busy() || self.fetches.busy() || keys_busy;
+            let busy = self.held() > 0 || self.flights.busy() || self.fetches.busy() || keys_busy;
             self.ticker.settle(host, busy);
         } else {
             self.ticker.set(host, REMOTE_POLL);
@@ -521,7 +520,7 @@ impl<F: Filter> Runtime<F> {
                 if F::READS_ANSWERS
                     && let Some(answer) = forward.answer
                 {
-                    self.answers.insert(id, AnswerRead { answer, reading: false });
+                    self.held.insert(id, Held::Answering { answer, reading: false });
                 }
                 if resume && host.resume_request().is_err() {
                     host.log(LogLevel::Warn, "a request that waited could not be resumed");
@@ -566,7 +565,6 @@ impl<F: Filter> Runtime<F> {
                 continue;
             };
             if !host.enter_context(id) {
-                self.answers.remove(&id);
                 continue; // the request is gone
             }
             let outcome = match (what, &outcome) {
@@ -612,7 +610,7 @@ impl<F: Filter> Runtime<F> {
                 Held::Waiting { waiting_for, since, .. } => {
                     now > since + filter.wait_limit_secs(*waiting_for) + WAIT_GRACE_SECS
                 }
-                Held::ReadingBody { .. } => false,
+                Held::ReadingBody { .. } | Held::Answering { .. } => false,
             })
             .map(|(id, _)| *id)
             .collect();
