@@ -269,15 +269,13 @@ enum Held<R, O, A> {
     },
 }
 
-/// What the runtime keeps of one of `F`'s requests.
-type HeldFor<F> = Held<<F as Filter>::Request, <F as Filter>::Outcome, <F as Filter>::Answer>;
-
 /// One VM's requests, calls, key fetches and timer.
 #[derive(Debug)]
 pub struct Runtime<F: Filter> {
     /// The filter's own state and decisions.
     pub filter: F,
-    held: HashMap<u32, HeldFor<F>>,
+    #[allow(clippy::type_complexity)]
+    held: HashMap<u32, Held<F::Request, F::Outcome, F::Answer>>,
     flights: Flights,
     fetches: KeyFetches,
     /// With leases, of all workers only one makes a given call.
