@@ -105,8 +105,15 @@ fn every_refusal_has_its_status_and_challenge_and_nothing_is_forwarded() {
         assert_eq!(response.status, *status, "{name}: {}", response.body_str());
         assert_eq!(response.header("www-authenticate"), Some(challenge.as_str()), "{name}");
         assert_eq!(response.header("content-type"), Some("application/json"), "{name}");
+        // The body says what the challenge says; without a token, there is
+        // no error in the challenge (RFC 6750 §3.1) but there is in the body.
         let body = body_json(&response);
-        assert!(body["error"].is_string() && body["error_description"].is_string(), "{name}: {body}");
+        let expected =
+            match (challenge_param(challenge, "error"), challenge_param(challenge, "error_description")) {
+                (Some(error), Some(description)) => json!({"error": error, "error_description": description}),
+                _ => json!({"error": "unauthorized", "error_description": "a bearer token is required"}),
+            };
+        assert_eq!(body, expected, "{name}");
     }
 
     // Step-up: a password-only login, or one too old, for a transfer.
@@ -244,4 +251,10 @@ fn a_host_rule_holds_in_every_spelling_of_the_host() {
     assert!(backend.requests().is_empty(), "a spelling of the host passed its rule");
     let other = envoy.send(&ClientRequest::get("/").header("host", "www.internal"));
     assert_eq!(other.status, 200, "the public route still serves other hosts");
+}
+
+/// The value of `name="…"` in a `WWW-Authenticate` challenge.
+fn challenge_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
+    let start = challenge.find(&format!(" {name}=\""))? + name.len() + 3;
+    challenge[start..].split('"').next()
 }

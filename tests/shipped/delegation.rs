@@ -17,7 +17,7 @@ use crate::world::{Broker, FINPORT_AUDIENCE, bearer_claims};
 fn broker() -> Broker {
     let broker = Broker::start();
     assert!(
-        broker.envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.idp.success") >= 2),
+        broker.envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.idp.success") == 2),
         "the broker did not fetch its own tokens"
     );
     broker

@@ -57,7 +57,7 @@ fn no_shipped_config_holds_a_secret() {
             checked += 1;
         }
     }
-    assert!(checked >= 15, "{checked} files");
+    assert_eq!(checked, 21, "files read (every .yaml in those folders)");
 }
 
 /// The gateway runs alice's whole flow (challenge, sign-in, bank, code
@@ -87,7 +87,12 @@ fn run_flow(gateway: &TransferGateway) -> (String, String, Vec<String>) {
         .strip_prefix("Bearer ")
         .unwrap()
         .to_string();
-    assert!(bearer_claims(&gateway.agent.requests()[0]).is_some(), "the bank's token reached the agent");
+    let claims = bearer_claims(&gateway.agent.requests()[0]).expect("a token reached the agent");
+    assert_eq!(
+        (claims["iss"].as_str(), claims["sub"].as_str()),
+        (Some(gateway.bank.issuer().as_str()), Some("alice")),
+        "the bank's token for alice reached the agent"
+    );
     let mut secrets = vec![token, injected];
     secrets.extend(codes);
     let dump = gateway.envoy.admin_get("/config_dump").unwrap().body_str();

@@ -102,10 +102,12 @@ impl TransferGateway {
                 Err(e) => panic!("in-task-auth-code.yaml did not start: {e}"),
             };
             let gateway = TransferGateway { idp, bank, agent, envoy, port };
+            // One fetch per provider: the bank's, and the sign-in's and the
+            // users' at FinPort.
             assert!(
                 gateway
                     .envoy
-                    .wait_for(Duration::from_secs(10), |e| e.counter("baton_itac.jwks.fetch_success") >= 2),
+                    .wait_for(Duration::from_secs(10), |e| e.counter("baton_itac.jwks.fetch_success") == 3),
                 "the gateway did not fetch both IdPs' keys"
             );
             return gateway;
@@ -270,7 +272,7 @@ impl Broker {
             .start()
             .unwrap_or_else(|e| panic!("delegation-broker.yaml did not start: {e}"));
         assert!(
-            envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.jwks.fetch_success") >= 1),
+            envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.jwks.fetch_success") == 1),
             "the broker did not fetch the IdP's keys"
         );
         Broker { idp, backend, envoy }
