@@ -52,6 +52,8 @@ oci: build
 test: build
 	$(CARGO) build -p baton-token --no-default-features
 	$(CARGO) test --workspace --all-targets
+	@# Every fuzz seed through its target's checks (stable toolchain).
+	cd fuzz && CXX="$$(command -v c++ || command -v clang++)" $(CARGO) test --quiet
 
 ## demo: Envoy + mock IdP + backend, walking through the identity flows
 demo: build
@@ -122,7 +124,7 @@ lint: setup
 	$(CARGO) clippy -p baton-token --no-default-features -- -D warnings
 	@# The fuzz targets (their own workspace) must keep compiling as the APIs move;
 	@# libfuzzer-sys builds C++ (clang++, installed with clang, when there is no c++).
-	cd fuzz && CXX="$$(command -v c++ || command -v clang++)" $(CARGO) check --quiet --bins
+	cd fuzz && CXX="$$(command -v c++ || command -v clang++)" $(CARGO) clippy --quiet --bins --tests -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

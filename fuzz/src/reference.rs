@@ -49,7 +49,7 @@ pub fn lenient_pairs(query: &str) -> Vec<(String, String)> {
 
 /// Decodes standard, padded base64 (RFC 4648 §4).
 pub fn standard_base64_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {

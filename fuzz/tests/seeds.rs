@@ -20,7 +20,10 @@ fn replay(target: &str, check: fn(&[u8])) {
 
 /// Each target (`fuzz_targets/<name>.rs`, seeds in `corpus/<name>/`) and
 /// the check it calls.
-const TARGETS: [(&str, fn(&[u8])); 8] = [
+/// A target's check.
+type Check = fn(&[u8]);
+
+const TARGETS: [(&str, Check); 8] = [
     ("a2a_message", baton_fuzz::a2a_message::check),
     ("claim_rules", baton_fuzz::claim_rules::check),
     ("config_claim_enforcement", baton_fuzz::config::claim_enforcement::check),
