@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, Provider, ProviderSpec, compile_providers, fingerprint, from_json, header_name,
+    ConfigError, Provider, ProviderSpec, compile_providers, find_named, fingerprint, from_json, header_name,
     output_header,
 };
 use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
@@ -40,7 +40,7 @@ struct RawConfig {
     forward_claims: Vec<RawClaimHeader>,
     #[serde(default)]
     forward_payload_header: Option<String>,
-    #[serde(default = "default_true")]
+    #[serde(default = "baton_filter_kit::config::default_true")]
     forward_token: bool,
     #[serde(default)]
     share_verified_token: bool,
@@ -48,7 +48,7 @@ struct RawConfig {
     cache: RawCache,
     #[serde(default = "default_max_token_bytes")]
     max_token_bytes: usize,
-    #[serde(default = "default_true")]
+    #[serde(default = "baton_filter_kit::config::default_true")]
     audit_log: bool,
 }
 
@@ -129,9 +129,6 @@ impl Default for RawCache {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
 fn default_max_token_bytes() -> usize {
     DEFAULT_MAX_TOKEN_BYTES
 }
@@ -337,16 +334,8 @@ fn compile_route(raw: RawRoute, index: usize, providers: &[Provider]) -> Result<
     let matcher = compile_match(raw.matcher, &format!("{field}.match"))?;
     let mut provider_ids = Vec::with_capacity(raw.providers.len());
     for (p, provider_name) in raw.providers.iter().enumerate() {
-        match providers.iter().position(|provider| &provider.name == provider_name) {
-            Some(id) => provider_ids.push(id),
-            None => {
-                let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-                return Err(ConfigError::new(
-                    format!("{field}.providers[{p}]"),
-                    format!("no provider named {provider_name:?}; known: {}", known.join(", ")),
-                ));
-            }
-        }
+        let names = providers.iter().map(|provider| provider.name.as_str());
+        provider_ids.push(find_named(names, provider_name, &format!("{field}.providers[{p}]"), "provider")?);
     }
     let action = match raw.action {
         RawRouteAction::Allow => {

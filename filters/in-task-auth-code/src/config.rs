@@ -40,13 +40,13 @@ struct RawConfig {
     on_invalid_credential: RawInvalidCredential,
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
-    #[serde(default = "default_true")]
+    #[serde(default = "baton_filter_kit::config::default_true")]
     enrich_agent_challenges: bool,
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
     limits: RawLimits,
-    #[serde(default = "default_true")]
+    #[serde(default = "baton_filter_kit::config::default_true")]
     audit_log: bool,
 }
 
@@ -200,9 +200,6 @@ impl Default for RawCache {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
 fn default_state_ttl() -> u64 {
     300
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, ProviderSpec, client_secret, compile_providers, fingerprint, from_json, header_name,
+    ConfigError, ProviderSpec, client_secret, compile_providers, find_named, fingerprint, from_json,
+    header_name,
 };
 use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
 use baton_filter_kit::token_calls::TokenEndpoint;
@@ -40,7 +41,7 @@ struct RawConfig {
     realm: Option<String>,
     #[serde(default)]
     identity_assertion: Option<AssertionSpec>,
-    #[serde(default = "default_true")]
+    #[serde(default = "baton_filter_kit::config::default_true")]
     audit_log: bool,
 }
 
@@ -238,9 +239,6 @@ impl Default for RawCache {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
 fn default_timeout_ms() -> u64 {
     3_000
 }
@@ -616,13 +614,7 @@ fn idp_index(name: Option<&str>, idps: &[Idp], field: &str) -> Result<usize, Con
     let Some(name) = name else {
         return Err(ConfigError::new(format!("{field}.idp"), "required"));
     };
-    idps.iter().position(|idp| idp.name == name).ok_or_else(|| {
-        let known: Vec<&str> = idps.iter().map(|idp| idp.name.as_str()).collect();
-        ConfigError::new(
-            format!("{field}.idp"),
-            format!("no idp named {name:?}; known: {}", known.join(", ")),
-        )
-    })
+    find_named(idps.iter().map(|idp| idp.name.as_str()), name, &format!("{field}.idp"), "idp")
 }
 
 /// What of an exchange shapes the issued token.
@@ -810,16 +802,8 @@ fn compile_delegation(raw: RawDelegation, targets: &[Target]) -> Result<Delegati
                 }
                 let mut target_ids = Vec::with_capacity(entry.targets.len());
                 for (t, name) in entry.targets.iter().enumerate() {
-                    match targets.iter().position(|target| &target.name == name) {
-                        Some(id) => target_ids.push(id),
-                        None => {
-                            let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-                            return Err(ConfigError::new(
-                                format!("{field}.targets[{t}]"),
-                                format!("no target named {name:?}; known: {}", known.join(", ")),
-                            ));
-                        }
-                    }
+                    let names = targets.iter().map(|target| target.name.as_str());
+                    target_ids.push(find_named(names, name, &format!("{field}.targets[{t}]"), "target")?);
                 }
                 compiled.push(AllowEntry {
                     caller: entry.caller,

@@ -169,9 +169,6 @@ struct RemoteJwksSpec {
     retry_interval_seconds: u64,
 }
 
-fn default_true() -> bool {
-    true
-}
 fn default_skew() -> u64 {
     DEFAULT_CLOCK_SKEW_SECS
 }
@@ -349,6 +346,25 @@ fn compile_remote(spec: RemoteJwksSpec, field: &str) -> Result<RemoteJwks, Confi
         refresh_interval_secs: spec.refresh_interval_seconds,
         min_refetch_interval_secs: spec.min_refetch_interval_seconds,
         retry_interval_secs: spec.retry_interval_seconds,
+    })
+}
+
+/// `#[serde(default = "...")]` for flags that are on unless turned off.
+pub fn default_true() -> bool {
+    true
+}
+
+/// The index of the item named `wanted` among `names`; otherwise an error
+/// at `field` listing the known names (`what`: `provider`, `target`, ...).
+pub fn find_named<'a>(
+    names: impl Iterator<Item = &'a str> + Clone,
+    wanted: &str,
+    field: &str,
+    what: &str,
+) -> Result<usize, ConfigError> {
+    names.clone().position(|name| name == wanted).ok_or_else(|| {
+        let known: Vec<&str> = names.collect();
+        ConfigError::new(field, format!("no {what} named {wanted:?}; known: {}", known.join(", ")))
     })
 }
 
