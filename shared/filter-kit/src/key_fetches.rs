@@ -1,7 +1,6 @@
 //! The root context's side of remote key sets: start the fetches the
 //! [`KeyStore`] asks for, and hand it the answers.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::host::{Callout, CalloutResponse, Host, LogLevel};
@@ -10,7 +9,8 @@ use crate::keys::{FetchError, KeyStore};
 /// Key set fetches in flight, by callout token.
 #[derive(Debug, Default)]
 pub struct KeyFetches {
-    in_flight: HashMap<u32, usize>,
+    /// (callout token, provider); at most one per provider, so a list.
+    in_flight: Vec<(u32, usize)>,
 }
 
 impl KeyFetches {
@@ -39,7 +39,7 @@ impl KeyFetches {
                 };
                 match host.dispatch(&callout) {
                     Ok(token) => {
-                        self.in_flight.insert(token, provider);
+                        self.in_flight.push((token, provider));
                     }
                     Err(_) => {
                         host.log(
@@ -61,7 +61,7 @@ impl KeyFetches {
 
     /// Whether `token` is a key set fetch.
     pub fn owns(&self, token: u32) -> bool {
-        self.in_flight.contains_key(&token)
+        self.in_flight.iter().any(|(id, _)| *id == token)
     }
 
     /// Takes the answer to fetch `token`; returns its provider.
@@ -72,7 +72,8 @@ impl KeyFetches {
         keys: &mut KeyStore,
         host: &dyn Host,
     ) -> Option<usize> {
-        let provider = self.in_flight.remove(&token)?;
+        let at = self.in_flight.iter().position(|(id, _)| *id == token)?;
+        let (_, provider) = self.in_flight.swap_remove(at);
         let result = match response.status {
             None => Err(FetchError::NoResponse),
             Some(200) if response.body_too_large => Err(FetchError::TooLarge),

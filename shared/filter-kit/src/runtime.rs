@@ -281,7 +281,7 @@ pub struct Runtime<F: Filter> {
     /// With leases, of all workers only one makes a given call.
     leases: Option<LeaseTable>,
     /// Calls another worker is making: this worker waits for their result.
-    remote: HashMap<TokenHash, TokenCall>,
+    remote: Vec<TokenCall>,
     ticker: Ticker,
 }
 
@@ -294,7 +294,7 @@ impl<F: Filter> Runtime<F> {
             flights: Flights::default(),
             fetches: KeyFetches::default(),
             leases,
-            remote: HashMap::new(),
+            remote: Vec::new(),
             ticker: Ticker::new(),
         }
     }
@@ -683,7 +683,7 @@ impl<F: Filter> Runtime<F> {
             if let Some(leases) = &self.leases {
                 let lease = leases.acquire(host, &call.key, host.now_unix_millis(), timeout_ms + 1000);
                 if lease == Lease::HeldElsewhere {
-                    self.remote.insert(call.key, call);
+                    self.remote.push(call);
                     continue;
                 }
                 // The request that queued this call missed the cache; since
@@ -726,17 +726,16 @@ impl<F: Filter> Runtime<F> {
             return;
         };
         let now_ms = host.now_unix_millis();
-        let keys: Vec<TokenHash> = self.remote.keys().copied().collect();
-        for key in keys {
+        for call in std::mem::take(&mut self.remote) {
+            let key = call.key;
             if self.filter.cached(host, &key) {
-                self.remote.remove(&key);
                 self.flights.abandoned(&key);
                 self.wake(host, WaitFor::Call(key), None);
-            } else if !leases.held(host, &key, now_ms)
-                && let Some(call) = self.remote.remove(&key)
-            {
+            } else if !leases.held(host, &key, now_ms) {
                 self.flights.abandoned(&key);
                 self.flights.request(call);
+            } else {
+                self.remote.push(call);
             }
         }
     }

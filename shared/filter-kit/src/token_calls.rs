@@ -3,7 +3,6 @@
 //! single-flight bookkeeping that makes many requests needing the same token
 //! wait for one call.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::host::{Callout, Host, HostError};
@@ -87,57 +86,71 @@ impl TokenCall {
     }
 }
 
-/// Calls queued and in flight in this worker, one per key.
+/// Calls queued and in flight in this worker, one per key. (Lists, not
+/// maps: a worker has a few calls out at a time, and each map type costs
+/// the `.wasm` its own hash table code.)
 #[derive(Debug, Default)]
 pub struct Flights {
-    queued: VecDeque<TokenCall>,
-    in_flight: HashMap<TokenHash, Option<(u32, u64)>>,
-    by_callout: HashMap<u32, (TokenCall, u64)>,
+    queued: Vec<TokenCall>,
+    flights: Vec<Flight>,
+}
+
+/// A call queued or in flight.
+#[derive(Debug)]
+struct Flight {
+    key: TokenHash,
+    /// Once dispatched: the callout, when it started (ms), the call.
+    dispatched: Option<(u32, u64, TokenCall)>,
 }
 
 impl Flights {
     /// Queues `job` unless a call for its key is already queued or in
     /// flight. Returns whether it was queued.
     pub fn request(&mut self, job: TokenCall) -> bool {
-        if self.in_flight.contains_key(&job.key) {
+        if self.pending(&job.key) {
             return false;
         }
-        self.in_flight.insert(job.key, None);
-        self.queued.push_back(job);
+        self.flights.push(Flight { key: job.key, dispatched: None });
+        self.queued.push(job);
         true
     }
 
     /// Whether a call for `key` is queued or in flight.
     pub fn pending(&self, key: &TokenHash) -> bool {
-        self.in_flight.contains_key(key)
+        self.flights.iter().any(|flight| flight.key == *key)
     }
 
     /// Takes the queued calls, to dispatch.
     pub fn take_queued(&mut self) -> Vec<TokenCall> {
-        self.queued.drain(..).collect()
+        std::mem::take(&mut self.queued)
     }
 
     /// Records a dispatched call.
     pub fn dispatched(&mut self, job: TokenCall, callout: u32, now_millis: u64) {
-        self.in_flight.insert(job.key, Some((callout, now_millis)));
-        self.by_callout.insert(callout, (job, now_millis));
+        match self.flights.iter_mut().find(|flight| flight.key == job.key) {
+            Some(flight) => flight.dispatched = Some((callout, now_millis, job)),
+            None => self.flights.push(Flight { key: job.key, dispatched: Some((callout, now_millis, job)) }),
+        }
     }
 
     /// A call that could not be dispatched: no longer pending.
     pub fn abandoned(&mut self, key: &TokenHash) {
-        self.in_flight.remove(key);
+        self.flights.retain(|flight| flight.key != *key);
     }
 
     /// The call answered by `callout`, with its start time; no longer pending.
     pub fn complete(&mut self, callout: u32) -> Option<(TokenCall, u64)> {
-        let (job, started) = self.by_callout.remove(&callout)?;
-        self.in_flight.remove(&job.key);
+        let at = self
+            .flights
+            .iter()
+            .position(|flight| matches!(flight.dispatched, Some((id, ..)) if id == callout))?;
+        let (_, started, job) = self.flights.swap_remove(at).dispatched?;
         Some((job, started))
     }
 
     /// Whether anything is queued or in flight.
     pub fn busy(&self) -> bool {
-        !self.in_flight.is_empty()
+        !self.flights.is_empty()
     }
 }
 
