@@ -12,6 +12,7 @@
 //! [`Held::Answering`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use baton_token::TokenHash;
@@ -242,6 +243,26 @@ pub trait Plugin: Filter + Sized + 'static {
     fn start(&mut self, _host: &dyn Host) {}
 }
 
+/// Hashes the proxy's request context ids. They are the proxy's own
+/// counter, not chosen by a client, so the keyed SipHash (and its code in
+/// every filter) is not needed: one multiply spreads them over the table.
+#[derive(Debug, Default)]
+struct ContextIdHasher(u64);
+
+impl Hasher for ContextIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// A request the runtime keeps.
 #[derive(Debug)]
 enum Held<R, O, A> {
@@ -275,7 +296,7 @@ pub struct Runtime<F: Filter> {
     /// The filter's own state and decisions.
     pub filter: F,
     #[allow(clippy::type_complexity)]
-    held: HashMap<u32, Held<F::Request, F::Outcome, F::Answer>>,
+    held: HashMap<u32, Held<F::Request, F::Outcome, F::Answer>, BuildHasherDefault<ContextIdHasher>>,
     flights: Flights,
     fetches: KeyFetches,
     /// With leases, of all workers only one makes a given call.
@@ -290,7 +311,7 @@ impl<F: Filter> Runtime<F> {
     pub fn new(filter: F, leases: Option<LeaseTable>) -> Self {
         Self {
             filter,
-            held: HashMap::new(),
+            held: HashMap::default(),
             flights: Flights::default(),
             fetches: KeyFetches::default(),
             leases,
