@@ -373,6 +373,15 @@ def www_authenticate() -> None:
     seed("injection", 1, 'a"b', 'x\\y\r\nSet-Cookie: s=1 \u00e9\u2028', "", "", "18446744073709551615")
 
 
+def form() -> None:
+    # Pairs separated by NUL (name, value, name, ...); the whole input is also read as a query.
+    write("form", "token-request", "grant_type\0client_credentials\0scope\0a b/c\0x\0\u00e9&=+%")
+    write("form", "callback-query", "code=a%2Bb&state=x+y&code=z&flag&&a=%zz&b=%4")
+    # A sign is not a hex digit: `%+5` is no escape (u8::from_str_radix would read byte 5).
+    write("form", "signed-escape", "_method=%+5&a=%-5&b=%+F")
+    write("form", "path-escapes", "caf%C3%A9/%2e%2e/x%4a?q=%+0")
+
+
 def main() -> None:
     keys = jwks()
     with open(os.path.join(FUZZ, "src", "jwks.json"), "w") as f:
@@ -390,6 +399,7 @@ def main() -> None:
                     "scope": "transfers:write"}, "ES256")
     a2a_message(bank)
     www_authenticate()
+    form()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ pub mod a2a_message;
 pub mod claim_rules;
 pub mod config;
 pub mod fixtures;
+pub mod form;
 pub mod jwt_parse;
 pub mod reference;
 pub mod token_response;

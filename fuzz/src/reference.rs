@@ -20,8 +20,10 @@ pub fn form_decode(text: &str) -> Option<Vec<(String, String)>> {
             bytes.push(match byte {
                 b'+' => b' ',
                 b'%' => {
-                    let hex = [input.next()?, input.next()?];
-                    u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+                    // Two hex digits, each on its own: a sign is no digit.
+                    let high = char::from(input.next()?).to_digit(16)?;
+                    let low = char::from(input.next()?).to_digit(16)?;
+                    u8::try_from(high * 16 + low).ok()?
                 }
                 other => other,
             });

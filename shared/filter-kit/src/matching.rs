@@ -179,8 +179,7 @@ pub fn ambiguous_path(path: &str) -> Option<&'static str> {
     while index < bytes.len() {
         match bytes[index] {
             b'%' => {
-                let hex = bytes.get(index + 1..index + 3).and_then(|hex| std::str::from_utf8(hex).ok());
-                let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) else {
+                let Some(byte) = baton_token::form::escaped(bytes, index) else {
                     return Some("the path has a malformed percent-escape");
                 };
                 if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -374,6 +373,15 @@ mod tests {
             "*",
         ] {
             assert!(ambiguous_path(path).is_some(), "{path:?} passed");
+        }
+    }
+
+    #[test]
+    fn a_signed_escape_is_malformed_not_a_byte() {
+        // `%+5` is no escape to a server's decoder: refused as malformed,
+        // never read as byte 5.
+        for path in ["/admin%+5", "/admin%-5", "/admin%+f"] {
+            assert_eq!(ambiguous_path(path), Some("the path has a malformed percent-escape"), "{path}");
         }
     }
 

@@ -109,10 +109,22 @@ fn strict_component(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The byte `%XX` at `index` stands for, if it is a well-formed escape.
-fn escaped(bytes: &[u8], index: usize) -> Option<u8> {
-    let hex = bytes.get(index + 1..index + 3)?;
-    u8::from_str_radix(core::str::from_utf8(hex).ok()?, 16).ok()
+/// The byte the `%XX` at `index` stands for, if it is a well-formed escape:
+/// exactly two hex digits (not `u8::from_str_radix`, which also takes a
+/// sign, so `%+5` would read as byte 5 where servers keep it as it is).
+pub fn escaped(bytes: &[u8], index: usize) -> Option<u8> {
+    let high = hex_digit(*bytes.get(index + 1)?)?;
+    let low = hex_digit(*bytes.get(index + 2)?)?;
+    Some(high << 4 | low)
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +162,17 @@ mod tests {
         assert_eq!(decode_strict("flag"), None);
         assert_eq!(decode_strict("a=%ff"), None);
         assert_eq!(decode_strict(""), Some(vec![]));
+    }
+
+    #[test]
+    fn an_escape_is_two_hex_digits_and_nothing_else() {
+        // A sign is not a digit: `%+5` and `%-5` stay as they are (WHATWG
+        // percent-decode), as does a space or a non-ASCII byte after `%`.
+        for text in ["%+5", "%-5", "%+F", "% 5", "%5 ", "%\u{e9}5", "%%41"] {
+            let expected = if text == "%%41" { "%A".to_string() } else { text.replace('+', " ") };
+            assert_eq!(decode_component(text), expected, "{text}");
+        }
+        assert_eq!(decode_strict("a=%+5"), None);
+        assert_eq!(decode_component("%4a%4A"), "JJ");
     }
 }
