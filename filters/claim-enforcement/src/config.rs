@@ -6,8 +6,8 @@
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, Provider, ProviderSpec, compile_providers, find_named, fingerprint, from_json, header_name,
-    output_header,
+    ConfigError, Provider, ProviderSpec, VerifiedCacheSpec, compile_providers, find_named, fingerprint,
+    from_json, header_name, output_header,
 };
 use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
 use baton_token::jwt::DEFAULT_MAX_TOKEN_BYTES;
@@ -45,7 +45,7 @@ struct RawConfig {
     #[serde(default)]
     share_verified_token: bool,
     #[serde(default)]
-    cache: RawCache,
+    cache: VerifiedCacheSpec,
     #[serde(default = "default_max_token_bytes")]
     max_token_bytes: usize,
     #[serde(default = "baton_filter_kit::config::default_true")]
@@ -116,19 +116,6 @@ struct RawClaimHeader {
     header: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawCache {
-    #[serde(default = "default_cache_entries")]
-    max_entries: u32,
-}
-
-impl Default for RawCache {
-    fn default() -> Self {
-        Self { max_entries: default_cache_entries() }
-    }
-}
-
 fn default_max_token_bytes() -> usize {
     DEFAULT_MAX_TOKEN_BYTES
 }
@@ -137,9 +124,6 @@ fn default_token_header() -> String {
 }
 fn default_token_prefix() -> String {
     String::from("Bearer ")
-}
-fn default_cache_entries() -> u32 {
-    10_000
 }
 
 // ---------------------------------------------------------------------------

@@ -4,8 +4,8 @@
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, Provider, ProviderSpec, compile_providers, fingerprint, from_json, header_name,
-    output_header,
+    ConfigError, Provider, ProviderSpec, VerifiedCacheSpec, compile_providers, fingerprint, from_json,
+    header_name, output_header,
 };
 use baton_filter_kit::matching::{MatchSpec, compile_match};
 use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement, StepUpRequirement};
@@ -43,7 +43,7 @@ struct RawConfig {
     #[serde(default = "baton_filter_kit::config::default_true")]
     enrich_agent_challenges: bool,
     #[serde(default)]
-    cache: RawCache,
+    cache: VerifiedCacheSpec,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default = "baton_filter_kit::config::default_true")]
@@ -187,19 +187,6 @@ enum RawInvalidCredential {
     Reject,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawCache {
-    #[serde(default = "default_cache_entries")]
-    max_entries: u32,
-}
-
-impl Default for RawCache {
-    fn default() -> Self {
-        Self { max_entries: default_cache_entries() }
-    }
-}
-
 fn default_state_ttl() -> u64 {
     300
 }
@@ -220,9 +207,6 @@ fn default_claim() -> String {
 }
 fn default_inject_header() -> String {
     String::from("authorization")
-}
-fn default_cache_entries() -> u32 {
-    10_000
 }
 
 /// Parses and compiles the plugin configuration.

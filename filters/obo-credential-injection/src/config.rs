@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use baton_filter_kit::config::{
-    ConfigError, ProviderSpec, client_secret, compile_providers, find_named, fingerprint, from_json,
-    header_name,
+    ConfigError, ProviderSpec, client_secret, compile_providers, default_cache_entries, find_named,
+    fingerprint, from_json, header_name,
 };
 use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
 use baton_filter_kit::token_calls::TokenEndpoint;
@@ -247,9 +247,6 @@ fn default_token_header() -> String {
 }
 fn default_token_prefix() -> String {
     String::from("Bearer ")
-}
-fn default_cache_entries() -> u32 {
-    10_000
 }
 fn default_margin() -> u64 {
     30

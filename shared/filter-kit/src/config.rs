@@ -349,6 +349,30 @@ fn compile_remote(spec: RemoteJwksSpec, field: &str) -> Result<RemoteJwks, Confi
     })
 }
 
+/// Entries of a cache of verified tokens unless configured.
+pub const DEFAULT_CACHE_ENTRIES: u32 = 10_000;
+
+/// `cache` of a filter that keeps verified tokens: how many, shared by the
+/// VM's workers.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifiedCacheSpec {
+    /// Slots in shared data.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u32,
+}
+
+impl Default for VerifiedCacheSpec {
+    fn default() -> Self {
+        Self { max_entries: DEFAULT_CACHE_ENTRIES }
+    }
+}
+
+/// `#[serde(default = "...")]` for [`DEFAULT_CACHE_ENTRIES`].
+pub fn default_cache_entries() -> u32 {
+    DEFAULT_CACHE_ENTRIES
+}
+
 /// `#[serde(default = "...")]` for flags that are on unless turned off.
 pub fn default_true() -> bool {
     true
