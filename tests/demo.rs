@@ -66,7 +66,7 @@ fn the_demo_walks_the_whole_identity_chain() {
         [
             "Agent Broker -> Transfer Agent",
             "in-task-auth-code (A2A)",
-            "completed, bank token injected",
+            "input-required, bank token injected",
             "iss=bank sub=alice aud=bank-api act=- scope=\"transfers:write\"",
         ],
         [

@@ -1175,9 +1175,14 @@ fn code_exchange_attempt(
             Path::Message => {
                 assert_eq!(
                     changed,
-                    counts(&[("baton_itac.codes_exchanged", 1), ("baton_itac.tokens_injected", 1)])
+                    counts(&[
+                        ("baton_itac.codes_exchanged", 1),
+                        ("baton_itac.tokens_injected", 1),
+                        // The agent completed the task: its token goes.
+                        ("baton_itac.tasks_ended", 1),
+                    ])
                 );
-                ("200 forwarded, token injected", "codes_exchanged +1, tokens_injected +1")
+                ("200 forwarded, token injected", "codes_exchanged +1, tokens_injected +1, tasks_ended +1")
             }
             Path::Redirect => {
                 assert_eq!(body_json(&answer)["status"], "authorized", "{}", answer.body_str());

@@ -159,8 +159,11 @@ fn the_redirect_flow_then_the_next_messages_carry_the_bank_token() {
     assert!(page.body_str().contains("Authorization complete"));
     assert_eq!(w.envoy.counter("baton_itac.codes_exchanged"), 1);
 
-    // The task continues with nothing in the body.
-    let answer = w.post(Some("alice"), v03("message/send", Some(&gateway_task), transfer_parts(None)));
+    // The task continues with nothing in the body (and the agent keeps
+    // its task open for more).
+    let mut keep_open = transfer_parts(None);
+    keep_open[1]["data"]["keepOpen"] = json!(true);
+    let answer = w.post(Some("alice"), v03("message/send", Some(&gateway_task), keep_open));
     assert_eq!(answer.status, 200, "{}", answer.body_str());
     let seen = w.agent_saw();
     assert_eq!(seen.len(), 1);
@@ -183,6 +186,11 @@ fn the_redirect_flow_then_the_next_messages_carry_the_bank_token() {
     let bob = w.post(Some("bob"), v03("message/send", Some(&agent_task), transfer_parts(None)));
     assert_eq!(body_json(&bob)["result"]["status"]["state"], "auth-required");
     assert_eq!(w.agent_saw().len(), 2);
+    // The task completed: its token is gone with it, so a later message
+    // naming it (which the agent would refuse) gets a new challenge.
+    let after = w.post(Some("alice"), v03("message/send", Some(&agent_task), transfer_parts(None)));
+    assert_eq!(body_json(&after)["result"]["status"]["state"], "auth-required");
+    assert_eq!(w.envoy.counter("baton_itac.tasks_ended"), 1);
     // The redirect cannot be replayed.
     let replay = w.envoy.get(&format!("/a2a/oauth/callback?code={code}&state={state}"), &[]);
     assert_eq!(replay.status, 400);

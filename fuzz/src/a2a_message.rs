@@ -25,14 +25,15 @@ use crate::fixtures::{BANK, NOW, in_task_config, verifier_set};
 use crate::has_float;
 use baton_filter_kit::credential::Credential;
 use baton_filter_kit::handoff;
+use baton_filter_kit::runtime::AnswerChange;
 use baton_filter_kit::test_host::TestHost;
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
 use baton_token::{TokenHash, base64url};
 use in_task_auth_code::a2a::{
-    self, Call, CallKind, TaskIds, agent_challenge, challenge_answer, enrich_agent_challenge, parse_call,
+    self, Call, TaskIds, agent_challenge, challenge_answer, enrich_agent_challenge, parse_call,
 };
 use in_task_auth_code::decision::{Engine, Forward, Reply, Request, Round, Verdict};
-use in_task_auth_code::response::{AnswerContext, on_answer};
+use in_task_auth_code::response::{self, AnswerContext, RpcAnswer};
 use serde_json::{Value, json};
 
 /// The target's one call: checks `data` as the module documentation says.
@@ -64,7 +65,7 @@ fn check_call(body: &[u8], version: Option<&str>) {
         }
     };
     assert!(matches!(call.id, Value::String(_) | Value::Number(_) | Value::Null));
-    if call.kind != CallKind::Other {
+    if call.kind.sends_message() {
         assert!(call.message().and_then(|m| m.get("parts")).is_some_and(Value::is_array));
     }
     // Floats may come back one ulp off (see has_float): calls holding one
@@ -97,7 +98,7 @@ fn check_call(body: &[u8], version: Option<&str>) {
         assert_eq!(stripped, call, "nothing to strip, nothing changed");
     }
 
-    if call.kind == CallKind::Other {
+    if !call.kind.sends_message() {
         return;
     }
     let ids = TaskIds {
@@ -162,7 +163,7 @@ fn check_decision(body: &[u8], version: Option<&str>, user: Option<&str>) {
 
     // A second message of the same task, without any credential: alice
     // gets the token she already gave for the task, anyone else does not.
-    let Some(call) = call.filter(|call| call.kind != CallKind::Other) else {
+    let Some(call) = call.filter(|call| call.kind.sends_message()) else {
         return;
     };
     let mut bare = call.clone();
@@ -210,7 +211,7 @@ fn check_forward(forward: &Forward, body: &[u8], call: Option<&Call>, version: O
     }
     let sent = forward.body.as_deref().unwrap_or(body);
     if let Some(call) = call
-        && call.kind != CallKind::Other
+        && call.kind.sends_message()
     {
         let sent = parse_call(sent, version).expect("a forwarded message is a call");
         assert!(!sent.mentions_credentials(), "a credential reached the agent");
@@ -269,14 +270,17 @@ fn check_answer(body: &[u8], user: Option<&str>) {
     let mut engine = Engine::new(in_task_config());
     let host = TestHost::new(NOW);
     engine.init_shared_data(&host);
-    let context = AnswerContext { user: user.map(String::from), rebind: None };
-    match on_answer(&mut engine, &host, &context, body) {
-        Some(rewritten) => {
+    let context = AnswerContext::Rpc(RpcAnswer::of(user.map(String::from)));
+    match response::whole(&mut engine, &host, &context, Some(body)) {
+        AnswerChange::Refuse(reply) => panic!("a JSON-RPC answer was refused: {reply:?}"),
+        AnswerChange::Replace(rewritten) => {
             assert!(user.is_some() && found.is_some(), "only incomplete challenges are rewritten");
             let rewritten: Value = serde_json::from_slice(&rewritten).expect("a rewritten answer is JSON");
             assert!(agent_challenge(&rewritten).is_none(), "rewritten, still incomplete: {rewritten}");
             assert!(same(&rewritten["id"], &answer["id"]));
         }
-        None => assert!(user.is_none() || found.is_none(), "an incomplete challenge was passed on: {answer}"),
+        AnswerChange::Keep => {
+            assert!(user.is_none() || found.is_none(), "an incomplete challenge was passed on: {answer}")
+        }
     }
 }

@@ -177,8 +177,17 @@ impl TransferGateway {
         let hops = self.open_link_as(&mut RedirectWalk::new(), &link, user);
         let page = &hops.last().unwrap().response;
         assert_eq!(page.status, 200, "{}", page.body_str());
-        let answer = self.send_as(user, &transfer(Some(&gateway_task)));
-        assert_eq!(body_json(&answer)["result"]["status"]["state"], "completed", "{}", answer.body_str());
+        // The agent keeps its task open for more (a completed task takes
+        // no more messages, and the gateway drops its token with it).
+        let mut keep_open = transfer(Some(&gateway_task));
+        keep_open["params"]["message"]["parts"][1]["data"]["keepOpen"] = json!(true);
+        let answer = self.send_as(user, &keep_open);
+        assert_eq!(
+            body_json(&answer)["result"]["status"]["state"],
+            "input-required",
+            "{}",
+            answer.body_str()
+        );
         body_json(&answer)["result"]["id"].as_str().unwrap().to_string()
     }
 }

@@ -41,8 +41,29 @@ pub enum CallKind {
     Send,
     /// Send a message, answer with an event stream.
     Stream,
-    /// Anything else (`tasks/get`, `GetTask`, ...): not a message.
+    /// Read a task (`GetTask`, `tasks/get`).
+    GetTask,
+    /// Cancel a task (`CancelTask`, `tasks/cancel`).
+    CancelTask,
+    /// Follow a task's events (`SubscribeToTask`, `tasks/resubscribe`).
+    SubscribeToTask,
+    /// The agent's extended card (`GetExtendedAgentCard`,
+    /// `agent/getAuthenticatedExtendedCard`).
+    ExtendedCard,
+    /// Anything else: not about a message or one task.
     Other,
+}
+
+impl CallKind {
+    /// Whether the call sends a message.
+    pub fn sends_message(self) -> bool {
+        matches!(self, CallKind::Send | CallKind::Stream)
+    }
+
+    /// Whether the call names one task in `params.id`.
+    pub fn names_task(self) -> bool {
+        matches!(self, CallKind::GetTask | CallKind::CancelTask | CallKind::SubscribeToTask)
+    }
 }
 
 /// A parsed JSON-RPC request.
@@ -113,13 +134,21 @@ pub fn parse_call(body: &[u8], a2a_version_header: Option<&str>) -> Result<Call,
         "message/stream" => (CallKind::Stream, Version::V03),
         "SendMessage" => (CallKind::Send, Version::V10),
         "SendStreamingMessage" => (CallKind::Stream, Version::V10),
+        "tasks/get" => (CallKind::GetTask, Version::V03),
+        "tasks/cancel" => (CallKind::CancelTask, Version::V03),
+        "tasks/resubscribe" => (CallKind::SubscribeToTask, Version::V03),
+        "agent/getAuthenticatedExtendedCard" => (CallKind::ExtendedCard, Version::V03),
+        "GetTask" => (CallKind::GetTask, Version::V10),
+        "CancelTask" => (CallKind::CancelTask, Version::V10),
+        "SubscribeToTask" => (CallKind::SubscribeToTask, Version::V10),
+        "GetExtendedAgentCard" => (CallKind::ExtendedCard, Version::V10),
         other => {
             let v10 = a2a_version_header.is_some_and(|v| v.trim().starts_with('1'))
                 || other.chars().next().is_some_and(char::is_uppercase);
             (CallKind::Other, if v10 { Version::V10 } else { Version::V03 })
         }
     };
-    if kind != CallKind::Other {
+    if kind.sends_message() {
         let message = object.get("params").and_then(|p| p.get("message"));
         let valid =
             message.and_then(Value::as_object).is_some_and(|m| m.get("parts").is_some_and(Value::is_array));
@@ -147,6 +176,19 @@ impl Call {
     /// The message's `taskId`, if it continues a task.
     pub fn task_id(&self) -> Option<&str> {
         self.message()?.get("taskId")?.as_str()
+    }
+
+    /// The task a task call names (`params.id`).
+    pub fn named_task(&self) -> Option<&str> {
+        if !self.kind.names_task() {
+            return None;
+        }
+        self.body.get("params")?.get("id")?.as_str()
+    }
+
+    /// Whether the call answers with an event stream.
+    pub fn streams(&self) -> bool {
+        matches!(self.kind, CallKind::Stream | CallKind::SubscribeToTask)
     }
 
     /// The message's `contextId`.
@@ -269,19 +311,20 @@ fn auth_required_status(
     timestamp: &str,
 ) -> Value {
     let parts = vec![text_part(version, text), data_part(version, json!({"authChallenge": challenge}))];
+    let state = match version {
+        Version::V03 => "auth-required",
+        Version::V10 => "TASK_STATE_AUTH_REQUIRED",
+    };
+    json!({"state": state, "message": agent_message(version, ids, message_id, parts), "timestamp": timestamp})
+}
+
+/// A message of the agent's (written by the gateway) within task `ids`.
+fn agent_message(version: Version, ids: &TaskIds, message_id: &str, parts: Vec<Value>) -> Value {
     match version {
-        Version::V03 => json!({
-            "state": "auth-required",
-            "message": {"kind": "message", "role": "agent", "messageId": message_id,
-                        "taskId": ids.task_id, "contextId": ids.context_id, "parts": parts},
-            "timestamp": timestamp
-        }),
-        Version::V10 => json!({
-            "state": "TASK_STATE_AUTH_REQUIRED",
-            "message": {"role": "ROLE_AGENT", "messageId": message_id,
-                        "taskId": ids.task_id, "contextId": ids.context_id, "parts": parts},
-            "timestamp": timestamp
-        }),
+        Version::V03 => json!({"kind": "message", "role": "agent", "messageId": message_id,
+                               "taskId": ids.task_id, "contextId": ids.context_id, "parts": parts}),
+        Version::V10 => json!({"role": "ROLE_AGENT", "messageId": message_id,
+                               "taskId": ids.task_id, "contextId": ids.context_id, "parts": parts}),
     }
 }
 
@@ -334,6 +377,24 @@ pub fn event_stream_body(id: &Value, result: &Value) -> String {
     format!("data: {}\n\n", response_body(id, result))
 }
 
+/// HTTP status of a JSON-RPC result the gateway answers.
+pub const RESULT_STATUS: u16 = 200;
+
+/// A JSON-RPC result as an answer with HTTP `status`: one response, or an
+/// event stream of one event; never cached.
+pub fn result_reply(status: u16, id: &Value, result: &Value, stream: bool) -> Reply {
+    let (content_type, body) = if stream {
+        ("text/event-stream", event_stream_body(id, result))
+    } else {
+        ("application/json", response_body(id, result))
+    };
+    Reply {
+        status,
+        headers: vec![("content-type", content_type.into()), ("cache-control", "no-store".into())],
+        body,
+    }
+}
+
 /// The body of a JSON-RPC error response.
 pub fn error_body(id: &Value, code: i64, message: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
@@ -355,73 +416,111 @@ impl RpcReply for Reply {
     }
 }
 
-/// An agent's answer that asks for authorization without saying where to
-/// get it: the task it is about, so the gateway can fill the challenge in.
+/// Where an answer or event speaks of a task: which task, in which state,
+/// and where its status stands in the JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentChallenge {
+pub struct TaskEvent {
     /// The task and context.
     pub ids: TaskIds,
     /// Protocol version of the answer.
     pub version: Version,
+    /// The task's state, when the answer carries a status.
+    pub state: Option<String>,
+    /// Whether the status message carries `authChallenge.authorizationUrl`.
+    pub has_url: bool,
+    /// JSON Pointer of the object holding `status`.
+    holder: &'static str,
 }
 
-/// Finds an auth-required task in an agent's JSON-RPC answer whose status
-/// message carries no `authChallenge.authorizationUrl`.
-pub fn agent_challenge(response: &Value) -> Option<AgentChallenge> {
-    let result = response.get("result")?;
-    let (task, version) = match result.get("task") {
-        Some(task) => (task, Version::V10),
-        None if result.get("kind").and_then(Value::as_str) == Some("task") => (result, Version::V03),
-        None => return None,
-    };
-    let status = task.get("status")?;
-    let state = status.get("state")?.as_str()?;
-    if state != "auth-required" && state != "TASK_STATE_AUTH_REQUIRED" {
-        return None;
+/// States after which a task takes no more messages (both versions; the
+/// SDK has written `CANCELLED` too).
+const FINAL_STATES: [&str; 9] = [
+    "completed",
+    "canceled",
+    "failed",
+    "rejected",
+    "TASK_STATE_COMPLETED",
+    "TASK_STATE_CANCELED",
+    "TASK_STATE_CANCELLED",
+    "TASK_STATE_FAILED",
+    "TASK_STATE_REJECTED",
+];
+
+impl TaskEvent {
+    /// The task is over.
+    pub fn is_final(&self) -> bool {
+        self.state.as_deref().is_some_and(|state| FINAL_STATES.contains(&state))
     }
-    let has_url =
-        status.get("message").and_then(|m| m.get("parts")).and_then(Value::as_array).is_some_and(|parts| {
+
+    /// The agent asks for authorization without saying where to get it.
+    pub fn needs_challenge(&self) -> bool {
+        matches!(self.state.as_deref(), Some("auth-required" | "TASK_STATE_AUTH_REQUIRED")) && !self.has_url
+    }
+}
+
+/// The task a JSON-RPC answer or stream event speaks of: a task (v1.0
+/// `{"task"}` or a bare task from `GetTask`; v0.3 `kind: task`), a status
+/// or artifact update, or a message within a task.
+pub fn task_event(response: &Value) -> Option<TaskEvent> {
+    let result = response.get("result")?;
+    let (holder, object, version, id_field) = if let Some(task) = result.get("task") {
+        ("/result/task", task, Version::V10, "id")
+    } else if let Some(update) = result.get("statusUpdate") {
+        ("/result/statusUpdate", update, Version::V10, "taskId")
+    } else if let Some(update) = result.get("artifactUpdate") {
+        ("/result/artifactUpdate", update, Version::V10, "taskId")
+    } else if let Some(message) = result.get("message") {
+        ("/result/message", message, Version::V10, "taskId")
+    } else {
+        match result.get("kind").and_then(Value::as_str) {
+            Some("task") => ("/result", result, Version::V03, "id"),
+            Some("status-update" | "artifact-update" | "message") => {
+                ("/result", result, Version::V03, "taskId")
+            }
+            None if result.get("status").is_some() => ("/result", result, Version::V10, "id"),
+            _ => return None,
+        }
+    };
+    let status = object.get("status");
+    let has_url = status
+        .and_then(|status| status.get("message"))
+        .and_then(|message| message.get("parts"))
+        .and_then(Value::as_array)
+        .is_some_and(|parts| {
             parts.iter().any(|part| {
                 part.pointer("/data/authChallenge/authorizationUrl").is_some_and(Value::is_string)
             })
         });
-    if has_url {
-        return None;
-    }
-    let ids = TaskIds {
-        task_id: task.get("id")?.as_str()?.to_string(),
-        context_id: task.get("contextId").and_then(Value::as_str).unwrap_or("").to_string(),
-    };
-    Some(AgentChallenge { ids, version })
+    Some(TaskEvent {
+        ids: TaskIds {
+            task_id: object.get(id_field)?.as_str()?.to_string(),
+            context_id: object.get("contextId").and_then(Value::as_str).unwrap_or("").to_string(),
+        },
+        version,
+        state: status.and_then(|status| status.get("state")).and_then(Value::as_str).map(str::to_string),
+        has_url,
+        holder,
+    })
 }
 
-/// Adds the challenge to an agent's auth-required answer (found by
-/// [`agent_challenge`]): a data part in the status message, which is
+/// An agent's auth-required answer or event that says nothing of where to
+/// authorize.
+pub fn agent_challenge(response: &Value) -> Option<TaskEvent> {
+    task_event(response).filter(TaskEvent::needs_challenge)
+}
+
+/// Adds the challenge to an agent's auth-required task or status update
+/// (found by [`task_event`]): a data part in the status message, which is
 /// created (or given a list of parts) when the agent sent none.
-pub fn enrich_agent_challenge(
-    response: &mut Value,
-    found: &AgentChallenge,
-    message_id: &str,
-    challenge: Value,
-) {
-    let task = match found.version {
-        Version::V10 => response.pointer_mut("/result/task"),
-        Version::V03 => response.pointer_mut("/result"),
-    };
-    let Some(Value::Object(task)) = task else {
+pub fn enrich_agent_challenge(response: &mut Value, found: &TaskEvent, message_id: &str, challenge: Value) {
+    let Some(Value::Object(holder)) = response.pointer_mut(found.holder) else {
         return;
     };
-    let Some(Value::Object(status)) = task.get_mut("status") else {
+    let Some(Value::Object(status)) = holder.get_mut("status") else {
         return;
     };
     if !status.get("message").is_some_and(Value::is_object) {
-        let message = match found.version {
-            Version::V03 => json!({"kind": "message", "role": "agent", "messageId": message_id,
-                                   "taskId": found.ids.task_id, "contextId": found.ids.context_id, "parts": []}),
-            Version::V10 => json!({"role": "ROLE_AGENT", "messageId": message_id,
-                                   "taskId": found.ids.task_id, "contextId": found.ids.context_id, "parts": []}),
-        };
-        status.insert("message".into(), message);
+        status.insert("message".into(), agent_message(found.version, &found.ids, message_id, Vec::new()));
     }
     // Likewise a message without a list of parts (malformed, but agents
     // send them) gets one: otherwise the challenge would be dropped while
@@ -435,6 +534,53 @@ pub fn enrich_agent_challenge(
         // Drop an incomplete challenge the agent may have sent.
         parts.retain(|part| part.pointer("/data/authChallenge").is_none());
         parts.push(data_part(found.version, json!({"authChallenge": challenge})));
+    }
+}
+
+/// The state of a task the gateway named, as `GetTask` and `CancelTask`
+/// answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayTaskState {
+    /// Waiting for the user's authorization (or for the message that
+    /// continues the task once authorized).
+    AuthRequired,
+    /// Canceled by the user.
+    Canceled,
+}
+
+/// A task the gateway named, as the protocol's task object: for `GetTask`
+/// and `CancelTask` (the `result`), and `SubscribeToTask` (its one event).
+pub fn gateway_task(
+    call: &Call,
+    ids: &TaskIds,
+    state: GatewayTaskState,
+    message: Option<(&str, &str, Option<Value>)>,
+    timestamp: &str,
+) -> Value {
+    let state_name = match (state, call.version) {
+        (GatewayTaskState::AuthRequired, Version::V03) => "auth-required",
+        (GatewayTaskState::AuthRequired, Version::V10) => "TASK_STATE_AUTH_REQUIRED",
+        (GatewayTaskState::Canceled, Version::V03) => "canceled",
+        (GatewayTaskState::Canceled, Version::V10) => "TASK_STATE_CANCELED",
+    };
+    let mut status = json!({"state": state_name, "timestamp": timestamp});
+    if let (GatewayTaskState::AuthRequired, Some((message_id, text, challenge))) = (state, message) {
+        let mut parts = vec![text_part(call.version, text)];
+        if let Some(challenge) = challenge {
+            parts.push(data_part(call.version, json!({"authChallenge": challenge})));
+        }
+        status["message"] = agent_message(call.version, ids, message_id, parts);
+    }
+    let task = json!({"id": ids.task_id, "contextId": ids.context_id, "status": status});
+    match (call.version, call.kind) {
+        (Version::V03, _) => {
+            let mut task = task;
+            task["kind"] = json!("task");
+            task
+        }
+        // A v1.0 stream event wraps the task; GetTask's result is the task.
+        (Version::V10, CallKind::SubscribeToTask) => json!({"task": task}),
+        (Version::V10, _) => task,
     }
 }
 

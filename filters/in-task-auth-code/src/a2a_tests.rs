@@ -23,9 +23,11 @@ fn recognises_both_versions_and_kinds() {
     assert_eq!((call.task_id(), call.context_id()), (Some("t1"), Some("c1")));
     let call = parse_call(&v10("SendStreamingMessage", json!([{"text": "hi"}])), Some("1.0")).unwrap();
     assert_eq!((call.version, call.kind, call.task_id()), (Version::V10, CallKind::Stream, None));
-    let other = br#"{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t1"}}"#;
+    let other = br#"{"jsonrpc":"2.0","id":1,"method":"ListTasks","params":{}}"#;
     assert_eq!(parse_call(other, Some("1.0")).unwrap().kind, CallKind::Other);
-    let other = br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"t1"}}"#;
+    assert_eq!(parse_call(other, Some("1.0")).unwrap().version, Version::V10);
+    let other =
+        br#"{"jsonrpc":"2.0","id":1,"method":"tasks/pushNotificationConfig/get","params":{"id":"t1"}}"#;
     assert_eq!(parse_call(other, None).unwrap().version, Version::V03);
 }
 
@@ -180,13 +182,8 @@ fn agent_challenges_without_a_url_are_found_and_enriched() {
         "status": {"state": "auth-required", "message": {"kind": "message", "role": "agent", "messageId": "a1",
             "parts": [{"kind": "text", "text": "I need your bank's permission"}]}}}});
     let found = agent_challenge(&v03_answer).unwrap();
-    assert_eq!(
-        found,
-        AgentChallenge {
-            ids: TaskIds { task_id: "t9".into(), context_id: "c9".into() },
-            version: Version::V03
-        }
-    );
+    assert_eq!(found.ids, TaskIds { task_id: "t9".into(), context_id: "c9".into() });
+    assert_eq!(found.version, Version::V03);
     let mut enriched = v03_answer.clone();
     enrich_agent_challenge(
         &mut enriched,
@@ -249,4 +246,134 @@ fn agent_challenges_whose_message_has_no_list_of_parts_are_still_completed() {
         assert_eq!(enriched["result"]["status"]["message"]["messageId"], "a1", "the agent's message is kept");
         assert!(agent_challenge(&enriched).is_none(), "complete now: {enriched}");
     }
+}
+
+#[test]
+fn status_updates_in_a_stream_are_challenges_too() {
+    for (event, holder) in [
+        (
+            json!({"jsonrpc": "2.0", "id": 1, "result": {"statusUpdate": {"taskId": "t5", "contextId": "c5",
+                "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}}}),
+            "/result/statusUpdate",
+        ),
+        (
+            json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "status-update", "taskId": "t5", "contextId": "c5",
+                "status": {"state": "auth-required"}, "final": false}}),
+            "/result",
+        ),
+    ] {
+        let found = agent_challenge(&event).unwrap();
+        assert_eq!(found.ids.task_id, "t5");
+        let mut enriched = event.clone();
+        enrich_agent_challenge(&mut enriched, &found, "gw-5", json!({"authorizationUrl": "u"}));
+        let parts = enriched.pointer(&format!("{holder}/status/message/parts")).unwrap();
+        assert_eq!(parts.as_array().unwrap().len(), 1);
+        assert_eq!(parts[0]["data"]["authChallenge"]["authorizationUrl"], "u");
+        assert_eq!(enriched.pointer(&format!("{holder}/status/message/taskId")).unwrap(), "t5");
+        assert!(agent_challenge(&enriched).is_none());
+    }
+}
+
+#[test]
+fn every_shape_of_answer_names_its_task_and_final_states_end_it() {
+    let cases = [
+        (json!({"result": {"task": {"id": "a", "status": {"state": "TASK_STATE_COMPLETED"}}}}), "a", true),
+        (
+            json!({"result": {"id": "b", "contextId": "c", "status": {"state": "TASK_STATE_CANCELED"}}}),
+            "b",
+            true,
+        ),
+        (json!({"result": {"id": "b", "status": {"state": "TASK_STATE_CANCELLED"}}}), "b", true),
+        (json!({"result": {"kind": "task", "id": "c", "status": {"state": "rejected"}}}), "c", true),
+        (
+            json!({"result": {"kind": "status-update", "taskId": "d", "status": {"state": "failed"}}}),
+            "d",
+            true,
+        ),
+        (
+            json!({"result": {"statusUpdate": {"taskId": "e", "status": {"state": "TASK_STATE_WORKING"}}}}),
+            "e",
+            false,
+        ),
+        (json!({"result": {"artifactUpdate": {"taskId": "f", "artifact": {}}}}), "f", false),
+        (json!({"result": {"message": {"taskId": "g", "parts": []}}}), "g", false),
+        (json!({"result": {"kind": "message", "taskId": "h", "parts": []}}), "h", false),
+        (json!({"result": {"kind": "task", "id": "i", "status": {"state": "input-required"}}}), "i", false),
+    ];
+    for (answer, task, is_final) in cases {
+        let found = task_event(&answer).unwrap();
+        assert_eq!(found.ids.task_id, task, "{answer}");
+        assert_eq!(found.is_final(), is_final, "{answer}");
+    }
+    for nothing in [
+        json!({"error": {"code": -32001, "message": "Task not found"}}),
+        json!({"result": {"message": {"parts": []}}}),
+        json!({"result": {"kind": "task", "status": {}}}),
+        json!({"result": "text"}),
+    ] {
+        assert!(task_event(&nothing).is_none(), "{nothing}");
+    }
+}
+
+#[test]
+fn task_calls_name_their_task() {
+    for (body, kind) in [
+        (r#"{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t1"}}"#, CallKind::GetTask),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"t1","historyLength":2}}"#,
+            CallKind::GetTask,
+        ),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"CancelTask","params":{"id":"t1"}}"#, CallKind::CancelTask),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{"id":"t1"}}"#, CallKind::CancelTask),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"SubscribeToTask","params":{"id":"t1"}}"#,
+            CallKind::SubscribeToTask,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/resubscribe","params":{"id":"t1"}}"#,
+            CallKind::SubscribeToTask,
+        ),
+    ] {
+        let call = parse_call(body.as_bytes(), None).unwrap();
+        assert_eq!(call.kind, kind);
+        assert_eq!(call.named_task(), Some("t1"));
+    }
+    let card = parse_call(br#"{"jsonrpc":"2.0","id":1,"method":"GetExtendedAgentCard"}"#, None).unwrap();
+    assert_eq!(card.kind, CallKind::ExtendedCard);
+    assert_eq!(card.named_task(), None);
+}
+
+#[test]
+fn a_task_only_the_gateway_knows_answers_get_and_cancel_in_each_version() {
+    let ids = TaskIds { task_id: "gw-t".into(), context_id: "gw-c".into() };
+    let get =
+        parse_call(br#"{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"gw-t"}}"#, None).unwrap();
+    let task = gateway_task(
+        &get,
+        &ids,
+        GatewayTaskState::AuthRequired,
+        Some(("m", "Authorize", Some(json!({"authorizationUrl": "u"})))),
+        "t",
+    );
+    assert_eq!(task["id"], "gw-t");
+    assert!(task.get("kind").is_none(), "a v1.0 task has no kind");
+    assert_eq!(task["status"]["state"], "TASK_STATE_AUTH_REQUIRED");
+    assert_eq!(task["status"]["message"]["parts"][1]["data"]["authChallenge"]["authorizationUrl"], "u");
+    let cancel =
+        parse_call(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{"id":"gw-t"}}"#, None)
+            .unwrap();
+    let task = gateway_task(&cancel, &ids, GatewayTaskState::Canceled, None, "t");
+    assert_eq!(task["kind"], "task");
+    assert_eq!(task["status"]["state"], "canceled");
+    let subscribe =
+        parse_call(br#"{"jsonrpc":"2.0","id":1,"method":"SubscribeToTask","params":{"id":"gw-t"}}"#, None)
+            .unwrap();
+    let event = gateway_task(
+        &subscribe,
+        &ids,
+        GatewayTaskState::AuthRequired,
+        Some(("m", "Authorized; continue", None)),
+        "t",
+    );
+    assert_eq!(event["task"]["status"]["message"]["parts"][0]["text"], "Authorized; continue");
 }

@@ -111,8 +111,12 @@ fn keep(
                 gateway_task,
                 token: Some(token.clone()),
                 expires_at,
+                context_id: pending.context_id.clone(),
+                challenge: None,
             };
-            if engine.store.put_task(host, &record).is_err() {
+            if engine.store.put_task(host, &record).is_err()
+                || engine.gate(host, &pending.user, &pending.task_id).is_err()
+            {
                 return answer.refuse(PageDenial::StoreFull);
             }
             answer.audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));

@@ -78,20 +78,6 @@ pub fn issue(
             },
         )
         .map_err(full)?;
-    if new_task {
-        store
-            .put_task(
-                host,
-                &TaskRecord {
-                    user: user.to_string(),
-                    task_id: ids.task_id.clone(),
-                    gateway_task: true,
-                    token: None,
-                    expires_at,
-                },
-            )
-            .map_err(full)?;
-    }
     let idp = &config.idp;
     // With a browser sign-in, the link opens the gateway first (which signs
     // the browser in as the user); the bank's URL is revealed only then.
@@ -118,6 +104,24 @@ pub fn issue(
     if let Some((code, description)) = error {
         object["error"] = json!(code);
         object["errorDescription"] = json!(description);
+    }
+    if new_task {
+        // The gateway named this task: it answers GetTask with this
+        // challenge until the task continues at the agent.
+        store
+            .put_task(
+                host,
+                &TaskRecord {
+                    user: user.to_string(),
+                    task_id: ids.task_id.clone(),
+                    gateway_task: true,
+                    token: None,
+                    expires_at,
+                    context_id: ids.context_id.clone(),
+                    challenge: Some(object.clone()),
+                },
+            )
+            .map_err(full)?;
     }
     Ok(IssuedChallenge { object, state })
 }

@@ -12,6 +12,7 @@ use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::card::CardPolicy;
 use crate::model::{
     BrowserCookie, ConditionSource, FilterConfig, InvalidCredential, MessageCondition, PrimaryIdentity,
     PrimaryLogin, PrimaryVerification, Rule, UserBinding,
@@ -43,11 +44,37 @@ struct RawConfig {
     #[serde(default = "baton_filter_kit::config::default_true")]
     enrich_agent_challenges: bool,
     #[serde(default)]
+    agent_card: RawAgentCard,
+    #[serde(default = "default_task_lifetime")]
+    task_lifetime_seconds: u64,
+    #[serde(default)]
     cache: VerifiedCacheSpec,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default = "baton_filter_kit::config::default_true")]
     audit_log: bool,
+}
+
+/// How the agent card names the gateway.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawAgentCard {
+    /// The gateway's origin as clients reach it; the origin of
+    /// `secondaryIdp.redirectUri` (the gateway's own) when absent.
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default = "baton_filter_kit::config::default_true")]
+    declare_security: bool,
+}
+
+impl Default for RawAgentCard {
+    fn default() -> Self {
+        Self { public_url: None, declare_security: true }
+    }
+}
+
+fn default_task_lifetime() -> u64 {
+    86_400
 }
 
 /// What the store holds: in all, and per user.
@@ -273,6 +300,10 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         tokens_per_user: limits.tokens_per_user as usize,
     };
     let cookie = BrowserCookie::for_redirect(&idp.redirect_uri);
+    let agent_card = compile_agent_card(raw.agent_card, &idp.redirect_uri)?;
+    if !(60..=30 * 86_400).contains(&raw.task_lifetime_seconds) {
+        return Err(ConfigError::new("taskLifetimeSeconds", "must be between 60 and 2592000"));
+    }
     Ok(FilterConfig {
         providers: Rc::new(providers),
         idp,
@@ -292,11 +323,38 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         },
         max_body_bytes: raw.max_body_bytes,
         enrich_agent_challenges: raw.enrich_agent_challenges,
+        agent_card,
+        task_lifetime_secs: raw.task_lifetime_seconds,
         cache_entries: raw.cache.max_entries,
         store_limits,
         audit_log: raw.audit_log,
         fingerprint: fingerprint.to_string(),
     })
+}
+
+/// The gateway's public origin for the agent card: an absolute http(s)
+/// origin (https unless on this machine), nothing after it.
+fn compile_agent_card(raw: RawAgentCard, redirect_uri: &str) -> Result<CardPolicy, ConfigError> {
+    let field = "agentCard.publicUrl";
+    let public_origin = match raw.public_url {
+        None => oauth_server::origin(redirect_uri).to_string(),
+        Some(url) => {
+            let url = url.trim_end_matches('/').to_string();
+            let allowed = url.starts_with("https://")
+                || (url.starts_with("http://") && oauth_server::is_loopback(&url));
+            if !allowed {
+                return Err(ConfigError::new(field, "must be an https:// origin (http:// only on loopback)"));
+            }
+            if oauth_server::origin(&url) != url || url.ends_with("://") {
+                return Err(ConfigError::new(
+                    field,
+                    "must be an origin (scheme, host, port) only: the agent's paths are kept",
+                ));
+            }
+            url
+        }
+    };
+    Ok(CardPolicy { public_origin, declare_security: raw.declare_security })
 }
 
 /// How the person at the secondary IdP is tied to the user who asked: at

@@ -24,9 +24,9 @@ use serde_json::{Map, Value};
 pub use baton_filter_kit::reply::Reply;
 use baton_filter_kit::runtime;
 
-use crate::response::AnswerContext;
+use crate::response::{AnswerContext, RpcAnswer};
 
-use crate::a2a::{self, Call, CallKind, TaskIds};
+use crate::a2a::{self, Call, CallKind, GatewayTaskState, TaskIds};
 use crate::challenge::{IssueProblem, issue, random_id};
 use crate::denial::Denial;
 use crate::metrics;
@@ -34,7 +34,7 @@ use crate::model::{
     AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
     is_agent_card,
 };
-use crate::store::{StateProblem, Store, TaskRecord};
+use crate::store::{StateProblem, Store, StoreFull, TaskRecord};
 
 /// What the decision needs of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,8 @@ pub struct Request {
 pub struct Rebind {
     /// The user.
     pub user: String,
+    /// The task only the gateway knew, which the agent's task replaces.
+    pub from_task: String,
     /// The token.
     pub token: Secret,
     /// Until when.
@@ -197,6 +199,13 @@ impl Engine {
         Rc::clone(&self.config)
     }
 
+    /// From now on every message of `task_id` needs the credential, for
+    /// `taskLifetimeSeconds` (or until the agent ends the task).
+    pub fn gate(&self, host: &dyn Host, user: &str, task_id: &str) -> Result<(), StoreFull> {
+        let until = host.now_unix_secs() + self.config.task_lifetime_secs;
+        self.store.gate_task(host, user, task_id, until)
+    }
+
     /// Who the request is for: the configured claim of the user's bearer
     /// token, verified by this filter or (on this very request) by
     /// claim-enforcement. An unverified token names nobody.
@@ -264,6 +273,9 @@ impl Engine {
     /// to be read. The identity header (and an injected one other than the
     /// user's own token header) come from this filter only, in no spelling
     /// a backend reads as the same name (`x_baton_user`).
+    ///
+    /// An answer the filter reads must come uncompressed: the request
+    /// goes without `accept-encoding`.
     fn forward(
         &self,
         set: Vec<(String, Secret)>,
@@ -274,7 +286,8 @@ impl Engine {
         if self.config.inject_header != self.config.primary.header {
             strip.push(self.config.inject_header.clone());
         }
-        Verdict::Forward(Forward { strip, set, body, answer, ..Forward::default() })
+        let remove = if answer.is_some() { vec!["accept-encoding".to_string()] } else { Vec::new() };
+        Verdict::Forward(Forward { strip, remove, set, body, answer, ..Forward::default() })
     }
 
     /// Forwards without the secondary credential: the verified user (if
@@ -305,7 +318,8 @@ impl Engine {
             return self.deny(host, &mut AuditLine::new(config.audit_log), &Value::Null, &denial);
         }
         if is_agent_card(&request.method, &request.path) {
-            return self.forward(Vec::new(), None, None);
+            // Served naming the gateway, or not at all.
+            return self.forward(Vec::new(), None, Some(AnswerContext::Card(Default::default())));
         }
         let path = request.path.split('?').next().unwrap_or("");
         if path == config.idp.redirect_path {
@@ -361,15 +375,23 @@ impl Engine {
         round: Round<'_>,
         audit: &mut AuditLine,
     ) -> Verdict {
-        let mut call = match a2a::parse_call(body, request.a2a_version.as_deref()) {
+        let call = match a2a::parse_call(body, request.a2a_version.as_deref()) {
             Ok(call) => call,
             Err(error) => {
                 let denial = Denial::JsonRpc { code: error.code, message: error.message };
                 return self.deny(host, audit, &error.id, &denial);
             }
         };
-        if call.kind == CallKind::Other {
-            return self.pass(user);
+        match call.kind {
+            CallKind::Send | CallKind::Stream => {}
+            CallKind::ExtendedCard => {
+                let answer = RpcAnswer { card: true, ..RpcAnswer::of(user.clone()) };
+                return self.forward(self.identity(user.as_deref()), None, Some(AnswerContext::Rpc(answer)));
+            }
+            CallKind::GetTask | CallKind::CancelTask | CallKind::SubscribeToTask => {
+                return self.task_call(host, &call, user, audit);
+            }
+            CallKind::Other => return self.pass(user),
         }
         let Some(user) = user else {
             return self.deny(host, audit, &call.id, &Denial::NoUser);
@@ -379,14 +401,18 @@ impl Engine {
             audit.set("task", task);
         }
         let identity = self.identity(Some(&user));
-        if !rule.when.as_ref().is_none_or(|when| condition_holds(&call, when)) {
-            // Not a step that needs the credential; still, no credential a
-            // client put in the message ever reaches the agent.
-            let body = call.mentions_credentials().then(|| {
-                call.strip_credentials();
-                call.to_bytes()
-            });
-            return self.forward(identity, body, Some(AnswerContext { user: Some(user), rebind: None }));
+        // A step needs the credential when the rule's condition holds, when
+        // its task does (the gateway challenged it: every later message
+        // needs it, whatever it says), or when it brings one (which is then
+        // checked, never dropped unread).
+        let condition = rule.when.as_ref().is_none_or(|when| condition_holds(&call, when));
+        let gated = !condition && call.task_id().is_some_and(|task| self.store.task_gated(host, task));
+        if !condition && !gated && !call.mentions_credentials() {
+            return self.forward(identity, None, Some(AnswerContext::Rpc(RpcAnswer::of(Some(user)))));
+        }
+        if gated {
+            host.count(metrics::GATED_FOLLOW_UPS);
+            audit.set("gated", "task");
         }
         if call.mentions_credentials() && call.credentials().len() != 1 {
             return self.deny(host, audit, &call.id, &Denial::CredentialsAmbiguous);
@@ -452,9 +478,14 @@ impl Engine {
                         gateway_task: false,
                         token: Some(token.clone()),
                         expires_at,
+                        context_id: call.context_id().unwrap_or("").to_string(),
+                        challenge: None,
                     },
                 };
-                if !record.task_id.is_empty() && self.store.put_task(host, &record).is_err() {
+                let stored = record.task_id.is_empty()
+                    || (self.store.put_task(host, &record).is_ok()
+                        && self.gate(host, &user, &record.task_id).is_ok());
+                if !stored {
                     // This message still carries it; the next ones will ask.
                     host.count(metrics::STORE_FULL);
                 }
@@ -590,20 +621,18 @@ impl Engine {
         audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
         audit.allow("injected").emit(host);
         host.count(metrics::TOKENS_INJECTED);
-        let rebind = gateway_task.then(|| Rebind {
+        let rebind = record.filter(|record| record.gateway_task).map(|record| Rebind {
             user: user.clone(),
+            from_task: record.task_id,
             token: token.clone(),
-            expires_at: record.map_or(0, |record| record.expires_at),
+            expires_at: record.expires_at,
         });
         set.push((
             self.config.inject_header.clone(),
             Secret::new(format!("{}{}", self.config.inject_prefix, token.expose())),
         ));
-        self.forward(
-            set,
-            rewritten.then(|| call.to_bytes()),
-            Some(AnswerContext { user: Some(user), rebind }),
-        )
+        let answer = RpcAnswer { rebind, ..RpcAnswer::of(Some(user)) };
+        self.forward(set, rewritten.then(|| call.to_bytes()), Some(AnswerContext::Rpc(answer)))
     }
 
     fn refuse_credential(
@@ -681,10 +710,10 @@ impl Engine {
             return self.deny(host, audit, &call.id, &Denial::NoRandomness);
         };
         let issued = issued.clone();
-        let text = format!(
-            "This step needs your authorization at {}. Open the authorization URL, then continue the task.",
-            self.config.idp.name
-        );
+        if self.gate(host, user, &ids.task_id).is_err() {
+            return self.deny(host, audit, &call.id, &Denial::StoreFull);
+        }
+        let text = self.challenge_text();
         let answer = a2a::challenge_answer(
             call,
             &ids,
@@ -696,16 +725,76 @@ impl Engine {
         host.count(metrics::CHALLENGES);
         audit.set("task", &ids.task_id).token_as("state", &TokenHash::of(issued.state.as_bytes()));
         audit.deny(self.config.challenge_status, "auth_required").emit(host);
-        let (content_type, body) = if answer.stream {
-            ("text/event-stream", a2a::event_stream_body(&call.id, &answer.result))
-        } else {
-            ("application/json", a2a::response_body(&call.id, &answer.result))
+        Verdict::Reply(a2a::result_reply(
+            self.config.challenge_status,
+            &call.id,
+            &answer.result,
+            answer.stream,
+        ))
+    }
+
+    /// What an auth-required status says.
+    fn challenge_text(&self) -> String {
+        format!(
+            "This step needs your authorization at {}. Open the authorization URL, then continue the task.",
+            self.config.idp.name
+        )
+    }
+
+    /// `GetTask`, `CancelTask` or `SubscribeToTask`. A task only the
+    /// gateway knows (it named it in a challenge to this user) is answered
+    /// here: waiting for authorization, or canceled with its pending
+    /// authorization. Any other task call goes to the agent, whose answer
+    /// is read for the task's end.
+    fn task_call(
+        &mut self,
+        host: &dyn Host,
+        call: &Call,
+        user: Option<String>,
+        audit: &mut AuditLine,
+    ) -> Verdict {
+        let record = match (&user, call.named_task()) {
+            (Some(user), Some(task)) => {
+                self.store.task(host, user, task).filter(|record| record.gateway_task)
+            }
+            _ => None,
         };
-        Verdict::Reply(Reply {
-            status: self.config.challenge_status,
-            headers: vec![("content-type", content_type.into()), ("cache-control", "no-store".into())],
-            body,
-        })
+        let Some(record) = record else {
+            let answer = AnswerContext::Rpc(RpcAnswer::of(user.clone()));
+            return self.forward(self.identity(user.as_deref()), None, Some(answer));
+        };
+        host.count(metrics::GATEWAY_TASK_CALLS);
+        audit.set("user", &record.user).set("task", &record.task_id);
+        let ids = TaskIds { task_id: record.task_id.clone(), context_id: record.context_id.clone() };
+        let now = host.now_unix_secs();
+        let timestamp = baton_token::clock::rfc3339(now);
+        let result = if call.kind == CallKind::CancelTask {
+            // The authorization it waited for can no longer complete.
+            if let Some(state) =
+                record.challenge.as_ref().and_then(|c| c.get("state")).and_then(Value::as_str)
+            {
+                let _ = self.store.consume_state(host, state);
+            }
+            self.store.end_task(host, Some(&record.user), &record.task_id);
+            host.count(metrics::TASKS_ENDED);
+            audit.allow("gateway_task_canceled").emit(host);
+            a2a::gateway_task(call, &ids, GatewayTaskState::Canceled, None, &timestamp)
+        } else {
+            let Some(message_id) = random_id(host) else {
+                return self.deny(host, audit, &call.id, &Denial::NoRandomness);
+            };
+            let (text, challenge) = match record.usable_token(now) {
+                Some(_) => (
+                    format!("Authorized at {}. Send a message to continue the task.", self.config.idp.name),
+                    None,
+                ),
+                None => (self.challenge_text(), record.challenge.clone()),
+            };
+            audit.allow("gateway_task_read").emit(host);
+            let message = Some((message_id.as_str(), text.as_str(), challenge));
+            a2a::gateway_task(call, &ids, GatewayTaskState::AuthRequired, message, &timestamp)
+        };
+        Verdict::Reply(a2a::result_reply(a2a::RESULT_STATUS, &call.id, &result, call.streams()))
     }
 
     /// Interprets the answer to code exchange `call`. Only `invalid_grant`

@@ -5,7 +5,22 @@
 use super::*;
 use crate::a2a::{INVALID_PARAMS, SERVER_ERROR};
 use crate::config;
-use crate::response::{AnswerContext, on_answer};
+use crate::response::{self, AnswerContext, RpcAnswer, Seen};
+use baton_filter_kit::runtime::AnswerChange;
+
+/// The agent's JSON answer as the filter passes it on, when it changed.
+fn on_answer(engine: &mut Engine, host: &TestHost, answer: &AnswerContext, body: &[u8]) -> Option<Vec<u8>> {
+    match response::whole(engine, host, answer, Some(body)) {
+        AnswerChange::Keep => None,
+        AnswerChange::Replace(body) => Some(body),
+        AnswerChange::Refuse(reply) => panic!("refused: {reply:?}"),
+    }
+}
+
+/// What a call of `user` leaves for the agent's answer.
+fn rpc(user: &str, rebind: Option<Rebind>) -> AnswerContext {
+    AnswerContext::Rpc(RpcAnswer { rebind, ..RpcAnswer::of(Some(user.into())) })
+}
 use baton_filter_kit::test_host::TestHost;
 use baton_filter_kit::test_keys::TestKey;
 use baton_token::form::decode as parse_query;
@@ -135,8 +150,11 @@ fn passed(verdict: Verdict) -> Forward {
 }
 
 /// What the forward leaves for reading the agent's answer.
-fn answer_of(forward: &Forward) -> &AnswerContext {
-    forward.answer.as_ref().expect("the answer is read")
+fn answer_of(forward: &Forward) -> &RpcAnswer {
+    match forward.answer.as_ref().expect("the answer is read") {
+        AnswerContext::Rpc(rpc) => rpc,
+        other => panic!("expected a JSON-RPC answer, got {other:?}"),
+    }
 }
 
 fn json_body(reply: &Reply) -> Value {
@@ -166,9 +184,18 @@ fn agent_cards_and_other_routes_pass() {
     let mut card = v03(Some("alice"), None, transfer());
     card.path = "/.well-known/agent-card.json".into();
     card.method = "GET".into();
-    // Untouched but for the identity header, which no client may send.
+    // Its answer is read (to name the gateway), so it must come
+    // uncompressed; the identity header no client may send goes.
     let strip = vec!["x-baton-user".to_string()];
-    assert_eq!(s.decide(&card), Verdict::Forward(Forward { strip: strip.clone(), ..Forward::default() }));
+    assert_eq!(
+        s.decide(&card),
+        Verdict::Forward(Forward {
+            strip: strip.clone(),
+            remove: vec!["accept-encoding".to_string()],
+            answer: Some(AnswerContext::Card(Default::default())),
+            ..Forward::default()
+        })
+    );
     let mut elsewhere = v03(Some("alice"), None, transfer());
     elsewhere.path = "/health".into();
     let Verdict::Forward(passed) = s.decide(&elsewhere) else { panic!() };
@@ -266,9 +293,9 @@ fn a_token_in_the_message_is_validated_stripped_and_injected() {
     assert_eq!(s.host.counter(metrics::TOKENS_INJECTED), 2);
 }
 
-#[test]
-fn a_gateway_named_task_is_not_forwarded_and_the_agents_task_gets_the_token() {
-    let mut s = setup();
+/// Alice is challenged in a new task (the gateway names it), then sends her
+/// bank token in it: the task id, the token, and the message as forwarded.
+fn token_for_a_gateway_task(s: &mut Setup) -> (String, String, Forward) {
     let challenge = reply(s.decide(&v03(Some("alice"), None, transfer())));
     let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
     let token = s.bank_token("alice");
@@ -277,12 +304,20 @@ fn a_gateway_named_task_is_not_forwarded_and_the_agents_task_gets_the_token() {
         Some(&gateway_task),
         with_credentials(json!({"accessToken": token})),
     )));
+    (gateway_task, token, forwarded)
+}
+
+#[test]
+fn a_gateway_named_task_is_not_forwarded_and_the_agents_task_gets_the_token() {
+    let mut s = setup();
+    let (gateway_task, token, forwarded) = token_for_a_gateway_task(&mut s);
     let body: Value = serde_json::from_slice(forwarded.body.as_ref().unwrap()).unwrap();
     assert_eq!(body["params"]["message"].get("taskId"), None, "the agent never heard of {gateway_task}");
     let rebind = answer_of(&forwarded).rebind.clone().unwrap();
+    // The agent's task goes on (a completed task takes no more messages).
     let answer = json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "task", "id": "agent-task-7", "contextId": "ctx-1",
-                        "status": {"state": "completed"}}});
-    let context = AnswerContext { user: Some("alice".into()), rebind: Some(rebind) };
+                        "status": {"state": "input-required"}}});
+    let context = rpc("alice", Some(rebind));
     assert_eq!(on_answer(&mut s.engine, &s.host, &context, answer.to_string().as_bytes()), None);
     let next = forward(s.decide(&v03(Some("alice"), Some("agent-task-7"), transfer())));
     assert_eq!(
@@ -442,16 +477,57 @@ fn bad_redirects_are_refused() {
 #[test]
 fn messages_that_are_not_transfers_pass_without_credentials() {
     let mut s = setup();
-    let balance = json!([{"kind": "data", "data": {"operation": "balance", "auth_credentials": {"accessToken": "leak"}}}]);
-    let forwarded = forward(s.decide(&v03(Some("alice"), Some("t-1"), balance)));
-    assert_eq!(header(&forwarded, "authorization"), None);
-    assert!(
-        !String::from_utf8(forwarded.body.unwrap()).unwrap().contains("leak"),
-        "credentials never reach the agent"
-    );
     let untouched =
         forward(s.decide(&v03(Some("alice"), Some("t-1"), json!([{"kind": "text", "text": "hello"}]))));
     assert_eq!(untouched.body, None);
+    assert_eq!(header(&untouched, "authorization"), None);
+    assert_eq!(header(&untouched, "x-baton-user"), Some("alice"));
+    // A credential in any message is checked, never dropped unread nor
+    // passed on: this one is no token, so the step is challenged.
+    let balance = json!([{"kind": "data", "data": {"operation": "balance", "auth_credentials": {"accessToken": "leak"}}}]);
+    let refused = reply(s.decide(&v03(Some("alice"), Some("t-2"), balance)));
+    assert!(!refused.body.contains("leak"));
+    let challenge = &json_body(&refused)["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"];
+    assert_eq!(challenge["error"], "invalid_token");
+    assert_eq!(s.host.counter(metrics::VALIDATION_FAILURES), 1);
+}
+
+#[test]
+fn a_valid_token_in_a_message_the_rule_does_not_name_is_checked_and_used() {
+    let mut s = setup_with(|c| c["userBinding"]["secondaryClaim"] = json!("sub"));
+    let token = s.bank_token("alice");
+    let parts = json!([{"kind": "text", "text": "continue"}, {"kind": "data", "data": {"auth_credentials": {"accessToken": token}}}]);
+    let forwarded = forward(s.decide(&v03(Some("alice"), Some("t-3"), parts)));
+    assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {token}").as_str()));
+    let body = String::from_utf8(forwarded.body.clone().unwrap()).unwrap();
+    assert!(!body.contains("auth_credentials") && body.contains("continue"), "{body}");
+    // Kept for the task, which needs it from now on.
+    let next =
+        forward(s.decide(&v03(Some("alice"), Some("t-3"), json!([{"kind": "text", "text": "go on"}]))));
+    assert_eq!(header(&next, "authorization"), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(s.host.counter(metrics::GATED_FOLLOW_UPS), 1);
+}
+
+#[test]
+fn every_later_message_of_a_challenged_task_needs_the_credential_until_it_ends() {
+    let mut s = setup();
+    let challenge = reply(s.decide(&v03(Some("alice"), Some("t-4"), transfer())));
+    assert_eq!(json_body(&challenge)["result"]["status"]["state"], "auth-required");
+    // "continue" says nothing of a transfer: the task still needs it.
+    let plain = json!([{"kind": "text", "text": "continue"}]);
+    let again = reply(s.decide(&v03(Some("alice"), Some("t-4"), plain.clone())));
+    assert_eq!(json_body(&again)["result"]["status"]["state"], "auth-required");
+    // So does bob's message in it: challenged for himself, never given
+    // anything of alice's.
+    let bob = reply(s.decide(&v03(Some("bob"), Some("t-4"), plain.clone())));
+    assert_eq!(json_body(&bob)["result"]["status"]["state"], "auth-required");
+    assert_eq!(s.host.counter(metrics::GATED_FOLLOW_UPS), 2);
+    // The agent ends the task: its messages need nothing any more.
+    let done = json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "t-4", "status": {"state": "canceled"}}});
+    assert_eq!(on_answer(&mut s.engine, &s.host, &rpc("alice", None), done.to_string().as_bytes()), None);
+    assert_eq!(s.host.counter(metrics::TASKS_ENDED), 1);
+    let after = forward(s.decide(&v03(Some("alice"), Some("t-4"), plain)));
+    assert_eq!(header(&after, "authorization"), None);
 }
 
 #[test]
@@ -478,7 +554,7 @@ fn agents_own_challenges_get_a_ready_to_open_url() {
     let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "agent-task", "contextId": "c",
         "status": {"state": "auth-required", "message": {"kind": "message", "role": "agent", "messageId": "a",
             "parts": [{"kind": "text", "text": "I need the bank"}]}}}});
-    let context = AnswerContext { user: Some("alice".into()), rebind: None };
+    let context = rpc("alice", None);
     let rewritten = on_answer(&mut s.engine, &s.host, &context, answer.to_string().as_bytes()).unwrap();
     let rewritten: Value = serde_json::from_slice(&rewritten).unwrap();
     let challenge = &rewritten["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"];
@@ -650,8 +726,10 @@ fn a_path_another_hop_could_read_differently_is_refused_before_any_rule() {
 #[test]
 fn a_rule_matches_any_part_an_agent_could_act_on() {
     let mut s = setup();
+    // A new task each time: a task once challenged needs the credential in
+    // every later message, whatever it says.
     let challenged = |s: &mut Setup, parts: Value| {
-        let verdict = s.decide(&v03(Some("alice"), Some("t-r"), parts));
+        let verdict = s.decide(&v03(Some("alice"), None, parts));
         matches!(&verdict, Verdict::Reply(reply) if reply.body.contains("auth-required"))
     };
     for (name, parts) in [
@@ -700,4 +778,163 @@ fn a_rule_matches_any_part_an_agent_could_act_on() {
     assert!(
         matches!(by_metadata.decide(&request), Verdict::Reply(reply) if reply.body.contains("auth-required"))
     );
+}
+
+/// A task call (`GetTask`, `tasks/cancel`, ...) of `user` on `task`.
+fn task_call(user: &str, method: &str, task: &str) -> Request {
+    let mut call = request(Some(user), method, Value::Null);
+    call.body = Some(
+        json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": {"id": task}}).to_string().into_bytes(),
+    );
+    call
+}
+
+#[test]
+fn the_gateway_answers_get_and_cancel_for_the_task_only_it_knows() {
+    let mut s = setup();
+    let challenge = reply(s.decide(&v03(Some("alice"), None, transfer())));
+    let task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    let url = json_body(&challenge)["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"]["authorizationUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // GetTask: the same challenge, as a task waiting for authorization.
+    let got = json_body(&reply(s.decide(&task_call("alice", "tasks/get", &task))));
+    assert_eq!(got["id"], 9);
+    assert_eq!(got["result"]["id"], task.as_str());
+    assert_eq!(got["result"]["kind"], "task");
+    assert_eq!(got["result"]["status"]["state"], "auth-required");
+    assert_eq!(
+        got["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"]["authorizationUrl"],
+        url.as_str()
+    );
+    // Bob does not see alice's task: his call goes to the agent.
+    let bob = forward(s.decide(&task_call("bob", "tasks/get", &task)));
+    assert!(matches!(bob.answer, Some(AnswerContext::Rpc(_))));
+    // CancelTask ends it, and its authorization can no longer complete.
+    let canceled = json_body(&reply(s.decide(&task_call("alice", "tasks/cancel", &task))));
+    assert_eq!(canceled["result"]["status"]["state"], "canceled");
+    let state = param(&url, "state");
+    assert!(s.engine.store.peek_state(&s.host, &state).unwrap().used);
+    assert!(s.engine.store.task(&s.host, "alice", &task).is_none());
+    assert!(!s.engine.store.task_gated(&s.host, &task));
+    assert_eq!(s.host.counter(metrics::GATEWAY_TASK_CALLS), 2);
+    // Once canceled, the task is the agent's business again.
+    assert!(matches!(s.decide(&task_call("alice", "tasks/get", &task)), Verdict::Forward(_)));
+}
+
+#[test]
+fn a_v10_subscription_to_a_gateway_task_is_one_event() {
+    let mut s = setup();
+    let mut first = v10(Some("alice"), "SendMessage", None, json!([{"data": {"operation": "transfer"}}]));
+    first.a2a_version = Some("1.0".into());
+    let challenge = reply(s.decide(&first));
+    let task = json_body(&challenge)["result"]["task"]["id"].as_str().unwrap().to_string();
+    let mut subscribe = task_call("alice", "SubscribeToTask", &task);
+    subscribe.a2a_version = Some("1.0".into());
+    let answer = reply(s.decide(&subscribe));
+    assert!(answer.headers.contains(&("content-type", "text/event-stream".to_string())));
+    let event: Value = serde_json::from_str(answer.body.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+    assert_eq!(event["result"]["task"]["status"]["state"], "TASK_STATE_AUTH_REQUIRED");
+    let mut get = task_call("alice", "GetTask", &task);
+    get.a2a_version = Some("1.0".into());
+    let got = json_body(&reply(s.decide(&get)));
+    assert_eq!(got["result"]["id"], task.as_str(), "a v1.0 GetTask result is the task itself");
+}
+
+#[test]
+fn a_streamed_answer_rebinds_the_token_and_ends_the_task() {
+    let mut s = setup();
+    let (gateway_task, token, forwarded) = token_for_a_gateway_task(&mut s);
+    let mut answer = forwarded.answer.clone().unwrap();
+    // The agent's events: its task, working; then (a later stream) done.
+    let working = json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "status-update", "taskId": "agent-9",
+        "contextId": "c", "status": {"state": "working"}, "final": false}});
+    assert_eq!(response::event(&mut s.engine, &s.host, &mut answer, &working.to_string()), None);
+    let next = forward(s.decide(&v03(
+        Some("alice"),
+        Some("agent-9"),
+        json!([{"kind": "text", "text": "and again"}]),
+    )));
+    assert_eq!(
+        header(&next, "authorization"),
+        Some(format!("Bearer {token}").as_str()),
+        "gated, token rebound"
+    );
+    assert!(s.engine.store.task(&s.host, "alice", &gateway_task).is_none(), "the gateway's task is done");
+    let mut later = next.answer.clone().unwrap();
+    let done = json!({"jsonrpc": "2.0", "id": 2, "result": {"kind": "status-update", "taskId": "agent-9",
+        "contextId": "c", "status": {"state": "completed"}, "final": true}});
+    assert_eq!(response::event(&mut s.engine, &s.host, &mut later, &done.to_string()), None);
+    assert!(s.engine.store.task(&s.host, "alice", "agent-9").is_none());
+    assert!(!s.engine.store.task_gated(&s.host, "agent-9"));
+}
+
+#[test]
+fn an_agents_streamed_challenge_gets_a_url() {
+    let mut s = setup();
+    let mut answer = rpc("alice", None);
+    let event = json!({"jsonrpc": "2.0", "id": 1, "result": {"statusUpdate": {"taskId": "agent-5", "contextId": "c",
+        "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}}});
+    let rewritten = response::event(&mut s.engine, &s.host, &mut answer, &event.to_string()).unwrap();
+    let rewritten: Value = serde_json::from_str(&rewritten).unwrap();
+    let url = rewritten["result"]["statusUpdate"]["status"]["message"]["parts"][0]["data"]["authChallenge"]
+        ["authorizationUrl"]
+        .as_str()
+        .unwrap();
+    let pending = s.engine.store.peek_state(&s.host, &param(url, "state")).unwrap();
+    assert_eq!((pending.user.as_str(), pending.task_id.as_str()), ("alice", "agent-5"));
+    assert!(s.engine.store.task_gated(&s.host, "agent-5"));
+}
+
+#[test]
+fn the_agent_card_names_the_gateway_or_is_not_served() {
+    let mut s = setup();
+    let card =
+        json!({"name": "Transfer", "url": "http://10.1.1.1:9011/", "signatures": [{"signature": "x"}]});
+    let seen = Seen { status: 200, encoded: false, json: true };
+    let served = match response::whole(
+        &mut s.engine,
+        &s.host,
+        &AnswerContext::Card(seen),
+        Some(card.to_string().as_bytes()),
+    ) {
+        AnswerChange::Replace(body) => serde_json::from_slice::<Value>(&body).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(served["url"], "https://gw.example/");
+    assert!(served.get("signatures").is_none());
+    assert_eq!(s.host.counter(metrics::AGENT_CARD_SIGNATURES_DROPPED), 1);
+    // Compressed, not JSON, a redirect, or no interface: 502, never the
+    // agent's card.
+    for (seen, body) in [
+        (Seen { encoded: true, ..seen }, card.to_string()),
+        (Seen { json: false, ..seen }, card.to_string()),
+        (Seen { status: 302, ..seen }, String::new()),
+        (seen, "{\"name\": \"no url\"}".to_string()),
+        (seen, "not json".to_string()),
+    ] {
+        match response::whole(&mut s.engine, &s.host, &AnswerContext::Card(seen), Some(body.as_bytes())) {
+            AnswerChange::Refuse(reply) => assert_eq!(reply.status, 502),
+            other => panic!("{seen:?} {body}: {other:?}"),
+        }
+    }
+    // Too large to read: refused as well.
+    assert!(matches!(
+        response::whole(&mut s.engine, &s.host, &AnswerContext::Card(seen), None),
+        AnswerChange::Refuse(_)
+    ));
+    assert_eq!(s.host.counter(metrics::AGENT_CARDS_REFUSED), 6);
+    // The extended card, a JSON-RPC result, likewise.
+    let extended = json!({"jsonrpc": "2.0", "id": 3, "result": card});
+    let answer = AnswerContext::Rpc(RpcAnswer { card: true, seen, ..RpcAnswer::of(Some("alice".into())) });
+    match response::whole(&mut s.engine, &s.host, &answer, Some(extended.to_string().as_bytes())) {
+        AnswerChange::Replace(body) => {
+            assert_eq!(
+                serde_json::from_slice::<Value>(&body).unwrap()["result"]["url"],
+                "https://gw.example/"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }

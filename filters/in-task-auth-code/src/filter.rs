@@ -12,7 +12,9 @@ use baton_filter_kit::host::{CalloutResponse, Counter, HeaderMap, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::matching::method_override;
 use baton_filter_kit::reply::Reply;
-use baton_filter_kit::runtime::{self, BodyProblem, Filter, Plugin, Round as RuntimeRound, WaitFor};
+use baton_filter_kit::runtime::{
+    self, AnswerChange, AnswerHead, AnswerMode, BodyProblem, Filter, Plugin, Round as RuntimeRound, WaitFor,
+};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use serde_json::Value;
 
@@ -21,7 +23,7 @@ use baton_filter_kit::audit::AuditLine;
 use crate::decision::{Engine, ExchangeOutcome, Request, Round};
 use crate::denial::Denial;
 use crate::model::{FilterConfig, PrimaryVerification};
-use crate::response::{AnswerContext, on_answer};
+use crate::response::{self, AnswerContext};
 use crate::{FILTER, config, metrics};
 
 /// The filter, as the runtime runs it.
@@ -130,13 +132,21 @@ impl Filter for InTaskAuthCode {
         denial.reply(&Value::Null, &self.engine.config().idp.name)
     }
 
-    fn wants_answer(&self, answer: &AnswerContext, content_type: Option<&[u8]>) -> bool {
-        content_type.is_some_and(|value| value.starts_with(b"application/json"))
-            && answer.wants_body(self.engine.config().enrich_agent_challenges)
+    fn answer_mode(&self, answer: &mut AnswerContext, head: &AnswerHead<'_>) -> AnswerMode {
+        response::mode(&self.engine, answer, head)
     }
 
-    fn rewrite_answer(&mut self, host: &dyn Host, answer: &AnswerContext, body: &[u8]) -> Option<Vec<u8>> {
-        on_answer(&mut self.engine, host, answer, body)
+    fn rewrite_answer(
+        &mut self,
+        host: &dyn Host,
+        answer: &AnswerContext,
+        body: Option<&[u8]>,
+    ) -> AnswerChange {
+        response::whole(&mut self.engine, host, answer, body)
+    }
+
+    fn rewrite_event(&mut self, host: &dyn Host, answer: &mut AnswerContext, data: &str) -> Option<String> {
+        response::event(&mut self.engine, host, answer, data)
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod a2a;
 pub mod browser;
 pub mod callback;
+pub mod card;
 pub mod challenge;
 pub mod config;
 pub mod decision;

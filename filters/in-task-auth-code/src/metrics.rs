@@ -42,6 +42,21 @@ baton_filter_kit::counters! {
     GATEWAY_REFUSED = "baton_itac.gateway_refused";
     /// The secondary IdP unreachable or answering garbage.
     IDP_UNAVAILABLE = "baton_itac.idp_unavailable";
+    /// Agent cards (and extended cards) served naming the gateway.
+    AGENT_CARDS_REWRITTEN = "baton_itac.agent_cards_rewritten";
+    /// Agent cards not served (502): not JSON, compressed, redirected, or
+    /// without a JSON-RPC interface the gateway could name.
+    AGENT_CARDS_REFUSED = "baton_itac.agent_cards_refused";
+    /// Agent cards whose signatures were removed (they sign the agent's URL).
+    AGENT_CARD_SIGNATURES_DROPPED = "baton_itac.agent_card_signatures_dropped";
+    /// Messages that needed the credential because their task does (the
+    /// gateway challenged it), though the rules' condition did not hold.
+    GATED_FOLLOW_UPS = "baton_itac.gated_follow_ups";
+    /// Tasks the agent ended (or the user canceled): their tokens dropped.
+    TASKS_ENDED = "baton_itac.tasks_ended";
+    /// Calls on a task only the gateway knows, answered by the gateway
+    /// (`GetTask`, `CancelTask`, `SubscribeToTask`).
+    GATEWAY_TASK_CALLS = "baton_itac.gateway_task_calls";
     /// A key set was fetched and loaded.
     JWKS_FETCH_SUCCESS = "baton_itac.jwks.fetch_success";
     /// A key set fetch failed (transport, status or content).

@@ -152,6 +152,11 @@ pub struct FilterConfig {
     pub max_body_bytes: usize,
     /// Whether agents' own auth-required answers get a ready-to-open URL.
     pub enrich_agent_challenges: bool,
+    /// How the agent card served through the gateway names it.
+    pub agent_card: crate::card::CardPolicy,
+    /// How long a task the gateway challenged keeps needing the credential
+    /// after its last challenge or credential, unless the agent ends it.
+    pub task_lifetime_secs: u64,
     /// Shared slots of the verified-token cache.
     pub cache_entries: u32,
     /// What the store of pending authorizations and tokens holds.

@@ -1,7 +1,9 @@
 //! What the gateway remembers between requests, in shared data so every
 //! worker sees it: pending authorizations (by `state`, single-use, expiring),
-//! the tasks the gateway named itself, and, per (user, task), the secondary
-//! token obtained for that task.
+//! the tasks the gateway named itself, per (user, task) the secondary token
+//! obtained for that task, and the tasks that need the credential (gated:
+//! every later message of a task the gateway challenged needs it, whoever
+//! sends it and whatever it says, until the agent ends the task).
 //!
 //! Each kind lives in its own bounded table keyed by hashes
 //! ([`SlotTable`]): a live entry is never pushed out by another key, and a
@@ -97,6 +99,13 @@ pub struct TaskRecord {
     pub token: Option<Secret>,
     /// Last second the record (and its token) may be used.
     pub expires_at: u64,
+    /// The task's context (a task the gateway named: for `GetTask`).
+    #[serde(default)]
+    pub context_id: String,
+    /// The challenge the gateway answered with (a task the gateway named:
+    /// for `GetTask`, and `CancelTask` ends its authorization).
+    #[serde(default)]
+    pub challenge: Option<serde_json::Value>,
 }
 
 impl TaskRecord {
@@ -131,6 +140,7 @@ pub struct StoreFull;
 enum Holding {
     Pending,
     Token,
+    Gate,
 }
 
 /// One user's holdings: hex keys and expiry, oldest first.
@@ -140,6 +150,8 @@ struct UserIndex {
     pending: Vec<(String, u64)>,
     #[serde(default)]
     tokens: Vec<(String, u64)>,
+    #[serde(default)]
+    gates: Vec<(String, u64)>,
 }
 
 /// Pending authorizations, gateway-named tasks and stored tokens.
@@ -179,6 +191,45 @@ impl Store {
 
     fn marker_key(user: &str, task_id: &str) -> TokenHash {
         TokenHash::of_parts(&[b"gateway-task", user.as_bytes(), task_id.as_bytes()])
+    }
+
+    fn gate_key(task_id: &str) -> TokenHash {
+        TokenHash::of_parts(&[b"gate", task_id.as_bytes()])
+    }
+
+    /// Marks `task_id` as needing the credential in every later message,
+    /// until `until` (counted among `user`'s gates: their oldest goes
+    /// beyond their limit). Marking it again moves `until` on.
+    pub fn gate_task(&self, host: &dyn Host, user: &str, task_id: &str, until: u64) -> Result<(), StoreFull> {
+        let key = Self::gate_key(task_id);
+        let now = host.now_unix_secs();
+        if let Some(entry) = self.tokens.get(host, &key, now)
+            && entry.payload == task_id.as_bytes()
+            && entry.expires_at >= until
+        {
+            return Ok(());
+        }
+        self.hold(host, user, Holding::Gate, &key, until)?;
+        self.tokens.insert(host, &key, task_id.as_bytes(), until, now).map_err(|_| StoreFull)
+    }
+
+    /// Whether every message of `task_id` needs the credential.
+    pub fn task_gated(&self, host: &dyn Host, task_id: &str) -> bool {
+        self.tokens
+            .get(host, &Self::gate_key(task_id), host.now_unix_secs())
+            .is_some_and(|entry| entry.payload == task_id.as_bytes())
+    }
+
+    /// The agent ended `task_id` (or the user canceled the task the
+    /// gateway named): it needs nothing more, and `user`'s token and
+    /// record for it go.
+    pub fn end_task(&self, host: &dyn Host, user: Option<&str>, task_id: &str) {
+        let now = host.now_unix_secs();
+        self.tokens.release(host, &Self::gate_key(task_id), now);
+        if let Some(user) = user {
+            self.tokens.release(host, &Self::task_key(user, task_id), now);
+            self.pending.release(host, &Self::marker_key(user, task_id), now);
+        }
     }
 
     /// Remembers a challenge under `state`, for `pending.user` (whose
@@ -293,6 +344,7 @@ impl Store {
             let (list, limit) = match holding {
                 Holding::Pending => (&mut index.pending, self.limits.pending_per_user),
                 Holding::Token => (&mut index.tokens, self.limits.tokens_per_user),
+                Holding::Gate => (&mut index.gates, self.limits.tokens_per_user),
             };
             list.retain(|(held, until)| now < *until && *held != hex);
             list.push((hex.clone(), expires_at));
@@ -302,6 +354,7 @@ impl Store {
                 .pending
                 .iter()
                 .chain(&index.tokens)
+                .chain(&index.gates)
                 .map(|(_, until)| *until)
                 .max()
                 .unwrap_or(expires_at);
@@ -313,7 +366,7 @@ impl Store {
             if written {
                 let table = match holding {
                     Holding::Pending => &self.pending,
-                    Holding::Token => &self.tokens,
+                    Holding::Token | Holding::Gate => &self.tokens,
                 };
                 for held in evicted {
                     if let Some(evicted) = TokenHash::from_hex(&held) {
@@ -366,6 +419,8 @@ mod tests {
             gateway_task: false,
             token: Some(Secret::new(format!("bank-token-{user}-{task}"))),
             expires_at: NOW + 600,
+            context_id: String::new(),
+            challenge: None,
         }
     }
 
@@ -472,5 +527,44 @@ mod tests {
         // Expired entries free their slots for anyone.
         host.set_now(NOW + 600 + STATE_GRACE_SECS);
         store.put_state(&host, "later", &pending("carol")).unwrap();
+    }
+
+    #[test]
+    fn a_gated_task_needs_the_credential_until_it_ends() {
+        let host = TestHost::new(NOW);
+        let store = store(&host, LIMITS);
+        assert!(!store.task_gated(&host, "t1"));
+        store.gate_task(&host, "alice", "t1", NOW + 100).unwrap();
+        store.put_task(&host, &token("alice", "t1")).unwrap();
+        // For every user: the gate is the task's, not alice's.
+        assert!(store.task_gated(&host, "t1"));
+        assert!(!store.task_gated(&host, "t2"));
+        // Gating again moves its end on.
+        store.gate_task(&host, "alice", "t1", NOW + 200).unwrap();
+        host.set_now(NOW + 150);
+        assert!(store.task_gated(&host, "t1"));
+        // Ended: no gate, and alice's token for it is gone.
+        store.end_task(&host, Some("alice"), "t1");
+        assert!(!store.task_gated(&host, "t1"));
+        assert!(store.task(&host, "alice", "t1").is_none());
+        // Expired gates lapse.
+        store.gate_task(&host, "bob", "t3", NOW + 160).unwrap();
+        host.set_now(NOW + 160);
+        assert!(!store.task_gated(&host, "t3"));
+    }
+
+    #[test]
+    fn one_users_gates_push_out_only_their_own_oldest() {
+        let host = TestHost::new(NOW);
+        let store = store(&host, LIMITS);
+        store.put_state(&host, "alice-state", &pending("alice")).unwrap();
+        for n in 0..10 {
+            store.gate_task(&host, "alice", &format!("g{n}"), NOW + 100).unwrap();
+        }
+        // tokens_per_user is 4: the 4 newest gates stand, her state too.
+        let gated = (0..10).filter(|n| store.task_gated(&host, &format!("g{n}"))).count();
+        assert_eq!(gated, 4);
+        assert!(store.task_gated(&host, "g9"));
+        assert!(store.peek_state(&host, "alice-state").is_some());
     }
 }

@@ -43,10 +43,18 @@ pub fn start_agent() -> Result<EchoBackend, String> {
     Ok(agent)
 }
 
-fn send_transfer(gateway: &Envoy, user_token: &str, task: Option<&str>, amount: u32) -> ClientResponse {
+/// A transfer in `task` (or a new one); `keep_open` asks the agent to keep
+/// the task open for another (it answers `input-required`).
+fn send_transfer(
+    gateway: &Envoy,
+    user_token: &str,
+    task: Option<&str>,
+    amount: u32,
+    keep_open: bool,
+) -> ClientResponse {
     let mut message = json!({"kind": "message", "role": "user", "messageId": format!("transfer-{amount}"),
         "parts": [{"kind": "text", "text": format!("send {amount} EUR to bob")},
-                  {"kind": "data", "data": {"operation": "transfer", "amount": amount, "to": "bob"}}]});
+                  {"kind": "data", "data": {"operation": "transfer", "amount": amount, "to": "bob", "keepOpen": keep_open}}]});
     if let Some(task) = task {
         message["taskId"] = json!(task);
     }
@@ -140,7 +148,7 @@ pub fn run(
         first,
         "the broker asks the Transfer Agent (A2A, message/send) to send 250 EUR to bob, with alice's token",
     );
-    let challenge = send_transfer(gateway, alice, None, 250);
+    let challenge = send_transfer(gateway, alice, None, 250, false);
     show_response(&challenge);
     let (gateway_task, state) = task_state(&challenge);
     println!(
@@ -178,7 +186,7 @@ pub fn run(
         first + 2,
         "the broker resends the transfer in the task: nothing in the body, the gateway injects the bank's token",
     );
-    let done = send_transfer(gateway, alice, Some(&gateway_task), 250);
+    let done = send_transfer(gateway, alice, Some(&gateway_task), 250, true);
     let (agent_task, state) = task_state(&done);
     println!(
         "  -> {} {}: agent task {agent_task} is {state}",
@@ -194,7 +202,7 @@ pub fn run(
     );
 
     step(first + 3, "a second transfer (100 EUR) in the same task needs no new authorization");
-    let again = send_transfer(gateway, alice, Some(&agent_task), 100);
+    let again = send_transfer(gateway, alice, Some(&agent_task), 100, false);
     let (_, state) = task_state(&again);
     println!("  -> {} {}: task {agent_task} is {state}", again.status, http_kit::reason_phrase(again.status));
     trace.hop(
@@ -205,7 +213,7 @@ pub fn run(
     );
 
     step(first + 4, "bob's agent tries to use alice's task");
-    let stolen = send_transfer(gateway, bob, Some(&agent_task), 1000);
+    let stolen = send_transfer(gateway, bob, Some(&agent_task), 1000, false);
     let (_, state) = task_state(&stolen);
     println!(
         "  -> task {agent_task} is {state} for bob: he must authorize at his own bank; the agent was not called"

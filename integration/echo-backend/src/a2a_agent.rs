@@ -3,7 +3,9 @@
 //! received — the bearer token's claims, the parts, whether any
 //! `auth_credentials` reached it — and, for a message whose data part says
 //! `"operation": "needs-bank-auth"`, answers with an auth-required task of
-//! its own and no authorization URL (an agent-initiated challenge).
+//! its own and no authorization URL (an agent-initiated challenge); one
+//! whose data part says `"keepOpen": true` leaves its task open for more
+//! (`input-required`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -55,6 +57,7 @@ pub fn reply(request: &Request) -> Reply {
     let context_id = message.get("contextId").and_then(Value::as_str).unwrap_or("agent-context").to_string();
     let wants_auth =
         parts.iter().any(|part| part.pointer("/data/operation") == Some(&json!("needs-bank-auth")));
+    let keep_open = parts.iter().any(|part| part.pointer("/data/keepOpen") == Some(&json!(true)));
     let claims = request
         .header("authorization")
         .and_then(|value| value.strip_prefix("Bearer "))
@@ -68,6 +71,8 @@ pub fn reply(request: &Request) -> Reply {
             if v10 { "TASK_STATE_AUTH_REQUIRED" } else { "auth-required" },
             "I need your bank's authorization to continue.",
         )
+    } else if keep_open {
+        (if v10 { "TASK_STATE_INPUT_REQUIRED" } else { "input-required" }, "Done. Anything else?")
     } else {
         (if v10 { "TASK_STATE_COMPLETED" } else { "completed" }, "Done.")
     };

@@ -36,6 +36,7 @@ pub mod reply;
 pub mod request_headers;
 pub mod runtime;
 pub mod slot_table;
+pub mod sse;
 pub mod ticker;
 pub mod token_calls;
 pub mod verifier;

@@ -126,7 +126,7 @@ enum Event {
     RequestHeaders { end_of_stream: bool },
     RequestBody { size: usize, end_of_stream: bool },
     RequestTrailers,
-    ResponseHeaders,
+    ResponseHeaders { end_of_stream: bool },
     ResponseBody { size: Option<usize>, end_of_stream: bool },
 }
 
@@ -152,7 +152,9 @@ impl<P: Plugin> Http<P> {
                             runtime.on_request_body(&host, id, Some(size), end_of_stream)
                         }
                         Event::RequestTrailers => runtime.on_request_trailers(&host, id),
-                        Event::ResponseHeaders => runtime.on_response_headers(&host, id),
+                        Event::ResponseHeaders { end_of_stream } => {
+                            runtime.on_response_headers(&host, id, end_of_stream)
+                        }
                         Event::ResponseBody { size, end_of_stream } => {
                             runtime.on_response_body(&host, id, size, end_of_stream)
                         }
@@ -190,8 +192,8 @@ impl<P: Plugin> HttpContext for Http<P> {
         self.on(Event::RequestTrailers)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> ProxyAction {
-        self.on(Event::ResponseHeaders)
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> ProxyAction {
+        self.on(Event::ResponseHeaders { end_of_stream })
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> ProxyAction {

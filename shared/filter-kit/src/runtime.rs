@@ -122,6 +122,43 @@ pub enum Verdict<A> {
     AwaitCall(Box<TokenCall>),
 }
 
+/// The upstream's answer, as its headers describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerHead<'a> {
+    /// `:status`.
+    pub status: Option<u16>,
+    /// `content-type`.
+    pub content_type: Option<&'a [u8]>,
+    /// `content-encoding` (a compressed answer cannot be read).
+    pub content_encoding: Option<&'a [u8]>,
+}
+
+/// How the filter reads an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// Not at all: it passes as it comes.
+    Pass,
+    /// Whole: held until complete (within the filter's body limit), then
+    /// read and perhaps rewritten ([`Filter::rewrite_answer`]).
+    Whole,
+    /// As server-sent events: each event read (and perhaps rewritten) as
+    /// it completes and forwarded at once, none held back longer
+    /// ([`Filter::rewrite_event`]).
+    Events,
+}
+
+/// What becomes of an answer read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerChange {
+    /// It goes on as it is.
+    Keep,
+    /// It goes on with this body.
+    Replace(Vec<u8>),
+    /// It must not reach the client: this goes instead (status, headers,
+    /// body).
+    Refuse(Reply),
+}
+
 /// Why a request's body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyProblem {
@@ -211,12 +248,23 @@ pub trait Filter {
     fn body_reply(&mut self, _host: &dyn Host, _problem: BodyProblem) -> Reply {
         Reply::json(500, "server_error", "the request could not be read")
     }
-    /// Whether to read the upstream's answer (its `content-type` given).
-    fn wants_answer(&self, _answer: &Self::Answer, _content_type: Option<&[u8]>) -> bool {
-        false
+    /// How to read the upstream's answer (which `answer` may note).
+    fn answer_mode(&self, _answer: &mut Self::Answer, _head: &AnswerHead<'_>) -> AnswerMode {
+        AnswerMode::Pass
     }
-    /// A rewritten answer body, if the filter changes it.
-    fn rewrite_answer(&mut self, _host: &dyn Host, _answer: &Self::Answer, _body: &[u8]) -> Option<Vec<u8>> {
+    /// What becomes of an answer read whole ([`AnswerMode::Whole`]); `body`
+    /// is `None` when it was larger than [`Filter::max_body_bytes`].
+    fn rewrite_answer(
+        &mut self,
+        _host: &dyn Host,
+        _answer: &Self::Answer,
+        _body: Option<&[u8]>,
+    ) -> AnswerChange {
+        AnswerChange::Keep
+    }
+    /// New data for one event of an answer read as events
+    /// ([`AnswerMode::Events`]), if the filter changes it.
+    fn rewrite_event(&mut self, _host: &dyn Host, _answer: &mut Self::Answer, _data: &str) -> Option<String> {
         None
     }
 }
@@ -283,11 +331,20 @@ enum Held<R, O, A> {
         outcome: Option<(TokenHash, O)>,
     },
     /// Forwarded; the filter may read the upstream's answer.
-    Answering {
-        answer: A,
-        /// Whether its body is being read.
-        reading: bool,
-    },
+    Answering { answer: A, reading: Reading },
+}
+
+/// How far an answer is read.
+#[derive(Debug)]
+enum Reading {
+    /// Its headers have not come yet.
+    NotYet,
+    /// Held until complete.
+    Whole,
+    /// Event by event; `carry` is the start of an event not yet complete.
+    Events { carry: Vec<u8> },
+    /// Refused before it was complete: what still comes is dropped.
+    Dropping,
 }
 
 /// One VM's requests, calls, key fetches and timer.
@@ -401,22 +458,41 @@ impl<F: Filter> Runtime<F> {
         }
     }
 
-    /// The upstream's answer headers arrived.
-    pub fn on_response_headers(&mut self, host: &dyn Host, id: u32) -> Action {
+    /// The upstream's answer headers arrived (`end_of_stream`: no body
+    /// follows).
+    pub fn on_response_headers(&mut self, host: &dyn Host, id: u32, end_of_stream: bool) -> Action {
         if !F::READS_ANSWERS {
             return Action::Continue;
         }
         let Some(Held::Answering { answer, reading }) = self.held.get_mut(&id) else {
             return Action::Continue;
         };
-        let content_type = host.header(HeaderMap::ResponseHeaders, "content-type").ok().flatten();
-        if self.filter.wants_answer(answer, content_type.as_deref()) {
-            *reading = true;
-            Action::Pause
-        } else {
-            self.held.remove(&id);
-            Action::Continue
+        let header = |name| host.header(HeaderMap::ResponseHeaders, name).ok().flatten();
+        let (status, content_type, content_encoding) =
+            (header(":status"), header("content-type"), header("content-encoding"));
+        let head = AnswerHead {
+            status: status.as_deref().and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()),
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+        };
+        match self.filter.answer_mode(answer, &head) {
+            // Nothing to read, or nothing wanted of it.
+            _ if end_of_stream => {}
+            AnswerMode::Pass => {}
+            AnswerMode::Whole => {
+                *reading = Reading::Whole;
+                return Action::Pause;
+            }
+            AnswerMode::Events => {
+                // Events may change length: the answer's length is unknown.
+                if host.remove_header(HeaderMap::ResponseHeaders, "content-length").is_ok() {
+                    *reading = Reading::Events { carry: Vec::new() };
+                    return Action::Continue;
+                }
+            }
         }
+        self.held.remove(&id);
+        Action::Continue
     }
 
     /// Answer bytes arrived (as [`Runtime::on_request_body`]).
@@ -427,34 +503,115 @@ impl<F: Filter> Runtime<F> {
         size: Option<usize>,
         complete: bool,
     ) -> Action {
-        if !F::READS_ANSWERS || !matches!(self.held.get(&id), Some(Held::Answering { reading: true, .. })) {
+        if !F::READS_ANSWERS {
             return Action::Continue;
         }
+        match self.held.get(&id) {
+            Some(Held::Answering { reading: Reading::Whole, .. }) => {
+                self.whole_answer(host, id, size, complete)
+            }
+            Some(Held::Answering { reading: Reading::Events { .. }, .. }) => {
+                self.answer_events(host, id, size, complete);
+                Action::Continue
+            }
+            Some(Held::Answering { reading: Reading::Dropping, .. }) => {
+                if complete {
+                    self.held.remove(&id);
+                }
+                if host.replace_body(Body::Response, b"").is_err() {
+                    host.reset_request();
+                }
+                Action::Continue
+            }
+            _ => Action::Continue,
+        }
+    }
+
+    /// An answer read whole: held until complete, then kept, replaced or
+    /// refused.
+    fn whole_answer(&mut self, host: &dyn Host, id: u32, size: Option<usize>, complete: bool) -> Action {
         let max = self.filter.max_body_bytes();
-        if size.is_some_and(|size| size > max) {
-            // Too large to rewrite: it passes as it is.
-            self.held.remove(&id);
-            return Action::Continue;
-        }
-        if !complete {
+        let too_large = size.is_some_and(|size| size > max);
+        if !complete && !too_large {
             return Action::Pause;
         }
         let Some(Held::Answering { answer, .. }) = self.held.remove(&id) else {
             return Action::Continue;
         };
-        let body = host.body(Body::Response, size.unwrap_or(usize::MAX)).unwrap_or_default();
-        if body.len() > max {
-            return Action::Continue;
-        }
-        if let Some(rewritten) = self.filter.rewrite_answer(host, &answer, &body) {
-            let length = rewritten.len().to_string();
-            let replaced = host.replace_body(Body::Response, &rewritten).is_ok()
-                && host.set_header(HeaderMap::ResponseHeaders, "content-length", length.as_bytes()).is_ok();
-            if !replaced {
-                host.log(LogLevel::Warn, "the upstream's answer could not be rewritten");
+        let body = if too_large {
+            None
+        } else {
+            Some(host.body(Body::Response, size.unwrap_or(usize::MAX)).unwrap_or_default())
+        };
+        let body = body.filter(|body| body.len() <= max);
+        let applied = match self.filter.rewrite_answer(host, &answer, body.as_deref()) {
+            AnswerChange::Keep => Ok(()),
+            AnswerChange::Replace(bytes) => replace_answer(host, &bytes),
+            AnswerChange::Refuse(reply) => {
+                if !complete {
+                    self.held.insert(id, Held::Answering { answer, reading: Reading::Dropping });
+                }
+                refuse_answer(host, &reply)
             }
+        };
+        if applied.is_err() {
+            // Neither the answer as it came nor a half-changed one goes on.
+            host.log(LogLevel::Error, "the upstream's answer could not be rewritten; resetting it");
+            host.reset_request();
         }
         Action::Continue
+    }
+
+    /// An answer read as events: the complete events in this chunk (with
+    /// the start carried from the last one) are read and forwarded now; an
+    /// incomplete end is carried to the next chunk. An event larger than
+    /// the filter's limit stops the reading: it and the rest pass as sent.
+    fn answer_events(&mut self, host: &dyn Host, id: u32, size: Option<usize>, complete: bool) {
+        let max = self.filter.max_body_bytes();
+        let chunk = match size {
+            Some(size) => host.body(Body::Response, size).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let Some(Held::Answering { answer, reading: Reading::Events { carry } }) = self.held.get_mut(&id)
+        else {
+            return;
+        };
+        let mut seen = std::mem::take(carry);
+        seen.extend_from_slice(&chunk);
+        let ready = crate::sse::complete_prefix(&seen);
+        let mut out = Vec::with_capacity(seen.len());
+        let mut changed = false;
+        for event in crate::sse::events(&seen[..ready]) {
+            let new = crate::sse::data(event).and_then(|data| self.filter.rewrite_event(host, answer, &data));
+            match new {
+                Some(data) => {
+                    out.extend_from_slice(&crate::sse::with_data(event, &data));
+                    changed = true;
+                }
+                None => out.extend_from_slice(event),
+            }
+        }
+        let rest = &seen[ready..];
+        let give_up = !complete && rest.len() > max;
+        if complete || give_up {
+            out.extend_from_slice(rest);
+            self.held.remove(&id);
+            if give_up {
+                host.log(
+                    LogLevel::Warn,
+                    "an event of the upstream's stream is larger than maxBodyBytes: the rest passes unread",
+                );
+            }
+        } else {
+            *carry = rest.to_vec();
+        }
+        if (changed || out.len() != chunk.len()) && host.replace_body(Body::Response, &out).is_err() {
+            host.log(
+                LogLevel::Error,
+                "an event of the upstream's answer could not be forwarded; resetting it",
+            );
+            host.reset_request();
+        }
     }
 
     /// The request is over (or its client went away).
@@ -539,7 +696,7 @@ impl<F: Filter> Runtime<F> {
                 if F::READS_ANSWERS
                     && let Some(answer) = forward.answer
                 {
-                    self.held.insert(id, Held::Answering { answer, reading: false });
+                    self.held.insert(id, Held::Answering { answer, reading: Reading::NotYet });
                 }
                 if resume && host.resume_request().is_err() {
                     host.log(LogLevel::Warn, "a request that waited could not be resumed");
@@ -760,6 +917,25 @@ impl<F: Filter> Runtime<F> {
             }
         }
     }
+}
+
+/// Replaces the current answer's body (and its length).
+fn replace_answer(host: &dyn Host, bytes: &[u8]) -> Result<(), crate::host::HostError> {
+    host.replace_body(Body::Response, bytes)?;
+    host.set_header(HeaderMap::ResponseHeaders, "content-length", bytes.len().to_string().as_bytes())
+}
+
+/// Turns the current answer into `reply`: its status, its headers, its
+/// body, and no encoding or validator of the answer it replaces.
+fn refuse_answer(host: &dyn Host, reply: &Reply) -> Result<(), crate::host::HostError> {
+    host.set_header(HeaderMap::ResponseHeaders, ":status", reply.status.to_string().as_bytes())?;
+    for name in ["content-encoding", "etag", "last-modified"] {
+        host.remove_header(HeaderMap::ResponseHeaders, name)?;
+    }
+    for (name, value) in &reply.headers {
+        host.set_header(HeaderMap::ResponseHeaders, name, value.as_bytes())?;
+    }
+    replace_answer(host, reply.body.as_bytes())
 }
 
 /// Applies a forward's changes to the current request.

@@ -160,12 +160,24 @@ impl Filter for Fake {
         16
     }
 
-    fn wants_answer(&self, _answer: &String, content_type: Option<&[u8]>) -> bool {
-        content_type == Some(b"application/json")
+    fn answer_mode(&self, _answer: &mut String, head: &AnswerHead<'_>) -> AnswerMode {
+        match head.content_type {
+            Some(b"application/json") => AnswerMode::Whole,
+            Some(b"text/event-stream") => AnswerMode::Events,
+            _ => AnswerMode::Pass,
+        }
     }
 
-    fn rewrite_answer(&mut self, _host: &dyn Host, answer: &String, body: &[u8]) -> Option<Vec<u8>> {
-        Some([body, b" for ", answer.as_bytes()].concat())
+    fn rewrite_answer(&mut self, _host: &dyn Host, answer: &String, body: Option<&[u8]>) -> AnswerChange {
+        match body {
+            Some(body) => AnswerChange::Replace([body, b" for ", answer.as_bytes()].concat()),
+            None => AnswerChange::Refuse(Reply::json(502, "bad_gateway", "too large to read")),
+        }
+    }
+
+    fn rewrite_event(&mut self, _host: &dyn Host, answer: &mut String, data: &str) -> Option<String> {
+        answer.push('+');
+        data.contains("rewrite").then(|| format!("{} ({answer})", data.replace("rewrite", "done")))
     }
 }
 
@@ -453,7 +465,7 @@ fn an_answer_the_filter_reads_is_rewritten() {
         request.response_headers = vec![("content-type".into(), b"application/json".to_vec())];
         request.response_body = b"{}".to_vec();
     });
-    assert_eq!(worker.runtime.on_response_headers(&worker.host, 1), Action::Pause);
+    assert_eq!(worker.runtime.on_response_headers(&worker.host, 1, false), Action::Pause);
     assert_eq!(worker.runtime.on_response_body(&worker.host, 1, Some(2), false), Action::Pause);
     assert_eq!(worker.runtime.on_response_body(&worker.host, 1, Some(2), true), Action::Continue);
     let request = worker.host.request(1).unwrap();
@@ -463,8 +475,82 @@ fn an_answer_the_filter_reads_is_rewritten() {
     worker.host.add_request(2, &[("x-need", "t"), ("x-answer", "1")]);
     worker.runtime.on_request_headers(&worker.host, 2, true);
     worker.host.with_request(2, |request| {
-        request.response_headers = vec![("content-type".into(), b"text/event-stream".to_vec())];
+        request.response_headers = vec![("content-type".into(), b"text/plain".to_vec())];
     });
-    assert_eq!(worker.runtime.on_response_headers(&worker.host, 2), Action::Continue);
+    assert_eq!(worker.runtime.on_response_headers(&worker.host, 2, false), Action::Continue);
     assert_eq!(worker.runtime.on_response_body(&worker.host, 2, Some(2), true), Action::Continue);
+}
+
+/// Request `id` forwarded with its answer to be read; the answer's headers
+/// (with `content-type`) arrive.
+fn answered(worker: &mut Worker, id: u32, content_type: &str, end_of_stream: bool) -> Action {
+    worker.host.add_request(id, &[("x-need", "t"), ("x-answer", "1")]);
+    let _ = worker.host.shared_set(&cache_key(&key_of("t")), b"tok", None);
+    assert_eq!(worker.runtime.on_request_headers(&worker.host, id, true), Action::Continue);
+    worker.host.with_request(id, |request| {
+        request.response_headers = vec![
+            (":status".into(), b"200".to_vec()),
+            ("content-type".into(), content_type.as_bytes().to_vec()),
+            ("content-length".into(), b"99".to_vec()),
+        ];
+    });
+    worker.runtime.on_response_headers(&worker.host, id, end_of_stream)
+}
+
+/// Chunk `bytes` of request `id`'s answer arrives; returns what goes on.
+fn chunk(worker: &mut Worker, id: u32, bytes: &[u8], end: bool) -> Vec<u8> {
+    worker.host.with_request(id, |request| request.response_body = bytes.to_vec());
+    assert_eq!(worker.runtime.on_response_body(&worker.host, id, Some(bytes.len()), end), Action::Continue);
+    worker.host.request(id).unwrap().response_body
+}
+
+#[test]
+fn events_are_read_and_forwarded_as_they_complete() {
+    let mut worker = Worker::first(&host());
+    assert_eq!(answered(&mut worker, 1, "text/event-stream", false), Action::Continue);
+    // Its length is unknown once events may change.
+    let headers = worker.host.request(1).unwrap().response_headers;
+    assert!(!headers.iter().any(|(name, _)| name == "content-length"));
+    // A complete event goes on at once, rewritten; the start of the next
+    // waits for its end (an event split within its CRLF included).
+    assert_eq!(chunk(&mut worker, 1, b"data: rewrite 1\n\nda", false), b"data: done 1 (t+)\n\n");
+    assert_eq!(chunk(&mut worker, 1, b"ta: x\r\n\r", false), b"");
+    assert_eq!(chunk(&mut worker, 1, b"\n: ping\n\n", false), b"data: x\r\n\r\n: ping\n\n");
+    // An unterminated end of the stream passes as it is.
+    assert_eq!(chunk(&mut worker, 1, b"data: rewrite", true), b"data: rewrite");
+    assert_eq!(worker.runtime.held(), 0);
+    // Once done, nothing of it is kept.
+    assert!(worker.runtime.held.is_empty());
+}
+
+#[test]
+fn an_event_larger_than_the_limit_stops_the_reading() {
+    let mut worker = Worker::first(&host());
+    answered(&mut worker, 1, "text/event-stream", false);
+    // The limit is 16 bytes: this event's start is larger, so it and all
+    // that follows pass unread.
+    assert_eq!(chunk(&mut worker, 1, b"data: rewrite-this-is-long", false), b"data: rewrite-this-is-long");
+    assert_eq!(chunk(&mut worker, 1, b"\n\ndata: rewrite\n\n", true), b"\n\ndata: rewrite\n\n");
+    assert!(worker.runtime.held.is_empty());
+}
+
+#[test]
+fn a_refused_answer_becomes_the_filters_reply_and_nothing_of_it_follows() {
+    let mut worker = Worker::first(&host());
+    assert_eq!(answered(&mut worker, 1, "application/json", false), Action::Pause);
+    worker.host.with_request(1, |request| request.response_body = b"{\"more than sixteen bytes\"".to_vec());
+    assert_eq!(worker.runtime.on_response_body(&worker.host, 1, Some(26), false), Action::Continue);
+    let request = worker.host.request(1).unwrap();
+    assert!(request.response_headers.contains(&(":status".to_string(), b"502".to_vec())));
+    assert!(String::from_utf8_lossy(&request.response_body).contains("too large to read"));
+    // The rest of the upstream's answer is dropped.
+    assert_eq!(chunk(&mut worker, 1, b"...}", true), b"");
+    assert!(worker.runtime.held.is_empty());
+}
+
+#[test]
+fn an_answer_without_a_body_is_not_held() {
+    let mut worker = Worker::first(&host());
+    assert_eq!(answered(&mut worker, 1, "application/json", true), Action::Continue);
+    assert!(worker.runtime.held.is_empty());
 }
