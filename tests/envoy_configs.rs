@@ -227,3 +227,20 @@ fn the_observability_guide_names_every_counter() {
         counters.map(|counter| counter.name()).filter(|name| !guide.contains(&format!("`{name}`"))).collect();
     assert!(missing.is_empty(), "docs/observability.md does not describe {missing:?}");
 }
+
+#[test]
+fn routes_that_carry_agent_streams_set_their_timeouts() {
+    // Envoy's default route timeout (15 s) cuts an A2A or MCP event stream
+    // that lives longer; these routes lift it and keep an idle limit.
+    for (config, cluster) in [
+        ("in-task-auth-code.yaml", "transfer_agent"),
+        ("mcp-resource.yaml", "backend"),
+        ("delegation-broker.yaml", "portfolio_agent"),
+    ] {
+        let yaml = std::fs::read_to_string(workspace_root().join("envoy-configs").join(config)).unwrap();
+        assert!(
+            yaml.contains(&format!("route: {{cluster: {cluster}, timeout: 0s, idle_timeout: 300s}}")),
+            "{config}: the route to {cluster} keeps Envoy's 15 s limit"
+        );
+    }
+}

@@ -67,10 +67,25 @@ impl TransferGateway {
         Self::start_as(change_finport, change, "info")
     }
 
+    /// In front of the A2A agent listening on `agent_port` (instead of the
+    /// echo agent, which is started but not routed to).
+    pub fn start_in_front_of(agent_port: u16) -> Self {
+        Self::start_routed(|_| {}, |_| {}, "info", Some(agent_port))
+    }
+
     fn start_as(
         change_finport: impl FnOnce(&mut MockIdpConfig),
         change: impl FnOnce(&mut MockIdpConfig),
         log_level: &str,
+    ) -> Self {
+        Self::start_routed(change_finport, change, log_level, None)
+    }
+
+    fn start_routed(
+        change_finport: impl FnOnce(&mut MockIdpConfig),
+        change: impl FnOnce(&mut MockIdpConfig),
+        log_level: &str,
+        agent_port: Option<u16>,
     ) -> Self {
         let mut finport = MockIdpConfig::default();
         change_finport(&mut finport);
@@ -90,7 +105,7 @@ impl TransferGateway {
             let started = ShippedConfig::new("in-task-auth-code.yaml")
                 .port(9000, idp.port())
                 .port(9010, bank.port())
-                .port(9011, agent.port())
+                .port(9011, agent_port.unwrap_or(agent.port()))
                 .port(10003, port)
                 .env("BATON_BANK_SECRET", BANK_SECRET)
                 .env("BATON_FINPORT_SECRET", mock_idp::DEMO_GATEWAY_SECRET)
