@@ -78,7 +78,7 @@ fn manifests() -> Vec<Manifest> {
             }
         }
     }
-    assert_eq!(out.len(), 18, "manifests (YAML documents) under deploy/");
+    assert_eq!(out.len(), 19, "manifests (YAML documents) under deploy/");
     out
 }
 
@@ -301,7 +301,7 @@ fn both_platforms_refuse_underscored_header_names() {
 
 #[test]
 fn every_manifest_is_of_a_known_kind() {
-    let allowed: [(&str, &str, &str); 8] = [
+    let allowed: [(&str, &str, &str); 9] = [
         ("istio/", "extensions.istio.io/v1alpha1", "WasmPlugin"),
         ("istio/", "networking.istio.io/v1alpha3", "EnvoyFilter"),
         ("istio/", "networking.istio.io/v1", "ServiceEntry"),
@@ -310,6 +310,7 @@ fn every_manifest_is_of_a_known_kind() {
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "EnvoyProxy"),
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "EnvoyPatchPolicy"),
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "ClientTrafficPolicy"),
+        ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy"),
     ];
     for manifest in manifests() {
         if manifest.file.starts_with("istio/patches/") {
@@ -770,4 +771,24 @@ fn the_module_in_the_image_loads_in_envoy() {
         .unwrap_or_else(|output| panic!("Envoy refused the optimised module:\n{output}"));
     assert!(output.contains("baton claim-enforcement: configured"), "{output}");
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_agents_route_keeps_its_streams_open_on_both_platforms() {
+    let manifests = manifests();
+    // Envoy Gateway: a BackendTrafficPolicy on the agent's HTTPRoute lifts
+    // the 15 s route timeout.
+    let policy = manifests
+        .iter()
+        .find(|m| m.is("BackendTrafficPolicy"))
+        .expect("a BackendTrafficPolicy for the agent's streams");
+    assert_eq!(policy.doc["spec"]["targetRefs"][0]["name"], "transfer-agent");
+    assert_eq!(policy.doc["spec"]["timeout"]["http"]["requestTimeout"], "0s");
+    // Istio routes have no timeout unless a VirtualService sets one, and
+    // the manifests set none.
+    for manifest in manifests.iter().filter(|m| m.platform() == Platform::Istio) {
+        let mut found = Vec::new();
+        values_of(&manifest.doc, "timeout", &mut found);
+        assert!(found.iter().all(|t| t.as_str() == Some("30s")), "{}: a route timeout", manifest.file);
+    }
 }
