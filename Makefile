@@ -80,7 +80,7 @@ bench: build bench-tools
 ## they are), crashes land in fuzz/artifacts/. See fuzz/README.md.
 FUZZ_CARGO ?= cargo +nightly
 FUZZ_TARGETS ?= jwt_parse claim_rules config_claim_enforcement config_obo_credential_injection \
-	config_in_task_auth_code token_response a2a_message www_authenticate form
+	config_in_task_auth_code token_response a2a_message www_authenticate form sse
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 300
 

@@ -382,6 +382,15 @@ def form() -> None:
     write("form", "path-escapes", "caf%C3%A9/%2e%2e/x%4a?q=%+0")
 
 
+def sse() -> None:
+    # Bytes 0 and 1 choose where the stream is cut; the rest is the stream.
+    write("sse", "a2a-stream", b"\x05\x30" + b'data: {"jsonrpc":"2.0","id":1,"result":{"task":{"id":"t"}}}\n\n'
+          + b': keep-alive\r\n\r\nevent: x\rid: 7\rdata: {"a":\rdata:1}\r\r')
+    # A CRLF split between chunks, and an unterminated end.
+    write("sse", "split-crlf", b"\x09\x0a" + b"data: one\r\n\r\ndata: two\r\n\r\ndata: tail")
+    write("sse", "no-space-and-bare-field", b"\x00\xff" + b"data:x\ndata\n\ndata:  y\n\n")
+
+
 def main() -> None:
     keys = jwks()
     with open(os.path.join(FUZZ, "src", "jwks.json"), "w") as f:
@@ -400,6 +409,7 @@ def main() -> None:
     a2a_message(bank)
     www_authenticate()
     form()
+    sse()
 
 
 if __name__ == "__main__":

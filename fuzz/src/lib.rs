@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod form;
 pub mod jwt_parse;
 pub mod reference;
+pub mod sse;
 pub mod token_response;
 pub mod www_authenticate;
 

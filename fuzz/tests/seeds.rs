@@ -23,13 +23,14 @@ fn replay(target: &str, check: fn(&[u8])) {
 /// A target's check.
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 9] = [
+const TARGETS: [(&str, Check); 10] = [
     ("a2a_message", baton_fuzz::a2a_message::check),
     ("claim_rules", baton_fuzz::claim_rules::check),
     ("config_claim_enforcement", baton_fuzz::config::claim_enforcement::check),
     ("config_obo_credential_injection", baton_fuzz::config::obo_credential_injection::check),
     ("config_in_task_auth_code", baton_fuzz::config::in_task_auth_code::check),
     ("form", baton_fuzz::form::check),
+    ("sse", baton_fuzz::sse::check),
     ("jwt_parse", baton_fuzz::jwt_parse::check),
     ("token_response", baton_fuzz::token_response::check),
     ("www_authenticate", baton_fuzz::www_authenticate::check),

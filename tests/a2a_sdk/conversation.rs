@@ -283,3 +283,56 @@ fn a_stream_outlives_envoys_default_route_timeout() {
         .collect();
     assert_eq!(states, ["TASK_STATE_WORKING", "TASK_STATE_COMPLETED"], "{answer}");
 }
+
+#[test]
+fn a_code_the_client_caught_is_sent_with_its_state_in_the_task() {
+    let w = world();
+    let challenge = w.send("alice", "0.3", false, transfer());
+    let (task, context) = task_of(&challenge);
+    let link = challenge_of(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
+    // Alice's browser signs in and approves; the bank's redirect back to
+    // the gateway is caught (an app holding the redirect would get it) and
+    // goes nowhere instead, so the code is still unused.
+    let idps = [
+        format!("//127.0.0.1:{}/authorize?", w.gateway.idp.port()),
+        format!("//127.0.0.1:{}/authorize?", w.gateway.bank.port()),
+    ];
+    let mut caught = None;
+    let mut walk = baton_harness::RedirectWalk::new();
+    walk.follow(&link, 10, |url| {
+        if idps.iter().any(|idp| url.contains(idp.as_str())) {
+            format!("{url}&login_hint=alice")
+        } else if url.contains("/a2a/oauth/callback?") {
+            caught = Some(url.to_string());
+            format!("{}/.well-known/agent-card.json", w.url())
+        } else {
+            url.to_string()
+        }
+    })
+    .unwrap();
+    let redirect = caught.expect("the bank redirected back with a code");
+    let query = |name: &str| {
+        redirect
+            .split(['?', '&'])
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .map(|value| value.replace("%2B", "+").replace("%2F", "/").replace("%3D", "="))
+            .unwrap()
+    };
+    let (code, state) = (query("code"), query("state"));
+    let answer = w.send(
+        "alice",
+        "0.3",
+        false,
+        json!({"text": "here is the code", "task": task, "context": context,
+               "data": {"auth_credentials": {"code": code, "state": state}}}),
+    );
+    assert_eq!(answer.get("error"), None, "{answer}");
+    assert_eq!(last_state(&answer), "TASK_STATE_COMPLETED", "{answer}");
+    let calls = w.agent.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(bearer_claims(&calls[0])["aud"], "bank-api");
+    assert!(!calls[0]["body"].as_str().unwrap().contains("auth_credentials"));
+    assert!(calls[0]["body"].as_str().unwrap().contains("here is the code"), "the text part is kept");
+    // The sign-in's code (at FinPort) and the bank's, sent in the message.
+    assert_eq!(w.gateway.envoy.counter("baton_itac.codes_exchanged"), 2);
+}

@@ -32,7 +32,7 @@ use crate::denial::Denial;
 use crate::metrics;
 use crate::model::{
     AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
-    is_agent_card,
+    is_agent_card, may_read_agent_card,
 };
 use crate::store::{StateProblem, Store, StoreFull, TaskRecord};
 
@@ -354,6 +354,11 @@ impl Engine {
             .iter()
             .find(|r| r.matcher.matches(&request.method, &request.path, &request.authority))
         else {
+            if may_read_agent_card(&request.method, &request.path) {
+                // A card under a prefix: served naming the gateway too.
+                let card = Some(AnswerContext::Card(Default::default()));
+                return self.forward(self.identity(user.as_deref()), None, card);
+            }
             return self.pass(user);
         };
         let Some(body) = &request.body else {

@@ -196,6 +196,13 @@ fn agent_cards_and_other_routes_pass() {
             ..Forward::default()
         })
     );
+    // A card under a prefix is decided like any request, and its answer
+    // is served as a card too.
+    let mut prefixed = card.clone();
+    prefixed.path = "/agents/transfer/.well-known/agent-card.json".into();
+    let Verdict::Forward(passed) = s.decide(&prefixed) else { panic!() };
+    assert_eq!(passed.answer, Some(AnswerContext::Card(Default::default())));
+    assert_eq!(header(&passed, "x-baton-user"), Some("alice"));
     let mut elsewhere = v03(Some("alice"), None, transfer());
     elsewhere.path = "/health".into();
     let Verdict::Forward(passed) = s.decide(&elsewhere) else { panic!() };

@@ -170,10 +170,20 @@ pub struct FilterConfig {
 /// Where an agent publishes its card (A2A v1.0 and v0.3).
 pub const AGENT_CARD_PATHS: [&str; 2] = ["/.well-known/agent-card.json", "/.well-known/agent.json"];
 
-/// Whether the request reads the agent card: a `GET` (or `HEAD`) of one of
-/// the well-known paths exactly. These pass untouched; anything else, even
-/// a path ending the same way, is decided like any request.
+/// Whether the request reads the agent card at the root: a `GET` (or
+/// `HEAD`) of one of the well-known paths exactly. These are public (no
+/// rule decides on them); anything else, even a path ending the same way,
+/// is decided like any request.
 pub fn is_agent_card(method: &str, path: &str) -> bool {
     let path = path.split('?').next().unwrap_or(path);
     (method == "GET" || method == "HEAD") && AGENT_CARD_PATHS.contains(&path)
+}
+
+/// Whether the request may read an agent card: a `GET` (or `HEAD`) of a
+/// path ending in a well-known card path, under any prefix (an agent
+/// published at `/agents/transfer/`). Its answer is served as a card (naming
+/// the gateway), whatever rules decide about the request itself.
+pub fn may_read_agent_card(method: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    (method == "GET" || method == "HEAD") && AGENT_CARD_PATHS.iter().any(|card| path.ends_with(card))
 }

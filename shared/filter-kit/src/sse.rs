@@ -114,9 +114,11 @@ pub fn data(event: &[u8]) -> Option<String> {
 }
 
 /// `event` with its data replaced by `new_data` (one `data` line per line
-/// of it) where the first `data` line stood; its other fields (`event`,
-/// `id`, `retry`) and comments stay as they were.
+/// of it, lines ending in CRLF, LF or CR as a client reads them) where the
+/// first `data` line stood; its other fields (`event`, `id`, `retry`) and
+/// comments stay as they were.
 pub fn with_data(event: &[u8], new_data: &str) -> Vec<u8> {
+    let new_data = new_data.replace("\r\n", "\n").replace('\r', "\n");
     let mut out = Vec::with_capacity(event.len() + new_data.len());
     let mut written = false;
     for line in lines(event) {
