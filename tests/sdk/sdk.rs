@@ -1,8 +1,9 @@
-//! The official A2A SDK (Python `a2a-sdk`, pinned in `requirements.txt`,
-//! installed in `.venv-sdk` by `make setup`) as the tests' agent and client:
-//! `agent.py` serves on a free loopback port and logs every request it
-//! receives; `client.py` makes one SDK call and prints what the SDK made of
-//! the answer.
+//! The official A2A and MCP SDKs (Python `a2a-sdk` and `mcp`, pinned in
+//! `requirements.txt`, installed in `.venv-sdk` by `make setup`) as the
+//! tests' servers and clients: `agent.py` serves on a free loopback port and
+//! logs every request it receives; `client.py` makes one A2A SDK call and
+//! prints what the SDK made of the answer; `mcp_server.py` and
+//! `mcp_client.py` do the same for MCP.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -19,51 +20,81 @@ fn python() -> PathBuf {
 }
 
 fn script(name: &str) -> PathBuf {
-    workspace_root().join("tests/a2a_sdk").join(name)
+    workspace_root().join("tests/sdk").join(name)
 }
 
-/// The SDK agent, stopped (by its PID) when dropped.
-pub struct SdkAgent {
+/// A server script of the SDK venv on a free loopback port, stopped (by
+/// its PID) when dropped.
+pub struct PythonServer {
     child: Child,
     port: u16,
-    log: PathBuf,
 }
 
-impl SdkAgent {
-    /// Starts the agent on a free port and waits until it accepts
-    /// connections.
-    pub fn start() -> Self {
+impl PythonServer {
+    /// Runs `script PORT extra...` and waits until it accepts connections
+    /// (another port if the chosen one was taken meanwhile).
+    pub fn start(script_name: &str, extra: impl Fn(u16) -> Vec<String>) -> Self {
         for _ in 0..3 {
             let port = baton_harness::free_port().unwrap();
-            let log =
-                std::env::temp_dir().join(format!("baton-a2a-agent-{}-{port}.jsonl", std::process::id()));
-            let _ = std::fs::remove_file(&log);
             let child = Command::new(python())
-                .arg(script("agent.py"))
+                .arg(script(script_name))
                 .arg(port.to_string())
-                .arg(&log)
+                .args(extra(port))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()
-                .expect("the SDK agent starts");
-            let mut agent = SdkAgent { child, port, log };
+                .unwrap_or_else(|e| panic!("{script_name} starts: {e}"));
+            let mut server = PythonServer { child, port };
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return agent;
+                    return server;
                 }
-                if agent.child.try_wait().ok().flatten().is_some() {
-                    break; // the port was taken meanwhile: another one
+                if server.child.try_wait().ok().flatten().is_some() {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = agent.child.kill();
+            let _ = server.child.kill();
+            let _ = server.child.wait();
         }
-        panic!("the SDK agent did not start");
+        panic!("{script_name} did not start");
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The SDK agent (`agent.py`), logging what it receives.
+pub struct SdkAgent {
+    server: PythonServer,
+    log: PathBuf,
+}
+
+impl SdkAgent {
+    /// Starts the agent and waits until it accepts connections.
+    pub fn start() -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "baton-a2a-agent-{}-{}.jsonl",
+            std::process::id(),
+            baton_harness::free_port().unwrap()
+        ));
+        let _ = std::fs::remove_file(&log);
+        let path = log.display().to_string();
+        let server = PythonServer::start("agent.py", |_| vec![path.clone()]);
+        SdkAgent { server, log }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
     }
 
     /// Every request the agent received so far: method, path, headers
@@ -84,8 +115,6 @@ impl SdkAgent {
 
 impl Drop for SdkAgent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
 }
@@ -102,15 +131,25 @@ pub fn body(request: &Value) -> Value {
     serde_json::from_str(request["body"].as_str().unwrap()).unwrap()
 }
 
-/// One SDK client call (see `client.py`): what the SDK made of the answer.
+/// One A2A SDK client call (see `client.py`): what the SDK made of the
+/// answer.
 pub fn client(spec: &Value) -> Value {
+    run_client("client.py", spec)
+}
+
+/// One MCP SDK tool call (see `mcp_client.py`).
+pub fn mcp_client(spec: &Value) -> Value {
+    run_client("mcp_client.py", spec)
+}
+
+fn run_client(script_name: &str, spec: &Value) -> Value {
     let output = Command::new(python())
-        .arg(script("client.py"))
+        .arg(script(script_name))
         .arg(spec.to_string())
         .stderr(Stdio::inherit())
         .output()
         .expect("the SDK client runs");
-    assert!(output.status.success(), "client.py failed for {spec}");
+    assert!(output.status.success(), "{script_name} failed for {spec}");
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!("client.py printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
     })
