@@ -192,15 +192,26 @@ impl<P: Plugin> HttpContext for Http<P> {
         self.on(Event::RequestTrailers)
     }
 
+    // A filter that never reads answers lets them pass without reaching
+    // its VM (and without the code to, in its .wasm).
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> ProxyAction {
+        if !P::READS_ANSWERS {
+            return ProxyAction::Continue;
+        }
         self.on(Event::ResponseHeaders { end_of_stream })
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> ProxyAction {
+        if !P::READS_ANSWERS {
+            return ProxyAction::Continue;
+        }
         self.on(Event::ResponseBody { size: Some(size), end_of_stream })
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> ProxyAction {
+        if !P::READS_ANSWERS {
+            return ProxyAction::Continue;
+        }
         self.on(Event::ResponseBody { size: None, end_of_stream: true })
     }
 }

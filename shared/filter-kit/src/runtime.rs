@@ -690,7 +690,7 @@ impl<F: Filter> Runtime<F> {
         let now = host.now_unix_secs();
         let waiting_for = match verdict {
             Verdict::Forward(forward) => {
-                if let Err(why) = apply_forward(host, &forward, F::READS_BODIES) {
+                if let Err(why) = apply_forward::<F>(host, &forward) {
                     return fail_closed(host, why);
                 }
                 if F::READS_ANSWERS
@@ -938,12 +938,9 @@ fn refuse_answer(host: &dyn Host, reply: &Reply) -> Result<(), crate::host::Host
     replace_answer(host, reply.body.as_bytes())
 }
 
-/// Applies a forward's changes to the current request.
-fn apply_forward<A>(
-    host: &dyn Host,
-    forward: &Forward<A>,
-    may_rewrite_body: bool,
-) -> Result<(), &'static str> {
+/// Applies a forward's changes to the current request (the body only in a
+/// filter that reads bodies: in the others the code is not compiled in).
+fn apply_forward<F: Filter>(host: &dyn Host, forward: &Forward<F::Answer>) -> Result<(), &'static str> {
     remove_spellings(host, HeaderMap::RequestHeaders, &forward.strip)
         .map_err(|_| "identity headers could not be removed")?;
     for name in &forward.remove {
@@ -957,7 +954,9 @@ fn apply_forward<A>(
         host.set_property(&[name], value.as_bytes())
             .map_err(|_| "the verified token could not be recorded")?;
     }
-    if may_rewrite_body && let Some(body) = &forward.body {
+    if F::READS_BODIES
+        && let Some(body) = &forward.body
+    {
         host.replace_body(Body::Request, body).map_err(|_| "the body could not be rewritten")?;
         host.set_header(HeaderMap::RequestHeaders, "content-length", body.len().to_string().as_bytes())
             .map_err(|_| "content-length could not be set")?;
