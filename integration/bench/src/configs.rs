@@ -77,12 +77,14 @@ fn a2a_listener(cpus: &str) -> EnvoySpec {
     EnvoySpec::direct_response_with(&agent_answer(), "application/json").log_level("warning").cpus(cpus)
 }
 
-/// The agent's answer: a completed v0.3 task.
+/// The agent's answer: a v0.3 task that stays open for the next transfer
+/// (a completed task takes no more messages, and the gateway drops its
+/// token with it).
 fn agent_answer() -> String {
     json!({"jsonrpc": "2.0", "id": "req-1", "result": {
         "kind": "task", "id": AGENT_TASK, "contextId": "ctx-1",
-        "status": {"state": "completed", "message": {"kind": "message", "role": "agent", "messageId": "a-1",
-                   "parts": [{"kind": "text", "text": "sent 250 to bob"}]}}}})
+        "status": {"state": "input-required", "message": {"kind": "message", "role": "agent", "messageId": "a-1",
+                   "parts": [{"kind": "text", "text": "sent 250 to bob; anything else?"}]}}}})
     .to_string()
 }
 
