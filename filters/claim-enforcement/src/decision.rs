@@ -81,7 +81,7 @@ impl Engine {
     /// Decides what happens to `request`.
     pub fn decide(&mut self, host: &dyn Host, request: &Request, wait: KeyWait) -> Verdict {
         let config = Rc::clone(&self.config);
-        let mut audit = AuditLine::new(config.audit_log);
+        let mut audit = AuditLine::new(host, config.audit_log);
         // A route decides on this path only if no other hop can read
         // another one from it.
         if config.match_inputs.path

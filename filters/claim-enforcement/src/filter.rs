@@ -125,3 +125,7 @@ impl Plugin for ClaimEnforcement {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "host_call_tests.rs"]
+mod host_call_tests;

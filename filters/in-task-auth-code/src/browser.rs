@@ -129,7 +129,7 @@ impl std::fmt::Debug for Answer<'_> {
 impl<'h> Answer<'h> {
     /// The answer to `request`, at `step` of the flow.
     pub fn new(host: &'h dyn Host, audit_log: bool, step: Step, request: &Request) -> Self {
-        let mut audit = AuditLine::new(audit_log);
+        let mut audit = AuditLine::new(host, audit_log);
         let label = match step {
             Step::Start => "start",
             Step::SignIn => "sign_in",

@@ -304,7 +304,7 @@ impl Engine {
         if let Some(why) = ambiguous_path(&request.path) {
             return self.deny(
                 host,
-                &mut AuditLine::new(config.audit_log),
+                &mut AuditLine::new(host, config.audit_log),
                 &Value::Null,
                 &Denial::AmbiguousPath(why),
             );
@@ -315,7 +315,7 @@ impl Engine {
             && config.rules.iter().any(|rule| !rule.matcher.methods.is_empty())
         {
             let denial = Denial::AmbiguousMethod(second);
-            return self.deny(host, &mut AuditLine::new(config.audit_log), &Value::Null, &denial);
+            return self.deny(host, &mut AuditLine::new(host, config.audit_log), &Value::Null, &denial);
         }
         if is_agent_card(&request.method, &request.path) {
             // Served naming the gateway, or not at all.
@@ -340,13 +340,13 @@ impl Engine {
                 return Verdict::AwaitKeys(provider);
             }
             Identity::AwaitKeys(_) | Identity::KeysUnavailable => {
-                let mut audit = AuditLine::new(config.audit_log);
+                let mut audit = AuditLine::new(host, config.audit_log);
                 return self.deny(host, &mut audit, &Value::Null, &Denial::PrimaryKeysUnavailable);
             }
             Identity::Refused { malformed, reason, description } => {
                 // Never forward a token this filter checked and refused.
                 let denial = Denial::PrimaryRefused { malformed, reason, description };
-                return self.deny(host, &mut AuditLine::new(config.audit_log), &Value::Null, &denial);
+                return self.deny(host, &mut AuditLine::new(host, config.audit_log), &Value::Null, &denial);
             }
         };
         let Some(rule) = config
@@ -364,7 +364,7 @@ impl Engine {
         let Some(body) = &request.body else {
             return Verdict::ReadBody;
         };
-        let mut audit = AuditLine::new(config.audit_log);
+        let mut audit = AuditLine::new(host, config.audit_log);
         audit.set("rule", &rule.name);
         self.decide_message(host, request, body, rule, user, round, &mut audit)
     }

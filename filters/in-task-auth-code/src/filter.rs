@@ -68,7 +68,7 @@ impl Filter for InTaskAuthCode {
         round: RuntimeRound<'_, ExchangeOutcome>,
     ) -> runtime::Verdict<AnswerContext> {
         if round.overdue.is_some() {
-            let mut audit = AuditLine::new(self.engine.config().audit_log);
+            let mut audit = AuditLine::new(host, self.engine.config().audit_log);
             return self.engine.deny(host, &mut audit, &Value::Null, &Denial::TimedOut);
         }
         let engine_round = Round { number: round.number, keys: round.keys, exchange: round.call };

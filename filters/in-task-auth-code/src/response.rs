@@ -186,7 +186,7 @@ fn refuse_card(engine: &Engine, host: &dyn Host, problem: CardProblem) -> Answer
             problem.reason()
         ),
     );
-    let mut audit = AuditLine::new(engine.config().audit_log);
+    let mut audit = AuditLine::new(host, engine.config().audit_log);
     audit.set("answer", "agent_card").deny(502, problem.reason()).emit(host);
     AnswerChange::Refuse(Reply::json(
         502,
@@ -266,7 +266,7 @@ fn enrich(
     }
     a2a::enrich_agent_challenge(response, found, &message_id, issued.object);
     host.count(metrics::AGENT_CHALLENGES_ENRICHED);
-    let mut audit = AuditLine::new(config.audit_log);
+    let mut audit = AuditLine::new(host, config.audit_log);
     audit.set("answer", "agent_challenge").set("user", user).set("task", &found.ids.task_id);
     audit.token_as("state", &TokenHash::of(issued.state.as_bytes()));
     audit.allow("challenge_completed").emit(host);

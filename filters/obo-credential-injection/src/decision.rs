@@ -162,7 +162,7 @@ impl Engine {
     /// Decides what happens to `request`.
     pub fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
         let config = Rc::clone(&self.config);
-        let mut audit = AuditLine::new(config.audit_log);
+        let mut audit = AuditLine::new(host, config.audit_log);
         // A target decides on this path only if no other hop can read
         // another one from it.
         if config.match_inputs.path

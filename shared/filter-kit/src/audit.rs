@@ -16,8 +16,10 @@ pub struct AuditLine {
 }
 
 impl AuditLine {
-    /// A line; when `enabled` is false nothing is ever written.
-    pub fn new(enabled: bool) -> Self {
+    /// A line; nothing is ever written (nor assembled) when `enabled` is
+    /// false or the proxy would not write an info line.
+    pub fn new(host: &dyn Host, enabled: bool) -> Self {
+        let enabled = enabled && host.logs_at(LogLevel::Info);
         Self { enabled, fields: Vec::with_capacity(if enabled { 12 } else { 0 }) }
     }
 
@@ -129,10 +131,11 @@ fn quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_host::TestHost;
 
     #[test]
     fn values_cannot_forge_fields_or_lines() {
-        let mut line = AuditLine::new(true);
+        let mut line = AuditLine::new(&TestHost::new(0), true);
         line.route("orders").allow("granted").set("sub", "alice decision=allow\n audit x=\"y\"");
         assert_eq!(
             line.render(),
@@ -142,15 +145,23 @@ mod tests {
 
     #[test]
     fn long_values_are_truncated() {
-        let mut line = AuditLine::new(true);
+        let mut line = AuditLine::new(&TestHost::new(0), true);
         line.set("sub", &"a".repeat(1000));
         assert_eq!(line.render().len(), "audit sub=".len() + MAX_VALUE_CHARS);
     }
 
     #[test]
     fn disabled_lines_collect_nothing() {
-        let mut line = AuditLine::new(false);
+        let host = TestHost::new(0);
+        let mut line = AuditLine::new(&host, false);
         line.route("r").allow("x");
         assert_eq!(line.render(), "audit");
+        // Nor does a line the proxy would not write (its level is above info).
+        host.set_log_level(LogLevel::Warn);
+        let mut quiet = AuditLine::new(&host, true);
+        quiet.route("r").allow("x");
+        assert!(!quiet.enabled());
+        quiet.emit(&host);
+        assert!(host.logs().is_empty());
     }
 }

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-/// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Severity of a log line (ordered: `Debug` < `Info` < `Warn` < `Error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
     /// Diagnostics.
     Debug,
@@ -142,6 +142,9 @@ pub trait Host {
     fn count(&self, counter: Counter);
     /// Writes a log line.
     fn log(&self, level: LogLevel, message: &str);
+    /// Whether a line at `level` would be written (the proxy's log level,
+    /// as of the last tick): one that would not is not even formatted.
+    fn logs_at(&self, level: LogLevel) -> bool;
 
     /// A header of the current request (first value), if present.
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError>;

@@ -11,13 +11,16 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action as ProxyAction, BufferType, ContextType};
 
 use crate::host::{Host, LogLevel};
-use crate::proxy_host::{MetricIds, ProxyHost, log};
+use crate::proxy_host::{MetricIds, ProxyHost, log, proxy_log_level};
 use crate::runtime::{Action, Plugin, Runtime, fail_closed};
 
 /// A configured VM.
 struct Vm<P: Plugin> {
     runtime: Runtime<P>,
     metrics: MetricIds,
+    /// The proxy's log level, read at each tick (a host call saved on
+    /// every line that would not be written).
+    log_level: LogLevel,
 }
 
 /// What the root context and the request contexts of one VM share.
@@ -49,12 +52,13 @@ impl<P: Plugin> Root<P> {
         let metrics = MetricIds::define(P::COUNTERS);
         let leases = filter.leases();
         let mut runtime = Runtime::new(filter, leases);
-        let host = ProxyHost::new(&metrics, P::NAME);
+        let log_level = proxy_log_level();
+        let host = ProxyHost::new(&metrics, log_level, P::NAME);
         runtime.filter.start(&host);
         runtime.start(&host);
         match self.vm.try_borrow_mut() {
             Ok(mut slot) => {
-                *slot = Some(Vm { runtime, metrics });
+                *slot = Some(Vm { runtime, metrics, log_level });
                 true
             }
             Err(_) => false,
@@ -66,7 +70,7 @@ impl<P: Plugin> Root<P> {
         if let Ok(mut slot) = self.vm.try_borrow_mut()
             && let Some(vm) = slot.as_mut()
         {
-            let host = ProxyHost::new(&vm.metrics, P::NAME);
+            let host = ProxyHost::new(&vm.metrics, vm.log_level, P::NAME);
             act(&mut vm.runtime, &host);
             let _ = host.enter_context(self.context_id);
         }
@@ -96,6 +100,11 @@ impl<P: Plugin> RootContext for Root<P> {
     }
 
     fn on_tick(&mut self) {
+        if let Ok(mut slot) = self.vm.try_borrow_mut()
+            && let Some(vm) = slot.as_mut()
+        {
+            vm.log_level = proxy_log_level();
+        }
         self.with_vm(|runtime, host| runtime.on_tick(host));
     }
 
@@ -142,7 +151,7 @@ impl<P: Plugin> Http<P> {
         let action = match self.vm.try_borrow_mut() {
             Ok(mut slot) => match slot.as_mut() {
                 Some(vm) => {
-                    let host = ProxyHost::new(&vm.metrics, P::NAME);
+                    let host = ProxyHost::new(&vm.metrics, vm.log_level, P::NAME);
                     let runtime = &mut vm.runtime;
                     match event {
                         Event::RequestHeaders { end_of_stream } => {
@@ -174,7 +183,7 @@ impl<P: Plugin> Http<P> {
 }
 
 fn unreachable_vm<P: Plugin>(why: &str) -> Action {
-    fail_closed(&ProxyHost::new(&MetricIds::default(), P::NAME), why)
+    fail_closed(&ProxyHost::new(&MetricIds::default(), LogLevel::Debug, P::NAME), why)
 }
 
 impl<P: Plugin> Context for Http<P> {}

@@ -50,15 +50,16 @@ impl MetricIds {
 #[derive(Debug, Clone)]
 pub struct ProxyHost<'a> {
     metrics: &'a MetricIds,
+    log_level: LogLevel,
     filter: &'static str,
     now: Cell<Option<Duration>>,
 }
 
 impl<'a> ProxyHost<'a> {
-    /// A host that counts into `metrics` and prefixes log lines with
-    /// `baton <filter>:`.
-    pub fn new(metrics: &'a MetricIds, filter: &'static str) -> Self {
-        Self { metrics, filter, now: Cell::new(None) }
+    /// A host that counts into `metrics`, writes lines at `log_level` and
+    /// above, and prefixes them with `baton <filter>:`.
+    pub fn new(metrics: &'a MetricIds, log_level: LogLevel, filter: &'static str) -> Self {
+        Self { metrics, log_level, filter, now: Cell::new(None) }
     }
 
     fn now(&self) -> Duration {
@@ -70,6 +71,18 @@ impl<'a> ProxyHost<'a> {
                 now
             }
         }
+    }
+}
+
+/// The proxy's log level for this plugin (Debug when it cannot say, so
+/// nothing is lost).
+pub fn proxy_log_level() -> LogLevel {
+    use proxy_wasm::types::LogLevel as Proxy;
+    match hostcalls::get_log_level() {
+        Ok(Proxy::Info) => LogLevel::Info,
+        Ok(Proxy::Warn) => LogLevel::Warn,
+        Ok(Proxy::Error | Proxy::Critical) => LogLevel::Error,
+        Ok(Proxy::Trace | Proxy::Debug) | Err(_) => LogLevel::Debug,
     }
 }
 
@@ -124,7 +137,13 @@ impl Host for ProxyHost<'_> {
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        log(self.filter, level, message);
+        if self.logs_at(level) {
+            log(self.filter, level, message);
+        }
+    }
+
+    fn logs_at(&self, level: LogLevel) -> bool {
+        level >= self.log_level
     }
 
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {

@@ -113,6 +113,15 @@ pub struct TestHost {
     logs: Rc<RefCell<Vec<(LogLevel, String)>>>,
     random_counter: Rc<Cell<u64>>,
     proxy: Rc<RefCell<ProxyState>>,
+    /// Every `Host` method called, in order (one proxy-wasm host call
+    /// each in `ProxyHost`, but for `headers`' and `callout_response`'s
+    /// reads): what a decision costs the proxy.
+    host_calls: Rc<RefCell<Vec<&'static str>>>,
+    /// Whether this callback read the clock already (`ProxyHost` reads it
+    /// once per callback).
+    clock_read: Rc<Cell<bool>>,
+    /// The proxy's log level (Debug: every line written).
+    log_level: Rc<Cell<Option<LogLevel>>>,
 }
 
 fn first<'a>(headers: &'a Headers, name: &str) -> Option<&'a Vec<u8>> {
@@ -155,7 +164,27 @@ impl TestHost {
     /// Another worker of the same Envoy: same clock, shared data, counters
     /// and logs; its own requests, calls and timer.
     pub fn worker(&self) -> TestHost {
-        TestHost { proxy: Rc::default(), ..self.clone() }
+        TestHost { proxy: Rc::default(), host_calls: Rc::default(), ..self.clone() }
+    }
+
+    /// Sets the proxy's log level: lines below it are not written.
+    pub fn set_log_level(&self, level: LogLevel) {
+        self.log_level.set(Some(level));
+    }
+
+    /// The `Host` methods called since the last call of this, in order
+    /// (the clock once per callback, as `ProxyHost` reads it). Starts a new
+    /// callback.
+    pub fn take_host_calls(&self) -> Vec<&'static str> {
+        self.clock_read.set(false);
+        std::mem::take(&mut *self.host_calls.borrow_mut())
+    }
+
+    /// A clock read: a host call the first time in a callback.
+    fn clock_call(&self) {
+        if !self.clock_read.replace(true) {
+            self.host_calls.borrow_mut().push("now");
+        }
     }
 
     /// A new request `id` with these headers (names lower-case), made the
@@ -168,6 +197,7 @@ impl TestHost {
         let mut proxy = self.proxy.borrow_mut();
         proxy.requests.insert(id, request);
         proxy.current = Some(id);
+        self.clock_read.set(false);
     }
 
     /// Changes what the proxy holds for request `id` (e.g. its body).
@@ -178,6 +208,7 @@ impl TestHost {
     /// Makes request `id` the current one (a callback of its context).
     pub fn set_current(&self, id: u32) {
         self.proxy.borrow_mut().current = Some(id);
+        self.clock_read.set(false);
     }
 
     /// What the proxy holds for request `id`.
@@ -234,18 +265,22 @@ fn body_of(request: &mut TestRequest, body: Body) -> &mut Vec<u8> {
 
 impl Host for TestHost {
     fn now_unix_secs(&self) -> u64 {
+        self.clock_call();
         self.now_millis.get() / 1000
     }
 
     fn now_unix_millis(&self) -> u64 {
+        self.clock_call();
         self.now_millis.get()
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.host_calls.borrow_mut().push("shared_get");
         self.shared.borrow().get(key).cloned()
     }
 
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError> {
+        self.host_calls.borrow_mut().push("shared_set");
         let mut shared = self.shared.borrow_mut();
         let current = shared.get(key).map(|(_, version)| *version);
         // As in Envoy: a zero or absent cas writes unconditionally, and so
@@ -260,6 +295,7 @@ impl Host for TestHost {
     }
 
     fn fill_random(&self, buf: &mut [u8]) -> bool {
+        self.host_calls.borrow_mut().push("fill_random");
         // Distinct, repeatable bytes: tests see stable values, never the same
         // value twice.
         let seed = TokenHash::of(&self.random_counter.get().to_be_bytes());
@@ -271,22 +307,34 @@ impl Host for TestHost {
     }
 
     fn count(&self, counter: Counter) {
+        self.host_calls.borrow_mut().push("count");
         *self.counters.borrow_mut().entry(counter.name().to_string()).or_default() += 1;
     }
 
     fn log(&self, level: LogLevel, message: &str) {
+        if !self.logs_at(level) {
+            return;
+        }
+        self.host_calls.borrow_mut().push("log");
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 
+    fn logs_at(&self, level: LogLevel) -> bool {
+        level >= self.log_level.get().unwrap_or(LogLevel::Debug)
+    }
+
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.host_calls.borrow_mut().push("header");
         self.on_current(|request| first(map_of(request, map), name).cloned())
     }
 
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.host_calls.borrow_mut().push("headers");
         self.on_current(|request| map_of(request, map).clone())
     }
 
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("set_header");
         self.on_current(|request| {
             let headers = map_of(request, map);
             headers.retain(|(n, _)| n != name);
@@ -295,10 +343,12 @@ impl Host for TestHost {
     }
 
     fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("remove_header");
         self.on_current(|request| map_of(request, map).retain(|(n, _)| n != name))
     }
 
     fn body(&self, body: Body, max: usize) -> Result<Vec<u8>, HostError> {
+        self.host_calls.borrow_mut().push("body");
         self.on_current(|request| {
             let bytes = body_of(request, body);
             bytes[..bytes.len().min(max)].to_vec()
@@ -306,20 +356,24 @@ impl Host for TestHost {
     }
 
     fn replace_body(&self, body: Body, bytes: &[u8]) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("replace_body");
         self.on_current(|request| *body_of(request, body) = bytes.to_vec())
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.host_calls.borrow_mut().push("property");
         self.on_current(|request| request.properties.get(&path.join("/")).cloned())
     }
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("set_property");
         self.on_current(|request| {
             request.properties.insert(path.join("/"), value.to_vec());
         })
     }
 
     fn send_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("send_reply");
         self.on_current(|request| {
             request.reply = Some(TestReply {
                 status,
@@ -330,14 +384,17 @@ impl Host for TestHost {
     }
 
     fn reset_request(&self) {
+        self.host_calls.borrow_mut().push("reset_request");
         let _ = self.on_current(|request| request.reset = true);
     }
 
     fn resume_request(&self) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("resume_request");
         self.on_current(|request| request.resumed += 1)
     }
 
     fn enter_context(&self, context_id: u32) -> bool {
+        self.host_calls.borrow_mut().push("enter_context");
         let mut proxy = self.proxy.borrow_mut();
         if proxy.requests.contains_key(&context_id) {
             proxy.current = Some(context_id);
@@ -348,6 +405,7 @@ impl Host for TestHost {
     }
 
     fn dispatch(&self, call: &Callout<'_>) -> Result<u32, HostError> {
+        self.host_calls.borrow_mut().push("dispatch");
         let mut proxy = self.proxy.borrow_mut();
         if proxy.refuse_dispatch {
             return Err(HostError);
@@ -372,6 +430,7 @@ impl Host for TestHost {
     }
 
     fn callout_response(&self, _num_headers: usize, _body_size: usize, max_body: usize) -> CalloutResponse {
+        self.host_calls.borrow_mut().push("callout_response");
         let mut response = self.proxy.borrow().response.clone();
         if response.body.len() > max_body {
             response.body.clear();
@@ -381,6 +440,7 @@ impl Host for TestHost {
     }
 
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("set_tick_period");
         self.proxy.borrow_mut().tick_period = Some(period);
         Ok(())
     }
