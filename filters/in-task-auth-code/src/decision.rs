@@ -411,7 +411,11 @@ impl Engine {
         // needs it, whatever it says), or when it brings one (which is then
         // checked, never dropped unread).
         let condition = rule.when.as_ref().is_none_or(|when| condition_holds(&call, when));
-        let gated = !condition && call.task_id().is_some_and(|task| self.store.task_gated(host, task));
+        // The user's own record of the task says it is gated (one read
+        // fewer); otherwise the task's gate, whoever was challenged.
+        let record = call.task_id().and_then(|task| self.store.task(host, &user, task));
+        let gated = !condition
+            && (record.is_some() || call.task_id().is_some_and(|task| self.store.task_gated(host, task)));
         if !condition && !gated && !call.mentions_credentials() {
             return self.forward(identity, None, Some(AnswerContext::Rpc(RpcAnswer::of(Some(user)))));
         }
@@ -423,7 +427,6 @@ impl Engine {
             return self.deny(host, audit, &call.id, &Denial::CredentialsAmbiguous);
         }
         let now = host.now_unix_secs();
-        let record = call.task_id().and_then(|task| self.store.task(host, &user, task));
 
         let token = match call.credentials().first().copied().map(parse_credential) {
             Some(Some(Credentials::Token(_))) if self.config.binding.secondary_claim.is_none() => {

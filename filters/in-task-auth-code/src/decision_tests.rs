@@ -945,3 +945,89 @@ fn the_agent_card_names_the_gateway_or_is_not_served() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The host calls of a message that gets its task's stored token, through
+/// the whole runtime: headers, body, and the agent's answer read.
+fn stored_token_message(level: baton_filter_kit::host::LogLevel) -> Vec<&'static str> {
+    use baton_filter_kit::runtime::{Action, Runtime};
+    let s = setup_with(|c| c["userBinding"]["secondaryClaim"] = json!("sub"));
+    let host = s.host.clone();
+    host.set_log_level(level);
+    let token = s.bank_token("alice");
+    let mut runtime = Runtime::new(crate::filter::InTaskAuthCode { engine: s.engine }, None);
+    let bearer = format!("Bearer {}", user_token("alice"));
+    let headers = [
+        (":method", "POST"),
+        (":path", "/"),
+        (":authority", "agent.test"),
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let send = |runtime: &mut Runtime<crate::filter::InTaskAuthCode>, id: u32, parts: Value| {
+        host.add_request(id, &headers);
+        assert_eq!(runtime.on_request_headers(&host, id, false), Action::Pause);
+        let body = request(
+            Some("alice"),
+            "message/send",
+            json!({"kind": "message", "role": "user", "messageId": "m",
+            "taskId": "t-1", "contextId": "c", "parts": parts}),
+        )
+        .body
+        .unwrap();
+        let size = body.len();
+        host.with_request(id, |r| r.request_body = body);
+        assert_eq!(runtime.on_request_body(&host, id, Some(size), true), Action::Continue);
+        let answer = json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "task", "id": "t-1",
+            "contextId": "c", "status": {"state": "input-required"}}})
+        .to_string()
+        .into_bytes();
+        let size = answer.len();
+        host.with_request(id, |r| {
+            r.response_headers = vec![
+                (":status".into(), b"200".to_vec()),
+                ("content-type".into(), b"application/json".to_vec()),
+            ];
+            r.response_body = answer;
+        });
+        assert_eq!(runtime.on_response_headers(&host, id, false), Action::Pause);
+        assert_eq!(runtime.on_response_body(&host, id, Some(size), true), Action::Continue);
+    };
+    send(
+        &mut runtime,
+        1,
+        json!([{"kind": "data", "data": {"operation": "transfer", "auth_credentials": {"accessToken": token}}}]),
+    );
+    host.take_host_calls();
+    send(&mut runtime, 2, json!([{"kind": "text", "text": "and again"}]));
+    let forwarded = host.request(2).unwrap();
+    assert_eq!(forwarded.request_header("authorization"), Some(format!("Bearer {token}")));
+    host.take_host_calls()
+}
+
+#[test]
+fn a_stored_token_costs_thirteen_host_calls_and_twelve_without_the_audit_line() {
+    use baton_filter_kit::host::LogLevel;
+    // The header map; the clock (the double counts it once for the
+    // request); the body; the user's record of the task; the gated and
+    // injected counters; the audit line; the header map again (every
+    // spelling of the identity header), accept-encoding removed, the
+    // identity and the token set; the answer's header map and body.
+    let written = [
+        "headers",
+        "now",
+        "body",
+        "shared_get",
+        "count",
+        "log",
+        "count",
+        "headers",
+        "remove_header",
+        "set_header",
+        "set_header",
+        "headers",
+        "body",
+    ];
+    assert_eq!(stored_token_message(LogLevel::Info), written);
+    let quiet: Vec<&str> = written.into_iter().filter(|call| *call != "log").collect();
+    assert_eq!(stored_token_message(LogLevel::Warn), quiet);
+}

@@ -467,7 +467,9 @@ impl<F: Filter> Runtime<F> {
         let Some(Held::Answering { answer, reading }) = self.held.get_mut(&id) else {
             return Action::Continue;
         };
-        let header = |name| host.header(HeaderMap::ResponseHeaders, name).ok().flatten();
+        // One read of the map for the three headers that say how to read it.
+        let headers = host.headers(HeaderMap::ResponseHeaders).unwrap_or_default();
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.clone());
         let (status, content_type, content_encoding) =
             (header(":status"), header("content-type"), header("content-encoding"));
         let head = AnswerHead {
