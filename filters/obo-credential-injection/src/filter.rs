@@ -264,3 +264,7 @@ impl Plugin for OboCredentialInjection {
         Some(LeaseTable::new(format!("baton.obo.{}.flight.", self.engine.config().fingerprint), LEASE_SLOTS))
     }
 }
+
+#[cfg(test)]
+#[path = "host_call_tests.rs"]
+mod host_call_tests;
