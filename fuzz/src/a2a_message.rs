@@ -270,8 +270,8 @@ fn check_answer(body: &[u8], user: Option<&str>) {
     let mut engine = Engine::new(in_task_config());
     let host = TestHost::new(NOW);
     engine.init_shared_data(&host);
-    let context = AnswerContext::Rpc(RpcAnswer::of(user.map(String::from)));
-    match response::whole(&mut engine, &host, &context, Some(body)) {
+    let mut context = AnswerContext::Rpc(RpcAnswer::of(user.map(String::from)));
+    match response::whole(&mut engine, &host, &mut context, Some(body)) {
         AnswerChange::Refuse(reply) => panic!("a JSON-RPC answer was refused: {reply:?}"),
         AnswerChange::Replace(rewritten) => {
             assert!(user.is_some() && found.is_some(), "only incomplete challenges are rewritten");

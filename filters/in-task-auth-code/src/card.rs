@@ -134,12 +134,14 @@ fn rewrite_v03_interfaces(
     policy: &CardPolicy,
     notes: &mut CardNotes,
 ) -> Result<(), CardProblem> {
-    let preferred = card.get("preferredTransport").and_then(Value::as_str).unwrap_or(JSONRPC);
-    let additional: Vec<Value> = match card.get("additionalInterfaces") {
-        Some(Value::Array(list)) => list.clone(),
+    let prefers_jsonrpc =
+        card.get("preferredTransport").and_then(Value::as_str).unwrap_or(JSONRPC) == JSONRPC;
+    let had_additional = card.contains_key("additionalInterfaces");
+    let additional: Vec<Value> = match card.remove("additionalInterfaces") {
+        Some(Value::Array(list)) => list,
         _ => Vec::new(),
     };
-    let jsonrpc_url = if preferred == JSONRPC {
+    let jsonrpc_url = if prefers_jsonrpc {
         card.get("url").and_then(Value::as_str).map(str::to_string)
     } else {
         additional
@@ -154,15 +156,14 @@ fn rewrite_v03_interfaces(
     if card.contains_key("preferredTransport") {
         card.insert("preferredTransport".into(), Value::String(JSONRPC.into()));
     }
-    if card.contains_key("additionalInterfaces") {
+    if had_additional {
         let mut kept = Vec::new();
-        for entry in additional {
+        for mut entry in additional {
             if entry.get("transport").and_then(Value::as_str) != Some(JSONRPC) {
                 notes.interfaces_dropped += 1;
                 continue;
             }
             let url = entry.get("url").and_then(Value::as_str).ok_or(CardProblem::BadUrl)?;
-            let mut entry = entry.clone();
             entry["url"] = Value::String(through_gateway(url, policy)?);
             kept.push(entry);
         }

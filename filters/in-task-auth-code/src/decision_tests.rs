@@ -10,7 +10,7 @@ use baton_filter_kit::runtime::AnswerChange;
 
 /// The agent's JSON answer as the filter passes it on, when it changed.
 fn on_answer(engine: &mut Engine, host: &TestHost, answer: &AnswerContext, body: &[u8]) -> Option<Vec<u8>> {
-    match response::whole(engine, host, answer, Some(body)) {
+    match response::whole(engine, host, &mut answer.clone(), Some(body)) {
         AnswerChange::Keep => None,
         AnswerChange::Replace(body) => Some(body),
         AnswerChange::Refuse(reply) => panic!("refused: {reply:?}"),
@@ -903,7 +903,7 @@ fn the_agent_card_names_the_gateway_or_is_not_served() {
     let served = match response::whole(
         &mut s.engine,
         &s.host,
-        &AnswerContext::Card(seen),
+        &mut AnswerContext::Card(seen),
         Some(card.to_string().as_bytes()),
     ) {
         AnswerChange::Replace(body) => serde_json::from_slice::<Value>(&body).unwrap(),
@@ -921,21 +921,22 @@ fn the_agent_card_names_the_gateway_or_is_not_served() {
         (seen, "{\"name\": \"no url\"}".to_string()),
         (seen, "not json".to_string()),
     ] {
-        match response::whole(&mut s.engine, &s.host, &AnswerContext::Card(seen), Some(body.as_bytes())) {
+        match response::whole(&mut s.engine, &s.host, &mut AnswerContext::Card(seen), Some(body.as_bytes())) {
             AnswerChange::Refuse(reply) => assert_eq!(reply.status, 502),
             other => panic!("{seen:?} {body}: {other:?}"),
         }
     }
     // Too large to read: refused as well.
     assert!(matches!(
-        response::whole(&mut s.engine, &s.host, &AnswerContext::Card(seen), None),
+        response::whole(&mut s.engine, &s.host, &mut AnswerContext::Card(seen), None),
         AnswerChange::Refuse(_)
     ));
     assert_eq!(s.host.counter(metrics::AGENT_CARDS_REFUSED), 6);
     // The extended card, a JSON-RPC result, likewise.
     let extended = json!({"jsonrpc": "2.0", "id": 3, "result": card});
-    let answer = AnswerContext::Rpc(RpcAnswer { card: true, seen, ..RpcAnswer::of(Some("alice".into())) });
-    match response::whole(&mut s.engine, &s.host, &answer, Some(extended.to_string().as_bytes())) {
+    let mut answer =
+        AnswerContext::Rpc(RpcAnswer { card: true, seen, ..RpcAnswer::of(Some("alice".into())) });
+    match response::whole(&mut s.engine, &s.host, &mut answer, Some(extended.to_string().as_bytes())) {
         AnswerChange::Replace(body) => {
             assert_eq!(
                 serde_json::from_slice::<Value>(&body).unwrap()["result"]["url"],

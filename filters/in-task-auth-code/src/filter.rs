@@ -105,7 +105,7 @@ impl Filter for InTaskAuthCode {
         response: &CalloutResponse,
         _started_ms: u64,
     ) -> ExchangeOutcome {
-        let body: &[u8] = if response.body_too_large { b"too large" } else { &response.body };
+        let body = response.body_for_parsing();
         self.engine.exchange_outcome(host, call, response.status, body)
     }
 
@@ -139,7 +139,7 @@ impl Filter for InTaskAuthCode {
     fn rewrite_answer(
         &mut self,
         host: &dyn Host,
-        answer: &AnswerContext,
+        answer: &mut AnswerContext,
         body: Option<&[u8]>,
     ) -> AnswerChange {
         response::whole(&mut self.engine, host, answer, body)

@@ -86,13 +86,18 @@ pub fn mode(engine: &Engine, answer: &mut AnswerContext, head: &AnswerHead<'_>) 
                 || rpc.rebind.is_some()
                 || rpc.user.is_some()
                 || engine.config().enrich_agent_challenges;
-            match () {
-                _ if !wanted => AnswerMode::Pass,
-                _ if rpc.card && (200..300).contains(&seen.status) => AnswerMode::Whole,
-                _ if seen.encoded => AnswerMode::Pass,
-                _ if event_stream => AnswerMode::Events,
-                _ if seen.json => AnswerMode::Whole,
-                _ => AnswerMode::Pass,
+            if !wanted {
+                AnswerMode::Pass
+            } else if rpc.card && (200..300).contains(&seen.status) {
+                AnswerMode::Whole
+            } else if seen.encoded {
+                AnswerMode::Pass
+            } else if event_stream {
+                AnswerMode::Events
+            } else if seen.json {
+                AnswerMode::Whole
+            } else {
+                AnswerMode::Pass
             }
         }
     }
@@ -107,13 +112,12 @@ fn is_json(content_type: &[u8]) -> bool {
 pub fn whole(
     engine: &mut Engine,
     host: &dyn Host,
-    answer: &AnswerContext,
+    answer: &mut AnswerContext,
     body: Option<&[u8]>,
 ) -> AnswerChange {
     match answer {
         AnswerContext::Card(seen) => served_card(engine, host, seen, body),
         AnswerContext::Rpc(rpc) => {
-            let mut rpc = rpc.clone();
             let Some(mut response) = body.and_then(|body| serde_json::from_slice::<Value>(body).ok()) else {
                 return if rpc.card {
                     refuse_card(engine, host, CardProblem::NotJson)
@@ -130,7 +134,7 @@ pub fn whole(
                     Err(problem) => refuse_card(engine, host, problem),
                 };
             }
-            if on_result(engine, host, &mut rpc, &mut response) {
+            if on_result(engine, host, rpc, &mut response) {
                 AnswerChange::Replace(response.to_string().into_bytes())
             } else {
                 AnswerChange::Keep
@@ -150,11 +154,9 @@ pub fn event(engine: &mut Engine, host: &dyn Host, answer: &mut AnswerContext, d
 
 /// The agent card at its well-known path.
 fn served_card(engine: &mut Engine, host: &dyn Host, seen: &Seen, body: Option<&[u8]>) -> AnswerChange {
-    if seen.status >= 300 {
-        // A redirect would send the client to a card the gateway never sees.
-        return refuse_card(engine, host, CardProblem::NotJson);
-    }
-    if seen.encoded || !seen.json {
+    // A redirect would send the client to a card the gateway never sees;
+    // a compressed or non-JSON one cannot be read.
+    if seen.status >= 300 || seen.encoded || !seen.json {
         return refuse_card(engine, host, CardProblem::NotJson);
     }
     let Some(mut card) = body.and_then(|body| serde_json::from_slice::<Value>(body).ok()) else {

@@ -166,7 +166,7 @@ impl Filter for OboCredentialInjection {
         started_ms: u64,
     ) -> CallOutcome {
         let idp_ms = host.now_unix_millis().saturating_sub(started_ms);
-        let body: &[u8] = if response.body_too_large { b"too large" } else { &response.body };
+        let body = response.body_for_parsing();
         let result = self.engine.finish_job(host, call, response.status, body);
         if self.engine.config().credentials.iter().any(|grant| grant.key == call.key) {
             match &result {

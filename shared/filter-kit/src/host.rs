@@ -122,6 +122,14 @@ pub struct CalloutResponse {
     pub body_too_large: bool,
 }
 
+impl CalloutResponse {
+    /// The body as a token endpoint answer's reader takes it: one that was
+    /// too large to read is no token response (`too large`).
+    pub fn body_for_parsing(&self) -> &[u8] {
+        if self.body_too_large { b"too large" } else { &self.body }
+    }
+}
+
 /// The proxy, as the filters see it. Request methods act on the current
 /// request (the effective context); calls and the timer belong to the VM.
 pub trait Host {

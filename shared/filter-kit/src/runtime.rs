@@ -257,7 +257,7 @@ pub trait Filter {
     fn rewrite_answer(
         &mut self,
         _host: &dyn Host,
-        _answer: &Self::Answer,
+        _answer: &mut Self::Answer,
         _body: Option<&[u8]>,
     ) -> AnswerChange {
         AnswerChange::Keep
@@ -537,7 +537,7 @@ impl<F: Filter> Runtime<F> {
         if !complete && !too_large {
             return Action::Pause;
         }
-        let Some(Held::Answering { answer, .. }) = self.held.remove(&id) else {
+        let Some(Held::Answering { mut answer, .. }) = self.held.remove(&id) else {
             return Action::Continue;
         };
         let body = if too_large {
@@ -546,7 +546,7 @@ impl<F: Filter> Runtime<F> {
             Some(host.body(Body::Response, size.unwrap_or(usize::MAX)).unwrap_or_default())
         };
         let body = body.filter(|body| body.len() <= max);
-        let applied = match self.filter.rewrite_answer(host, &answer, body.as_deref()) {
+        let applied = match self.filter.rewrite_answer(host, &mut answer, body.as_deref()) {
             AnswerChange::Keep => Ok(()),
             AnswerChange::Replace(bytes) => replace_answer(host, &bytes),
             AnswerChange::Refuse(reply) => {
@@ -580,10 +580,11 @@ impl<F: Filter> Runtime<F> {
         };
         let mut seen = std::mem::take(carry);
         seen.extend_from_slice(&chunk);
-        let ready = crate::sse::complete_prefix(&seen);
+        let complete_events = crate::sse::events(&seen);
+        let ready: usize = complete_events.iter().map(|event| event.len()).sum();
         let mut out = Vec::with_capacity(seen.len());
         let mut changed = false;
-        for event in crate::sse::events(&seen[..ready]) {
+        for event in complete_events {
             let new = crate::sse::data(event).and_then(|data| self.filter.rewrite_event(host, answer, &data));
             match new {
                 Some(data) => {

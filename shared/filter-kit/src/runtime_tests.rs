@@ -168,7 +168,7 @@ impl Filter for Fake {
         }
     }
 
-    fn rewrite_answer(&mut self, _host: &dyn Host, answer: &String, body: Option<&[u8]>) -> AnswerChange {
+    fn rewrite_answer(&mut self, _host: &dyn Host, answer: &mut String, body: Option<&[u8]>) -> AnswerChange {
         match body {
             Some(body) => AnswerChange::Replace([body, b" for ", answer.as_bytes()].concat()),
             None => AnswerChange::Refuse(Reply::json(502, "bad_gateway", "too large to read")),

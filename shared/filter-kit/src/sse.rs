@@ -7,34 +7,26 @@
 //! very end of the bytes seen may be the first half of a CRLF, so an event
 //! is complete only once the byte after it is known or the stream ended.
 
-/// The length of the prefix of `bytes` made of complete events (0 when
-/// none is complete yet).
-pub fn complete_prefix(bytes: &[u8]) -> usize {
-    let mut done = 0;
-    loop {
-        let end = first_event_end(&bytes[done..]);
-        // An event ended by a CR at the very end may yet be ended by CRLF.
-        if end == 0 || (done + end == bytes.len() && bytes[done + end - 1] == b'\r') {
-            return done;
-        }
-        done += end;
-    }
-}
-
-/// The complete events in `bytes` (a prefix found by [`complete_prefix`]),
-/// each with its lines and the empty line that ends it.
+/// The complete events at the start of `bytes`, each with its lines and
+/// the empty line that ends it; what follows them is not complete yet.
 pub fn events(bytes: &[u8]) -> Vec<&[u8]> {
     let mut found = Vec::new();
     let mut rest = bytes;
-    while !rest.is_empty() {
+    loop {
         let end = first_event_end(rest);
-        if end == 0 {
-            break;
+        // An event ended by a CR at the very end may yet be ended by CRLF.
+        if end == 0 || (end == rest.len() && rest[end - 1] == b'\r') {
+            return found;
         }
         found.push(&rest[..end]);
         rest = &rest[end..];
     }
-    found
+}
+
+/// The length of the prefix of `bytes` made of complete events (0 when
+/// none is complete yet).
+pub fn complete_prefix(bytes: &[u8]) -> usize {
+    events(bytes).iter().map(|event| event.len()).sum()
 }
 
 /// The end of the first complete event in `bytes`, or 0.
