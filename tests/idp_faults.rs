@@ -506,6 +506,7 @@ struct Tally {
 /// The filter's counters under `prefix` (e.g. `baton_obo`), by name without
 /// `wasmcustom.`; one admin call.
 fn counters(envoy: &Envoy, prefix: &str) -> BTreeMap<String, u64> {
+    std::thread::sleep(baton_harness::COUNTER_FLUSH_WAIT);
     let response = envoy.admin_get(&format!("/stats?format=json&filter={prefix}")).expect("admin answers");
     let stats = response.json().expect("stats are JSON");
     stats["stats"]

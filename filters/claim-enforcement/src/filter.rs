@@ -7,7 +7,7 @@ use baton_filter_kit::config::KeySource;
 use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::reply::Reply;
-use baton_filter_kit::request_headers;
+use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{self, Filter, Plugin, Round, WaitFor};
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::KeyWait;
@@ -34,25 +34,29 @@ impl Filter for ClaimEnforcement {
 
     /// The token header, and only the request attributes the routes (and
     /// the metadata document) look at.
-    fn read_request(&mut self, host: &dyn Host, _end_of_stream: bool) -> Result<Request, String> {
+    fn read_request(
+        &mut self,
+        _host: &dyn Host,
+        headers: &RequestHeaders,
+        _end_of_stream: bool,
+    ) -> Result<Request, String> {
         let config = self.engine.config();
-        let unreadable = |_| "request headers unreadable".to_string();
         let mut inputs = config.match_inputs;
         if config.protected_resource.is_some() {
             inputs.path = true;
         }
-        let attributes = request_headers::match_attributes(host, inputs).map_err(unreadable)?;
+        let attributes = headers.match_attributes(inputs);
         let mut method = attributes.method;
         if config.protected_resource.is_some() && method.is_empty() && attributes.path.starts_with(WELL_KNOWN)
         {
-            method = request_headers::header(host, ":method").map_err(unreadable)?.unwrap_or_default();
+            method = headers.text(":method").unwrap_or_default();
         }
         Ok(Request {
             method,
             path: attributes.path,
             authority: attributes.authority,
             method_override: attributes.method_override,
-            credential: request_headers::credential(host, &config.token_source.header).map_err(unreadable)?,
+            credential: headers.credential(&config.token_source.header),
         })
     }
 

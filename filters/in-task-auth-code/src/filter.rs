@@ -8,10 +8,11 @@ use std::rc::Rc;
 
 use baton_filter_kit::credential::Credential;
 use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
-use baton_filter_kit::host::{CalloutResponse, Counter, HeaderMap, Host};
+use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::matching::method_override;
 use baton_filter_kit::reply::Reply;
+use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{
     self, AnswerChange, AnswerHead, AnswerMode, BodyProblem, Filter, Plugin, Round as RuntimeRound, WaitFor,
 };
@@ -46,15 +47,18 @@ impl Filter for InTaskAuthCode {
         "baton-in-task-auth-code"
     }
 
-    fn read_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<Request, String> {
-        let headers =
-            host.headers(HeaderMap::RequestHeaders).map_err(|_| "request headers unreadable".to_string())?;
+    fn read_request(
+        &mut self,
+        host: &dyn Host,
+        headers: &RequestHeaders,
+        end_of_stream: bool,
+    ) -> Result<Request, String> {
         let config = self.engine.config();
         let verified_upstream = match config.primary.verification {
             PrimaryVerification::ClaimEnforcement => host.property(&[VERIFIED_TOKEN_PROPERTY]).ok().flatten(),
             PrimaryVerification::Providers(_) => None,
         };
-        let mut request = gather(&headers, config, verified_upstream);
+        let mut request = gather(headers.pairs(), config, verified_upstream);
         if end_of_stream && request.method != "GET" && request.method != "HEAD" {
             request.body = Some(Vec::new());
         }

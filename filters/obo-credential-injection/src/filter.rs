@@ -13,7 +13,7 @@ use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::lease::LeaseTable;
 use baton_filter_kit::reply::Reply;
-use baton_filter_kit::request_headers;
+use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{self, Filter, Plugin, Round as RuntimeRound, WaitFor};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_filter_kit::verifier::KeyWait;
@@ -63,24 +63,29 @@ impl Filter for OboCredentialInjection {
 
     /// The attributes the decision needs, each read from the proxy only
     /// when the configuration uses it.
-    fn read_request(&mut self, host: &dyn Host, _end_of_stream: bool) -> Result<Request, String> {
+    fn read_request(
+        &mut self,
+        host: &dyn Host,
+        headers: &RequestHeaders,
+        _end_of_stream: bool,
+    ) -> Result<Request, String> {
         let config = self.engine.config();
         let unreadable = |_| "request headers unreadable".to_string();
         let mut inputs = config.match_inputs;
         if config.assertion.is_some() {
             inputs.path = true;
         }
-        let attributes = request_headers::match_attributes(host, inputs).map_err(unreadable)?;
+        let attributes = headers.match_attributes(inputs);
         let mut method = attributes.method;
         if let Some(issuer) = &config.assertion
             && method.is_empty()
             && attributes.path.split('?').next() == Some(issuer.jwks_path.as_str())
         {
-            method = request_headers::header(host, ":method").map_err(unreadable)?.unwrap_or_default();
+            method = headers.text(":method").unwrap_or_default();
         }
         let credential = match &config.subject {
             None => Credential::Absent,
-            Some(subject) => request_headers::credential(host, &subject.header).map_err(unreadable)?,
+            Some(subject) => headers.credential(&subject.header),
         };
         // Envoy's own record of the TLS handshake, which no client can write.
         let peer_certificate = match config.delegation.caller {

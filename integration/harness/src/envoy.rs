@@ -15,6 +15,12 @@ use crate::paths::{envoy_binary, temp_dir};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a Baton count may take to reach Envoy's stats: the filters
+/// add counts up in memory and hand them over at their next tick, which
+/// comes within 100 ms of a count (`filter-kit`'s `COUNTER_FLUSH`); the
+/// rest is margin for a loaded machine.
+pub const COUNTER_FLUSH_WAIT: Duration = Duration::from_millis(300);
+
 /// An Envoy started for a test; killed (by PID) and cleaned up on drop.
 #[derive(Debug)]
 pub struct Envoy {
@@ -196,8 +202,13 @@ impl Envoy {
             .map_err(|e| e.to_string())
     }
 
-    /// A counter or gauge by its full stat name (0 when absent).
+    /// A counter or gauge by its full stat name (0 when absent). A Baton
+    /// counter is read after [`COUNTER_FLUSH_WAIT`], so that every count
+    /// made before the call is in it.
     pub fn stat(&self, name: &str) -> u64 {
+        if name.starts_with("wasmcustom.") {
+            std::thread::sleep(COUNTER_FLUSH_WAIT);
+        }
         let Ok(response) = self.admin_get("/stats?format=json") else {
             return 0;
         };

@@ -76,7 +76,9 @@ pub fn extract_token<'a>(credential: &'a Credential, prefix: &str) -> Result<&'a
     }
     // Only what breaks the header syntax is a malformed request; anything
     // else reaches the JWT parser and is an invalid token.
-    if !token.bytes().all(|b| b.is_ascii_graphic() && !b"\"\\,".contains(&b)) {
+    // (A `match` per byte: a slice search per byte cost a third of a cached
+    // decision.)
+    if !token.bytes().all(|b| matches!(b, b'!'..=b'~') && !matches!(b, b'"' | b'\\' | b',')) {
         return Err(TokenProblem::Malformed("bearer credential has invalid characters"));
     }
     Ok(token)

@@ -146,7 +146,8 @@ pub trait Host {
     /// Fills `buf` with cryptographically secure random bytes; false when
     /// no randomness is available (the caller must then refuse to proceed).
     fn fill_random(&self, buf: &mut [u8]) -> bool;
-    /// Adds one to a counter.
+    /// Adds one to a counter. The proxy's stats may show it up to one
+    /// fast tick (100 ms) later: counts are handed over per tick.
     fn count(&self, counter: Counter);
     /// Writes a log line.
     fn log(&self, level: LogLevel, message: &str);

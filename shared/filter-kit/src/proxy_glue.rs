@@ -14,6 +14,9 @@ use crate::host::{Host, LogLevel};
 use crate::proxy_host::{MetricIds, ProxyHost, log, proxy_log_level};
 use crate::runtime::{Action, Plugin, Runtime, fail_closed};
 
+/// How late a count may reach the proxy's stats.
+const COUNTER_FLUSH: std::time::Duration = crate::ticker::FAST_TICK;
+
 /// A configured VM.
 struct Vm<P: Plugin> {
     runtime: Runtime<P>,
@@ -106,6 +109,11 @@ impl<P: Plugin> RootContext for Root<P> {
             vm.log_level = proxy_log_level();
         }
         self.with_vm(|runtime, host| runtime.on_tick(host));
+        if let Ok(slot) = self.vm.try_borrow()
+            && let Some(vm) = slot.as_ref()
+        {
+            vm.metrics.flush();
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -153,7 +161,7 @@ impl<P: Plugin> Http<P> {
                 Some(vm) => {
                     let host = ProxyHost::new(&vm.metrics, vm.log_level, P::NAME);
                     let runtime = &mut vm.runtime;
-                    match event {
+                    let action = match event {
                         Event::RequestHeaders { end_of_stream } => {
                             runtime.on_request_headers(&host, id, end_of_stream)
                         }
@@ -167,7 +175,12 @@ impl<P: Plugin> Http<P> {
                         Event::ResponseBody { size, end_of_stream } => {
                             runtime.on_response_body(&host, id, size, end_of_stream)
                         }
+                    };
+                    // Counts wait for the tick: make it come soon.
+                    if vm.metrics.has_pending() {
+                        runtime.tick_within(&host, COUNTER_FLUSH);
                     }
+                    action
                 }
                 None if request_phase => unreachable_vm::<P>("filter not configured"),
                 None => Action::Continue,

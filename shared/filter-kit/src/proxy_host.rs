@@ -12,36 +12,63 @@ use crate::host::{
     Body, Callout, CalloutResponse, Counter, HeaderMap, Host, HostError, LogLevel, SharedDataError,
 };
 
-/// Counter ids, defined once per VM; cheap to clone.
+/// Counter ids, defined once per VM, and the counts not yet handed to the
+/// proxy: a request adds to a count in memory, and the VM's tick hands the
+/// sums over ([`MetricIds::flush`]), a host call per counter per tick
+/// instead of one per count.
 #[derive(Debug, Clone, Default)]
 pub struct MetricIds {
     ids: Rc<[(&'static str, u32)]>,
+    pending: Rc<[Cell<u64>]>,
+    dirty: Rc<Cell<bool>>,
 }
 
 impl MetricIds {
     /// Defines every counter. A counter the host refuses is skipped.
     pub fn define(counters: &[Counter]) -> Self {
-        let ids = counters
+        let ids: Rc<[(&'static str, u32)]> = counters
             .iter()
             .filter_map(|counter| {
                 let name = counter.name();
                 hostcalls::define_metric(MetricType::Counter, name).ok().map(|id| (name, id))
             })
             .collect();
-        Self { ids }
+        let pending = ids.iter().map(|_| Cell::new(0)).collect();
+        Self { ids, pending, dirty: Rc::new(Cell::new(false)) }
     }
 
-    /// The id of counter `name`. Names are the filters' constants, so the
+    /// The slot of counter `name`. Names are the filters' constants, so the
     /// text's address usually finds it without comparing characters.
-    fn id(&self, name: &str) -> Option<u32> {
-        let same_text = |(known, _): &&(&str, u32)| {
+    fn slot(&self, name: &str) -> Option<usize> {
+        let same_text = |(known, _): &(&str, u32)| {
             std::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len()
         };
-        self.ids
-            .iter()
-            .find(same_text)
-            .or_else(|| self.ids.iter().find(|(known, _)| *known == name))
-            .map(|(_, id)| *id)
+        self.ids.iter().position(same_text).or_else(|| self.ids.iter().position(|(known, _)| *known == name))
+    }
+
+    fn add(&self, name: &str) {
+        if let Some(count) = self.slot(name).and_then(|slot| self.pending.get(slot)) {
+            count.set(count.get().saturating_add(1));
+            self.dirty.set(true);
+        }
+    }
+
+    /// Whether counts wait to be handed to the proxy.
+    pub fn has_pending(&self) -> bool {
+        self.dirty.get()
+    }
+
+    /// Hands every pending count to the proxy.
+    pub fn flush(&self) {
+        if !self.dirty.replace(false) {
+            return;
+        }
+        for ((_, id), count) in self.ids.iter().zip(self.pending.iter()) {
+            let n = count.replace(0);
+            if n > 0 {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
     }
 }
 
@@ -131,9 +158,7 @@ impl Host for ProxyHost<'_> {
     }
 
     fn count(&self, counter: Counter) {
-        if let Some(id) = self.metrics.id(counter.name()) {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+        self.metrics.add(counter.name());
     }
 
     fn log(&self, level: LogLevel, message: &str) {

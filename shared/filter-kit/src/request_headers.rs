@@ -1,10 +1,12 @@
-//! Reading request headers through the [`Host`]: one call per value a
-//! decision needs, instead of copying the whole header map on every
-//! request; and removing every spelling of a header the filter sets.
+//! Reading request headers through the [`Host`]: the whole map in one
+//! call, once per request, for everything a decision and its forwarding
+//! look at (a host call costs about as much as copying a few hundred bytes
+//! of headers; see `bench/README.md`); and removing every spelling of a
+//! header the filter sets.
 
 use crate::credential::Credential;
 use crate::host::{HeaderMap, Host, HostError};
-use crate::matching::{METHOD_OVERRIDE_HEADERS, MatchInputs, method_override};
+use crate::matching::{MatchInputs, method_override};
 
 /// The request attributes matches look at; those not asked for stay empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,37 +22,71 @@ pub struct MatchAttributes {
     pub method_override: Option<&'static str>,
 }
 
-/// One request header's first value, as text. Bytes that are not UTF-8
-/// (obs-text) become U+FFFD rather than failing the request.
-pub fn header(host: &dyn Host, name: &str) -> Result<Option<String>, HostError> {
-    Ok(host.header(HeaderMap::RequestHeaders, name)?.map(|bytes| {
-        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    }))
+/// A request's headers as the proxy had them when they arrived: names in
+/// lower case (as Envoy keeps them), repeated headers as repeated pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestHeaders {
+    pairs: Vec<(String, Vec<u8>)>,
 }
 
-/// The attributes `inputs` asks for.
-pub fn match_attributes(host: &dyn Host, inputs: MatchInputs) -> Result<MatchAttributes, HostError> {
-    let read = |wanted: bool, name: &str| -> Result<String, HostError> {
-        if wanted { Ok(header(host, name)?.unwrap_or_default()) } else { Ok(String::new()) }
-    };
-    let path = read(inputs.path || inputs.method, ":path")?;
-    let method_override = if inputs.method {
-        let mut present = Vec::new();
-        for name in METHOD_OVERRIDE_HEADERS {
-            if host.header(HeaderMap::RequestHeaders, name)?.is_some() {
-                present.push(name);
-            }
+impl RequestHeaders {
+    /// Reads the current request's headers: one host call.
+    pub fn read(host: &dyn Host) -> Result<Self, HostError> {
+        Ok(Self { pairs: host.headers(HeaderMap::RequestHeaders)? })
+    }
+
+    /// These pairs, as a proxy would give them.
+    pub fn from_pairs(pairs: Vec<(String, Vec<u8>)>) -> Self {
+        Self { pairs }
+    }
+
+    /// Every pair, in order.
+    pub fn pairs(&self) -> &[(String, Vec<u8>)] {
+        &self.pairs
+    }
+
+    /// Header `name`'s first value (what the proxy's single-value read
+    /// returns).
+    pub fn value(&self, name: &str) -> Option<&[u8]> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_slice())
+    }
+
+    /// Header `name`'s first value as text. Bytes that are not UTF-8
+    /// (obs-text) become U+FFFD rather than failing the request.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.value(name).map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// The attributes `inputs` asks for.
+    pub fn match_attributes(&self, inputs: MatchInputs) -> MatchAttributes {
+        let read = |wanted: bool, name: &str| {
+            if wanted { self.text(name).unwrap_or_default() } else { String::new() }
+        };
+        let path = read(inputs.path || inputs.method, ":path");
+        let method_override =
+            if inputs.method { method_override(&path, |name| self.value(name).is_some()) } else { None };
+        MatchAttributes {
+            method: read(inputs.method, ":method"),
+            path,
+            authority: read(inputs.authority, ":authority"),
+            method_override,
         }
-        method_override(&path, |name| present.contains(&name))
-    } else {
-        None
-    };
-    Ok(MatchAttributes {
-        method: read(inputs.method, ":method")?,
-        path,
-        authority: read(inputs.authority, ":authority")?,
-        method_override,
-    })
+    }
+
+    /// The credential header `name` (lower case), telling one value from
+    /// several.
+    ///
+    /// Envoy keeps `authorization` as a single header, joining repeated
+    /// ones with commas (which [`crate::credential::extract_token`] refuses
+    /// as invalid characters); any other header may repeat.
+    pub fn credential(&self, name: &str) -> Credential {
+        let mut values = self.pairs.iter().filter(|(header, _)| header == name);
+        match (values.next(), values.next()) {
+            (None, _) => Credential::Absent,
+            (Some((_, value)), None) => Credential::one(value.clone()),
+            (Some(_), Some(_)) => Credential::Several,
+        }
+    }
 }
 
 /// Whether a backend could read header names `a` and `b` as one: CGI, WSGI,
@@ -73,46 +109,46 @@ pub fn spellings_of<'a>(present: impl IntoIterator<Item = &'a str>, names: &[&st
     found
 }
 
+/// The headers of `present` to remove so that none a backend could read
+/// as one of `names` is left, except those `replaced` names the filter
+/// sets anyway: a header that occurs once is replaced by setting it (the
+/// proxy replaces its first occurrence), which saves a host call.
+pub fn spellings_to_remove(present: &[(String, Vec<u8>)], names: &[&str], replaced: &[&str]) -> Vec<String> {
+    let occurrences = |name: &str| present.iter().filter(|(n, _)| n == name).count();
+    spellings_of(present.iter().map(|(name, _)| name.as_str()), names)
+        .into_iter()
+        .filter(|name| !(replaced.contains(&name.as_str()) && occurrences(name) == 1))
+        .collect()
+}
+
 /// Removes from `map` (request headers or trailers) every header a backend
 /// could read as one of `names`, in any spelling: a header the filter sets
-/// comes from the filter only.
+/// comes from the filter only. `known`: the map as already read, if it
+/// still is what the proxy holds (no second read then); `replaced`: names
+/// the caller sets next.
 pub fn remove_spellings<S: AsRef<str>>(
     host: &dyn Host,
     map: HeaderMap,
     names: &[S],
+    known: Option<&RequestHeaders>,
+    replaced: &[&str],
 ) -> Result<(), HostError> {
     if names.is_empty() {
         return Ok(());
     }
     let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
-    let present = host.headers(map)?;
-    for name in spellings_of(present.iter().map(|(name, _)| name.as_str()), &names) {
+    let read;
+    let present = match known {
+        Some(headers) => headers.pairs(),
+        None => {
+            read = host.headers(map)?;
+            read.as_slice()
+        }
+    };
+    for name in spellings_to_remove(present, &names, replaced) {
         host.remove_header(map, &name)?;
     }
     Ok(())
-}
-
-/// The credential header `name` (lower case), telling one value from
-/// several.
-///
-/// Envoy keeps `authorization` as a single header, joining repeated ones
-/// with commas (which [`crate::credential::extract_token`] refuses as
-/// invalid characters), so its first value is all there is. Any other header
-/// may repeat, and only the whole map shows that.
-pub fn credential(host: &dyn Host, name: &str) -> Result<Credential, HostError> {
-    if name == "authorization" {
-        return Ok(match host.header(HeaderMap::RequestHeaders, name)? {
-            Some(value) => Credential::one(value),
-            None => Credential::Absent,
-        });
-    }
-    let headers = host.headers(HeaderMap::RequestHeaders)?;
-    let mut values = headers.into_iter().filter(|(header, _)| header == name);
-    Ok(match (values.next(), values.next()) {
-        (None, _) => Credential::Absent,
-        (Some((_, value)), None) => Credential::one(value),
-        (Some(_), Some(_)) => Credential::Several,
-    })
 }
 
 #[cfg(test)]
@@ -131,5 +167,19 @@ mod tests {
             ["x-user-id", "x_user_id", "X_User_Roles"]
         );
         assert!(spellings_of(present, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_header_set_anyway_is_removed_only_when_it_occurs_more_than_once() {
+        let pairs = |names: &[&str]| -> Vec<(String, Vec<u8>)> {
+            names.iter().map(|name| (name.to_string(), b"v".to_vec())).collect()
+        };
+        let once = pairs(&["authorization", "x-other"]);
+        assert!(spellings_to_remove(&once, &["authorization"], &["authorization"]).is_empty());
+        assert_eq!(spellings_to_remove(&once, &["authorization"], &[]), ["authorization"]);
+        let twice = pairs(&["x-user-id", "x-user-id", "X_User_Id"]);
+        assert_eq!(spellings_to_remove(&twice, &["x-user-id"], &["x-user-id"]), ["x-user-id", "X_User_Id"]);
+        let spelled = pairs(&["x_user_id"]);
+        assert_eq!(spellings_to_remove(&spelled, &["x-user-id"], &["x-user-id"]), ["x_user_id"]);
     }
 }

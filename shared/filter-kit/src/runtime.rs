@@ -23,7 +23,7 @@ use crate::key_fetches::KeyFetches;
 use crate::keys::{KeyStore, MAX_JWKS_BYTES};
 use crate::lease::{Lease, LeaseTable};
 use crate::reply::Reply;
-use crate::request_headers::remove_spellings;
+use crate::request_headers::{RequestHeaders, remove_spellings};
 use crate::ticker::{FAST_TICK, Ticker};
 use crate::token_calls::{Flights, TokenCall, TokenEndpoint};
 use crate::verifier::KeyWait;
@@ -189,8 +189,15 @@ pub trait Filter {
 
     /// `User-Agent` of the filter's calls.
     fn user_agent(&self) -> &'static str;
-    /// Reads the current request's headers (`end_of_stream`: it has no body).
-    fn read_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<Self::Request, String>;
+    /// Reads the current request from its `headers` (read once by the
+    /// runtime) and whatever else the proxy knows (`end_of_stream`: it has
+    /// no body).
+    fn read_request(
+        &mut self,
+        host: &dyn Host,
+        headers: &RequestHeaders,
+        end_of_stream: bool,
+    ) -> Result<Self::Request, String>;
     /// Decides a request.
     fn decide(
         &mut self,
@@ -317,6 +324,9 @@ enum Held<R, O, A> {
     /// Held until its body has been read.
     ReadingBody {
         request: R,
+        /// Its headers as they came, if read in this pass (what forwarding
+        /// it strips from).
+        headers: Option<RequestHeaders>,
         since: u64,
         /// Whether a body callback came (the proxy lets the filter read it).
         body_seen: bool,
@@ -389,6 +399,11 @@ impl<F: Filter> Runtime<F> {
         self.ticker.set(host, FAST_TICK);
     }
 
+    /// Makes the timer tick within `period` (say, to hand counts over).
+    pub fn tick_within(&mut self, host: &dyn Host, period: Duration) {
+        self.ticker.at_most(host, period);
+    }
+
     /// Number of requests held (reading their body or waiting).
     pub fn held(&self) -> usize {
         self.held.values().filter(|held| !matches!(held, Held::Answering { .. })).count()
@@ -398,12 +413,15 @@ impl<F: Filter> Runtime<F> {
 
     /// The request's headers arrived.
     pub fn on_request_headers(&mut self, host: &dyn Host, id: u32, end_of_stream: bool) -> Action {
-        let request = match self.filter.read_request(host, end_of_stream) {
+        let Ok(headers) = RequestHeaders::read(host) else {
+            return fail_closed(host, "request headers unreadable");
+        };
+        let request = match self.filter.read_request(host, &headers, end_of_stream) {
             Ok(request) => request,
             Err(why) => return fail_closed(host, &why),
         };
         let verdict = self.filter.decide(host, &request, Round::first());
-        self.handle(host, id, request, verdict, 0, None, false)
+        self.handle(host, id, request, Some(headers), verdict, 0, None, false)
     }
 
     /// Body bytes arrived (`size` buffered, or all Envoy buffered when
@@ -437,18 +455,20 @@ impl<F: Filter> Runtime<F> {
         if body.len() > max {
             return self.body_problem(host, id, BodyProblem::TooLarge);
         }
-        let Some(Held::ReadingBody { mut request, .. }) = self.held.remove(&id) else {
+        let Some(Held::ReadingBody { mut request, headers, .. }) = self.held.remove(&id) else {
             return Action::Continue;
         };
         self.filter.add_body(&mut request, body);
         let verdict = self.filter.decide(host, &request, Round::first());
-        self.handle(host, id, request, verdict, 0, None, false)
+        self.handle(host, id, request, headers, verdict, 0, None, false)
     }
 
     /// Trailers end the request: a body being read is complete now. No
     /// header the filter sets may come in them either.
     pub fn on_request_trailers(&mut self, host: &dyn Host, id: u32) -> Action {
-        if remove_spellings(host, HeaderMap::RequestTrailers, &self.filter.trailer_names()).is_err() {
+        if remove_spellings(host, HeaderMap::RequestTrailers, &self.filter.trailer_names(), None, &[])
+            .is_err()
+        {
             return fail_closed(host, "trailers could not be cleaned");
         }
         match self.held.get(&id) {
@@ -678,6 +698,7 @@ impl<F: Filter> Runtime<F> {
     // ---- inside ----
 
     /// Carries out `verdict` for request `id` (the current context);
+    /// `headers`: its headers, when still as the proxy holds them;
     /// `resume`: the request was paused, so going on means resuming it.
     #[allow(clippy::too_many_arguments)]
     fn handle(
@@ -685,6 +706,7 @@ impl<F: Filter> Runtime<F> {
         host: &dyn Host,
         id: u32,
         request: F::Request,
+        headers: Option<RequestHeaders>,
         verdict: Verdict<F::Answer>,
         round: u8,
         outcome: Option<(TokenHash, F::Outcome)>,
@@ -693,7 +715,7 @@ impl<F: Filter> Runtime<F> {
         let now = host.now_unix_secs();
         let waiting_for = match verdict {
             Verdict::Forward(forward) => {
-                if let Err(why) = apply_forward::<F>(host, &forward) {
+                if let Err(why) = apply_forward::<F>(host, &forward, headers.as_ref()) {
                     return fail_closed(host, why);
                 }
                 if F::READS_ANSWERS
@@ -711,7 +733,7 @@ impl<F: Filter> Runtime<F> {
                 return Action::Pause;
             }
             Verdict::ReadBody if F::READS_BODIES => {
-                self.held.insert(id, Held::ReadingBody { request, since: now, body_seen: false });
+                self.held.insert(id, Held::ReadingBody { request, headers, since: now, body_seen: false });
                 self.ticker.tick_now(host);
                 return Action::Pause;
             }
@@ -774,7 +796,7 @@ impl<F: Filter> Runtime<F> {
             overdue: overdue.then_some(waited),
         };
         let verdict = self.filter.decide(host, &request, next);
-        self.handle(host, id, request, verdict, round + 1, outcome, true);
+        self.handle(host, id, request, None, verdict, round + 1, outcome, true);
     }
 
     /// Answers, through a last decision, the requests that waited longer
@@ -943,8 +965,13 @@ fn refuse_answer(host: &dyn Host, reply: &Reply) -> Result<(), crate::host::Host
 
 /// Applies a forward's changes to the current request (the body only in a
 /// filter that reads bodies: in the others the code is not compiled in).
-fn apply_forward<F: Filter>(host: &dyn Host, forward: &Forward<F::Answer>) -> Result<(), &'static str> {
-    remove_spellings(host, HeaderMap::RequestHeaders, &forward.strip)
+fn apply_forward<F: Filter>(
+    host: &dyn Host,
+    forward: &Forward<F::Answer>,
+    headers: Option<&RequestHeaders>,
+) -> Result<(), &'static str> {
+    let set: Vec<&str> = forward.set.iter().map(|(name, _)| name.as_str()).collect();
+    remove_spellings(host, HeaderMap::RequestHeaders, &forward.strip, headers, &set)
         .map_err(|_| "identity headers could not be removed")?;
     for name in &forward.remove {
         host.remove_header(HeaderMap::RequestHeaders, name).map_err(|_| "a header could not be removed")?;

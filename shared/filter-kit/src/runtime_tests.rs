@@ -76,12 +76,16 @@ impl Filter for Fake {
         "fake"
     }
 
-    fn read_request(&mut self, host: &dyn Host, _end_of_stream: bool) -> Result<FakeRequest, String> {
-        let header = |name| crate::request_headers::header(host, name).map_err(|e| e.to_string());
+    fn read_request(
+        &mut self,
+        _host: &dyn Host,
+        headers: &RequestHeaders,
+        _end_of_stream: bool,
+    ) -> Result<FakeRequest, String> {
         Ok(FakeRequest {
-            need: header("x-need")?.unwrap_or_default(),
-            read_body: header("x-body")?.is_some(),
-            read_answer: header("x-answer")?.is_some(),
+            need: headers.text("x-need").unwrap_or_default(),
+            read_body: headers.value("x-body").is_some(),
+            read_answer: headers.value("x-answer").is_some(),
             body: None,
         })
     }

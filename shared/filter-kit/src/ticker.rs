@@ -43,6 +43,14 @@ impl Ticker {
         self.set(host, IMMEDIATE_TICK);
     }
 
+    /// Ticks within `period` from now on: a host call only when the timer
+    /// is slower (or not set).
+    pub fn at_most(&mut self, host: &dyn Host, period: Duration) {
+        if self.period.is_none_or(|current| current > period) {
+            self.set(host, period);
+        }
+    }
+
     /// Fast while `busy`, slow otherwise.
     pub fn settle(&mut self, host: &dyn Host, busy: bool) {
         self.set(host, if busy { FAST_TICK } else { SLOW_TICK });
