@@ -2,7 +2,7 @@
 //! fraction of passthrough, Baton rows marked with the level their target
 //! requires (the anchor's fraction times the target ratio).
 
-use crate::configs::Kind;
+use crate::configs::{Kind, Target};
 use crate::report::Row;
 
 const WIDTH: f64 = 960.0;
@@ -57,10 +57,14 @@ pub fn svg(rows: &[Row], title: &str) -> String {
             x(ratio) + 4.0,
             y + 13.0
         ));
-        if let Some((target, _)) = row.vs_anchor
-            && let Some(anchor) = rows.iter().find(|other| other.id == target.anchor)
-        {
-            let level = anchor.vs_passthrough * target.min_ratio;
+        for (anchor, min) in row.targets.iter().filter_map(|(target, _)| match target {
+            Target::Ratio { anchor, min } => Some((anchor, min)),
+            Target::CpuAbove { .. } | Target::Report { .. } => None,
+        }) {
+            let Some(anchor) = rows.iter().find(|other| other.id == *anchor) else {
+                continue;
+            };
+            let level = anchor.vs_passthrough * min;
             out.push_str(&format!(
                 r#"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="black" stroke-width="2"/>
 "#,

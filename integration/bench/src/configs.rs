@@ -30,13 +30,49 @@ pub enum Kind {
     Baton,
 }
 
-/// A ratio a Baton row must reach against its anchor.
+/// What a Baton row must reach against another row (its anchor), both
+/// measured round by round in the same run.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Target {
-    /// The anchor row's id.
-    pub anchor: &'static str,
-    /// Minimum throughput ratio to the anchor.
-    pub min_ratio: f64,
+pub enum Target {
+    /// Throughput at least `min` times the anchor's.
+    Ratio {
+        /// The anchor row's id.
+        anchor: &'static str,
+        /// Minimum throughput ratio.
+        min: f64,
+    },
+    /// Envoy CPU per request at most `max_us` above the anchor's.
+    CpuAbove {
+        /// The anchor row's id.
+        anchor: &'static str,
+        /// Most Envoy CPU per request above the anchor, µs.
+        max_us: f64,
+    },
+    /// The throughput ratio, reported with no bound.
+    Report {
+        /// The anchor row's id.
+        anchor: &'static str,
+    },
+}
+
+impl Target {
+    /// The row it is measured against.
+    pub fn anchor(&self) -> &'static str {
+        match self {
+            Target::Ratio { anchor, .. } | Target::CpuAbove { anchor, .. } | Target::Report { anchor } => {
+                anchor
+            }
+        }
+    }
+}
+
+/// Which build of the Baton modules a row loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Module {
+    /// After `wasm-opt -Oz`, as `make oci` packages them.
+    Shipped,
+    /// As cargo built them.
+    AsBuilt,
 }
 
 /// One Envoy and how it is driven.
@@ -54,8 +90,10 @@ pub struct Configuration {
     pub workload: Workload,
     /// The passthrough row driven by the same workload shape.
     pub baseline: &'static str,
-    /// The target, for Baton rows.
-    pub target: Option<Target>,
+    /// The targets, for Baton rows.
+    pub targets: Vec<Target>,
+    /// Which build of the modules it loads.
+    pub module: Module,
     /// The status of the workload's request without its credential (the
     /// filter must refuse it), if it needs one.
     pub refuses_without_token: Option<u16>,
@@ -132,13 +170,28 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
         spec,
         workload: workload.clone(),
         baseline,
-        target: None,
+        targets: Vec::new(),
+        module: Module::Shipped,
         refuses_without_token: None,
         work_stats: Vec::new(),
         counts_idp_calls: false,
         needs_bank_authorization: false,
     };
-    let target = |anchor, min_ratio| Some(Target { anchor, min_ratio });
+    let ratio = |anchor, min| Target::Ratio { anchor, min };
+    let cpu_above = |anchor, max_us| Target::CpuAbove { anchor, max_us };
+    let ce_one_token = Configuration {
+        targets: vec![ratio("jwt_authn-rbac", 1.0), cpu_above("wasm-floor", 1.5)],
+        refuses_without_token: Some(401),
+        work_stats: vec!["wasmcustom.baton_ce.allowed", "wasmcustom.baton_ce.cache.hit_local"],
+        ..row(
+            "ce-one-token",
+            "claim-enforcement, one ES256 token, scope rule",
+            Kind::Baton,
+            listener(cpus).filter("claim_enforcement", world.claim_enforcement(10_000)),
+            &one,
+            "passthrough",
+        )
+    };
     vec![
         // Baselines.
         row(
@@ -284,21 +337,18 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         // Baton.
+        ce_one_token.clone(),
+        // The same with the module as cargo built, to show what `wasm-opt
+        // -Oz` changes.
         Configuration {
-            target: target("jwt_authn-rbac", 1.05),
-            refuses_without_token: Some(401),
-            work_stats: vec!["wasmcustom.baton_ce.allowed", "wasmcustom.baton_ce.cache.hit_local"],
-            ..row(
-                "ce-one-token",
-                "claim-enforcement, one ES256 token, scope rule",
-                Kind::Baton,
-                listener(cpus).filter("claim_enforcement", world.claim_enforcement(10_000)),
-                &one,
-                "passthrough",
-            )
+            id: "ce-one-token-as-built",
+            label: "claim-enforcement, one token, the module as cargo built (not shipped)",
+            targets: vec![Target::Report { anchor: "ce-one-token" }],
+            module: Module::AsBuilt,
+            ..ce_one_token
         },
         Configuration {
-            target: target("jwt_authn-pool", 1.0),
+            targets: vec![ratio("jwt_authn-pool", 1.0), cpu_above("wasm-floor", 1.5)],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_ce.allowed"],
             ..row(
@@ -311,7 +361,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            target: target("jwt_authn-cold-es256", 0.5),
+            targets: vec![ratio("jwt_authn-cold-es256", 0.7)],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_ce.allowed", "wasmcustom.baton_ce.cache.miss"],
             ..row(
@@ -324,7 +374,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            target: target("jwt_authn-cold-rs256", 0.5),
+            targets: vec![Target::Report { anchor: "jwt_authn-cold-rs256" }],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_ce.allowed", "wasmcustom.baton_ce.cache.miss"],
             ..row(
@@ -337,7 +387,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            target: target("credential_injector", 0.9),
+            targets: vec![ratio("wasm-floor-swap", 0.95), Target::Report { anchor: "credential_injector" }],
             work_stats: vec!["wasmcustom.baton_obo.injected", "wasmcustom.baton_obo.cache.hit_local"],
             counts_idp_calls: true,
             ..row(
@@ -352,7 +402,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            target: target("credential_injector", 0.85),
+            targets: vec![ratio("wasm-floor-swap", 0.95), Target::Report { anchor: "credential_injector" }],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_obo.injected", "wasmcustom.baton_obo.cache.hit_local"],
             counts_idp_calls: true,
@@ -368,7 +418,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            target: target("passthrough-a2a", 0.8),
+            targets: vec![cpu_above("passthrough-a2a", 8.0)],
             work_stats: vec!["wasmcustom.baton_itac.tokens_injected"],
             needs_bank_authorization: true,
             ..row(
@@ -383,7 +433,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            target: target("jwt_authn-credential_injector", 1.0),
+            targets: vec![ratio("jwt_authn-credential_injector", 0.9)],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_ce.cache.hit_local", "wasmcustom.baton_obo.cache.hit_local"],
             counts_idp_calls: true,

@@ -1,16 +1,20 @@
-//! The figures beside the table: module sizes after `wasm-opt -Oz`, Envoy's
-//! memory with and without the filters, and its start-to-ready time.
+//! The figures beside the table: the modules that ship (`wasm-opt -Oz`)
+//! and their sizes, Envoy's start-to-ready time per module, its memory per
+//! worker, and what a verified-token cache entry costs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baton_harness::{Envoy, EnvoySpec, wasm_file};
+use http_kit::ClientRequest;
 use serde_json::{Value, json};
 
 /// The filters as built.
 pub const FILTERS: [&str; 3] = ["claim_enforcement", "obo_credential_injection", "in_task_auth_code"];
 /// The size each module must stay under after `wasm-opt -Oz`.
 pub const SIZE_TARGET_BYTES: u64 = 400 * 1024;
+/// Worker counts memory is measured at.
+pub const WORKERS: [u32; 3] = [1, 2, 4];
 
 /// One module's size.
 #[derive(Debug, Clone)]
@@ -19,59 +23,111 @@ pub struct WasmSize {
     pub name: &'static str,
     /// As built by cargo.
     pub built: u64,
-    /// After `wasm-opt -Oz`, when wasm-opt is installed.
-    pub optimized: Option<u64>,
+    /// After `wasm-opt -Oz`: what `make oci` ships and the bench loads.
+    pub shipped: u64,
 }
 
-/// Sizes of the built modules, optimised copies written to `scratch`.
-pub fn wasm_sizes(scratch: &Path) -> Vec<WasmSize> {
+/// Writes the modules as shipped (`wasm-opt -Oz`, the call `make oci`
+/// makes) to `dir`, with the floor filter as built beside them (an anchor,
+/// not a Baton module), and returns their sizes.
+pub fn ship_modules(dir: &Path) -> Result<Vec<WasmSize>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let floor = wasm_file("wasm_floor");
+    std::fs::copy(&floor, dir.join("wasm_floor.wasm")).map_err(|e| format!("{}: {e}", floor.display()))?;
     FILTERS
         .iter()
         .map(|name| {
             let input = wasm_file(name);
-            let built = std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0);
-            let output = scratch.join(format!("{name}.oz.wasm"));
-            let optimized = baton_oci::optimize(&input, &output)
-                .ok()
-                .filter(|ran| *ran)
-                .and_then(|_| std::fs::metadata(&output).ok())
-                .map(|m| m.len());
-            WasmSize { name, built, optimized }
+            let output = dir.join(format!("{name}.wasm"));
+            match baton_oci::optimize(&input, &output) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err("wasm-opt is not installed (make bench-tools installs binaryen)".into());
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+            let size = |path: &Path| {
+                std::fs::metadata(path).map(|m| m.len()).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            Ok(WasmSize { name, built: size(&input)?, shipped: size(&output)? })
         })
         .collect()
 }
 
-/// Envoy memory and start time, without and with all three filters.
+/// Envoy's start-up and memory with one set of filters.
 #[derive(Debug, Clone)]
 pub struct EnvoyFootprint {
     /// What was loaded.
     pub label: &'static str,
-    /// RSS after start and a few requests, KiB.
-    pub rss_kib: u64,
-    /// Median start-to-ready time over the starts.
+    /// Median start-to-ready time with one worker.
     pub startup: Duration,
+    /// RSS after start and 100 requests, KiB, per worker count.
+    pub rss_kib: Vec<(u32, u64)>,
 }
 
-/// Starts each spec `starts` times, measuring time to ready and RSS.
+/// Starts each spec at every worker count in [`WORKERS`] (`starts` times
+/// with one worker, for the start-up median), measuring time to ready and
+/// RSS.
 pub fn footprints(specs: &[(&'static str, EnvoySpec)], starts: usize) -> Result<Vec<EnvoyFootprint>, String> {
     let mut out = Vec::new();
     for (label, spec) in specs {
         let mut times = Vec::new();
-        let mut rss = Vec::new();
-        for _ in 0..starts {
-            let started = Instant::now();
-            let envoy = Envoy::start(spec).map_err(|e| format!("{label}: {e}"))?;
-            times.push(started.elapsed());
-            for _ in 0..100 {
-                envoy.get("/orders", &[]);
+        let mut rss_kib = Vec::new();
+        for workers in WORKERS {
+            let mut rss = Vec::new();
+            for _ in 0..if workers == 1 { starts } else { 1 } {
+                let started = Instant::now();
+                let envoy =
+                    Envoy::start(&spec.clone().concurrency(workers)).map_err(|e| format!("{label}: {e}"))?;
+                if workers == 1 {
+                    times.push(started.elapsed());
+                }
+                for _ in 0..100 {
+                    envoy.get("/orders", &[]);
+                }
+                rss.push(envoy.rss_kib().unwrap_or(0));
             }
-            rss.push(envoy.rss_kib().unwrap_or(0));
+            rss.sort();
+            rss_kib.push((workers, rss[rss.len() / 2]));
         }
         times.sort();
-        rss.sort();
-        out.push(EnvoyFootprint { label, rss_kib: rss[rss.len() / 2], startup: times[times.len() / 2] });
+        out.push(EnvoyFootprint { label, startup: times[times.len() / 2], rss_kib });
     }
     Ok(out)
+}
+
+/// What verified tokens cost in memory: RSS before and after `tokens`
+/// distinct tokens were verified and cached by `spec`'s claim-enforcement.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheCost {
+    /// Distinct tokens sent.
+    pub entries: usize,
+    /// RSS growth per token, bytes.
+    pub bytes_per_entry: u64,
+}
+
+/// Sends each token once (after 100 requests with the first), and divides
+/// the RSS growth by their number.
+pub fn cache_cost(spec: &EnvoySpec, tokens: &[String]) -> Result<CacheCost, String> {
+    let envoy = Envoy::start(spec).map_err(|e| format!("cache cost: {e}"))?;
+    let bearer =
+        |token: &str| ClientRequest::get("/orders").header("authorization", &format!("Bearer {token}"));
+    let first = tokens.first().ok_or("cache cost: no tokens")?;
+    for _ in 0..100 {
+        envoy.send(&bearer(first));
+    }
+    let before = envoy.rss_kib().unwrap_or(0);
+    for token in tokens {
+        let status = envoy.send(&bearer(token)).status;
+        if status != 200 {
+            return Err(format!("cache cost: a pool token got {status}"));
+        }
+    }
+    let after = envoy.rss_kib().unwrap_or(0);
+    Ok(CacheCost {
+        entries: tokens.len(),
+        bytes_per_entry: after.saturating_sub(before) * 1024 / tokens.len().max(1) as u64,
+    })
 }
 
 /// The sizes as JSON.
@@ -81,8 +137,7 @@ pub fn sizes_json(sizes: &[WasmSize]) -> Value {
             .iter()
             .map(|size| {
                 json!({"module": format!("{}.wasm", size.name), "built_bytes": size.built,
-                       "wasm_opt_oz_bytes": size.optimized,
-                       "within_target": size.optimized.map(|bytes| bytes <= SIZE_TARGET_BYTES)})
+                       "wasm_opt_oz_bytes": size.shipped, "within_target": size.shipped <= SIZE_TARGET_BYTES})
             })
             .collect(),
     )
@@ -93,7 +148,15 @@ pub fn footprints_json(footprints: &[EnvoyFootprint]) -> Value {
     Value::Array(
         footprints
             .iter()
-            .map(|f| json!({"envoy": f.label, "rss_kib": f.rss_kib, "start_to_ready_ms": f.startup.as_millis() as u64}))
+            .map(|f| {
+                json!({"envoy": f.label, "start_to_ready_ms": f.startup.as_millis() as u64,
+                       "rss_kib": f.rss_kib.iter().map(|(workers, kib)| json!({"workers": workers, "kib": kib})).collect::<Vec<_>>()})
+            })
             .collect(),
     )
+}
+
+/// Where the shipped modules go under the bench's scratch folder.
+pub fn shipped_dir(scratch: &Path) -> PathBuf {
+    scratch.join("shipped")
 }

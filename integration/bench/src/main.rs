@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use baton_harness::{EnvoySpec, envoy_binary, workspace_root};
 use serde_json::json;
 
-use crate::configs::Configuration;
+use crate::configs::{Configuration, Module};
 use crate::run::Running;
 use crate::world::World;
 use crate::wrk::Wrk;
@@ -87,7 +87,7 @@ fn selected(all: Vec<Configuration>, only: &[String]) -> Vec<Configuration> {
         let more: Vec<&str> = all
             .iter()
             .filter(|c| keep.contains(&c.id))
-            .flat_map(|c| [Some(c.baseline), c.target.map(|t| t.anchor)].into_iter().flatten())
+            .flat_map(|c| std::iter::once(c.baseline).chain(c.targets.iter().map(|t| t.anchor())))
             .collect();
         keep.extend(more);
     }
@@ -117,7 +117,17 @@ fn bench() -> Result<bool, String> {
     let duration = Duration::from_secs(options.seconds);
 
     let world = World::start()?;
-    let configs = selected(configs::all(&world, &options.envoy_cpus), &options.only);
+    // Every Baton row loads the modules that ship, but the one that says
+    // otherwise.
+    let shipped = extras::shipped_dir(&scratch);
+    let sizes = extras::ship_modules(&shipped)?;
+    let configs: Vec<Configuration> = selected(configs::all(&world, &options.envoy_cpus), &options.only)
+        .into_iter()
+        .map(|config| match config.module {
+            Module::Shipped => Configuration { spec: config.spec.clone().wasm_dir(&shipped), ..config },
+            Module::AsBuilt => config,
+        })
+        .collect();
     println!(
         "{} configurations, {} rounds of {}s each; Envoy on CPU {}, wrk on CPU {}",
         configs.len(),
@@ -159,35 +169,48 @@ fn bench() -> Result<bool, String> {
         );
     }
 
-    let (sizes, footprints) = if options.extras {
-        let sizes = extras::wasm_sizes(&scratch);
+    let (footprints, cache) = if options.extras {
         println!();
         for size in &sizes {
-            let optimized = size.optimized.map_or("wasm-opt not installed".to_string(), |bytes| {
-                format!(
-                    "{} KiB after wasm-opt -Oz ({})",
-                    bytes / 1024,
-                    if bytes <= extras::SIZE_TARGET_BYTES { "within 400 KiB" } else { "OVER 400 KiB" }
-                )
-            });
-            println!("{}.wasm: {} KiB built, {optimized}", size.name, size.built / 1024);
-        }
-        let footprints = extras::footprints(&footprint_specs(&world, &options.envoy_cpus), 3)?;
-        for footprint in &footprints {
             println!(
-                "Envoy {}: RSS {} MiB, start to ready {} ms",
-                footprint.label,
-                footprint.rss_kib / 1024,
-                footprint.startup.as_millis()
+                "{}.wasm: {} KiB built, {} KiB shipped (wasm-opt -Oz, {})",
+                size.name,
+                size.built / 1024,
+                size.shipped / 1024,
+                if size.shipped <= extras::SIZE_TARGET_BYTES { "within 400 KiB" } else { "OVER 400 KiB" }
             );
         }
-        (sizes, footprints)
+        let footprints = extras::footprints(&footprint_specs(&world, &options.envoy_cpus, &shipped), 3)?;
+        for footprint in &footprints {
+            let rss: Vec<String> = footprint
+                .rss_kib
+                .iter()
+                .map(|(workers, kib)| format!("{} MiB with {workers}", kib / 1024))
+                .collect();
+            println!(
+                "Envoy {}: start to ready {} ms; RSS {}",
+                footprint.label,
+                footprint.startup.as_millis(),
+                rss.join(", ")
+            );
+        }
+        let cache_spec = EnvoySpec::direct_response()
+            .log_level("warning")
+            .cpus(&options.envoy_cpus)
+            .wasm_dir(&shipped)
+            .filter("claim_enforcement", world.claim_enforcement(10_000));
+        let cache = extras::cache_cost(&cache_spec, &world.pool)?;
+        println!(
+            "claim-enforcement verified-token cache: {} bytes of Envoy RSS per entry ({} tokens)",
+            cache.bytes_per_entry, cache.entries
+        );
+        (footprints, Some(cache))
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), None)
     };
 
     let all_met = rows.iter().all(|row| row.met() != Some(false))
-        && sizes.iter().all(|size| size.optimized.is_none_or(|bytes| bytes <= extras::SIZE_TARGET_BYTES));
+        && sizes.iter().all(|size| size.shipped <= extras::SIZE_TARGET_BYTES);
     let results = json!({
         "measured_at": baton_token::clock::rfc3339(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         "envoy": envoy_version(),
@@ -197,6 +220,7 @@ fn bench() -> Result<bool, String> {
         "rows": report::rows_json(&rows),
         "wasm_sizes": extras::sizes_json(&sizes),
         "envoy_footprint": extras::footprints_json(&footprints),
+        "verified_token_cache_bytes_per_entry": cache.map(|cost| cost.bytes_per_entry),
         "bench_envoy_start_ms": startups.iter().map(|(id, ms)| json!({"id": id, "ms": ms})).collect::<Vec<_>>(),
         "all_targets_met": all_met,
     });
@@ -218,18 +242,33 @@ fn bench() -> Result<bool, String> {
     Ok(all_met || !options.strict)
 }
 
-/// Envoy with no filter, and with all three Baton filters.
-fn footprint_specs(world: &World, cpus: &str) -> Vec<(&'static str, EnvoySpec)> {
-    let none = EnvoySpec::direct_response().log_level("warning").cpus(cpus);
-    let all = EnvoySpec::direct_response()
-        .log_level("warning")
-        .cpus(cpus)
-        .cluster("idp", world.idp.addr())
-        .cluster("bank_idp", world.bank.addr())
-        .filter("claim_enforcement", world.claim_enforcement(10_000))
-        .filter("obo_credential_injection", world.obo_token_exchange())
-        .filter("in_task_auth_code", world.in_task());
-    vec![("without filters", none), ("with all three Baton filters", all)]
+/// Envoy with no filter, with each Baton module alone, and with all three
+/// (the modules that ship).
+fn footprint_specs(world: &World, cpus: &str, shipped: &std::path::Path) -> Vec<(&'static str, EnvoySpec)> {
+    let base = || {
+        EnvoySpec::direct_response()
+            .log_level("warning")
+            .cpus(cpus)
+            .wasm_dir(shipped)
+            .cluster("idp", world.idp.addr())
+            .cluster("bank_idp", world.bank.addr())
+    };
+    vec![
+        ("without filters", base()),
+        ("with claim-enforcement", base().filter("claim_enforcement", world.claim_enforcement(10_000))),
+        (
+            "with obo-credential-injection",
+            base().filter("obo_credential_injection", world.obo_token_exchange()),
+        ),
+        ("with in-task-auth-code", base().filter("in_task_auth_code", world.in_task())),
+        (
+            "with all three Baton filters",
+            base()
+                .filter("claim_enforcement", world.claim_enforcement(10_000))
+                .filter("obo_credential_injection", world.obo_token_exchange())
+                .filter("in_task_auth_code", world.in_task()),
+        ),
+    ]
 }
 
 fn envoy_version() -> String {

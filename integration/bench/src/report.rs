@@ -26,8 +26,10 @@ pub struct Row {
     pub cpu_us: f64,
     /// Median ratio to the passthrough row with the same workload.
     pub vs_passthrough: f64,
-    /// Median ratio to the anchor, with the target.
-    pub vs_anchor: Option<(Target, f64)>,
+    /// Each target with what was measured against its anchor: the median
+    /// paired throughput ratio, or for [`Target::CpuAbove`] the median
+    /// paired Envoy CPU difference in µs.
+    pub targets: Vec<(Target, f64)>,
     /// Token-endpoint calls per 10,000 requests (cached configurations).
     pub idp_calls_per_10k: Option<f64>,
     /// Token-endpoint calls in total (setup and rounds).
@@ -36,10 +38,21 @@ pub struct Row {
     pub rounds_rps: Vec<f64>,
 }
 
+/// Whether `measured` meets `target` (`None`: a figure only reported).
+pub fn meets(target: Target, measured: f64) -> Option<bool> {
+    match target {
+        Target::Ratio { min, .. } => Some(measured >= min),
+        Target::CpuAbove { max_us, .. } => Some(measured <= max_us),
+        Target::Report { .. } => None,
+    }
+}
+
 impl Row {
-    /// Whether the target is met (`None`: the row has none).
+    /// Whether every target is met (`None`: the row has none to meet).
     pub fn met(&self) -> Option<bool> {
-        self.vs_anchor.map(|(target, ratio)| ratio >= target.min_ratio)
+        let verdicts: Vec<bool> =
+            self.targets.iter().filter_map(|(target, got)| meets(*target, *got)).collect();
+        (!verdicts.is_empty()).then(|| verdicts.iter().all(|met| *met))
     }
 }
 
@@ -61,6 +74,17 @@ fn paired_ratio(a: &Running, b: &Running) -> f64 {
     median(a.rounds.iter().zip(&b.rounds).map(|(x, y)| x.requests_per_sec / y.requests_per_sec).collect())
 }
 
+/// Median over rounds of `a`'s Envoy CPU per request minus `b`'s, µs.
+fn paired_cpu_above(a: &Running, b: &Running) -> f64 {
+    median(
+        a.rounds
+            .iter()
+            .zip(&b.rounds)
+            .map(|(x, y)| (x.envoy_cpu_ns_per_request as f64 - y.envoy_cpu_ns_per_request as f64) / 1000.0)
+            .collect(),
+    )
+}
+
 /// The rows, in configuration order.
 pub fn rows(all: &[Running]) -> Vec<Row> {
     let find = |id: &str| all.iter().find(|running| running.config.id == id);
@@ -69,9 +93,19 @@ pub fn rows(all: &[Running]) -> Vec<Row> {
             let config = &running.config;
             let vs_passthrough =
                 find(config.baseline).map(|base| paired_ratio(running, base)).unwrap_or(f64::NAN);
-            let vs_anchor = config
-                .target
-                .and_then(|target| find(target.anchor).map(|anchor| (target, paired_ratio(running, anchor))));
+            let targets = config
+                .targets
+                .iter()
+                .filter_map(|target| {
+                    let anchor = find(target.anchor())?;
+                    Some(match target {
+                        Target::CpuAbove { .. } => (*target, paired_cpu_above(running, anchor)),
+                        Target::Ratio { .. } | Target::Report { .. } => {
+                            (*target, paired_ratio(running, anchor))
+                        }
+                    })
+                })
+                .collect();
             let total_requests: u64 =
                 running.setup_requests + running.rounds.iter().map(|round| round.requests).sum::<u64>();
             let idp_calls =
@@ -87,7 +121,7 @@ pub fn rows(all: &[Running]) -> Vec<Row> {
                     running.rounds.iter().map(|r| r.envoy_cpu_ns_per_request as f64 / 1000.0).collect(),
                 ),
                 vs_passthrough,
-                vs_anchor,
+                targets,
                 idp_calls_per_10k: idp_calls
                     .map(|calls| calls as f64 * 10_000.0 / total_requests.max(1) as f64),
                 idp_calls,
@@ -109,13 +143,16 @@ pub fn table(rows: &[Row]) -> String {
     );
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
-        let (anchor, target) = match (row.vs_anchor, row.met()) {
-            (Some((target, ratio)), Some(met)) => (
-                format!("{ratio:.2}x {}", target.anchor),
-                format!("≥ {:.2}x {}", target.min_ratio, if met { "met" } else { "MISSED" }),
-            ),
-            _ => (String::new(), String::new()),
-        };
+        let anchor: Vec<String> = row.targets.iter().map(|(target, got)| measured(*target, *got)).collect();
+        let target: Vec<String> = row
+            .targets
+            .iter()
+            .filter_map(|(target, got)| {
+                let verdict = if meets(*target, *got)? { "met" } else { "MISSED" };
+                Some(format!("{} {verdict}", bound(*target)?))
+            })
+            .collect();
+        let (anchor, target) = (anchor.join("; "), target.join("; "));
         out.push_str(&format!(
             "| {} | {:.0} | {} | {} | {:.1}µs | {:.2} | {} | {} |\n",
             row.label,
@@ -129,6 +166,23 @@ pub fn table(rows: &[Row]) -> String {
         ));
     }
     out
+}
+
+/// What was measured against `target`'s anchor, as the table shows it.
+fn measured(target: Target, got: f64) -> String {
+    match target {
+        Target::CpuAbove { anchor, .. } => format!("{got:+.1}µs CPU vs {anchor}"),
+        Target::Ratio { anchor, .. } | Target::Report { anchor } => format!("{got:.2}x {anchor}"),
+    }
+}
+
+/// The bound `target` sets, as the table shows it.
+fn bound(target: Target) -> Option<String> {
+    match target {
+        Target::Ratio { min, .. } => Some(format!("≥ {min:.2}x")),
+        Target::CpuAbove { max_us, .. } => Some(format!("≤ +{max_us:.1}µs")),
+        Target::Report { .. } => None,
+    }
 }
 
 /// The rows as JSON.
@@ -146,9 +200,7 @@ pub fn rows_json(rows: &[Row]) -> Value {
                     "p99_us": row.p99_us,
                     "envoy_cpu_us_per_request": round3(row.cpu_us),
                     "vs_passthrough": round3(row.vs_passthrough),
-                    "anchor": row.vs_anchor.map(|(target, _)| target.anchor),
-                    "vs_anchor": row.vs_anchor.map(|(_, ratio)| round3(ratio)),
-                    "target": row.vs_anchor.map(|(target, _)| target.min_ratio),
+                    "targets": row.targets.iter().map(|(target, got)| target_json(*target, *got)).collect::<Vec<_>>(),
                     "met": row.met(),
                     "idp_calls": row.idp_calls,
                     "idp_calls_per_10k_requests": row.idp_calls_per_10k.map(round3),
@@ -156,6 +208,15 @@ pub fn rows_json(rows: &[Row]) -> Value {
             })
             .collect(),
     )
+}
+
+fn target_json(target: Target, got: f64) -> Value {
+    let (kind, bound) = match target {
+        Target::Ratio { min, .. } => ("throughput_ratio_at_least", Some(min)),
+        Target::CpuAbove { max_us, .. } => ("envoy_cpu_us_above_at_most", Some(max_us)),
+        Target::Report { .. } => ("throughput_ratio_reported", None),
+    };
+    json!({"anchor": target.anchor(), "kind": kind, "bound": bound, "measured": round3(got), "met": meets(target, got)})
 }
 
 fn round3(value: f64) -> f64 {

@@ -3,7 +3,7 @@
 //! filters call (IdPs). Written as JSON, which Envoy reads like YAML.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -66,6 +66,7 @@ pub struct EnvoySpec {
     log_level: String,
     cpus: Option<String>,
     downstream_tls: Option<Value>,
+    wasm_dir: Option<PathBuf>,
 }
 
 impl EnvoySpec {
@@ -99,7 +100,15 @@ impl EnvoySpec {
             log_level: "info".to_string(),
             cpus: None,
             downstream_tls: None,
+            wasm_dir: None,
         }
+    }
+
+    /// Loads the Baton modules from `dir` instead of the cargo-built ones
+    /// (the bench measures the `wasm-opt -Oz` modules that ship).
+    pub fn wasm_dir(mut self, dir: &Path) -> Self {
+        self.wasm_dir = Some(dir.to_path_buf());
+        self
     }
 
     /// Appends a Baton filter (filters run in the order added).
@@ -195,7 +204,9 @@ impl EnvoySpec {
             .filters
             .iter()
             .map(|filter| match filter {
-                HttpFilter::Wasm(wasm) => wasm_filter(wasm, &env_keys, self.hold_headers_for_body),
+                HttpFilter::Wasm(wasm) => {
+                    wasm_filter(wasm, &env_keys, self.hold_headers_for_body, self.wasm_dir.as_deref())
+                }
                 HttpFilter::Native { name, typed_config } => {
                     json!({"name": name, "typed_config": typed_config})
                 }
@@ -262,7 +273,16 @@ impl EnvoySpec {
     }
 }
 
-fn wasm_filter(filter: &WasmFilter, env_keys: &[&str], hold_headers_for_body: bool) -> Value {
+fn wasm_filter(
+    filter: &WasmFilter,
+    env_keys: &[&str],
+    hold_headers_for_body: bool,
+    wasm_dir: Option<&Path>,
+) -> Value {
+    let file = match wasm_dir {
+        Some(dir) => dir.join(format!("{}.wasm", filter.name)),
+        None => wasm_file(&filter.name),
+    };
     json!({
         "name": format!("baton.{}", filter.name),
         "typed_config": {
@@ -273,7 +293,7 @@ fn wasm_filter(filter: &WasmFilter, env_keys: &[&str], hold_headers_for_body: bo
                 "vm_config": {
                     "vm_id": format!("baton_{}", filter.name),
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_file(&filter.name).to_string_lossy()}},
+                    "code": {"local": {"filename": file.to_string_lossy()}},
                     "environment_variables": {"host_env_keys": env_keys}
                 },
                 "configuration": {
