@@ -947,6 +947,32 @@ fn the_agent_card_names_the_gateway_or_is_not_served() {
     }
 }
 
+#[test]
+fn a_request_without_a_body_is_decided_at_once_whatever_its_method() {
+    use baton_filter_kit::runtime::{Action, Runtime};
+    for method in ["GET", "HEAD", "POST", "DELETE"] {
+        let s = setup();
+        let host = s.host.clone();
+        let mut runtime = Runtime::new(crate::filter::InTaskAuthCode { engine: s.engine }, None);
+        let bearer = format!("Bearer {}", user_token("alice"));
+        host.add_request(
+            1,
+            &[
+                (":method", method),
+                (":path", "/"),
+                (":authority", "agent.test"),
+                ("authorization", bearer.as_str()),
+            ],
+        );
+        // Answered now (an empty body is no JSON-RPC message), not held for
+        // a body that never comes.
+        assert_eq!(runtime.on_request_headers(&host, 1, true), Action::Pause, "{method}");
+        assert_eq!(runtime.held(), 0, "{method}");
+        let reply = host.request(1).unwrap().reply.expect("answered");
+        assert_eq!(reply.status, 400, "{method}");
+    }
+}
+
 /// The host calls of a message that gets its task's stored token, through
 /// the whole runtime: headers, body, and the agent's answer read.
 fn stored_token_message(level: baton_filter_kit::host::LogLevel) -> Vec<&'static str> {
