@@ -15,7 +15,10 @@ WASM_DIR := target/$(WASM_TARGET)/release
 FILTERS := claim-enforcement obo-credential-injection in-task-auth-code
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_ARGS ?=
-WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS)),$(WASM_DIR)/$(f).wasm)
+# claim-enforcement and obo-credential-injection in one pass: built on its
+# own, since it embeds both engines without their module registration.
+ONE_PASS := enforce-and-exchange
+WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS) $(ONE_PASS)),$(WASM_DIR)/$(f).wasm)
 
 .PHONY: all setup build oci test unit-test integration-test demo bench bench-tools fuzz fuzz-smoke fuzz-tools fuzz-run soak lint fmt clean
 
@@ -48,6 +51,7 @@ $(SDK_READY): tests/sdk/requirements.txt
 ## build: the filters as .wasm (release, for Envoy's V8)
 build: setup
 	$(CARGO) build --release --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(f))
+	$(CARGO) build --release --target $(WASM_TARGET) -p $(ONE_PASS)
 	@ls -l $(WASM_FILES)
 
 ## oci: each filter as a Wasm OCI image layout in target/oci/<filter>/ (no Docker;
@@ -128,7 +132,7 @@ bench-tools:
 lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(f)) -p baton-token -p baton-filter-kit -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(foreach f,$(FILTERS) $(ONE_PASS),-p $(f)) -p baton-token -p baton-filter-kit -- -D warnings
 	$(CARGO) clippy -p baton-token --no-default-features -- -D warnings
 	@# The fuzz targets (their own workspace) must keep compiling as the APIs move;
 	@# libfuzzer-sys builds C++ (clang++, installed with clang, when there is no c++).

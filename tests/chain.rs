@@ -84,6 +84,80 @@ fn obo_uses_the_token_claim_enforcement_verified() {
     assert_eq!(backend.requests().len(), 1);
 }
 
+/// What a deployment does with the requests of the test above: statuses,
+/// challenges, what the backend saw, IdP calls.
+fn outcomes(idp: &MockIdp, backend: &EchoBackend, envoy: &Envoy) -> Vec<String> {
+    let alice = user_token(idp, "alice", "portfolio:read");
+    let exchanges_before = idp.calls(Endpoint::Token);
+    let mut seen = Vec::new();
+    for token in [
+        Some(alice.clone()),
+        Some(alice),
+        Some("not.a.token".into()),
+        Some(user_token(idp, "bob", "profile")),
+        None,
+    ] {
+        let response = match &token {
+            Some(token) => envoy.get_with_token("/api/positions", token),
+            None => envoy.get("/api/positions", &[]),
+        };
+        let upstream = (response.status == 200).then(|| {
+            let last = backend.requests().last().cloned().unwrap();
+            let issued = last.header("authorization").unwrap().trim_start_matches("Bearer ").to_string();
+            let claims = decode_claims_unverified(&issued).unwrap();
+            format!("sub={} aud={} x-user-id={:?}", claims["sub"], claims["aud"], last.header("x-user-id"))
+        });
+        seen.push(format!("{} {:?} {:?}", response.status, response.header("www-authenticate"), upstream));
+    }
+    seen.push(format!("exchanges={}", idp.calls(Endpoint::Token) - exchanges_before));
+    seen
+}
+
+#[test]
+fn the_chain_in_one_pass_of_one_filter_decides_as_the_two_filters_do() {
+    let idp = idp();
+    let backend = backend();
+    let two =
+        start(&idp, &backend, &[("claim_enforcement", ce(&idp)), ("obo_credential_injection", obo(&idp))]);
+    let two_filters = outcomes(&idp, &backend, &two);
+    drop(two);
+    let one = start(
+        &idp,
+        &backend,
+        &[(
+            "enforce_and_exchange",
+            json!({"claimEnforcement": ce(&idp), "oboCredentialInjection": obo(&idp)}),
+        )],
+    );
+    let one_pass = outcomes(&idp, &backend, &one);
+    assert_eq!(one_pass, two_filters);
+    assert!(
+        one_pass[0].starts_with("200 ")
+            && one_pass[0].contains("alice")
+            && one_pass[0].contains("portfolio-agent"),
+        "{one_pass:?}"
+    );
+    assert_eq!(one_pass[5], "exchanges=1", "one exchange, then the cache; none for a refused request");
+    // Both engines count as they do alone.
+    assert_eq!(one.counter("baton_obo.injected"), 2);
+    assert_eq!(one.counter("baton_ce.allowed"), 2);
+    assert_eq!(
+        one.counter("baton_ce.denied.invalid_token") + one.counter("baton_ce.denied.missing_token"),
+        2
+    );
+
+    // An exchange that is not given the verified token is refused at load,
+    // with one line naming the field.
+    let mut jwks = obo(&idp);
+    jwks["subjectToken"] = json!({"validation": "jwks", "providers": ce(&idp)["providers"]});
+    let spec = EnvoySpec::new(backend.addr()).cluster("idp", idp.addr()).filter(
+        "enforce_and_exchange",
+        json!({"claimEnforcement": ce(&idp), "oboCredentialInjection": jwks}),
+    );
+    let error = Envoy::start(&spec).expect_err("refused at load");
+    assert!(error.contains("oboCredentialInjection.subjectToken.validation"), "{error}");
+}
+
 #[test]
 fn without_claim_enforcement_before_it_the_obo_filter_refuses() {
     let idp = idp();

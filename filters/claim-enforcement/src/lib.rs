@@ -19,4 +19,5 @@ pub mod routes;
 /// The name this filter logs under.
 pub const FILTER: &str = "claim-enforcement";
 
+#[cfg(feature = "module")]
 baton_filter_kit::register_filter!(crate::filter::ClaimEnforcement);

@@ -32,4 +32,5 @@ pub mod strict_json;
 /// The name this filter logs under.
 pub const FILTER: &str = "in-task-auth-code";
 
+#[cfg(feature = "module")]
 baton_filter_kit::register_filter!(crate::filter::InTaskAuthCode);

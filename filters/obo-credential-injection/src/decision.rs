@@ -8,12 +8,15 @@
 use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
+use baton_filter_kit::cache::TokenMemo;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
-use baton_filter_kit::handoff;
+use baton_filter_kit::handoff::verified_value;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::runtime;
-use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
+use baton_filter_kit::verifier::{
+    CacheOutcome, KeyWait, MAX_LOCAL_ENTRIES, TokenVerifier, VerifiedToken, VerifyError,
+};
 use baton_token::TokenHash;
 use baton_token::claims::Claims;
 use baton_token::issued::{IssuedTokenExpectation, check_issued_token};
@@ -27,7 +30,10 @@ use crate::metrics;
 use crate::model::{
     Actor, CallerSource, DefaultAction, FilterConfig, SubjectValidation, Target, TargetGrant,
 };
-use crate::subject::{caller, check_delegation, verified_upstream_claims};
+use crate::subject::{
+    UpstreamSubject, caller, check_delegation, check_upstream_times, not_verified_upstream,
+    verified_upstream_claims,
+};
 
 /// What the decision needs of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +103,10 @@ pub struct Engine {
     pub verifier: Option<TokenVerifier>,
     /// Issued tokens.
     pub cache: IssuedTokenCache,
+    /// Tokens claim-enforcement verified (validation `claimEnforcement`),
+    /// by the token itself: a known token's record is compared and its
+    /// times checked, without hashing or parsing it again.
+    upstream: TokenMemo<Rc<UpstreamSubject>>,
 }
 
 /// The subject token, once accepted.
@@ -110,7 +120,7 @@ impl Subject<'_> {
     fn hash(&self) -> TokenHash {
         match &self.claims {
             SubjectClaims::Verified(verified) => verified.hash,
-            SubjectClaims::Decoded(_) => TokenHash::of(self.token.as_bytes()),
+            SubjectClaims::Upstream(upstream) => upstream.hash,
         }
     }
 }
@@ -119,14 +129,14 @@ impl Subject<'_> {
 /// or decoded for this request.
 enum SubjectClaims {
     Verified(Rc<VerifiedToken>),
-    Decoded(Box<Claims>),
+    Upstream(Rc<UpstreamSubject>),
 }
 
 impl SubjectClaims {
     fn get(&self) -> &Claims {
         match self {
             SubjectClaims::Verified(verified) => &verified.claims,
-            SubjectClaims::Decoded(claims) => claims,
+            SubjectClaims::Upstream(upstream) => &upstream.claims,
         }
     }
 }
@@ -146,7 +156,10 @@ impl Engine {
             _ => None,
         };
         let cache = IssuedTokenCache::new(config.cache_entries, &prefix);
-        Self { config, verifier, cache }
+        let upstream = TokenMemo::new(
+            usize::try_from(config.cache_entries).unwrap_or(usize::MAX).min(MAX_LOCAL_ENTRIES),
+        );
+        Self { config, verifier, cache, upstream }
     }
 
     /// The configuration.
@@ -413,23 +426,31 @@ impl Engine {
         };
         let claims = match &subject.validation {
             SubjectValidation::ClaimEnforcement { issuers, audiences, clock_skew_secs } => {
-                if !handoff::records(request.verified_upstream.as_deref(), token) {
-                    audit_subject(audit, token);
-                    return Err(self.invalid_token(
-                        host,
-                        std::mem::take(audit),
-                        "not_verified_upstream",
-                        "token was not verified by claim-enforcement on this request",
-                    ));
-                }
-                match verified_upstream_claims(
-                    token,
-                    issuers,
-                    audiences,
-                    *clock_skew_secs,
-                    host.now_unix_secs(),
-                ) {
-                    Ok(claims) => SubjectClaims::Decoded(Box::new(claims)),
+                let now = host.now_unix_secs();
+                let accepted = match self.upstream.get(0, token) {
+                    // The record must name this token on every request.
+                    Some(known) if request.verified_upstream.as_deref() == Some(known.record.as_bytes()) => {
+                        check_upstream_times(&known.claims, *clock_skew_secs, now).map(|()| known)
+                    }
+                    Some(_) => Err(not_verified_upstream()),
+                    None => {
+                        let hash = TokenHash::of(token.as_bytes());
+                        let record = verified_value(&hash);
+                        if request.verified_upstream.as_deref() == Some(record.as_bytes()) {
+                            verified_upstream_claims(token, issuers, audiences, *clock_skew_secs, now).map(
+                                |claims| {
+                                    let upstream = Rc::new(UpstreamSubject { hash, record, claims });
+                                    self.upstream.insert(0, token, Rc::clone(&upstream));
+                                    upstream
+                                },
+                            )
+                        } else {
+                            Err(not_verified_upstream())
+                        }
+                    }
+                };
+                match accepted {
+                    Ok(upstream) => SubjectClaims::Upstream(upstream),
                     Err(rejected) => {
                         audit_subject(audit, token);
                         return Err(self.invalid_token(

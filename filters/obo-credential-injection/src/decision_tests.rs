@@ -549,9 +549,21 @@ fn claim_enforcement_validation_needs_the_record_of_this_very_token() {
     assert_eq!(s.host.counter(metrics::DENIED_INVALID_TOKEN), 3);
 
     // The record of this token: the exchange goes ahead.
-    let request =
+    let accepted =
         Request { verified_upstream: record(&token), ..request("portfolio.internal", Some(&bearer)) };
-    assert!(matches!(s.first(&request), Verdict::AwaitCall(_)));
+    assert!(matches!(s.first(&accepted), Verdict::AwaitCall(_)));
+
+    // Remembered now, the token still needs its record on every request.
+    for (case, verified_upstream) in
+        [("no record", None), ("another token's record", record(&s.user("mallory")))]
+    {
+        let request = Request { verified_upstream, ..request("portfolio.internal", Some(&bearer)) };
+        assert!(matches!(s.first(&request), Verdict::Reply(ref r) if r.status == 401), "remembered, {case}");
+    }
+    assert!(matches!(s.first(&accepted), Verdict::AwaitCall(_)), "remembered, with its record");
+    // And its times are checked again: once expired it is refused.
+    s.host.set_now(NOW + 24 * 3600);
+    assert!(matches!(s.first(&accepted), Verdict::Reply(ref r) if r.status == 401), "remembered, expired");
 }
 
 #[test]

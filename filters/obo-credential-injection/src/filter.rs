@@ -48,27 +48,11 @@ impl OboCredentialInjection {
     pub fn new(engine: Engine) -> Self {
         Self { engine, renewals: RenewalBackoff::default() }
     }
-}
 
-impl Filter for OboCredentialInjection {
-    type Request = Request;
-    type Outcome = CallOutcome;
-    type Answer = ();
-
-    const MAKES_CALLS: bool = true;
-
-    fn user_agent(&self) -> &'static str {
-        "baton-obo-credential-injection"
-    }
-
-    /// The attributes the decision needs, each read from the proxy only
-    /// when the configuration uses it.
-    fn read_request(
-        &mut self,
-        host: &dyn Host,
-        headers: &RequestHeaders,
-        _end_of_stream: bool,
-    ) -> Result<Request, String> {
+    /// The request as its headers and the connection describe it, without
+    /// claim-enforcement's record (`verified_upstream` is left empty for
+    /// the caller to fill).
+    pub fn read_headers(&self, host: &dyn Host, headers: &RequestHeaders) -> Result<Request, String> {
         let config = self.engine.config();
         let unreadable = |_| "request headers unreadable".to_string();
         let mut inputs = config.match_inputs;
@@ -95,12 +79,6 @@ impl Filter for OboCredentialInjection {
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
             CallerSource::TokenClient => None,
         };
-        let verified_upstream = match &config.subject {
-            Some(SubjectToken { validation: SubjectValidation::ClaimEnforcement { .. }, .. }) => {
-                host.property(&[VERIFIED_TOKEN_PROPERTY]).map_err(unreadable)?
-            }
-            _ => None,
-        };
         Ok(Request {
             method,
             path: attributes.path,
@@ -108,8 +86,40 @@ impl Filter for OboCredentialInjection {
             method_override: attributes.method_override,
             credential,
             peer_certificate,
-            verified_upstream,
+            verified_upstream: None,
         })
+    }
+}
+
+impl Filter for OboCredentialInjection {
+    type Request = Request;
+    type Outcome = CallOutcome;
+    type Answer = ();
+
+    const MAKES_CALLS: bool = true;
+
+    fn user_agent(&self) -> &'static str {
+        "baton-obo-credential-injection"
+    }
+
+    /// The attributes the decision needs, each read from the proxy only
+    /// when the configuration uses it; claim-enforcement's record from
+    /// the filter state Envoy keeps for this request.
+    fn read_request(
+        &mut self,
+        host: &dyn Host,
+        headers: &RequestHeaders,
+        _end_of_stream: bool,
+    ) -> Result<Request, String> {
+        let mut request = self.read_headers(host, headers)?;
+        if let Some(SubjectToken { validation: SubjectValidation::ClaimEnforcement { .. }, .. }) =
+            &self.engine.config().subject
+        {
+            request.verified_upstream = host
+                .property(&[VERIFIED_TOKEN_PROPERTY])
+                .map_err(|_| "claim-enforcement's record unreadable".to_string())?;
+        }
+        Ok(request)
     }
 
     fn decide(

@@ -25,4 +25,5 @@ pub mod subject;
 /// The name this filter logs under.
 pub const FILTER: &str = "obo-credential-injection";
 
+#[cfg(feature = "module")]
 baton_filter_kit::register_filter!(crate::filter::OboCredentialInjection);

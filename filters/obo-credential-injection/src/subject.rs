@@ -2,6 +2,7 @@
 //! the delegation policy: who is calling, and may they act for this user
 //! toward this audience.
 
+use baton_token::TokenHash;
 use baton_token::claims::Claims;
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
 use baton_token::validation::ValidationPolicy;
@@ -15,6 +16,36 @@ pub struct SubjectRejected {
     pub reason: &'static str,
     /// What the client is told.
     pub description: String,
+}
+
+/// A token claim-enforcement verified, as remembered: its hash, the record
+/// that names it, and its claims (issuer and audience already checked;
+/// times are checked on every use).
+#[derive(Debug)]
+pub struct UpstreamSubject {
+    /// The token's SHA-256.
+    pub hash: TokenHash,
+    /// claim-enforcement's record of it.
+    pub record: String,
+    /// Its claims.
+    pub claims: Claims,
+}
+
+/// The refusal of a token no claim-enforcement record names.
+pub fn not_verified_upstream() -> SubjectRejected {
+    SubjectRejected {
+        reason: "not_verified_upstream",
+        description: "token was not verified by claim-enforcement on this request".into(),
+    }
+}
+
+/// A remembered token's times, checked again at `now` (`exp` required).
+pub fn check_upstream_times(claims: &Claims, clock_skew_secs: u64, now: u64) -> Result<(), SubjectRejected> {
+    let mut policy = ValidationPolicy::new(String::new(), Vec::new(), Vec::new());
+    policy.clock_skew_secs = clock_skew_secs;
+    policy
+        .check_times(claims, now)
+        .map_err(|error| SubjectRejected { reason: error.reason(), description: error.to_string() })
 }
 
 /// The claims of a token claim-enforcement verified on this request (its
@@ -31,11 +62,7 @@ pub fn verified_upstream_claims(
     let jwt = UnverifiedJwt::parse(token, DEFAULT_MAX_TOKEN_BYTES)
         .map_err(|error| SubjectRejected { reason: error.reason(), description: error.to_string() })?;
     let claims = jwt.into_claims();
-    let mut policy = ValidationPolicy::new(String::new(), Vec::new(), Vec::new());
-    policy.clock_skew_secs = clock_skew_secs;
-    policy
-        .check_times(&claims, now)
-        .map_err(|error| SubjectRejected { reason: error.reason(), description: error.to_string() })?;
+    check_upstream_times(&claims, clock_skew_secs, now)?;
     if !issuers.is_empty() && !claims.iss.as_ref().is_some_and(|iss| issuers.contains(iss)) {
         return Err(SubjectRejected {
             reason: "issuer_mismatch",

@@ -449,5 +449,24 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
                 "passthrough",
             )
         },
+        Configuration {
+            targets: vec![
+                ratio("jwt_authn-credential_injector", 0.9),
+                Target::Report { anchor: "ce-obo-chain" },
+            ],
+            refuses_without_token: Some(401),
+            work_stats: vec!["wasmcustom.baton_ce.cache.hit_local", "wasmcustom.baton_obo.cache.hit_local"],
+            counts_idp_calls: true,
+            ..row(
+                "ce-obo-one-pass",
+                "enforce-and-exchange: the chain in one pass of one filter",
+                Kind::Baton,
+                listener(cpus)
+                    .cluster("idp", world.idp.addr())
+                    .filter("enforce_and_exchange", world.enforce_and_exchange()),
+                &one,
+                "passthrough",
+            )
+        },
     ]
 }

@@ -9,8 +9,10 @@ use baton_harness::{Envoy, EnvoySpec, wasm_file};
 use http_kit::ClientRequest;
 use serde_json::{Value, json};
 
-/// The filters as built.
-pub const FILTERS: [&str; 3] = ["claim_enforcement", "obo_credential_injection", "in_task_auth_code"];
+/// The filters as built (the last, both engines in one pass, embeds two
+/// of the others).
+pub const FILTERS: [&str; 4] =
+    ["claim_enforcement", "obo_credential_injection", "in_task_auth_code", "enforce_and_exchange"];
 /// The size each module must stay under after `wasm-opt -Oz`.
 pub const SIZE_TARGET_BYTES: u64 = 400 * 1024;
 /// Worker counts memory is measured at.

@@ -97,6 +97,14 @@ impl World {
         })
     }
 
+    /// enforce-and-exchange: the chain's two filters in one pass, the
+    /// exchange taking the token claim-enforcement verified.
+    pub fn enforce_and_exchange(&self) -> Value {
+        let mut exchange = self.obo_token_exchange();
+        exchange["subjectToken"] = json!({"validation": "claimEnforcement", "issuers": [self.idp.issuer()]});
+        json!({"claimEnforcement": self.claim_enforcement(10_000), "oboCredentialInjection": exchange})
+    }
+
     fn broker_idp(&self) -> Value {
         json!({"name": "corp", "cluster": "idp", "tokenPath": "/token", "timeoutMs": 3000,
                "clientId": BROKER, "clientSecret": DEMO_BROKER_SECRET})
