@@ -54,7 +54,7 @@ build: setup
 	$(CARGO) build --release --target $(WASM_TARGET) -p $(ONE_PASS)
 	@ls -l $(WASM_FILES)
 
-## oci: each filter as a Wasm OCI image layout in target/oci/<filter>/ (no Docker;
+## oci: each module as a Wasm OCI image layout in target/oci/<filter>/ (no Docker;
 ## wasm-opt -Oz when installed); push with
 ## oras cp --from-oci-layout target/oci/claim-enforcement:0.1.0 <registry>/claim-enforcement:0.1.0
 oci: build

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use baton_harness::{Browser, SameSite, body_json};
-use mock_idp::{Endpoint, LoginMode};
+use mock_idp::{Endpoint, LoginMode, MockIdp};
 
 use crate::world::{TransferGateway, auth_challenge, bearer_claims, transfer};
 
@@ -23,8 +23,14 @@ fn gateway() -> TransferGateway {
     )
 }
 
-/// Fills the mock IdP's login form as `user` (the browser shows it).
-fn sign_in(browser: &Browser, user: &str) {
+/// Fills the login form of `idp` as `user`, once the browser shows that
+/// IdP's page (not the form of the IdP it is leaving, which a redirect is
+/// about to replace).
+fn sign_in(browser: &Browser, idp: &MockIdp, user: &str) {
+    let origin = format!("http://127.0.0.1:{}/", idp.port());
+    browser
+        .wait_for_url(|url| url.starts_with(&origin), WAIT)
+        .unwrap_or_else(|e| panic!("not at {origin}: {e}"));
     browser.wait_for_element("#username", WAIT).unwrap_or_else(|e| panic!("no login form: {e}"));
     browser.fill("#username", user).unwrap();
     browser.fill("#password", &format!("password-{user}")).unwrap();
@@ -60,7 +66,7 @@ fn a_forwarded_link_stops_at_the_sign_in_even_when_opened_willingly() {
     // at FinPort as herself.
     let alice = Browser::start().unwrap();
     alice.goto(&bob_link).unwrap();
-    sign_in(&alice, "alice");
+    sign_in(&alice, &gateway.idp, "alice");
     let text = gateway_page(&alice, &gateway, "/a2a/oauth/signed-in");
     assert!(text.contains("You signed in as another user than the one who asked"), "{text}");
     assert_eq!(gateway.bank.calls(Endpoint::Authorize), 0, "alice's browser was sent to the bank");
@@ -85,13 +91,13 @@ fn a_bank_url_from_another_browser_is_refused_at_the_callback() {
     // browser on to the bank, whose URL he now sees.
     let bob = Browser::start().unwrap();
     bob.goto(&bob_link).unwrap();
-    sign_in(&bob, "bob");
+    sign_in(&bob, &gateway.idp, "bob");
     let bank = format!("http://127.0.0.1:{}/authorize?", gateway.bank.port());
     let bank_url = bob.wait_for_url(|url| url.starts_with(&bank), WAIT).unwrap();
     // He sends that URL to alice, who approves at her bank as herself.
     let alice = Browser::start().unwrap();
     alice.goto(&bank_url).unwrap();
-    sign_in(&alice, "alice");
+    sign_in(&alice, &gateway.bank, "alice");
     let text = gateway_page(&alice, &gateway, "/a2a/oauth/callback");
     assert!(text.contains("not started in this browser"), "{text}");
     assert!(still_unauthorized(&gateway, "bob", &bob_task));
@@ -106,8 +112,8 @@ fn the_user_who_asked_authorizes_in_her_own_browser() {
     let (task, link) = ask(&gateway, "alice");
     let alice = Browser::start().unwrap();
     alice.goto(&link).unwrap();
-    sign_in(&alice, "alice"); // at FinPort
-    sign_in(&alice, "alice"); // at her bank
+    sign_in(&alice, &gateway.idp, "alice"); // at FinPort
+    sign_in(&alice, &gateway.bank, "alice"); // at her bank
     let text = gateway_page(&alice, &gateway, "/a2a/oauth/callback");
     assert!(text.contains("Authorization complete"), "{text}");
     let answer = gateway.send_as("alice", &transfer(Some(&task)));
