@@ -9,6 +9,7 @@ use baton_filter_kit::config::ConfigError;
 use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::lease::LeaseTable;
+use baton_filter_kit::reply::Reply;
 use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{Filter, Forward, Plugin, Round, Verdict, WaitFor};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
@@ -78,22 +79,13 @@ impl Filter for EnforceAndExchange {
                 // An answer, or a wait for keys: the exchange is not reached.
                 Verdict::Reply(reply) => return Verdict::Reply(reply),
                 Verdict::AwaitKeys(provider) => return Verdict::AwaitKeys(provider),
-                Verdict::ReadBody | Verdict::AwaitCall(_) => {
-                    return Verdict::Reply(baton_filter_kit::reply::Reply::json(
-                        500,
-                        "server_error",
-                        "the request could not be checked",
-                    ));
-                }
+                // claim-enforcement reads no body and makes no call.
+                Verdict::ReadBody | Verdict::AwaitCall(_) => return unchecked(),
             }
         }
         let enforced = request.enforced.borrow();
         let Some(enforced) = enforced.as_ref() else {
-            return Verdict::Reply(baton_filter_kit::reply::Reply::json(
-                500,
-                "server_error",
-                "the request could not be checked",
-            ));
+            return unchecked();
         };
         // What `shareVerifiedToken` records in filter state, handed over
         // in memory: no client can write it.
@@ -153,6 +145,11 @@ impl Filter for EnforceAndExchange {
     fn background_calls(&mut self, host: &dyn Host, pending: &dyn Fn(&TokenHash) -> bool) -> Vec<TokenCall> {
         self.exchange.background_calls(host, pending)
     }
+}
+
+/// The answer to a request the pass could not check: never forwarded.
+fn unchecked() -> Verdict<()> {
+    Verdict::Reply(Reply::json(500, "server_error", "the request could not be checked"))
 }
 
 impl EnforceAndExchange {

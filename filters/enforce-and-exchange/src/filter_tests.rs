@@ -194,3 +194,24 @@ fn a_cached_request_costs_three_host_calls_and_one_per_audit_line() {
     assert_eq!(cached(LogLevel::Info, false), ["headers", "now", "set_header"]);
     assert_eq!(cached(LogLevel::Info, true), ["headers", "now", "log", "log", "set_header"]);
 }
+
+#[test]
+fn a_route_claim_enforcement_lets_through_unchecked_gives_the_exchange_no_token_to_trust() {
+    let key = TestKey::es256("k1");
+    let mut config = config(&key);
+    config["claimEnforcement"]["routes"] =
+        json!([{"name": "public", "match": {"pathPrefix": "/"}, "action": "allow"}]);
+    let host = TestHost::new(NOW);
+    let filter = configure(&config).unwrap();
+    let leases = filter.leases();
+    let mut w = World { host, runtime: Runtime::new(filter, leases) };
+    w.runtime.start(&w.host);
+    // A token claim-enforcement did not verify (a public route), even a
+    // valid one: the exchange refuses it and makes no call.
+    let bearer = format!("Bearer {}", token(&key, "portfolio:read"));
+    assert_eq!(w.send(1, Some(&bearer)), Action::Pause);
+    let reply = w.host.request(1).unwrap().reply.expect("answered");
+    assert_eq!(reply.status, 401);
+    w.answer_calls();
+    assert!(w.host.calls().is_empty());
+}
