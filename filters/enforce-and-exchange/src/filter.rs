@@ -39,7 +39,8 @@ pub struct EnforceAndExchange {
 #[derive(Debug)]
 pub struct Request {
     enforce: claim_enforcement::decision::Request,
-    exchange: obo_credential_injection::decision::Request,
+    /// Given claim-enforcement's record once it has decided.
+    exchange: RefCell<obo_credential_injection::decision::Request>,
     /// claim-enforcement's forward once it has decided: a request that
     /// waits for the exchange is not checked (and counted) again.
     enforced: RefCell<Option<Forward<()>>>,
@@ -64,7 +65,7 @@ impl Filter for EnforceAndExchange {
     ) -> Result<Request, String> {
         Ok(Request {
             enforce: self.enforce.read_request(host, headers, end_of_stream)?,
-            exchange: self.exchange.read_headers(host, headers)?,
+            exchange: RefCell::new(self.exchange.read_headers(host, headers)?),
             enforced: RefCell::new(None),
         })
     }
@@ -75,7 +76,13 @@ impl Filter for EnforceAndExchange {
             let enforce_round =
                 Round { number: round.number, keys: round.keys, call: None, overdue: keys_overdue };
             match self.enforce.decide(host, &request.enforce, enforce_round) {
-                Verdict::Forward(forward) => *request.enforced.borrow_mut() = Some(forward),
+                Verdict::Forward(forward) => {
+                    // What `shareVerifiedToken` records in filter state,
+                    // handed over in memory: no client can write it.
+                    request.exchange.borrow_mut().verified_upstream =
+                        forward.property.as_ref().map(|(_, value)| value.clone().into_bytes());
+                    *request.enforced.borrow_mut() = Some(forward);
+                }
                 // An answer, or a wait for keys: the exchange is not reached.
                 Verdict::Reply(reply) => return Verdict::Reply(reply),
                 Verdict::AwaitKeys(provider) => return Verdict::AwaitKeys(provider),
@@ -87,13 +94,9 @@ impl Filter for EnforceAndExchange {
         let Some(enforced) = enforced.as_ref() else {
             return unchecked();
         };
-        // What `shareVerifiedToken` records in filter state, handed over
-        // in memory: no client can write it.
-        let mut exchange = request.exchange.clone();
-        exchange.verified_upstream = enforced.property.as_ref().map(|(_, value)| value.clone().into_bytes());
         let call_overdue = round.overdue.filter(|what| matches!(what, WaitFor::Call(_)));
         let exchange_round = Round { overdue: call_overdue, ..round };
-        match self.exchange.decide(host, &exchange, exchange_round) {
+        match self.exchange.decide(host, &request.exchange.borrow(), exchange_round) {
             Verdict::Forward(exchanged) => Verdict::Forward(self.merged(enforced, exchanged)),
             other => other,
         }

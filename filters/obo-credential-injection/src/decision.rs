@@ -10,7 +10,6 @@ use std::rc::Rc;
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::cache::TokenMemo;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
-use baton_filter_kit::handoff::verified_value;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::runtime;
@@ -30,10 +29,7 @@ use crate::metrics;
 use crate::model::{
     Actor, CallerSource, DefaultAction, FilterConfig, SubjectValidation, Target, TargetGrant,
 };
-use crate::subject::{
-    UpstreamSubject, caller, check_delegation, check_upstream_times, not_verified_upstream,
-    verified_upstream_claims,
-};
+use crate::subject::{UpstreamSubject, caller, check_delegation};
 
 /// What the decision needs of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,28 +422,17 @@ impl Engine {
         };
         let claims = match &subject.validation {
             SubjectValidation::ClaimEnforcement { issuers, audiences, clock_skew_secs } => {
-                let now = host.now_unix_secs();
+                let (now, record) = (host.now_unix_secs(), request.verified_upstream.as_deref());
+                // Remembered only once accepted; the record is checked on
+                // every request.
                 let accepted = match self.upstream.get(0, token) {
-                    // The record must name this token on every request.
-                    Some(known) if request.verified_upstream.as_deref() == Some(known.record.as_bytes()) => {
-                        check_upstream_times(&known.claims, *clock_skew_secs, now).map(|()| known)
-                    }
-                    Some(_) => Err(not_verified_upstream()),
-                    None => {
-                        let hash = TokenHash::of(token.as_bytes());
-                        let record = verified_value(&hash);
-                        if request.verified_upstream.as_deref() == Some(record.as_bytes()) {
-                            verified_upstream_claims(token, issuers, audiences, *clock_skew_secs, now).map(
-                                |claims| {
-                                    let upstream = Rc::new(UpstreamSubject { hash, record, claims });
-                                    self.upstream.insert(0, token, Rc::clone(&upstream));
-                                    upstream
-                                },
-                            )
-                        } else {
-                            Err(not_verified_upstream())
-                        }
-                    }
+                    Some(known) => known.recheck(record, *clock_skew_secs, now).map(|()| known),
+                    None => UpstreamSubject::accept(token, record, issuers, audiences, *clock_skew_secs, now)
+                        .map(|accepted| {
+                            let accepted = Rc::new(accepted);
+                            self.upstream.insert(0, token, Rc::clone(&accepted));
+                            accepted
+                        }),
                 };
                 match accepted {
                     Ok(upstream) => SubjectClaims::Upstream(upstream),

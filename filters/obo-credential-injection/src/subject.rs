@@ -2,6 +2,7 @@
 //! the delegation policy: who is calling, and may they act for this user
 //! toward this audience.
 
+use baton_filter_kit::handoff::verified_value;
 use baton_token::TokenHash;
 use baton_token::claims::Claims;
 use baton_token::jwt::{DEFAULT_MAX_TOKEN_BYTES, UnverifiedJwt};
@@ -31,16 +32,51 @@ pub struct UpstreamSubject {
     pub claims: Claims,
 }
 
+impl UpstreamSubject {
+    /// `token`, when `record` (claim-enforcement's, as read for this
+    /// request) names it and its claims pass [`verified_upstream_claims`].
+    pub fn accept(
+        token: &str,
+        record: Option<&[u8]>,
+        issuers: &[String],
+        audiences: &[String],
+        clock_skew_secs: u64,
+        now: u64,
+    ) -> Result<Self, SubjectRejected> {
+        let hash = TokenHash::of(token.as_bytes());
+        let expected = verified_value(&hash);
+        if record != Some(expected.as_bytes()) {
+            return Err(not_verified_upstream());
+        }
+        let claims = verified_upstream_claims(token, issuers, audiences, clock_skew_secs, now)?;
+        Ok(Self { hash, record: expected, claims })
+    }
+
+    /// A remembered token on a later request: `record` must name it again,
+    /// and its times hold at `now`.
+    pub fn recheck(
+        &self,
+        record: Option<&[u8]>,
+        clock_skew_secs: u64,
+        now: u64,
+    ) -> Result<(), SubjectRejected> {
+        if record != Some(self.record.as_bytes()) {
+            return Err(not_verified_upstream());
+        }
+        check_upstream_times(&self.claims, clock_skew_secs, now)
+    }
+}
+
 /// The refusal of a token no claim-enforcement record names.
-pub fn not_verified_upstream() -> SubjectRejected {
+fn not_verified_upstream() -> SubjectRejected {
     SubjectRejected {
         reason: "not_verified_upstream",
         description: "token was not verified by claim-enforcement on this request".into(),
     }
 }
 
-/// A remembered token's times, checked again at `now` (`exp` required).
-pub fn check_upstream_times(claims: &Claims, clock_skew_secs: u64, now: u64) -> Result<(), SubjectRejected> {
+/// A token's times, checked at `now` (`exp` required).
+fn check_upstream_times(claims: &Claims, clock_skew_secs: u64, now: u64) -> Result<(), SubjectRejected> {
     let mut policy = ValidationPolicy::new(String::new(), Vec::new(), Vec::new());
     policy.clock_skew_secs = clock_skew_secs;
     policy

@@ -123,9 +123,11 @@ fn bench() -> Result<bool, String> {
     let sizes = extras::ship_modules(&shipped)?;
     let configs: Vec<Configuration> = selected(configs::all(&world, &options.envoy_cpus), &options.only)
         .into_iter()
-        .map(|config| match config.module {
-            Module::Shipped => Configuration { spec: config.spec.clone().wasm_dir(&shipped), ..config },
-            Module::AsBuilt => config,
+        .map(|mut config| {
+            if config.module == Module::Shipped {
+                config.spec = config.spec.wasm_dir(&shipped);
+            }
+            config
         })
         .collect();
     println!(

@@ -155,8 +155,6 @@ pub trait Host {
     /// as of the last tick): one that would not is not even formatted.
     fn logs_at(&self, level: LogLevel) -> bool;
 
-    /// A header of the current request (first value), if present.
-    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// Every header of a map, in order, names lower-case.
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError>;
     /// Sets a header (replacing every value it had).

@@ -68,13 +68,15 @@ impl<P: Plugin> Root<P> {
         }
     }
 
-    /// Runs `act` on the VM, then makes the root context current again.
+    /// Runs `act` on the VM, hands the counts made so far to the proxy,
+    /// then makes the root context current again.
     fn with_vm(&self, act: impl FnOnce(&mut Runtime<P>, &dyn Host)) {
         if let Ok(mut slot) = self.vm.try_borrow_mut()
             && let Some(vm) = slot.as_mut()
         {
             let host = ProxyHost::new(&vm.metrics, vm.log_level, P::NAME);
             act(&mut vm.runtime, &host);
+            vm.metrics.flush();
             let _ = host.enter_context(self.context_id);
         }
     }
@@ -109,11 +111,6 @@ impl<P: Plugin> RootContext for Root<P> {
             vm.log_level = proxy_log_level();
         }
         self.with_vm(|runtime, host| runtime.on_tick(host));
-        if let Ok(slot) = self.vm.try_borrow()
-            && let Some(vm) = slot.as_ref()
-        {
-            vm.metrics.flush();
-        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -171,10 +171,6 @@ impl Host for ProxyHost<'_> {
         level >= self.log_level
     }
 
-    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        hostcalls::get_map_value_bytes(map_type(map), name).map_err(|_| HostError)
-    }
-
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         hostcalls::get_map_bytes(map_type(map)).map_err(|_| HostError)
     }

@@ -35,11 +35,6 @@ impl RequestHeaders {
         Ok(Self { pairs: host.headers(HeaderMap::RequestHeaders)? })
     }
 
-    /// These pairs, as a proxy would give them.
-    pub fn from_pairs(pairs: Vec<(String, Vec<u8>)>) -> Self {
-        Self { pairs }
-    }
-
     /// Every pair, in order.
     pub fn pairs(&self) -> &[(String, Vec<u8>)] {
         &self.pairs

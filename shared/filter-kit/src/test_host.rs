@@ -324,11 +324,6 @@ impl Host for TestHost {
         level >= self.log_level.get().unwrap_or(LogLevel::Debug)
     }
 
-    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        self.host_calls.borrow_mut().push("header");
-        self.on_current(|request| first(map_of(request, map), name).cloned())
-    }
-
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         self.host_calls.borrow_mut().push("headers");
         self.on_current(|request| map_of(request, map).clone())
