@@ -13,7 +13,6 @@ use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::runtime;
 use baton_filter_kit::verifier::{CacheOutcome, KeyWait, TokenVerifier, VerifiedToken, VerifyError};
-use baton_token::TokenHash;
 use baton_token::rules::AccessDecision;
 use baton_token::secret::Secret;
 use serde_json::Value;
@@ -133,10 +132,9 @@ impl Engine {
             Ok((verified, _)) => {
                 audit.token(&verified.hash);
             }
-            Err(_) if audit.enabled() => {
-                audit.token(&TokenHash::of(token.as_bytes()));
+            Err(_) => {
+                audit.token_as("token", token.as_bytes());
             }
-            Err(_) => {}
         }
         let (verified, outcome) = match verdict {
             Ok(verified) => verified,

@@ -7,6 +7,7 @@ use baton_filter_kit::keys::FetchError;
 use baton_filter_kit::reply::Reply;
 use baton_filter_kit::test_host::TestHost;
 use baton_filter_kit::test_keys::TestKey;
+use baton_token::TokenHash;
 use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;

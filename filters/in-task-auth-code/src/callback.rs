@@ -27,7 +27,7 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
     let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
         return answer.refuse(PageDenial::StateMissing(Step::Bank));
     };
-    answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
+    answer.audit.token_as("state", state.as_bytes());
     let Some(pending) = engine.store.peek_state(host, state) else {
         return answer.refuse(PageDenial::StateUnusable(Step::Bank, "state_unknown"));
     };
@@ -119,7 +119,7 @@ fn keep(
             {
                 return answer.refuse(PageDenial::StoreFull);
             }
-            answer.audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
+            answer.audit.token_as("secondary", token.expose().as_bytes());
             answer.done(
                 "authorized",
                 "You may return to your agent: the task can continue.",

@@ -333,6 +333,15 @@ impl Engine {
                 return crate::login::finish(self, host, request, login, round);
             }
         }
+        let rule = config
+            .rules
+            .iter()
+            .find(|r| r.matcher.matches(&request.method, &request.path, &request.authority));
+        // A message a rule protects is decided once, whole: the user is
+        // identified then, not twice (headers and body).
+        if rule.is_some() && request.body.is_none() {
+            return Verdict::ReadBody;
+        }
         let user = match self.identify(host, request, round) {
             Identity::User(user) => Some(user),
             Identity::Anonymous | Identity::NotVerifiedUpstream => None,
@@ -349,11 +358,7 @@ impl Engine {
                 return self.deny(host, &mut AuditLine::new(host, config.audit_log), &Value::Null, &denial);
             }
         };
-        let Some(rule) = config
-            .rules
-            .iter()
-            .find(|r| r.matcher.matches(&request.method, &request.path, &request.authority))
-        else {
+        let Some(rule) = rule else {
             if may_read_agent_card(&request.method, &request.path) {
                 // A card under a prefix: served naming the gateway too.
                 let card = Some(AnswerContext::Card(Default::default()));
@@ -626,7 +631,7 @@ impl Engine {
             }
             rewritten = true;
         }
-        audit.token_as("secondary", &TokenHash::of(token.expose().as_bytes()));
+        audit.token_as("secondary", token.expose().as_bytes());
         audit.allow("injected").emit(host);
         host.count(metrics::TOKENS_INJECTED);
         let rebind = record.filter(|record| record.gateway_task).map(|record| Rebind {
@@ -731,7 +736,7 @@ impl Engine {
             &baton_token::clock::rfc3339(host.now_unix_secs()),
         );
         host.count(metrics::CHALLENGES);
-        audit.set("task", &ids.task_id).token_as("state", &TokenHash::of(issued.state.as_bytes()));
+        audit.set("task", &ids.task_id).token_as("state", issued.state.as_bytes());
         audit.deny(self.config.challenge_status, "auth_required").emit(host);
         Verdict::Reply(a2a::result_reply(
             self.config.challenge_status,

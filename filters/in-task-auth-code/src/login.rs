@@ -39,7 +39,7 @@ pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &Pr
     let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
         return answer.refuse(PageDenial::StateMissing(Step::Start));
     };
-    answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
+    answer.audit.token_as("state", state.as_bytes());
     let existing = cookie_value(request.cookie.as_deref(), &config.cookie).map(str::to_string);
     let randomness =
         (existing.or_else(|| new_cookie_value(host)), random_id(host), random_id(host), random32(host));
@@ -107,7 +107,7 @@ pub fn finish(
         return answer.refuse(PageDenial::StateMissing(Step::SignIn));
     };
     let key = TokenHash::of(login_state.as_bytes());
-    answer.audit.token_as("state", &TokenHash::of(state.as_bytes()));
+    answer.audit.token_as("state", state.as_bytes());
     let Some(pending) = engine.store.peek_state(host, state) else {
         return answer.refuse(PageDenial::StateUnusable(Step::SignIn, "state_unknown"));
     };

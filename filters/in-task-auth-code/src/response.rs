@@ -16,7 +16,6 @@ use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::reply::Reply;
 use baton_filter_kit::runtime::{AnswerChange, AnswerHead, AnswerMode};
-use baton_token::TokenHash;
 use serde_json::Value;
 
 use crate::a2a::{self, TaskIds};
@@ -270,7 +269,7 @@ fn enrich(
     host.count(metrics::AGENT_CHALLENGES_ENRICHED);
     let mut audit = AuditLine::new(host, config.audit_log);
     audit.set("answer", "agent_challenge").set("user", user).set("task", &found.ids.task_id);
-    audit.token_as("state", &TokenHash::of(issued.state.as_bytes()));
+    audit.token_as("state", issued.state.as_bytes());
     audit.allow("challenge_completed").emit(host);
     true
 }

@@ -83,9 +83,7 @@ impl Round<'_> {
 /// Names a refused subject token in the audit line (hashed only when the
 /// line is written).
 fn audit_subject(audit: &mut AuditLine, token: &str) {
-    if audit.enabled() {
-        audit.token_as("subject", &TokenHash::of(token.as_bytes()));
-    }
+    audit.token_as("subject", token.as_bytes());
 }
 
 /// Longest chain of waits for one request (keys, actor token, exchange).
@@ -205,9 +203,8 @@ impl Engine {
             };
         };
         audit.set("target", &target.name).set("mode", target.mode().label());
-        let destinations: Vec<&str> = target.destinations().collect();
-        if !destinations.is_empty() {
-            audit.set("audience", &destinations.join(","));
+        if target.destinations().next().is_some() {
+            audit.set_with("audience", || target.destinations().collect::<Vec<_>>().join(","));
         }
 
         if let TargetGrant::ClientCredentials { grant, unauthenticated_callers } = &target.grant {
@@ -220,9 +217,7 @@ impl Engine {
                     CallerSource::TokenClient => {
                         match self.accept_subject(host, request, round, &mut audit) {
                             Ok(subject) => {
-                                if audit.enabled() {
-                                    audit.token_as("subject", &subject.hash());
-                                }
+                                audit.hash_as("subject", &subject.hash());
                                 if let Some(sub) = &subject.claims.get().sub {
                                     audit.set("sub", sub);
                                 }
@@ -249,9 +244,7 @@ impl Engine {
             Ok(subject) => subject,
             Err(verdict) => return verdict,
         };
-        if audit.enabled() {
-            audit.token_as("subject", &subject.hash());
-        }
+        audit.hash_as("subject", &subject.hash());
         let claims = subject.claims.get();
         if let Some(sub) = &claims.sub {
             audit.set("sub", sub);
@@ -504,7 +497,7 @@ impl Engine {
         host.count(metrics::INJECTED);
         audit.cache(outcome.label());
         if let Some(idp_ms) = idp_ms {
-            audit.set("idp_ms", &idp_ms.to_string());
+            audit.set_with("idp_ms", || idp_ms.to_string());
         }
         audit.set("issued", &token.audit.short_hash);
         if let Some(act) = &token.audit.act {

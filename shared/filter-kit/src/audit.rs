@@ -31,8 +31,14 @@ impl AuditLine {
 
     /// Adds a field.
     pub fn set(&mut self, name: &'static str, value: &str) -> &mut Self {
+        self.set_with(name, || value.to_string())
+    }
+
+    /// Adds a field whose value costs work (a hash, a number, a join):
+    /// computed only when the line will be written.
+    pub fn set_with(&mut self, name: &'static str, value: impl FnOnce() -> String) -> &mut Self {
         if self.enabled {
-            self.fields.push((name, value.to_string()));
+            self.fields.push((name, value()));
         }
         self
     }
@@ -49,17 +55,23 @@ impl AuditLine {
 
     /// The request is answered locally.
     pub fn deny(&mut self, status: u16, reason: &str) -> &mut Self {
-        self.set("decision", "deny").set("status", &status.to_string()).set("reason", reason)
+        self.set("decision", "deny").set_with("status", || status.to_string()).set("reason", reason)
     }
 
     /// The token's short hash.
     pub fn token(&mut self, hash: &TokenHash) -> &mut Self {
-        self.set("token", &hash.short())
+        self.set_with("token", || hash.short())
     }
 
     /// Another token's short hash under its own name (e.g. `issued`).
-    pub fn token_as(&mut self, name: &'static str, hash: &TokenHash) -> &mut Self {
-        self.set(name, &hash.short())
+    pub fn hash_as(&mut self, name: &'static str, hash: &TokenHash) -> &mut Self {
+        self.set_with(name, || hash.short())
+    }
+
+    /// A token (or `state`) under `name`, by its short hash: hashed only
+    /// when the line will be written, so a quiet line costs no SHA-256.
+    pub fn token_as(&mut self, name: &'static str, token: &[u8]) -> &mut Self {
+        self.set_with(name, || TokenHash::of(token).short())
     }
 
     /// Whether the result came from a cache (`hit_local`, `miss`, ...).
@@ -80,7 +92,7 @@ impl AuditLine {
             self.set("client", client);
         }
         if let Some(act) = &claims.act {
-            self.set("act", &act.chain().join(">"));
+            self.set_with("act", || act.chain().join(">"));
         }
         self
     }
@@ -163,5 +175,25 @@ mod tests {
         assert!(!quiet.enabled());
         quiet.emit(&host);
         assert!(host.logs().is_empty());
+    }
+
+    #[test]
+    fn a_quiet_line_computes_no_field() {
+        let host = TestHost::new(0);
+        host.set_log_level(LogLevel::Warn);
+        let mut quiet = AuditLine::new(&host, true);
+        let mut computed = false;
+        quiet.set_with("n", || {
+            computed = true;
+            String::new()
+        });
+        quiet.token_as("state", b"s").deny(401, "x");
+        assert!(!computed);
+        assert_eq!(quiet.render(), "audit");
+        // Written, the same calls give their fields.
+        host.set_log_level(LogLevel::Info);
+        let mut line = AuditLine::new(&host, true);
+        line.token_as("state", b"abc").deny(401, "x");
+        assert_eq!(line.render(), "audit state=ba7816bf8f01 decision=deny status=401 reason=x");
     }
 }

@@ -31,6 +31,18 @@ pub enum TokenProblem {
     Malformed(&'static str),
 }
 
+/// The bytes a bearer token may hold: visible ASCII but for the three that
+/// would break the header's syntax (`"`, `\\`, `,`).
+const TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = b'!';
+    while b <= b'~' {
+        table[b as usize] = !matches!(b, b'"' | b'\\' | b',');
+        b += 1;
+    }
+    table
+};
+
 /// Reads the token from the credential header: `prefix` (the scheme,
 /// case-insensitive per RFC 9110 §11.1) then the token (RFC 6750 §2.1
 /// `b64token`). A header with another scheme counts as no token.
@@ -76,9 +88,10 @@ pub fn extract_token<'a>(credential: &'a Credential, prefix: &str) -> Result<&'a
     }
     // Only what breaks the header syntax is a malformed request; anything
     // else reaches the JWT parser and is an invalid token.
-    // (A `match` per byte: a slice search per byte cost a third of a cached
-    // decision.)
-    if !token.bytes().all(|b| matches!(b, b'!'..=b'~') && !matches!(b, b'"' | b'\\' | b',')) {
+    // (A table read per byte, folded without a branch: a slice search per
+    // byte cost a third of a cached decision, a `match` with an early exit
+    // still an eighth.)
+    if !token.bytes().fold(true, |valid, b| valid & TOKEN_BYTE[usize::from(b)]) {
         return Err(TokenProblem::Malformed("bearer credential has invalid characters"));
     }
     Ok(token)
@@ -119,6 +132,24 @@ mod tests {
             (Credential::one(b"Bearer \xff".to_vec()), "credential is not valid text"),
         ] {
             assert_eq!(extract_token(&credential, "Bearer "), Err(TokenProblem::Malformed(why)));
+        }
+    }
+
+    #[test]
+    fn every_byte_is_judged_as_rfc_6750_and_the_header_syntax_say() {
+        // Visible ASCII but `"`, `\` and `,`, byte by byte, against the table.
+        for b in 0..=255u8 {
+            let allowed = b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b',');
+            let mut raw = b"Bearer a".to_vec();
+            raw.push(b);
+            raw.push(b'z');
+            let credential = Credential::one(raw);
+            let got = extract_token(&credential, "Bearer ");
+            if allowed {
+                assert!(got.is_ok(), "byte {b:#04x} refused");
+            } else {
+                assert!(matches!(got, Err(TokenProblem::Malformed(_))), "byte {b:#04x} accepted: {got:?}");
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Token fingerprints: cache keys and log correlation without the token.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use sha2::{Digest, Sha256};
 
@@ -79,12 +80,13 @@ impl fmt::Debug for TokenHash {
 
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    // Bytes first: pushing chars checks each one's UTF-8 length.
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0x0f)]);
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
