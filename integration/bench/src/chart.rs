@@ -59,7 +59,7 @@ pub fn svg(rows: &[Row], title: &str) -> String {
         ));
         for (anchor, min) in row.targets.iter().filter_map(|(target, _)| match target {
             Target::Ratio { anchor, min } => Some((anchor, min)),
-            Target::CpuAbove { .. } | Target::Report { .. } => None,
+            Target::CpuAbove { .. } | Target::Report { .. } | Target::ReportCpu { .. } => None,
         }) {
             let Some(anchor) = rows.iter().find(|other| other.id == *anchor) else {
                 continue;

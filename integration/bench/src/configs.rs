@@ -53,15 +53,21 @@ pub enum Target {
         /// The anchor row's id.
         anchor: &'static str,
     },
+    /// Envoy CPU per request above the anchor's, reported with no bound.
+    ReportCpu {
+        /// The anchor row's id.
+        anchor: &'static str,
+    },
 }
 
 impl Target {
     /// The row it is measured against.
     pub fn anchor(&self) -> &'static str {
         match self {
-            Target::Ratio { anchor, .. } | Target::CpuAbove { anchor, .. } | Target::Report { anchor } => {
-                anchor
-            }
+            Target::Ratio { anchor, .. }
+            | Target::CpuAbove { anchor, .. }
+            | Target::Report { anchor }
+            | Target::ReportCpu { anchor } => anchor,
         }
     }
 }
@@ -180,7 +186,11 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
     let ratio = |anchor, min| Target::Ratio { anchor, min };
     let cpu_above = |anchor, max_us| Target::CpuAbove { anchor, max_us };
     let ce_one_token = Configuration {
-        targets: vec![ratio("jwt_authn-rbac", 1.0), cpu_above("wasm-floor", 1.5)],
+        targets: vec![
+            ratio("jwt_authn-rbac", 1.0),
+            cpu_above("wasm-floor", 1.5),
+            Target::ReportCpu { anchor: "wasm-floor-decide" },
+        ],
         refuses_without_token: Some(401),
         work_stats: vec!["wasmcustom.baton_ce.allowed", "wasmcustom.baton_ce.cache.hit_local"],
         ..row(
@@ -234,6 +244,31 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             listener(cpus).filter("wasm_floor", json!("swap-credential")),
             &one,
             "passthrough",
+        ),
+        // The host calls of a cached decision, and nothing else.
+        Configuration {
+            targets: vec![
+                Target::Report { anchor: "jwt_authn-rbac" },
+                Target::Report { anchor: "jwt_authn-credential_injector" },
+                Target::Report { anchor: "wasm-floor-swap" },
+            ],
+            ..row(
+                "wasm-floor-decide",
+                "proxy-wasm filter doing the least a cached decision can (header map, clock, token found in a map, one header set)",
+                Kind::Floor,
+                listener(cpus).filter("wasm_floor", json!("cached-decision")),
+                &one,
+                "passthrough",
+            )
+        },
+        // The least in-task-auth-code's stored-token path can do in wasm.
+        row(
+            "wasm-floor-a2a",
+            "proxy-wasm filter doing in-task's host calls (message, task lookup, credential, answer)",
+            Kind::Floor,
+            a2a_listener(cpus).filter("wasm_floor", json!("a2a-stored-token")),
+            &a2a,
+            "passthrough-a2a",
         ),
         // Envoy's own filters.
         Configuration {
@@ -348,7 +383,11 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             ..ce_one_token
         },
         Configuration {
-            targets: vec![ratio("jwt_authn-pool", 1.0), cpu_above("wasm-floor", 1.5)],
+            targets: vec![
+                ratio("jwt_authn-pool", 1.0),
+                cpu_above("wasm-floor", 1.5),
+                Target::ReportCpu { anchor: "wasm-floor-decide" },
+            ],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_ce.allowed"],
             ..row(
@@ -387,7 +426,11 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            targets: vec![ratio("wasm-floor-swap", 0.95), Target::Report { anchor: "credential_injector" }],
+            targets: vec![
+                ratio("wasm-floor-swap", 0.95),
+                Target::Report { anchor: "credential_injector" },
+                Target::ReportCpu { anchor: "wasm-floor-decide" },
+            ],
             work_stats: vec!["wasmcustom.baton_obo.injected", "wasmcustom.baton_obo.cache.hit_local"],
             counts_idp_calls: true,
             ..row(
@@ -402,7 +445,11 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            targets: vec![ratio("wasm-floor-swap", 0.95), Target::Report { anchor: "credential_injector" }],
+            targets: vec![
+                ratio("wasm-floor-swap", 0.95),
+                Target::Report { anchor: "credential_injector" },
+                Target::ReportCpu { anchor: "wasm-floor-decide" },
+            ],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_obo.injected", "wasmcustom.baton_obo.cache.hit_local"],
             counts_idp_calls: true,
@@ -418,7 +465,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             )
         },
         Configuration {
-            targets: vec![cpu_above("passthrough-a2a", 8.0)],
+            targets: vec![cpu_above("passthrough-a2a", 8.0), Target::ReportCpu { anchor: "wasm-floor-a2a" }],
             work_stats: vec!["wasmcustom.baton_itac.tokens_injected"],
             needs_bank_authorization: true,
             ..row(
@@ -453,6 +500,7 @@ pub fn all(world: &World, cpus: &str) -> Vec<Configuration> {
             targets: vec![
                 ratio("jwt_authn-credential_injector", 0.9),
                 Target::Report { anchor: "ce-obo-chain" },
+                Target::ReportCpu { anchor: "wasm-floor-decide" },
             ],
             refuses_without_token: Some(401),
             work_stats: vec!["wasmcustom.baton_ce.cache.hit_local", "wasmcustom.baton_obo.cache.hit_local"],

@@ -27,8 +27,8 @@ pub struct Row {
     /// Median ratio to the passthrough row with the same workload.
     pub vs_passthrough: f64,
     /// Each target with what was measured against its anchor: the median
-    /// paired throughput ratio, or for [`Target::CpuAbove`] the median
-    /// paired Envoy CPU difference in µs.
+    /// paired throughput ratio, or for [`Target::CpuAbove`] and
+    /// [`Target::ReportCpu`] the median paired Envoy CPU difference in µs.
     pub targets: Vec<(Target, f64)>,
     /// Token-endpoint calls per 10,000 requests (cached configurations).
     pub idp_calls_per_10k: Option<f64>,
@@ -43,7 +43,7 @@ pub fn meets(target: Target, measured: f64) -> Option<bool> {
     match target {
         Target::Ratio { min, .. } => Some(measured >= min),
         Target::CpuAbove { max_us, .. } => Some(measured <= max_us),
-        Target::Report { .. } => None,
+        Target::Report { .. } | Target::ReportCpu { .. } => None,
     }
 }
 
@@ -99,7 +99,9 @@ pub fn rows(all: &[Running]) -> Vec<Row> {
                 .filter_map(|target| {
                     let anchor = find(target.anchor())?;
                     Some(match target {
-                        Target::CpuAbove { .. } => (*target, paired_cpu_above(running, anchor)),
+                        Target::CpuAbove { .. } | Target::ReportCpu { .. } => {
+                            (*target, paired_cpu_above(running, anchor))
+                        }
                         Target::Ratio { .. } | Target::Report { .. } => {
                             (*target, paired_ratio(running, anchor))
                         }
@@ -171,7 +173,9 @@ pub fn table(rows: &[Row]) -> String {
 /// What was measured against `target`'s anchor, as the table shows it.
 fn measured(target: Target, got: f64) -> String {
     match target {
-        Target::CpuAbove { anchor, .. } => format!("{got:+.1}µs CPU vs {anchor}"),
+        Target::CpuAbove { anchor, .. } | Target::ReportCpu { anchor } => {
+            format!("{got:+.1}µs CPU vs {anchor}")
+        }
         Target::Ratio { anchor, .. } | Target::Report { anchor } => format!("{got:.2}x {anchor}"),
     }
 }
@@ -181,7 +185,7 @@ fn bound(target: Target) -> Option<String> {
     match target {
         Target::Ratio { min, .. } => Some(format!("≥ {min:.2}x")),
         Target::CpuAbove { max_us, .. } => Some(format!("≤ +{max_us:.1}µs")),
-        Target::Report { .. } => None,
+        Target::Report { .. } | Target::ReportCpu { .. } => None,
     }
 }
 
@@ -215,6 +219,7 @@ fn target_json(target: Target, got: f64) -> Value {
         Target::Ratio { min, .. } => ("throughput_ratio_at_least", Some(min)),
         Target::CpuAbove { max_us, .. } => ("envoy_cpu_us_above_at_most", Some(max_us)),
         Target::Report { .. } => ("throughput_ratio_reported", None),
+        Target::ReportCpu { .. } => ("envoy_cpu_us_above_reported", None),
     };
     json!({"anchor": target.anchor(), "kind": kind, "bound": bound, "measured": round3(got), "met": meets(target, got)})
 }
