@@ -1,5 +1,5 @@
 //! Every YAML document under `deploy/`, for the tests of the deployment
-//! manifests.
+//! manifests (`deploy.rs`, `deploy_schemas.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,8 @@ use serde_json::Value;
 pub struct Manifest {
     /// Relative to `deploy/`.
     pub file: String,
+    /// Its place among the documents of its file, from 0.
+    pub index: usize,
     pub doc: Value,
 }
 
@@ -20,6 +22,12 @@ impl Manifest {
     /// Its `apiVersion` and `kind` ("" where missing).
     pub fn kind(&self) -> (&str, &str) {
         (self.doc["apiVersion"].as_str().unwrap_or(""), self.doc["kind"].as_str().unwrap_or(""))
+    }
+
+    /// `file#index`: names the document in messages.
+    #[allow(dead_code)] // deploy_schemas.rs only
+    pub fn name(&self) -> String {
+        format!("{}#{}", self.file, self.index)
     }
 }
 
@@ -44,10 +52,12 @@ pub fn manifests() -> Vec<Manifest> {
     for path in files {
         let file = path.strip_prefix(&deploy).unwrap().to_string_lossy().into_owned();
         let text = fs::read_to_string(&path).unwrap();
+        let mut index = 0;
         for document in serde_norway::Deserializer::from_str(&text) {
             let doc = Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}"));
             if !doc.is_null() {
-                out.push(Manifest { file: file.clone(), doc });
+                out.push(Manifest { file: file.clone(), index, doc });
+                index += 1;
             }
         }
     }
