@@ -9,6 +9,12 @@ ENVOY := $(VENV)/bin/envoy
 # The official A2A SDK (agent and client of the in-task tests).
 SDK_VENV := .venv-sdk
 SDK_READY := $(SDK_VENV)/.installed
+# The schema validators of tests/deploy_schemas.rs: kubernetes-validate in
+# .venv-schemas, the @kubernetes-models packages in tests/schemas/node_modules
+# (docker-compose, from Debian, is installed by setup itself).
+SCHEMAS_VENV := .venv-schemas
+SCHEMAS_VENV_READY := $(SCHEMAS_VENV)/.installed
+SCHEMAS_NODE_READY := tests/schemas/node_modules/.installed
 ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/release
@@ -26,8 +32,10 @@ all: build
 
 ## setup: install what is missing (wasm32-wasip1 target, clang for ring's
 ## wasm32 C and assembly parts, Chromium and chromedriver for the browser
-## tests, Envoy in .venv, the A2A SDK in .venv-sdk)
-setup: $(ENVOY) $(SDK_READY)
+## tests, Envoy in .venv, the A2A SDK in .venv-sdk, and the validators of the
+## deployment manifests: kubernetes-validate in .venv-schemas, Node.js and the
+## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29)
+setup: $(ENVOY) $(SDK_READY) $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then \
 		echo "installing: clang llvm"; \
@@ -36,6 +44,13 @@ setup: $(ENVOY) $(SDK_READY)
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 		echo "installing: chromium chromium-driver"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; \
+	fi
+	@# `docker-compose config` checks integration/docker-compose.yml, no Docker
+	@# engine needed; Debian's 1.29 (the PyPI release does not install on
+	@# Python 3.11), the one the tests run.
+	@if [ ! -x /usr/bin/docker-compose ]; then \
+		echo "installing: docker-compose"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q docker-compose; \
 	fi
 
 $(ENVOY):
@@ -46,6 +61,23 @@ $(ENVOY):
 $(SDK_READY): tests/sdk/requirements.txt
 	$(PYTHON) -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+	@touch $@
+
+$(SCHEMAS_VENV_READY): tests/schemas/requirements.txt
+	$(PYTHON) -m venv $(SCHEMAS_VENV)
+	$(SCHEMAS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/schemas/requirements.txt
+	@touch $@
+
+# The packages declare Node.js 22 and run on 20 (the tests pass there);
+# --loglevel=error keeps npm's engine warnings out of every fresh setup.
+$(SCHEMAS_NODE_READY): tests/schemas/package.json tests/schemas/package-lock.json
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		echo "installing: nodejs npm"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nodejs npm; \
+	fi
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
+		{ echo "tests/schemas needs Node.js 20 or later, found $$(node --version)"; exit 1; }
+	cd tests/schemas && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 ## build: the filters as .wasm (release, for Envoy's V8)
@@ -143,4 +175,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(SDK_VENV)
+	rm -rf $(VENV) $(SDK_VENV) $(SCHEMAS_VENV) tests/schemas/node_modules

@@ -14,13 +14,16 @@
 //! module that still loads in Envoy after `wasm-opt -Oz`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/manifests.rs"]
+mod manifests;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use baton_harness::{EnvoySpec, validate_config, wasm_file, workspace_root};
 use baton_oci::{FILTERS, WasmImage, optimize, write_layout};
-use serde::Deserialize;
+use manifests::{Manifest, manifests};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -29,19 +32,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Where `make oci` images are pushed, in the manifests.
 const REGISTRY: &str = "ghcr.io/baton-identity";
 
-/// One YAML document under `deploy/`.
-#[derive(Debug)]
-struct Manifest {
-    /// Relative to `deploy/`.
-    file: String,
-    doc: Value,
-}
-
 impl Manifest {
-    fn kind(&self) -> (&str, &str) {
-        (self.doc["apiVersion"].as_str().unwrap_or(""), self.doc["kind"].as_str().unwrap_or(""))
-    }
-
     fn is(&self, kind: &str) -> bool {
         self.kind().1 == kind
     }
@@ -49,37 +40,6 @@ impl Manifest {
     fn platform(&self) -> Platform {
         if self.file.starts_with("istio/") { Platform::Istio } else { Platform::EnvoyGateway }
     }
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml") {
-            out.push(path);
-        }
-    }
-}
-
-fn manifests() -> Vec<Manifest> {
-    let deploy = workspace_root().join("deploy");
-    let mut files = Vec::new();
-    yaml_files(&deploy, &mut files);
-    files.sort();
-    let mut out = Vec::new();
-    for path in files {
-        let file = path.strip_prefix(&deploy).unwrap().to_string_lossy().into_owned();
-        let text = fs::read_to_string(&path).unwrap();
-        for document in serde_norway::Deserializer::from_str(&text) {
-            let doc = Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}"));
-            if !doc.is_null() {
-                out.push(Manifest { file: file.clone(), doc });
-            }
-        }
-    }
-    assert_eq!(out.len(), 19, "manifests (YAML documents) under deploy/");
-    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
