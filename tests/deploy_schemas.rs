@@ -1,5 +1,5 @@
 //! The deployment manifests against the schemas of the platforms they are
-//! written for, offline, with the validators `make setup` installs:
+//! written for, offline, with the validators `make test-tools` installs:
 //!
 //! - Istio, Envoy Gateway and Gateway API resources: the validators of the
 //!   `@kubernetes-models` npm packages, generated from those projects'
@@ -126,7 +126,7 @@ impl Validator {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("{self:?}: cannot start the validator ({e}); `make setup` installs it")
+                panic!("{self:?}: cannot start the validator ({e}); `make test-tools` installs it")
             });
         child.stdin.take().unwrap().write_all(Value::from(input).to_string().as_bytes()).unwrap();
         let output = child.wait_with_output().unwrap();
@@ -407,7 +407,7 @@ fn compose_config(file: &Path) -> Result<String, String> {
         .arg(file)
         .args(["config", "--quiet"])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run docker-compose ({e}); `make setup` installs it"));
+        .unwrap_or_else(|e| panic!("cannot run docker-compose ({e}); `make test-tools` installs it"));
     let text = transcript(&output);
     if output.status.success() { Ok(text) } else { Err(text) }
 }

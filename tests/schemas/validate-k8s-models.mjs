@@ -134,7 +134,7 @@ for (const pkg of new Set(Object.values(PACKAGES))) {
   try {
     require.resolve(`${pkg}/package.json`);
   } catch {
-    console.error(`validate-k8s-models: ${pkg} is not installed (make setup installs it in tests/schemas)`);
+    console.error(`validate-k8s-models: ${pkg} is not installed (make test-tools installs it in tests/schemas)`);
     process.exit(2);
   }
 }
