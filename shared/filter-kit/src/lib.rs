@@ -11,6 +11,8 @@
 //! - [`verifier`]: the verification pipeline with its shared cache;
 //! - [`cache`], [`lease`], [`slot_table`]: shared-data structures;
 //! - [`token_calls`]: token endpoint calls and single flight in a worker;
+//! - [`store`]: the shared store across Envoy replicas (etcd, sealed
+//!   values), not used by any filter yet;
 //! - [`matching`], [`request_headers`], [`credential`]: reading
 //!   requests;
 //! - [`reply`], [`audit`]: answers and audit lines that never hold a token.
@@ -37,6 +39,7 @@ pub mod request_headers;
 pub mod runtime;
 pub mod slot_table;
 pub mod sse;
+pub mod store;
 pub mod ticker;
 pub mod token_calls;
 pub mod verifier;
