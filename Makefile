@@ -46,7 +46,8 @@ setup: $(ENVOY) $(SDK_READY)
 
 ## test-tools: the validators of the deployment manifests (tests only, not the
 ## demo): kubernetes-validate in .venv-schemas, Node.js and the
-## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29
+## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29;
+## Debian's etcd-server 3.4 for the shared store's tests
 test-tools: $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 	@# `docker-compose config` checks integration/docker-compose.yml, no Docker
 	@# engine needed; Debian's 1.29 (the PyPI release does not install on
@@ -54,6 +55,12 @@ test-tools: $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 	@if [ ! -x /usr/bin/docker-compose ]; then \
 		echo "installing: docker-compose"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q docker-compose; \
+	fi
+	@# shared/filter-kit/tests/etcd_store.rs runs the store protocol against
+	@# a real etcd (3.4, the gateway version the protocol is written to).
+	@if [ ! -x /usr/bin/etcd ]; then \
+		echo "installing: etcd-server"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q etcd-server; \
 	fi
 
 $(ENVOY):

@@ -1,0 +1,246 @@
+//! The store's etcd protocol against a real etcd (Debian's `etcd-server`,
+//! 3.4; `make test-tools` installs it): each operation goes through the
+//! Host adapter (the `Callout` a filter would dispatch), over HTTP/1.1 to
+//! etcd's JSON gateway, and its answer back through `read_answer`.
+//!
+//! Each test starts its own single-member etcd on free 127.0.0.1 ports with
+//! a temporary data folder, and stops it by PID when dropped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_filter_kit::config::from_json;
+use baton_filter_kit::host::CalloutResponse;
+use baton_filter_kit::store::{
+    EtcdAnswer, EtcdEndpoint, EtcdError, EtcdOperation, Lease, StoreConfig, StoreSpec, compile_store,
+    read_answer,
+};
+use baton_filter_kit::test_host::TestHost;
+use http_kit::{ClientRequest, send};
+
+/// Where Debian's `etcd-server` puts etcd; `BATON_ETCD` overrides it.
+const ETCD_BINARY: &str = "/usr/bin/etcd";
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A single-member etcd on loopback, killed by PID and its folder removed
+/// on drop.
+struct Etcd {
+    child: Child,
+    dir: PathBuf,
+    client: SocketAddr,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let binary = std::env::var_os("BATON_ETCD").map_or_else(|| PathBuf::from(ETCD_BINARY), PathBuf::from);
+        assert!(
+            binary.is_file(),
+            "etcd is not installed at {}: install Debian's etcd-server (`make test-tools`, or \
+             `apt-get install etcd-server`), or set BATON_ETCD to an etcd 3.4+ binary",
+            binary.display()
+        );
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("baton-etcd-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let log = fs::File::create(dir.join("etcd.log")).unwrap();
+        let (client_port, peer_port) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let child = Command::new(&binary)
+            .args(["--name", "baton-test", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("baton-test={peer_url}")])
+            .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {}: {err}", binary.display()));
+        let mut etcd = Etcd { child, dir, client: SocketAddr::from(([127, 0, 0, 1], client_port)) };
+        etcd.wait_ready();
+        etcd
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let probe = ClientRequest::post("/v3/kv/range", "application/json", r#"{"key":"AA=="}"#);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("etcd exited with {status} before it was ready:\n{}", self.log());
+            }
+            if send(self.client, &probe, Duration::from_millis(500)).is_ok_and(|answer| answer.status == 200)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("etcd was not ready after {START_TIMEOUT:?}:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Runs `operation` as a filter would: the `Callout` the adapter
+    /// dispatches, sent to etcd, the answer read back through the Host.
+    fn run(&self, operation: &EtcdOperation) -> Result<EtcdAnswer, EtcdError> {
+        let host = TestHost::new(1_700_000_000);
+        let endpoint =
+            EtcdEndpoint { cluster: "etcd".into(), authority: self.client.to_string(), timeout_ms: 500 };
+        endpoint.dispatch(&host, operation).unwrap();
+        let call = host.calls().pop().unwrap();
+        let header =
+            |name: &str| call.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+        let mut request = ClientRequest::new(&header(":method"), &call.path).body(call.body.clone());
+        for (name, value) in call.headers.iter().filter(|(name, _)| !name.starts_with(':')) {
+            request = request.header(name, value);
+        }
+        let request = request.header("host", &header(":authority"));
+        let answer = send(self.client, &request, CALL_TIMEOUT).unwrap();
+        let body_size = answer.body.len();
+        host.set_callout_response(CalloutResponse {
+            status: Some(answer.status),
+            body: answer.body,
+            body_too_large: false,
+        });
+        read_answer(&host, operation, answer.headers.len(), body_size)
+    }
+
+    fn grant(&self, ttl_secs: u32) -> Lease {
+        match self.run(&EtcdOperation::GrantLease { ttl_secs }) {
+            Ok(EtcdAnswer::Lease(lease)) => lease,
+            other => panic!("lease grant: {other:?}"),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.run(&EtcdOperation::Get { key: key.to_vec() }) {
+            Ok(EtcdAnswer::Value(value)) => value.map(|value| value.value),
+            other => panic!("get: {other:?}"),
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn create_if_absent_wins_once_and_the_second_caller_sees_the_first_value() {
+    let etcd = Etcd::start();
+    let lease = etcd.grant(60);
+    assert!(lease.ttl_secs >= 60, "{lease:?}");
+    let create = |value: &[u8]| {
+        etcd.run(&EtcdOperation::CreateIfAbsent {
+            key: b"baton/mark".to_vec(),
+            value: value.to_vec(),
+            lease: lease.id,
+        })
+    };
+    assert_eq!(create(b"first"), Ok(EtcdAnswer::Created));
+    match create(b"second") {
+        Ok(EtcdAnswer::AlreadyExists(existing)) => {
+            assert_eq!(existing.value, b"first");
+            assert_eq!(existing.lease, Some(lease.id));
+            assert!(existing.create_revision > 0 && existing.mod_revision >= existing.create_revision);
+        }
+        other => panic!("second create: {other:?}"),
+    }
+    assert_eq!(etcd.get(b"baton/mark").as_deref(), Some(&b"first"[..]));
+}
+
+#[test]
+fn a_leased_key_disappears_after_its_ttl() {
+    let etcd = Etcd::start();
+    // etcd grants at least its minimum TTL (2 s by default) whatever is asked.
+    let lease = etcd.grant(1);
+    assert!(lease.ttl_secs >= 1, "{lease:?}");
+    let put = EtcdOperation::Put { key: b"baton/leased".to_vec(), value: b"v".to_vec(), lease: lease.id };
+    assert_eq!(etcd.run(&put), Ok(EtcdAnswer::Written));
+    assert_eq!(etcd.get(b"baton/leased").as_deref(), Some(&b"v"[..]));
+    let granted = Instant::now();
+    let deadline = granted + Duration::from_secs(lease.ttl_secs + 5);
+    while etcd.get(b"baton/leased").is_some() {
+        assert!(Instant::now() < deadline, "the key outlived its {} s lease by 5 s", lease.ttl_secs);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Not before its time (with a second of slack for the grant's round trip).
+    assert!(
+        granted.elapsed() + Duration::from_secs(1) >= Duration::from_secs(lease.ttl_secs),
+        "{:?}",
+        granted.elapsed()
+    );
+    // The lease is gone with it: a write naming it is refused, recognisably.
+    let error = etcd.run(&put).unwrap_err();
+    assert!(error.is_lease_not_found(), "{error:?}");
+}
+
+#[test]
+fn a_missing_key_is_absent_and_delete_deletes() {
+    let etcd = Etcd::start();
+    assert_eq!(etcd.get(b"baton/never-written"), None);
+    let lease = etcd.grant(60);
+    let put = |value: &[u8]| {
+        etcd.run(&EtcdOperation::Put { key: b"baton/k".to_vec(), value: value.to_vec(), lease: lease.id })
+    };
+    assert_eq!(put(b"one"), Ok(EtcdAnswer::Written));
+    assert_eq!(put(b"two"), Ok(EtcdAnswer::Written));
+    assert_eq!(etcd.get(b"baton/k").as_deref(), Some(&b"two"[..]));
+    let delete = EtcdOperation::Delete { key: b"baton/k".to_vec() };
+    assert_eq!(etcd.run(&delete), Ok(EtcdAnswer::Deleted(1)));
+    assert_eq!(etcd.get(b"baton/k"), None);
+    assert_eq!(etcd.run(&delete), Ok(EtcdAnswer::Deleted(0)));
+    // A create-if-absent after the delete creates again.
+    let create =
+        EtcdOperation::CreateIfAbsent { key: b"baton/k".to_vec(), value: b"three".to_vec(), lease: lease.id };
+    assert_eq!(etcd.run(&create), Ok(EtcdAnswer::Created));
+}
+
+fn store() -> StoreConfig {
+    let spec: StoreSpec = from_json(
+        br#"{"etcd":{"cluster":"etcd","prefix":"baton/"},
+             "sealingKeys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}],
+             "currentKey":"k1"}"#,
+    )
+    .unwrap();
+    compile_store(spec, "store").unwrap()
+}
+
+#[test]
+fn sealed_values_round_trip_through_etcd_and_do_not_open_elsewhere() {
+    let etcd = Etcd::start();
+    let store = store();
+    let host = TestHost::new(1_700_000_000);
+    let key = store.key("token", &[b"alice", b"task-1"]);
+    let sealed = store.keys.seal(&host, &key, b"the bank's token").unwrap();
+    let lease = etcd.grant(60);
+    let create = EtcdOperation::CreateIfAbsent { key: key.clone(), value: sealed, lease: lease.id };
+    assert_eq!(etcd.run(&create), Ok(EtcdAnswer::Created));
+    let stored = etcd.get(&key).unwrap();
+    assert_eq!(store.keys.open(&key, &stored).unwrap(), b"the bank's token");
+    // What etcd holds names no user or task and shows no token.
+    let key_text = String::from_utf8(key.clone()).unwrap();
+    assert!(!key_text.contains("alice") && !key_text.contains("task-1"), "{key_text}");
+    assert!(!stored.windows(10).any(|window| window == b"bank's tok"));
+    // The same bytes copied under another user's key do not open there.
+    let other = store.key("token", &[b"mallory", b"task-1"]);
+    let copy = EtcdOperation::Put { key: other.clone(), value: stored, lease: lease.id };
+    assert_eq!(etcd.run(&copy), Ok(EtcdAnswer::Written));
+    assert!(store.keys.open(&other, &etcd.get(&other).unwrap()).is_err());
+}
