@@ -163,6 +163,38 @@ fn create_if_absent_wins_once_and_the_second_caller_sees_the_first_value() {
         other => panic!("second create: {other:?}"),
     }
     assert_eq!(etcd.get(b"baton/mark").as_deref(), Some(&b"first"[..]));
+
+    // Callers racing (as replicas would): one wins, every other one reads
+    // the winner's value.
+    let answers: Vec<(u8, Result<EtcdAnswer, EtcdError>)> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8u8)
+            .map(|racer| {
+                let etcd = &etcd;
+                scope.spawn(move || {
+                    let race = EtcdOperation::CreateIfAbsent {
+                        key: b"baton/race".to_vec(),
+                        value: vec![racer],
+                        lease: lease.id,
+                    };
+                    (racer, etcd.run(&race))
+                })
+            })
+            .collect();
+        racers.into_iter().map(|racer| racer.join().unwrap()).collect()
+    });
+    let winners: Vec<u8> = answers
+        .iter()
+        .filter(|(_, answer)| *answer == Ok(EtcdAnswer::Created))
+        .map(|(racer, _)| *racer)
+        .collect();
+    let [winner] = winners[..] else { panic!("{answers:?}") };
+    for (racer, answer) in &answers {
+        match answer {
+            Ok(EtcdAnswer::Created) => assert_eq!(*racer, winner),
+            Ok(EtcdAnswer::AlreadyExists(existing)) => assert_eq!(existing.value, [winner]),
+            other => panic!("racer {racer}: {other:?}"),
+        }
+    }
 }
 
 #[test]
