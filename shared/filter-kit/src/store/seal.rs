@@ -360,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn nonces_differ_and_randomness_is_required() {
+    fn nonces_differ_per_seal() {
         let host = TestHost::new(0);
         let a = keys().seal(&host, b"n", b"same").unwrap();
         let b = keys().seal(&host, b"n", b"same").unwrap();
