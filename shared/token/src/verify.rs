@@ -7,13 +7,12 @@
 //!
 //! Backends, chosen by measuring them in Envoy's V8 (see `bench/README.md`):
 //! - ES256: RustCrypto `p256` arithmetic with per-key precomputed multiples
-//!   ([`es256`]), about five times faster than a plain verification;
+//!   (the `baton-es256` crate), about five times faster than a plain
+//!   verification;
 //! - RS256/384/512 and PS256/384/512: `ring` (BoringSSL's code), about five
 //!   times faster than the pure-Rust alternatives measured;
 //! - ES384 and EdDSA (Ed25519): `ring`, which validates their public keys
 //!   when it verifies (a P-256 point or an RSA key is checked at import).
-
-mod es256;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -25,7 +24,7 @@ use ring::signature::{self as ring_signature, RsaParameters, RsaPublicKeyCompone
 use crate::header::Algorithm;
 use crate::jwk::{Jwk, JwkSet, KeyMaterial};
 
-use es256::Es256Key;
+use baton_es256::Es256Key;
 
 /// How many keys are tried for a token without `kid`: bounds the work an
 /// attacker can cause with one token.
