@@ -199,7 +199,7 @@ impl KeyStore {
             return false;
         }
         let (version, fetched_at) = (read_u64(&doc[..8]), read_u64(&doc[8..16]));
-        match import(&doc[16..]) {
+        match import(&doc[16..], keys.current.as_deref()) {
             Ok(set) => {
                 keys.current = Some(Rc::new(set));
                 keys.version = version;
@@ -286,7 +286,7 @@ impl KeyStore {
             if body.len() > MAX_JWKS_BYTES {
                 return Err(FetchError::TooLarge);
             }
-            import(body).map(|set| (set, body))
+            import(body, keys.current.as_deref()).map(|set| (set, body))
         });
         match outcome {
             Ok((set, body)) => {
@@ -364,9 +364,11 @@ fn backoff_secs(remote: &RemoteJwks, failures: u32) -> u64 {
     doubled.min(remote.refresh_interval_secs.max(remote.retry_interval_secs))
 }
 
-fn import(body: &[u8]) -> Result<VerifierSet, FetchError> {
+/// Imports a fetched key set; keys unchanged since `previous` are kept as
+/// they are, not imported again.
+fn import(body: &[u8], previous: Option<&VerifierSet>) -> Result<VerifierSet, FetchError> {
     let set = JwkSet::parse_lenient(body).map_err(FetchError::Content)?;
-    let (verifiers, _) = VerifierSet::import_lenient(&set);
+    let (verifiers, _) = VerifierSet::import_lenient(&set, previous);
     if verifiers.is_empty() {
         return Err(FetchError::NoUsableKey);
     }

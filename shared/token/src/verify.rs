@@ -15,6 +15,7 @@
 //!   when it verifies (a P-256 point or an RSA key is checked at import).
 
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -195,24 +196,34 @@ fn rsa_parameters(alg: Algorithm) -> Option<&'static RsaParameters> {
 /// Imported keys of one key set.
 #[derive(Debug, Default)]
 pub struct VerifierSet {
-    keys: Vec<VerifyingKey>,
+    /// Shared with the set a refetch replaces, for keys that did not
+    /// change: an ES256 key's tables take tens of milliseconds to build.
+    keys: Vec<Rc<VerifyingKey>>,
 }
 
 impl VerifierSet {
     /// Imports every key of a set. A key the backend refuses fails the set
     /// (strict, for configuration); see [`VerifierSet::import_lenient`].
     pub fn import(set: &JwkSet) -> Result<Self, KeyImportError> {
-        let keys = set.keys.iter().map(VerifyingKey::import).collect::<Result<Vec<_>, _>>()?;
+        let keys =
+            set.keys.iter().map(|jwk| VerifyingKey::import(jwk).map(Rc::new)).collect::<Result<_, _>>()?;
         Ok(Self { keys })
     }
 
-    /// Imports the keys the backend accepts, skipping the others (fetched sets).
-    pub fn import_lenient(set: &JwkSet) -> (Self, usize) {
+    /// Imports the keys the backend accepts, skipping the others (fetched
+    /// sets). A key described exactly as one of `previous` (the set this
+    /// one replaces) is that key, not imported again.
+    pub fn import_lenient(set: &JwkSet, previous: Option<&VerifierSet>) -> (Self, usize) {
         let mut keys = Vec::with_capacity(set.keys.len());
         let mut skipped = 0;
         for jwk in &set.keys {
+            let known = previous.and_then(|previous| previous.keys.iter().find(|key| key.jwk == *jwk));
+            if let Some(key) = known {
+                keys.push(Rc::clone(key));
+                continue;
+            }
             match VerifyingKey::import(jwk) {
-                Ok(key) => keys.push(key),
+                Ok(key) => keys.push(Rc::new(key)),
                 Err(_) => skipped += 1,
             }
         }
@@ -409,6 +420,37 @@ mod tests {
     }
 
     #[test]
+    fn a_refetched_set_keeps_the_keys_that_did_not_change() {
+        let (k1, k2, k3) = (ES256KeyPair::generate(), ES256KeyPair::generate(), ES256KeyPair::generate());
+        let parse = |keys: &[String]| {
+            let json = format!(r#"{{"keys":[{}]}}"#, keys.join(","));
+            JwkSet::parse_lenient(json.as_bytes()).unwrap()
+        };
+        let before = VerifierSet::import_lenient(
+            &parse(&[ec_jwk("k1", &k1.public_key()), ec_jwk("k2", &k2.public_key())]),
+            None,
+        )
+        .0;
+        // k1 unchanged, k2 re-keyed under the same kid, k3 new.
+        let after = parse(&[
+            ec_jwk("k1", &k1.public_key()),
+            ec_jwk("k2", &k3.public_key()),
+            ec_jwk("k3", &k3.public_key()),
+        ]);
+        let (refetched, skipped) = VerifierSet::import_lenient(&after, Some(&before));
+        assert_eq!((refetched.len(), skipped), (3, 0));
+        assert!(Rc::ptr_eq(&refetched.keys[0], &before.keys[0]), "k1 is the same key");
+        assert!(!Rc::ptr_eq(&refetched.keys[1], &before.keys[1]), "k2's material changed");
+        // Each verifies with the material it is described by now.
+        let token = |key: &ES256KeyPair, kid: &str| {
+            ES256KeyPair::from_bytes(&key.to_bytes()).unwrap().with_key_id(kid).sign(claims()).unwrap()
+        };
+        assert_eq!(check(&refetched, &token(&k1, "k1")), Ok(()));
+        assert_eq!(check(&refetched, &token(&k3, "k2")), Ok(()));
+        assert_eq!(check(&refetched, &token(&k2, "k2")), Err(SignatureError::Invalid));
+    }
+
+    #[test]
     fn off_curve_point_is_refused_at_import() {
         let bad = format!(
             r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"bad","x":"{}","y":"{}"}}]}}"#,
@@ -420,7 +462,7 @@ mod tests {
             VerifierSet::import(&parsed).unwrap_err(),
             KeyImportError { kid: Some("bad".to_string()) }
         );
-        let (lenient, skipped) = VerifierSet::import_lenient(&parsed);
+        let (lenient, skipped) = VerifierSet::import_lenient(&parsed, None);
         assert!(lenient.is_empty());
         assert_eq!(skipped, 1);
     }
