@@ -1055,3 +1055,6 @@ fn a_stored_token_costs_ten_host_calls_and_nine_without_the_audit_line() {
     let quiet: Vec<&str> = written.into_iter().filter(|call| *call != "log").collect();
     assert_eq!(stored_token_message(LogLevel::Warn), quiet);
 }
+
+#[path = "shared_store_tests.rs"]
+mod shared_store;

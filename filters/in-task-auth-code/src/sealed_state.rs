@@ -1,0 +1,274 @@
+//! A pending authorization carried in its own `state`, for a fleet of
+//! Envoys (issue 16; with a `store` section). The `state` is the
+//! authorization itself, sealed (ChaCha20-Poly1305, see
+//! [`baton_filter_kit::store::seal`]) with the store's current key and bound
+//! to [`PURPOSE`], so any replica with the keys opens it from the request
+//! alone and nothing else sealed with those keys passes for a `state`. Its
+//! single use is agreed in the store: a create-if-absent mark, named under
+//! the key that sealed the `state` (named under the current key, a rotation
+//! would let a `state` sealed just before it be used once more), leased
+//! until the `state` expires (plus [`MARK_MARGIN_SECS`] for clocks that
+//! differ between replicas).
+//!
+//! The steps of a use, each a callout the request waits for: a lease grant,
+//! then the create-if-absent. Created: this request used the `state`.
+//! Found: it was used already. Anything else (no answer, a refusal,
+//! garbage): the store is unavailable, and the request goes no further.
+
+use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::store::{
+    EtcdAnswer, EtcdError, EtcdOperation, LeaseId, StoreCall, StoreConfig, key_id_of,
+};
+use baton_token::secret::Secret;
+use baton_token::{TokenHash, base64url};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{PendingAuthorization, StateProblem};
+
+/// What a sealed `state` is bound to (the seal's associated data): a value
+/// sealed for any other use of the same keys does not open as a `state`.
+pub const PURPOSE: &[u8] = b"baton in-task-auth-code state v1";
+/// Longest `state` accepted with a store: the sealed authorization, in
+/// base64url. A `state` issued longer (long user, task or context ids) is
+/// refused when issued, not sent to a browser that would cut it.
+pub const MAX_SEALED_STATE_CHARS: usize = 1024;
+/// Longest `state` accepted without a store (43 characters are issued).
+pub const MAX_LOCAL_STATE_CHARS: usize = 256;
+/// How long a single-use mark outlives its `state`, for replicas whose
+/// clocks are behind etcd's.
+pub const MARK_MARGIN_SECS: u64 = 60;
+/// Kind of the store entry that marks a `state` used.
+const MARK_KIND: &str = "in-task state used";
+/// What a mark holds (nothing is read back from it).
+const MARK_VALUE: &[u8] = b"used";
+
+/// The sealed form: short names, the state is a URL parameter.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sealed {
+    u: String,
+    t: String,
+    c: String,
+    v: Secret,
+    e: u64,
+}
+
+/// A `state` opened: what it stands for, and where its single use is marked.
+#[derive(Debug)]
+pub struct OpenedState {
+    /// The pending authorization.
+    pub pending: PendingAuthorization,
+    /// The store key of its single-use mark.
+    mark: Vec<u8>,
+    /// What the steps of its use are named by (see [`StoreCall::key`]).
+    pub step_key: TokenHash,
+}
+
+/// Why no sealed `state` was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealProblem {
+    /// No randomness for the nonce.
+    NoRandomness,
+    /// Longer than [`MAX_SEALED_STATE_CHARS`].
+    TooLong,
+}
+
+/// Seals `pending` into a `state`.
+pub fn seal(
+    store: &StoreConfig,
+    host: &dyn Host,
+    pending: &PendingAuthorization,
+) -> Result<String, SealProblem> {
+    let sealed = Sealed {
+        u: pending.user.clone(),
+        t: pending.task_id.clone(),
+        c: pending.context_id.clone(),
+        v: pending.verifier.clone(),
+        e: pending.expires_at,
+    };
+    // Plain strings and a number: serializing cannot fail; if it did, no
+    // state would be issued.
+    let plaintext = serde_json::to_vec(&sealed).map_err(|_| SealProblem::TooLong)?;
+    let bytes = store.keys.seal(host, PURPOSE, &plaintext).map_err(|_| SealProblem::NoRandomness)?;
+    let state = base64url::encode(&bytes);
+    if state.len() > MAX_SEALED_STATE_CHARS {
+        return Err(SealProblem::TooLong);
+    }
+    Ok(state)
+}
+
+/// Opens a `state` (whatever its expiry: the caller checks it when the
+/// state is used). Not base64url, not sealed, sealed with a key no longer
+/// configured, for another purpose or tampered with: unknown.
+pub fn open(store: &StoreConfig, state: &str) -> Result<OpenedState, StateProblem> {
+    if state.len() > MAX_SEALED_STATE_CHARS {
+        return Err(StateProblem::Unknown);
+    }
+    let bytes = base64url::decode(state).map_err(|_| StateProblem::Unknown)?;
+    let plaintext = store.keys.open(PURPOSE, &bytes).map_err(|_| StateProblem::Unknown)?;
+    let sealed: Sealed = serde_json::from_slice(&plaintext).map_err(|_| StateProblem::Unknown)?;
+    let key_id = key_id_of(&bytes).map_err(|_| StateProblem::Unknown)?;
+    let mark = store.key_under(key_id, MARK_KIND, &[&bytes]).ok_or(StateProblem::Unknown)?;
+    Ok(OpenedState {
+        pending: PendingAuthorization {
+            user: sealed.u,
+            task_id: sealed.t,
+            context_id: sealed.c,
+            verifier: sealed.v,
+            expires_at: sealed.e,
+            used: false,
+            login: None,
+            browser: None,
+        },
+        mark,
+        step_key: TokenHash::of_parts(&[b"state-mark", state.as_bytes()]),
+    })
+}
+
+/// What a store step brought a request using a sealed `state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// A lease for the mark.
+    Lease(LeaseId),
+    /// The mark is this request's: the `state` is used, by it.
+    Marked,
+    /// The mark existed: the `state` was used already.
+    AlreadyUsed,
+    /// The store did not answer, refused, or answered garbage (audit label).
+    Unavailable(&'static str),
+}
+
+/// Reads an etcd answer (or its absence) as a [`StoreOutcome`], logging a
+/// fault (etcd's own words, never a key or value).
+pub fn outcome(host: &dyn Host, cluster: &str, answer: Result<EtcdAnswer, EtcdError>) -> StoreOutcome {
+    let error = match answer {
+        Ok(EtcdAnswer::Lease(lease)) => return StoreOutcome::Lease(lease.id),
+        Ok(EtcdAnswer::Created) => return StoreOutcome::Marked,
+        Ok(EtcdAnswer::AlreadyExists(_)) => return StoreOutcome::AlreadyUsed,
+        Ok(_) => EtcdError::Malformed("an answer to another operation".into()),
+        Err(error) => error,
+    };
+    host.log(LogLevel::Warn, &format!("cluster={cluster} store call failed: {error}"));
+    StoreOutcome::Unavailable(match error {
+        EtcdError::NoResponse => "store_no_response",
+        EtcdError::TooLarge => "store_too_large",
+        EtcdError::Refused { .. } => "store_refused",
+        EtcdError::Status(_) => "store_status",
+        _ => "store_malformed",
+    })
+}
+
+/// Where the use of a sealed `state` stands.
+#[derive(Debug, PartialEq)]
+pub enum Use {
+    /// Wait for this store step.
+    Wait(StoreCall),
+    /// This request used the `state`.
+    Used,
+    /// Refused: the `state` is expired or was used.
+    Refused(StateProblem),
+    /// The store is unavailable (audit label).
+    Unavailable(&'static str),
+}
+
+/// The next step of using `opened` at `now`, given the outcome of the last
+/// store step (`None` before the first).
+pub fn use_step(opened: &OpenedState, last: Option<&StoreOutcome>, now: u64) -> Use {
+    let call = |operation| Use::Wait(StoreCall { key: opened.step_key, operation });
+    match last {
+        None if now >= opened.pending.expires_at => Use::Refused(StateProblem::Expired),
+        None => {
+            let left = opened.pending.expires_at.saturating_sub(now).saturating_add(MARK_MARGIN_SECS);
+            call(EtcdOperation::GrantLease { ttl_secs: u32::try_from(left).unwrap_or(u32::MAX) })
+        }
+        Some(StoreOutcome::Lease(lease)) => call(EtcdOperation::CreateIfAbsent {
+            key: opened.mark.clone(),
+            value: MARK_VALUE.to_vec(),
+            lease: *lease,
+        }),
+        Some(StoreOutcome::Marked) => Use::Used,
+        Some(StoreOutcome::AlreadyUsed) => Use::Refused(StateProblem::Reused),
+        Some(StoreOutcome::Unavailable(why)) => Use::Unavailable(why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_filter_kit::config::from_json;
+    use baton_filter_kit::store::{StoreSpec, compile_store};
+    use baton_filter_kit::test_host::TestHost;
+
+    const NOW: u64 = 1_800_000_000;
+    const K1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn store() -> StoreConfig {
+        let json = format!(
+            r#"{{"etcd":{{"cluster":"etcd"}},"sealingKeys":[{{"id":"k1","secret":"{K1}"}}],"currentKey":"k1"}}"#
+        );
+        compile_store(from_json::<StoreSpec>(json.as_bytes()).unwrap(), "store").unwrap()
+    }
+
+    fn pending(user: &str, task: &str) -> PendingAuthorization {
+        PendingAuthorization {
+            user: user.into(),
+            task_id: task.into(),
+            context_id: "8d5bb1c2-7e0a-4f4e-9a55-2f1c3b9e0d11".into(),
+            verifier: Secret::new("v".repeat(43)),
+            expires_at: NOW + 300,
+            used: false,
+            login: None,
+            browser: None,
+        }
+    }
+
+    #[test]
+    fn a_state_opens_to_what_was_sealed_and_shows_none_of_it() {
+        let host = TestHost::new(NOW);
+        let sealed = pending("alice@example.com", "3f2c9a7e-1b4d-4c8e-a0f5-6d7e8f9a0b1c");
+        let state = seal(&store(), &host, &sealed).unwrap();
+        // A user's e-mail, two UUIDs and the verifier: well within a URL.
+        assert!(state.len() < 300, "{} characters", state.len());
+        assert!(state.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)), "{state}");
+        assert!(!state.contains("alice") && !state.contains("vvvv"));
+        let opened = open(&store(), &state).unwrap();
+        assert_eq!(opened.pending, sealed);
+        assert!(String::from_utf8(opened.mark.clone()).unwrap().starts_with("baton/"));
+        // Two seals of the same authorization differ (a fresh nonce).
+        assert_ne!(seal(&store(), &host, &sealed).unwrap(), state);
+    }
+
+    #[test]
+    fn a_state_too_long_for_a_url_is_not_issued() {
+        let host = TestHost::new(NOW);
+        let long = pending("alice", &"t".repeat(800));
+        assert_eq!(seal(&store(), &host, &long), Err(SealProblem::TooLong));
+        assert_eq!(
+            open(&store(), &"A".repeat(MAX_SEALED_STATE_CHARS + 1)).unwrap_err(),
+            StateProblem::Unknown
+        );
+    }
+
+    #[test]
+    fn steps_of_a_use() {
+        let host = TestHost::new(NOW);
+        let state = seal(&store(), &host, &pending("alice", "t-1")).unwrap();
+        let opened = open(&store(), &state).unwrap();
+        let Use::Wait(grant) = use_step(&opened, None, NOW) else { panic!("a lease first") };
+        assert_eq!(grant.operation, EtcdOperation::GrantLease { ttl_secs: 300 + MARK_MARGIN_SECS as u32 });
+        let lease = LeaseId::new(7).unwrap();
+        let Use::Wait(create) = use_step(&opened, Some(&StoreOutcome::Lease(lease)), NOW) else {
+            panic!("then the mark")
+        };
+        assert_eq!(
+            create.operation,
+            EtcdOperation::CreateIfAbsent { key: opened.mark.clone(), value: MARK_VALUE.to_vec(), lease }
+        );
+        assert_eq!(use_step(&opened, Some(&StoreOutcome::Marked), NOW), Use::Used);
+        assert_eq!(
+            use_step(&opened, Some(&StoreOutcome::AlreadyUsed), NOW),
+            Use::Refused(StateProblem::Reused)
+        );
+        assert_eq!(use_step(&opened, None, NOW + 300), Use::Refused(StateProblem::Expired));
+    }
+}

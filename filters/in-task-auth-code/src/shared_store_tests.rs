@@ -1,0 +1,412 @@
+//! With a shared store (`store`, issue 16): the pending authorization is
+//! sealed into its `state`, opened on any replica, and used once across the
+//! fleet through a leased create-if-absent mark in etcd. Each replica here
+//! is its own engine and its own host (no shared data in common); the etcd
+//! callouts are answered with etcd 3.4's own JSON.
+
+use super::*;
+use baton_filter_kit::host::CalloutResponse;
+use baton_filter_kit::runtime::{Action, Runtime};
+use baton_filter_kit::test_host::DispatchedCall;
+
+use crate::filter::InTaskAuthCode;
+use baton_filter_kit::store::{EtcdOperation, StoreCall};
+
+use crate::sealed_state::{self, MARK_MARGIN_SECS, StoreOutcome};
+
+// Two sealing keys, base64 of 32 bytes.
+const K1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const K2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+const HEADER: &str = r#""header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"2","raft_term":"2"}"#;
+
+fn lease_granted() -> String {
+    format!(r#"{{{HEADER},"ID":"7587883316386093063","TTL":"360"}}"#)
+}
+
+fn mark_created() -> String {
+    format!(
+        r#"{{{HEADER},"succeeded":true,"responses":[{{"response_put":{{"header":{{"revision":"3"}}}}}}]}}"#
+    )
+}
+
+/// A failed transaction: the mark exists (read back, as etcd does).
+fn mark_exists(key_b64: &str) -> String {
+    format!(
+        r#"{{{HEADER},"responses":[{{"response_range":{{"header":{{"revision":"3"}},"kvs":[{{"key":"{key_b64}","create_revision":"3","mod_revision":"3","version":"1","value":"dXNlZA==","lease":"7587883316386093063"}}],"count":"1"}}}}]}}"#
+    )
+}
+
+fn store_section(keys: &[(&str, &str)], current: &str) -> Value {
+    let keys: Vec<Value> = keys.iter().map(|(id, secret)| json!({"id": id, "secret": secret})).collect();
+    json!({"etcd": {"cluster": "etcd", "timeoutMs": 500}, "sealingKeys": keys, "currentKey": current})
+}
+
+/// One Envoy of the fleet: its own engine, its own host.
+struct Replica {
+    runtime: Runtime<InTaskAuthCode>,
+    host: TestHost,
+    bank: TestKey,
+}
+
+fn replica_with(store: Value) -> Replica {
+    let s = setup_with(|c| c["store"] = store);
+    Replica { runtime: Runtime::new(InTaskAuthCode { engine: s.engine }, None), host: s.host, bank: s.bank }
+}
+
+fn replica() -> Replica {
+    replica_with(store_section(&[("k1", K1)], "k1"))
+}
+
+impl Replica {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.runtime.filter.engine
+    }
+
+    /// A challenge for alice's task: its `state`.
+    fn issue(&mut self, task: &str) -> String {
+        let host = self.host.clone();
+        let challenge =
+            reply(self.engine().decide(&host, &v03(Some("alice"), Some(task), transfer()), Round::FIRST));
+        auth_challenge(&challenge)["state"].as_str().unwrap().to_string()
+    }
+
+    /// The bank's redirect arrives as request `id`.
+    fn callback(&mut self, id: u32, state: &str) -> Action {
+        let path = format!("/a2a/oauth/callback?code=c0de&state={state}");
+        self.host.add_request(
+            id,
+            &[
+                (":method", "GET"),
+                (":path", &path),
+                (":authority", "gw.example"),
+                ("accept", "application/json"),
+            ],
+        );
+        self.runtime.on_request_headers(&self.host, id, true)
+    }
+
+    /// The last call dispatched.
+    fn last_call(&self) -> DispatchedCall {
+        self.host.calls().last().cloned().expect("a call was dispatched")
+    }
+
+    /// Answers call `call` with `status` and `body`.
+    fn answer(&mut self, call: &DispatchedCall, status: Option<u16>, body: &str) {
+        self.host.set_callout_response(CalloutResponse {
+            status,
+            body: body.as_bytes().to_vec(),
+            body_too_large: false,
+        });
+        self.runtime.on_callout(&self.host, call.id, 3, body.len());
+    }
+
+    fn calls_to(&self, cluster: &str) -> usize {
+        self.host.calls().iter().filter(|call| call.cluster == cluster).count()
+    }
+
+    fn reply_of(&self, id: u32) -> (u16, Value) {
+        let reply = self.host.request(id).unwrap().reply.expect("answered");
+        (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+    }
+}
+
+fn body_json(call: &DispatchedCall) -> Value {
+    serde_json::from_slice(&call.body).unwrap()
+}
+
+/// The bank's redirect on `r` up to its mark: the lease asked for and
+/// granted; returns the mark's create-if-absent call.
+fn up_to_the_mark(r: &mut Replica, id: u32, state: &str) -> DispatchedCall {
+    assert_eq!(r.callback(id, state), Action::Pause);
+    let grant = r.last_call();
+    assert_eq!((grant.cluster.as_str(), grant.path.as_str()), ("etcd", "/v3/lease/grant"));
+    assert_eq!(body_json(&grant), json!({"TTL": (300 + MARK_MARGIN_SECS).to_string()}));
+    r.answer(&grant, Some(200), &lease_granted());
+    let create = r.last_call();
+    assert_eq!(create.path, "/v3/kv/txn");
+    assert_eq!(body_json(&create)["success"][0]["request_put"]["lease"], "7587883316386093063");
+    create
+}
+
+/// Pass `number` of a decision that waited for store step `call`.
+fn after<'a>(number: u8, call: &'a StoreCall, outcome: &'a ExchangeOutcome) -> Round<'a> {
+    Round { number, keys: KeyWait::Allowed, exchange: Some((&call.key, outcome)) }
+}
+
+/// What etcd's answer `body` to `call` is to the engine.
+fn etcd_says(host: &TestHost, call: &StoreCall, status: u16, body: &str) -> ExchangeOutcome {
+    ExchangeOutcome::Store(sealed_state::outcome(host, "etcd", call.operation.parse(status, body.as_bytes())))
+}
+
+/// A message relaying a code on `r` up to its mark: the lease asked for
+/// and granted; returns the mark's create-if-absent.
+fn message_up_to_the_mark(r: &mut Replica, message: &Request) -> StoreCall {
+    let host = r.host.clone();
+    let Verdict::AwaitStore(grant) = r.engine().decide(&host, message, Round::FIRST) else {
+        panic!("a lease first")
+    };
+    assert!(matches!(grant.operation, EtcdOperation::GrantLease { .. }));
+    let lease = etcd_says(&host, &grant, 200, &lease_granted());
+    let Verdict::AwaitStore(create) = r.engine().decide(&host, message, after(1, &grant, &lease)) else {
+        panic!("then the mark")
+    };
+    *create
+}
+
+#[test]
+fn a_state_issued_by_one_replica_is_used_on_another() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    // Nothing of it is kept where it was issued.
+    let host = a.host.clone();
+    assert!(a.engine().store.peek_state(&host, &state).is_none());
+    assert!(state.len() > 43 && state.len() <= sealed_state::MAX_SEALED_STATE_CHARS, "{}", state.len());
+
+    let mut b = replica();
+    let create = up_to_the_mark(&mut b, 1, &state);
+    assert_eq!(b.calls_to("bank_idp"), 0, "no code exchange before the state is marked used");
+    b.answer(&create, Some(200), &mark_created());
+    let exchange = b.last_call();
+    assert_eq!(exchange.cluster, "bank_idp");
+    let form = String::from_utf8(exchange.body.clone()).unwrap();
+    assert!(form.contains("code=c0de") && form.contains("code_verifier="), "{form}");
+    let token = b.bank.token(&bank_claims("alice"));
+    let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}).to_string();
+    b.answer(&exchange, Some(200), &answer);
+    let (status, body) = b.reply_of(1);
+    assert_eq!((status, body["status"].as_str()), (200, Some("authorized")), "{body}");
+    assert_eq!(body["taskId"], "t-5");
+
+    // The next message of the task, on the replica that has the token (the
+    // tokens are still kept per Envoy).
+    let host = b.host.clone();
+    let next = forward(b.engine().decide(&host, &v03(Some("alice"), Some("t-5"), transfer()), Round::FIRST));
+    assert_eq!(header(&next, "authorization"), Some(format!("Bearer {token}").as_str()));
+}
+
+#[test]
+fn a_state_used_on_one_replica_is_refused_on_every_other() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let mut b = replica();
+    let create = up_to_the_mark(&mut b, 1, &state);
+    b.answer(&create, Some(200), &mark_created());
+    assert_eq!(b.calls_to("bank_idp"), 1);
+
+    // On a third replica, the same state: etcd finds the mark.
+    let mut c = replica();
+    let create_again = up_to_the_mark(&mut c, 1, &state);
+    // The same mark, whichever replica names it.
+    assert_eq!(body_json(&create_again)["compare"], body_json(&create)["compare"]);
+    let key = body_json(&create_again)["compare"][0]["key"].as_str().unwrap().to_string();
+    c.answer(&create_again, Some(200), &mark_exists(&key));
+    let (status, body) = c.reply_of(1);
+    assert_eq!((status, body["error"].as_str()), (400, Some("state_reused")), "{body}");
+    assert_eq!(c.calls_to("bank_idp"), 0);
+    assert_eq!(c.host.counter(metrics::STATE_MISUSE), 1);
+    // And as a code in a message, too.
+    let host = c.host.clone();
+    let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
+    let create = message_up_to_the_mark(&mut c, &message);
+    let taken = etcd_says(&host, &create, 200, &mark_exists(&key));
+    let refused = reply(c.engine().decide(&host, &message, after(2, &create, &taken)));
+    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
+    assert_eq!(c.host.counter(metrics::STATE_MISUSE), 2);
+}
+
+#[test]
+fn a_code_in_a_message_is_exchanged_on_any_replica_once_marked() {
+    let mut a = replica();
+    let state = a.issue("t-1");
+    let mut b = replica();
+    let host = b.host.clone();
+    let message = v03(Some("alice"), Some("t-1"), with_credentials(json!({"code": "c0de", "state": state})));
+    let create = message_up_to_the_mark(&mut b, &message);
+    let marked = etcd_says(&host, &create, 200, &mark_created());
+    assert_eq!(marked, ExchangeOutcome::Store(StoreOutcome::Marked));
+    let Verdict::AwaitCall(call) = b.engine().decide(&host, &message, after(2, &create, &marked)) else {
+        panic!("then the exchange")
+    };
+    assert_eq!(call.key, TokenHash::of(state.as_bytes()));
+    let token = Secret::new(b.bank.token(&bank_claims("alice")));
+    let outcome = ExchangeOutcome::Token { access: token.clone(), id_token: None };
+    let round = Round { number: 3, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
+    let forwarded = forward(b.engine().decide(&host, &message, round));
+    assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {}", token.expose()).as_str()));
+    // Another user's message with alice's state: never her code exchanged.
+    let mallory = v03(Some("mallory"), Some("t-1"), with_credentials(json!({"code": "c", "state": state})));
+    let stolen = reply(b.engine().decide(&host, &mallory, after(2, &create, &marked)));
+    assert_eq!(stolen.status, 403);
+}
+
+#[test]
+fn a_state_not_sealed_for_this_use_with_a_configured_key_is_unknown() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let refused_at_once = |r: &mut Replica, state: &str| {
+        assert_eq!(r.callback(1, state), Action::Pause);
+        let (status, body) = r.reply_of(1);
+        assert_eq!((status, body["error"].as_str()), (400, Some("state_unknown")), "{body}");
+        assert!(r.host.calls().is_empty(), "nothing asked of the store or the bank");
+    };
+    // Rotated out: a fleet that no longer lists k1.
+    refused_at_once(&mut replica_with(store_section(&[("k2", K2)], "k2")), &state);
+    // The same id with another secret.
+    refused_at_once(&mut replica_with(store_section(&[("k1", K2)], "k1")), &state);
+    // Tampered with, anywhere.
+    for at in [0, 5, state.len() / 2, state.len() - 1] {
+        let mut tampered = state.clone().into_bytes();
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        refused_at_once(&mut replica(), &String::from_utf8(tampered).unwrap());
+    }
+    // Sealed with the fleet's key for another purpose.
+    let host = a.host.clone();
+    let shared = a.engine().config().shared_store.as_ref().unwrap();
+    let plaintext = json!({"u": "alice", "t": "t-5", "c": "ctx-1", "v": "v".repeat(43), "e": NOW + 300});
+    let other = shared.keys.seal(&host, b"baton store token", plaintext.to_string().as_bytes()).unwrap();
+    refused_at_once(&mut replica(), &baton_token::base64url::encode(&other));
+    // A state of a store-less gateway.
+    refused_at_once(&mut replica(), "x".repeat(43).as_str());
+}
+
+#[test]
+fn a_state_sealed_before_a_rotation_is_used_once_and_marked_under_its_own_key() {
+    let mut old = replica();
+    let state = old.issue("t-5");
+    let mut same = replica();
+    let before = up_to_the_mark(&mut same, 1, &state);
+    // k2 now seals; k1 still opens, and names the mark of what it sealed.
+    let mut rotated = replica_with(store_section(&[("k2", K2), ("k1", K1)], "k2"));
+    let after = up_to_the_mark(&mut rotated, 1, &state);
+    assert_eq!(body_json(&after)["compare"], body_json(&before)["compare"]);
+}
+
+#[test]
+fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
+    let refusal =
+        r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
+    let lease_gone = r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
+    let lease_faults: [(Option<u16>, &str); 5] = [
+        (None, ""),
+        (Some(503), "upstream connect error or disconnect/reset before headers"),
+        (Some(200), "not json"),
+        (Some(200), r#"{"header":{"revision":"2"},"ID":"0","TTL":"360"}"#),
+        (Some(503), refusal),
+    ];
+    let mark_faults: [(Option<u16>, &str); 3] = [
+        (None, ""),
+        (Some(404), lease_gone),
+        (Some(200), r#"{"header":{"revision":"2"},"succeeded":"yes"}"#),
+    ];
+    let mut a = replica();
+    let check = |r: &Replica, case: &str| {
+        let (status, body) = r.reply_of(1);
+        assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")), "{case}: {body}");
+        assert_eq!(r.calls_to("bank_idp"), 0, "{case}");
+        assert_eq!(r.host.counter(metrics::STORE_UNAVAILABLE), 1, "{case}");
+        assert_eq!(r.runtime.held(), 0, "{case}");
+    };
+    for (status, body) in lease_faults {
+        let state = a.issue("t-5");
+        let mut b = replica();
+        assert_eq!(b.callback(1, &state), Action::Pause);
+        let grant = b.last_call();
+        b.answer(&grant, status, body);
+        check(&b, body);
+    }
+    for (status, body) in mark_faults {
+        let state = a.issue("t-5");
+        let mut b = replica();
+        let create = up_to_the_mark(&mut b, 1, &state);
+        b.answer(&create, status, body);
+        check(&b, body);
+    }
+    // No etcd cluster (the dispatch refused): answered at once.
+    let state = a.issue("t-5");
+    let mut b = replica();
+    b.host.refuse_dispatch(true);
+    assert_eq!(b.callback(1, &state), Action::Pause);
+    check(&b, "dispatch refused");
+    // etcd never answers: the request is answered when its wait is over.
+    let state = a.issue("t-5");
+    let mut b = replica();
+    assert_eq!(b.callback(1, &state), Action::Pause);
+    b.host.set_now(NOW + 10);
+    b.runtime.on_tick(&b.host);
+    let (status, body) = b.reply_of(1);
+    assert_eq!((status, body["error"]["code"].as_i64()), (503, Some(SERVER_ERROR)), "{body}");
+    assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 1);
+    assert_eq!(b.calls_to("bank_idp"), 0);
+    // A message's code: 503, the JSON-RPC way, with nothing exchanged.
+    let state = a.issue("t-5");
+    let mut b = replica();
+    let host = b.host.clone();
+    let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
+    let Verdict::AwaitStore(grant) = b.engine().decide(&host, &message, Round::FIRST) else {
+        panic!("a lease first")
+    };
+    let down = etcd_says(&host, &grant, 503, "");
+    let refused = reply(b.engine().decide(&host, &message, after(1, &grant, &down)));
+    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (503, Some(SERVER_ERROR)));
+    assert_eq!(
+        refused.headers.iter().find(|(name, _)| *name == "retry-after").map(|(_, v)| v.as_str()),
+        Some("5")
+    );
+    assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 1);
+}
+
+#[test]
+fn an_expired_sealed_state_gets_a_fresh_challenge_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-3");
+    let mut b = replica();
+    b.host.set_now(NOW + 300);
+    let host = b.host.clone();
+    let message = v03(Some("alice"), Some("t-3"), with_credentials(json!({"code": "c", "state": state})));
+    let expired = reply(b.engine().decide(&host, &message, Round::FIRST));
+    assert_eq!(auth_challenge(&expired)["error"], "state_expired");
+    assert!(b.host.calls().is_empty());
+}
+
+#[test]
+fn the_store_section_is_checked_at_load() {
+    let mut config = crate::config::tests::base();
+    config["store"] = store_section(&[("k1", K1)], "k1");
+    assert!(crate::config::parse(config.to_string().as_bytes()).unwrap().shared_store.is_some());
+    config["store"]["etcd"]["cluster"] = json!("");
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store.etcd.cluster");
+    config["store"] = store_section(&[("k1", "c2hvcnQ=")], "k1");
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store.sealingKeys[0].secret");
+    // The browser sign-in changes a pending authorization after it is
+    // issued: not with a sealed state (yet).
+    config["store"] = store_section(&[("k1", K1)], "k1");
+    config["userBinding"]["primaryLogin"] = json!({
+        "name": "Corp", "authorizationEndpoint": "https://corp.example/authorize",
+        "tokenEndpoint": "https://corp.example/token", "cluster": "corp_idp", "tokenPath": "/token",
+        "clientId": "gateway-login", "clientSecret": "pw", "redirectUri": "https://gw.example/a2a/oauth/signed-in",
+        "scopes": ["openid"],
+        "providers": [{"name": "corp-login", "issuer": CORP, "audiences": ["gateway-login"], "algorithms": ["ES256"],
+                       "jwks": {"remote": {"cluster": "corp_idp", "path": "/jwks"}}}]
+    });
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store");
+    // Without it, no store: exactly as before.
+    assert!(
+        crate::config::parse(crate::config::tests::base().to_string().as_bytes())
+            .unwrap()
+            .shared_store
+            .is_none()
+    );
+}
+
+#[test]
+fn a_task_id_too_long_for_a_sealed_state_is_refused_when_challenged() {
+    let mut a = replica();
+    let host = a.host.clone();
+    let long = "t".repeat(900);
+    let refused = reply(a.engine().decide(&host, &v03(Some("alice"), Some(&long), transfer()), Round::FIRST));
+    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
+}
