@@ -79,10 +79,12 @@ pub fn issue(
     };
     let state = match &config.shared_store {
         // Any replica opens it; nothing is kept here.
-        Some(shared) => sealed_state::seal(shared, host, &pending).map_err(|problem| match problem {
-            SealProblem::NoRandomness => IssueProblem::NoRandomness,
-            SealProblem::TooLong => IssueProblem::StateTooLong,
-        })?,
+        Some(shared) => {
+            sealed_state::seal(shared, &config.idp, host, &pending).map_err(|problem| match problem {
+                SealProblem::NoRandomness => IssueProblem::NoRandomness,
+                SealProblem::TooLong => IssueProblem::StateTooLong,
+            })?
+        }
         None => {
             let state = pkce::opaque(&state);
             store.put_state(host, &state, &pending).map_err(full)?;

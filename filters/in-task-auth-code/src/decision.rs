@@ -238,7 +238,9 @@ impl Engine {
     /// Envoy's store, or opened (a shared store).
     pub(crate) fn pending_state(&self, host: &dyn Host, state: &str) -> Option<PendingAuthorization> {
         match &self.config.shared_store {
-            Some(shared) => sealed_state::open(shared, state).ok().map(|opened| opened.pending),
+            Some(shared) => {
+                sealed_state::open(shared, &self.config.idp, state).ok().map(|opened| opened.pending)
+            }
             None => self.store.peek_state(host, state),
         }
     }
@@ -253,7 +255,7 @@ impl Engine {
                 Err(problem) => Taken::Refused(problem),
             };
         };
-        let opened = match sealed_state::open(shared, state) {
+        let opened = match sealed_state::open(shared, &self.config.idp, state) {
             Ok(opened) => opened,
             Err(problem) => return Taken::Refused(problem),
         };
@@ -758,6 +760,9 @@ impl Engine {
         let reply = denial.reply(id, &self.config.idp.name);
         if let Some(counter) = denial.counter() {
             host.count(counter);
+        }
+        if let Denial::StoreUnavailable(why) = denial {
+            audit.set("store", why);
         }
         audit.deny(reply.status, denial.reason()).emit(host);
         Verdict::Reply(reply)

@@ -77,8 +77,8 @@ pub enum Denial {
     /// With a shared store: the sealed `state` would be too long for a URL
     /// (the task or context id is too long).
     StateTooLong,
-    /// The shared store could not settle the `state`'s single use (audit
-    /// label): nothing went on to the code exchange.
+    /// The shared store could not settle the `state`'s single use (why, the
+    /// audit line's `store`): nothing went on to the code exchange.
     StoreUnavailable(&'static str),
     /// The request waited longer than the code exchange may take.
     TimedOut,
@@ -140,7 +140,7 @@ impl Denial {
             Denial::StateOtherTask => "state_other_task",
             Denial::StoreFull => "store_full",
             Denial::StateTooLong => "state_too_long",
-            Denial::StoreUnavailable(reason) => reason,
+            Denial::StoreUnavailable(_) => "store_unavailable",
             Denial::NoRandomness => "no_randomness",
             Denial::TimedOut => "timed_out",
             Denial::BodyTooLarge => "body_too_large",

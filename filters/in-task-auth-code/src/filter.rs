@@ -22,8 +22,9 @@ use serde_json::Value;
 
 use baton_filter_kit::audit::AuditLine;
 
+use crate::browser::Answer;
 use crate::decision::{Engine, ExchangeOutcome, Request, Round};
-use crate::denial::Denial;
+use crate::denial::{Denial, PageDenial, Step};
 use crate::model::{FilterConfig, PrimaryVerification};
 use crate::response::{self, AnswerContext};
 use crate::sealed_state;
@@ -77,6 +78,15 @@ impl Filter for InTaskAuthCode {
         round: RuntimeRound<'_, ExchangeOutcome>,
     ) -> runtime::Verdict<AnswerContext> {
         if let Some(what) = round.overdue {
+            let config = self.engine.config();
+            let path = request.path.split('?').next().unwrap_or("");
+            if matches!(what, WaitFor::Store(_)) && path == config.idp.redirect_path {
+                // The bank's redirect is a browser's step: refused as every
+                // other refusal there (a page, or JSON when asked for).
+                let mut answer = Answer::new(host, config.audit_log, Step::Bank, request);
+                answer.audit.set("store", "store_timed_out");
+                return answer.refuse(PageDenial::StoreUnavailable(Step::Bank));
+            }
             let denial = match what {
                 WaitFor::Store(_) => Denial::StoreUnavailable("store_timed_out"),
                 WaitFor::Keys(_) | WaitFor::Call(_) => Denial::TimedOut,

@@ -2,8 +2,10 @@
 //! Envoys (issue 16; with a `store` section). The `state` is the
 //! authorization itself, sealed (ChaCha20-Poly1305, see
 //! [`baton_filter_kit::store::seal`]) with the store's current key and bound
-//! to [`PURPOSE`], so any replica with the keys opens it from the request
-//! alone and nothing else sealed with those keys passes for a `state`. Its
+//! to [`PURPOSE`] and to the authorization server it was issued for (its
+//! issuer, client id and redirect URI), so any replica with the keys opens
+//! it from the request alone, and nothing else sealed with those keys (nor
+//! a `state` of another in-task filter sharing them) passes for a `state`. Its
 //! single use is agreed in the store: a create-if-absent mark, named under
 //! the key that sealed the `state` (named under the current key, a rotation
 //! would let a `state` sealed just before it be used once more), leased
@@ -23,10 +25,12 @@ use baton_token::secret::Secret;
 use baton_token::{TokenHash, base64url};
 use serde::{Deserialize, Serialize};
 
+use crate::model::AuthorizationServer;
 use crate::store::{PendingAuthorization, StateProblem};
 
-/// What a sealed `state` is bound to (the seal's associated data): a value
-/// sealed for any other use of the same keys does not open as a `state`.
+/// What a sealed `state` is bound to (the seal's associated data, with
+/// the authorization server, see [`bound_to`]): a value sealed for any
+/// other use of the same keys does not open as a `state`.
 pub const PURPOSE: &[u8] = b"baton in-task-auth-code state v1";
 /// Longest `state` accepted with a store: the sealed authorization, in
 /// base64url. A `state` issued longer (long user, task or context ids) is
@@ -73,9 +77,23 @@ pub enum SealProblem {
     TooLong,
 }
 
-/// Seals `pending` into a `state`.
+/// The associated data of a `state` issued for `idp`: [`PURPOSE`], then a
+/// hash of the server's issuer, client id and redirect URI (each
+/// length-prefixed), so a `state` issued by an in-task filter for another
+/// server, sharing the keys, does not open here.
+fn bound_to(idp: &AuthorizationServer) -> Vec<u8> {
+    let server = TokenHash::of_parts(&[
+        idp.issuer.as_bytes(),
+        idp.token_endpoint.client_auth.client_id().as_bytes(),
+        idp.redirect_uri.as_bytes(),
+    ]);
+    [PURPOSE, server.as_bytes()].concat()
+}
+
+/// Seals `pending`, issued for `idp`, into a `state`.
 pub fn seal(
     store: &StoreConfig,
+    idp: &AuthorizationServer,
     host: &dyn Host,
     pending: &PendingAuthorization,
 ) -> Result<String, SealProblem> {
@@ -89,7 +107,7 @@ pub fn seal(
     // Plain strings and a number: serializing cannot fail; if it did, no
     // state would be issued.
     let plaintext = serde_json::to_vec(&sealed).map_err(|_| SealProblem::TooLong)?;
-    let bytes = store.keys.seal(host, PURPOSE, &plaintext).map_err(|_| SealProblem::NoRandomness)?;
+    let bytes = store.keys.seal(host, &bound_to(idp), &plaintext).map_err(|_| SealProblem::NoRandomness)?;
     let state = base64url::encode(&bytes);
     if state.len() > MAX_SEALED_STATE_CHARS {
         return Err(SealProblem::TooLong);
@@ -97,15 +115,20 @@ pub fn seal(
     Ok(state)
 }
 
-/// Opens a `state` (whatever its expiry: the caller checks it when the
-/// state is used). Not base64url, not sealed, sealed with a key no longer
-/// configured, for another purpose or tampered with: unknown.
-pub fn open(store: &StoreConfig, state: &str) -> Result<OpenedState, StateProblem> {
+/// Opens a `state` of `idp` (whatever its expiry: the caller checks it
+/// when the state is used). Not base64url, not sealed, sealed with a key no
+/// longer configured, for another purpose or server, or tampered with:
+/// unknown.
+pub fn open(
+    store: &StoreConfig,
+    idp: &AuthorizationServer,
+    state: &str,
+) -> Result<OpenedState, StateProblem> {
     if state.len() > MAX_SEALED_STATE_CHARS {
         return Err(StateProblem::Unknown);
     }
     let bytes = base64url::decode(state).map_err(|_| StateProblem::Unknown)?;
-    let plaintext = store.keys.open(PURPOSE, &bytes).map_err(|_| StateProblem::Unknown)?;
+    let plaintext = store.keys.open(&bound_to(idp), &bytes).map_err(|_| StateProblem::Unknown)?;
     let sealed: Sealed = serde_json::from_slice(&plaintext).map_err(|_| StateProblem::Unknown)?;
     let key_id = key_id_of(&bytes).map_err(|_| StateProblem::Unknown)?;
     let mark = store.key_under(key_id, MARK_KIND, &[&bytes]).ok_or(StateProblem::Unknown)?;
@@ -195,18 +218,40 @@ pub fn use_step(opened: &OpenedState, last: Option<&StoreOutcome>, now: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_filter_kit::config::from_json;
-    use baton_filter_kit::store::{StoreSpec, compile_store};
     use baton_filter_kit::test_host::TestHost;
+    use serde_json::{Value, json};
+
+    use crate::model::FilterConfig;
 
     const NOW: u64 = 1_800_000_000;
     const K1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
-    fn store() -> StoreConfig {
-        let json = format!(
-            r#"{{"etcd":{{"cluster":"etcd"}},"sealingKeys":[{{"id":"k1","secret":"{K1}"}}],"currentKey":"k1"}}"#
-        );
-        compile_store(from_json::<StoreSpec>(json.as_bytes()).unwrap(), "store").unwrap()
+    /// The test configuration with a store, changed by `change`.
+    fn config_with(change: impl FnOnce(&mut Value)) -> FilterConfig {
+        let mut config = crate::config::tests::base();
+        config["store"] = json!({"etcd": {"cluster": "etcd"}, "sealingKeys": [{"id": "k1", "secret": K1}], "currentKey": "k1"});
+        change(&mut config);
+        crate::config::parse(config.to_string().as_bytes()).unwrap()
+    }
+
+    fn config() -> FilterConfig {
+        config_with(|_| {})
+    }
+
+    fn store(config: &FilterConfig) -> &StoreConfig {
+        config.shared_store.as_ref().unwrap()
+    }
+
+    fn seal_for(
+        config: &FilterConfig,
+        host: &TestHost,
+        pending: &PendingAuthorization,
+    ) -> Result<String, SealProblem> {
+        seal(store(config), &config.idp, host, pending)
+    }
+
+    fn open_for(config: &FilterConfig, state: &str) -> Result<OpenedState, StateProblem> {
+        open(store(config), &config.idp, state)
     }
 
     fn pending(user: &str, task: &str) -> PendingAuthorization {
@@ -224,36 +269,36 @@ mod tests {
 
     #[test]
     fn a_state_opens_to_what_was_sealed_and_shows_none_of_it() {
-        let host = TestHost::new(NOW);
+        let (host, config) = (TestHost::new(NOW), config());
         let sealed = pending("alice@example.com", "3f2c9a7e-1b4d-4c8e-a0f5-6d7e8f9a0b1c");
-        let state = seal(&store(), &host, &sealed).unwrap();
+        let state = seal_for(&config, &host, &sealed).unwrap();
         // A user's e-mail, two UUIDs and the verifier: well within a URL.
         assert!(state.len() < 300, "{} characters", state.len());
         assert!(state.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)), "{state}");
         assert!(!state.contains("alice") && !state.contains("vvvv"));
-        let opened = open(&store(), &state).unwrap();
+        let opened = open_for(&config, &state).unwrap();
         assert_eq!(opened.pending, sealed);
         assert!(String::from_utf8(opened.mark.clone()).unwrap().starts_with("baton/"));
         // Two seals of the same authorization differ (a fresh nonce).
-        assert_ne!(seal(&store(), &host, &sealed).unwrap(), state);
+        assert_ne!(seal_for(&config, &host, &sealed).unwrap(), state);
     }
 
     #[test]
     fn a_state_too_long_for_a_url_is_not_issued() {
-        let host = TestHost::new(NOW);
+        let (host, config) = (TestHost::new(NOW), config());
         let long = pending("alice", &"t".repeat(800));
-        assert_eq!(seal(&store(), &host, &long), Err(SealProblem::TooLong));
+        assert_eq!(seal_for(&config, &host, &long), Err(SealProblem::TooLong));
         assert_eq!(
-            open(&store(), &"A".repeat(MAX_SEALED_STATE_CHARS + 1)).unwrap_err(),
+            open_for(&config, &"A".repeat(MAX_SEALED_STATE_CHARS + 1)).unwrap_err(),
             StateProblem::Unknown
         );
     }
 
     #[test]
     fn steps_of_a_use() {
-        let host = TestHost::new(NOW);
-        let state = seal(&store(), &host, &pending("alice", "t-1")).unwrap();
-        let opened = open(&store(), &state).unwrap();
+        let (host, config) = (TestHost::new(NOW), config());
+        let state = seal_for(&config, &host, &pending("alice", "t-1")).unwrap();
+        let opened = open_for(&config, &state).unwrap();
         let Use::Wait(grant) = use_step(&opened, None, NOW) else { panic!("a lease first") };
         assert_eq!(grant.operation, EtcdOperation::GrantLease { ttl_secs: 300 + MARK_MARGIN_SECS as u32 });
         let lease = LeaseId::new(7).unwrap();
@@ -270,5 +315,24 @@ mod tests {
             Use::Refused(StateProblem::Reused)
         );
         assert_eq!(use_step(&opened, None, NOW + 300), Use::Refused(StateProblem::Expired));
+    }
+
+    #[test]
+    fn a_state_opens_only_for_the_server_it_was_issued_for() {
+        let (host, config) = (TestHost::new(NOW), config());
+        let state = seal_for(&config, &host, &pending("alice", "t-1")).unwrap();
+        // The same keys, another in-task filter: another client, redirect
+        // URI or issuer.
+        let others = [
+            config_with(|c| c["secondaryIdp"]["clientId"] = json!("other-gateway")),
+            config_with(|c| c["secondaryIdp"]["redirectUri"] = json!("https://gw.example/other/callback")),
+            config_with(|c| c["secondaryIdp"]["issuer"] = json!("https://bank.example/other")),
+        ];
+        for other in &others {
+            assert_eq!(open_for(other, &state).unwrap_err(), StateProblem::Unknown);
+        }
+        // A name shown to users is not part of it.
+        let renamed = config_with(|c| c["secondaryIdp"]["name"] = json!("Bank"));
+        assert_eq!(open_for(&renamed, &state).unwrap().pending.task_id, "t-1");
     }
 }

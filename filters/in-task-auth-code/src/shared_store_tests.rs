@@ -334,10 +334,7 @@ fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
     assert_eq!(b.callback(1, &state), Action::Pause);
     b.host.set_now(NOW + 10);
     b.runtime.on_tick(&b.host);
-    let (status, body) = b.reply_of(1);
-    assert_eq!((status, body["error"]["code"].as_i64()), (503, Some(SERVER_ERROR)), "{body}");
-    assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 1);
-    assert_eq!(b.calls_to("bank_idp"), 0);
+    check(&b, "etcd never answered");
     // A message's code: 503, the JSON-RPC way, with nothing exchanged.
     let state = a.issue("t-5");
     let mut b = replica();
@@ -367,6 +364,41 @@ fn an_expired_sealed_state_gets_a_fresh_challenge_and_asks_nothing_of_the_store(
     let expired = reply(b.engine().decide(&host, &message, Round::FIRST));
     assert_eq!(auth_challenge(&expired)["error"], "state_expired");
     assert!(b.host.calls().is_empty());
+}
+
+#[test]
+fn an_expired_sealed_state_at_the_redirect_is_refused_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-3");
+    let mut b = replica();
+    b.host.set_now(NOW + 300);
+    assert_eq!(b.callback(1, &state), Action::Pause);
+    let (status, body) = b.reply_of(1);
+    assert_eq!((status, body["error"].as_str()), (400, Some("state_expired")), "{body}");
+    assert!(b.host.calls().is_empty(), "nothing asked of the store or the bank");
+}
+
+#[test]
+fn the_logs_show_why_the_store_failed_and_never_the_state_or_the_mark() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let mut b = replica();
+    let create = up_to_the_mark(&mut b, 1, &state);
+    let key = body_json(&create)["compare"][0]["key"].as_str().unwrap().to_string();
+    let refusal =
+        r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
+    b.answer(&create, Some(503), refusal);
+    let (status, _) = b.reply_of(1);
+    assert_eq!(status, 503);
+    let logs: Vec<String> = b.host.logs().into_iter().map(|(_, line)| line).collect();
+    assert!(logs.iter().any(|line| line.contains("store=store_refused")), "{logs:?}");
+    assert!(logs.iter().any(|line| line.contains("etcdserver: request timed out")), "{logs:?}");
+    for line in &logs {
+        assert!(!line.contains(&state[..40]), "{line}");
+        // A store key, in etcd's base64 or as written (prefix and name).
+        assert!(!line.contains(&key) && !line.contains("baton/"), "{line}");
+        assert!(!line.contains("c0de"), "{line}");
+    }
 }
 
 #[test]
