@@ -412,6 +412,15 @@ fn the_store_section_is_checked_at_load() {
     config["store"] = store_section(&[("k1", "c2hvcnQ=")], "k1");
     let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
     assert_eq!(error.field, "store.sealingKeys[0].secret");
+    // A misspelled field is refused, not ignored.
+    config["store"] = store_section(&[("k1", K1)], "k1");
+    config["store"]["etcd"]["timeoutMS"] = json!(500);
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert!(error.field.starts_with("store"), "{error}");
+    assert!(error.to_string().contains("timeoutMS"), "{error}");
+    config["store"] = store_section(&[("k1", K1)], "k2");
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store.currentKey");
     // The browser sign-in changes a pending authorization after it is
     // issued: not with a sealed state (yet).
     config["store"] = store_section(&[("k1", K1)], "k1");
