@@ -11,6 +11,8 @@
 //! opens it, and its single use is settled in the store before the code is
 //! exchanged ([`crate::sealed_state`]).
 
+use std::convert::Infallible;
+
 use baton_filter_kit::host::Host;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
@@ -85,17 +87,9 @@ fn first_pass(
             return answer.refuse(PageDenial::BrowserNotSignedIn);
         }
     }
-    let pending = match engine.take_state(host, state, round) {
-        Taken::Pending(pending) => pending,
-        Taken::Refused(problem) => {
-            return answer.refuse(PageDenial::StateUnusable(Step::Bank, problem.reason()));
-        }
-        Taken::Wait(call) => return Verdict::AwaitStore(Box::new(call)),
-        Taken::Unavailable(why) => {
-            answer.audit.set("store", why);
-            return answer.refuse(PageDenial::StoreUnavailable(Step::Bank));
-        }
-    };
+    // Whatever refuses the redirect is decided before the state is used (a
+    // shared store's mark included): a refused redirect leaves the state as
+    // it was, for the one that brings the code.
     // RFC 9207: a redirect naming another server is a mix-up attempt.
     if let Err(problem) = config.idp.check_response_issuer(query.single("iss")) {
         return answer.refuse(PageDenial::IssuerMismatch(Step::Bank, problem.reason()));
@@ -105,6 +99,18 @@ fn first_pass(
     }
     let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
         return answer.refuse(PageDenial::CodeMissing(Step::Bank));
+    };
+    let pending = match engine.take_state(host, state, round, |_| Ok::<(), Infallible>(())) {
+        Taken::Pending(pending) => pending,
+        Taken::Denied(never) => match never {},
+        Taken::Refused(problem) => {
+            return answer.refuse(PageDenial::StateUnusable(Step::Bank, problem.reason()));
+        }
+        Taken::Wait(call) => return Verdict::AwaitStore(Box::new(call)),
+        Taken::Unavailable(why) => {
+            answer.audit.set("store", why);
+            return answer.refuse(PageDenial::StoreUnavailable(Step::Bank));
+        }
     };
     Verdict::AwaitCall(Box::new(code_exchange(&config.idp, 0, state, &Secret::new(code), &pending.verifier)))
 }

@@ -143,11 +143,14 @@ pub const MAX_ROUNDS: u8 = 6;
 
 /// Where taking a `state` for use stands.
 #[derive(Debug)]
-pub(crate) enum Taken {
+pub(crate) enum Taken<R> {
     /// Taken: this request uses it.
     Pending(PendingAuthorization),
     /// Unknown, expired or used.
     Refused(StateProblem),
+    /// Refused by the caller's check, with nothing used: the `state` stays
+    /// as it was, and nothing was asked of a shared store.
+    Denied(R),
     /// Wait for this store step (a shared store).
     Wait(StoreCall),
     /// The shared store is unavailable (audit label).
@@ -245,21 +248,52 @@ impl Engine {
         }
     }
 
-    /// Takes `state` for use, once: in this Envoy's store at once; with a
-    /// shared store, opened and then marked used in the store, a step per
-    /// round.
-    pub(crate) fn take_state(&self, host: &dyn Host, state: &str, round: Round<'_>) -> Taken {
+    /// Takes `state` for use, once, if `check` (whether this request may
+    /// use what it stands for: its user, its task) allows it: in this
+    /// Envoy's store at once (checked and used in one change); with a shared
+    /// store, opened, checked, and then marked used in the store, a step
+    /// per round. An unknown, expired or (in this Envoy) used `state` is
+    /// refused first; a request `check` refuses uses nothing, and with a
+    /// shared store asks nothing of it (no read, no lease, no mark).
+    pub(crate) fn take_state<R>(
+        &self,
+        host: &dyn Host,
+        state: &str,
+        round: Round<'_>,
+        check: impl Fn(&PendingAuthorization) -> Result<(), R>,
+    ) -> Taken<R> {
         let Some(shared) = &self.config.shared_store else {
-            return match self.store.consume_state(host, state) {
-                Ok(pending) => Taken::Pending(pending),
-                Err(problem) => Taken::Refused(problem),
+            let mut denied = None;
+            let taken = self.store.modify_state(host, state, |pending| match check(pending) {
+                Ok(()) => {
+                    pending.used = true;
+                    Ok(())
+                }
+                Err(refusal) => {
+                    denied = Some(refusal);
+                    // Ends the change with nothing written.
+                    Err(StateProblem::Unknown)
+                }
+            });
+            return match (taken, denied) {
+                (_, Some(refusal)) => Taken::Denied(refusal),
+                (Ok((pending, ())), None) => Taken::Pending(pending),
+                (Err(problem), None) => Taken::Refused(problem),
             };
         };
         let opened = match sealed_state::open(shared, &self.config.idp, state) {
             Ok(opened) => opened,
             Err(problem) => return Taken::Refused(problem),
         };
-        match sealed_state::use_step(&opened, round.store_step(&opened.step_key), host.now_unix_secs()) {
+        let step = sealed_state::use_step(&opened, round.store_step(&opened.step_key), host.now_unix_secs());
+        // Before any store step (and again before the state is handed over):
+        // a request refused here never reaches the store.
+        if matches!(step, Use::Wait(_) | Use::Used)
+            && let Err(refusal) = check(&opened.pending)
+        {
+            return Taken::Denied(refusal);
+        }
+        match step {
             Use::Wait(call) => Taken::Wait(call),
             Use::Used => Taken::Pending(opened.pending),
             Use::Refused(problem) => Taken::Refused(problem),
@@ -535,8 +569,9 @@ impl Engine {
                     None | Some(ExchangeOutcome::Store(_)) => {
                         // A client that passes the redirect's `iss` on gets it
                         // checked (RFC 9207), as at the redirect path.
+                        // Refused before the state is taken: a request
+                        // that is refused uses no state.
                         if iss.is_some() && self.config.idp.check_response_issuer(iss.as_deref()).is_err() {
-                            let _ = self.store.consume_state(host, &state);
                             return self.deny(host, audit, &call.id, &Denial::IssuerMismatch);
                         }
                         return self.start_code_exchange(host, &call, &user, &code, &state, round, audit);
@@ -642,8 +677,41 @@ impl Engine {
         if round.number >= MAX_ROUNDS {
             return self.deny(host, audit, &call.id, &Denial::TooManyRounds);
         }
-        let pending = match self.take_state(host, state, round) {
+        // Whether this message may use the state: its user, its task and
+        // context, and (with a browser sign-in) a browser that signed in as
+        // the user. Checked before the state is used (a shared store's mark
+        // included): whoever presents another's `state` uses nothing of it.
+        let (task, context) = (call.task_id(), call.context_id());
+        let signed_in_browser = self.config.binding.primary_login.is_some();
+        let check = |pending: &PendingAuthorization| {
+            if pending.user != user {
+                return Err(Denial::StateOtherUser);
+            }
+            // With a browser sign-in, a code counts only for an
+            // authorization whose browser signed in as the user (it then
+            // normally comes back through the redirect; a client that caught
+            // it may send it here).
+            if signed_in_browser && pending.browser.is_none() {
+                return Err(Denial::BrowserNotSignedIn);
+            }
+            if task.is_some_and(|task| task != pending.task_id)
+                || context.is_some_and(|context| context != pending.context_id)
+            {
+                return Err(Denial::StateOtherTask);
+            }
+            Ok(())
+        };
+        let pending = match self.take_state(host, state, round, check) {
             Taken::Pending(pending) => pending,
+            Taken::Denied(denial) => {
+                if matches!(denial, Denial::StateOtherUser) {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("state issued to another user presented by user={user}"),
+                    );
+                }
+                return self.deny(host, audit, &call.id, &denial);
+            }
             Taken::Wait(step) => return Verdict::AwaitStore(Box::new(step)),
             Taken::Unavailable(why) => {
                 return self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why));
@@ -663,19 +731,6 @@ impl Engine {
                 return self.deny(host, audit, &call.id, &Denial::StateUnusable(problem.reason()));
             }
         };
-        if pending.user != user {
-            host.log(LogLevel::Warn, &format!("state issued to another user presented by user={user}"));
-            return self.deny(host, audit, &call.id, &Denial::StateOtherUser);
-        }
-        // With a browser sign-in, a code counts only for an authorization
-        // whose browser signed in as the user (it then normally comes back
-        // through the redirect; a client that caught it may send it here).
-        if self.config.binding.primary_login.is_some() && pending.browser.is_none() {
-            return self.deny(host, audit, &call.id, &Denial::BrowserNotSignedIn);
-        }
-        if call.task_id().is_some_and(|task| task != pending.task_id) {
-            return self.deny(host, audit, &call.id, &Denial::StateOtherTask);
-        }
         Verdict::AwaitCall(Box::new(code_exchange(&self.config.idp, 0, state, code, &pending.verifier)))
     }
 

@@ -86,6 +86,38 @@ impl Replica {
         self.runtime.on_request_headers(&self.host, id, true)
     }
 
+    /// `user`'s message `message` arrives as request `id`, through the
+    /// whole runtime (headers, then body).
+    fn send(&mut self, id: u32, user: &str, message: &Request) -> Action {
+        let bearer = format!("Bearer {}", user_token(user));
+        self.host.add_request(
+            id,
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                (":authority", "transfer-agent"),
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+        );
+        assert_eq!(self.runtime.on_request_headers(&self.host, id, false), Action::Pause);
+        let body = message.body.clone().expect("a message has a body");
+        let size = body.len();
+        self.host.with_request(id, |request| request.request_body = body);
+        self.runtime.on_request_body(&self.host, id, Some(size), true)
+    }
+
+    /// The reasons of the audit lines so far.
+    fn reasons(&self) -> Vec<String> {
+        self.host
+            .logs()
+            .into_iter()
+            .filter_map(|(_, line)| {
+                line.split(' ').find_map(|field| field.strip_prefix("reason=")).map(String::from)
+            })
+            .collect()
+    }
+
     /// The last call dispatched.
     fn last_call(&self) -> DispatchedCall {
         self.host.calls().last().cloned().expect("a call was dispatched")
@@ -238,6 +270,85 @@ fn a_code_in_a_message_is_exchanged_on_any_replica_once_marked() {
     let mallory = v03(Some("mallory"), Some("t-1"), with_credentials(json!({"code": "c", "state": state})));
     let stolen = reply(b.engine().decide(&host, &mallory, after(2, &create, &marked)));
     assert_eq!(stolen.status, 403);
+}
+
+/// A message of `user` in `task` relaying alice's code and `state` (and
+/// `iss`, if given), in context `context`.
+fn relaying(user: &str, task: &str, context: &str, state: &str, iss: Option<&str>) -> Request {
+    let mut credentials = json!({"code": "c0de", "state": state});
+    if let Some(iss) = iss {
+        credentials["iss"] = json!(iss);
+    }
+    let mut message = v03(Some(user), Some(task), with_credentials(credentials));
+    let mut body: Value = serde_json::from_slice(message.body.as_deref().unwrap()).unwrap();
+    body["params"]["message"]["contextId"] = json!(context);
+    message.body = Some(body.to_string().into_bytes());
+    message
+}
+
+#[test]
+fn a_message_that_will_be_refused_uses_nothing_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-1");
+    // The context alice's challenge named (v03's).
+    let context = "ctx-1";
+    let cases = [
+        ("mallory", relaying("mallory", "t-1", context, &state, None), 403, "state_other_user"),
+        ("alice", relaying("alice", "t-2", context, &state, None), 403, "state_other_task"),
+        ("alice", relaying("alice", "t-1", "ctx-2", &state, None), 403, "state_other_task"),
+        (
+            "alice",
+            relaying("alice", "t-1", context, &state, Some("https://evil.example")),
+            400,
+            "issuer_mismatch",
+        ),
+    ];
+    let mut b = replica();
+    for (id, (user, message, status, reason)) in (1..).zip(cases) {
+        b.send(id, user, &message);
+        let (answered, body) = b.reply_of(id);
+        assert_eq!(answered, status, "{reason}: {body}");
+        assert_eq!(b.reasons().last().map(String::as_str), Some(reason));
+        // Not a lease, not a mark, not a code exchange: nothing dispatched.
+        assert!(b.host.calls().is_empty(), "{reason}: {:?}", b.host.calls());
+        assert_eq!(b.runtime.held(), 0, "{reason}");
+    }
+    assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 0);
+    // alice's own message, with the same state, then goes on to the store.
+    b.send(9, "alice", &relaying("alice", "t-1", context, &state, Some(BANK)));
+    assert_eq!(b.runtime.held(), 1);
+    assert_eq!((b.host.calls().len(), b.calls_to("etcd")), (1, 1));
+}
+
+#[test]
+fn a_redirect_that_will_be_refused_uses_nothing_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-1");
+    let mut b = replica();
+    let cases = [
+        (format!("code=c0de&state={state}&iss=https%3A%2F%2Fevil.example"), "issuer_mismatch"),
+        (format!("error=access_denied&state={state}"), "authorization_denied"),
+        (format!("state={state}"), "code_missing"),
+    ];
+    for (id, (query, reason)) in (1..).zip(cases) {
+        let path = format!("/a2a/oauth/callback?{query}");
+        b.host.add_request(
+            id,
+            &[
+                (":method", "GET"),
+                (":path", &path),
+                (":authority", "gw.example"),
+                ("accept", "application/json"),
+            ],
+        );
+        assert_eq!(b.runtime.on_request_headers(&b.host, id, true), Action::Pause);
+        let (status, body) = b.reply_of(id);
+        assert_eq!((status, body["error"].as_str()), (400, Some(reason)), "{body}");
+        assert!(b.host.calls().is_empty(), "{reason}: {:?}", b.host.calls());
+    }
+    // The bank's own redirect still goes on to the store.
+    assert_eq!(b.callback(9, &state), Action::Pause);
+    assert_eq!(b.calls_to("etcd"), 1);
 }
 
 #[test]
