@@ -138,8 +138,9 @@ impl Round<'_> {
 }
 
 /// Longest chain of waits for one request: the user's keys, a shared
-/// store's lease and mark, the code exchange, the bank's keys (and a spare).
-pub const MAX_ROUNDS: u8 = 6;
+/// store's read, lease and mark, the code exchange, the bank's keys (and a
+/// spare).
+pub const MAX_ROUNDS: u8 = 7;
 
 /// Where taking a `state` for use stands.
 #[derive(Debug)]

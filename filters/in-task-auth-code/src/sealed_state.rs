@@ -12,10 +12,17 @@
 //! until the `state` expires (plus [`MARK_MARGIN_SECS`] for clocks that
 //! differ between replicas).
 //!
-//! The steps of a use, each a callout the request waits for: a lease grant,
-//! then the create-if-absent. Created: this request used the `state`.
-//! Found: it was used already. Anything else (no answer, a refusal,
-//! garbage): the store is unavailable, and the request goes no further.
+//! The steps of a use, each a callout the request waits for: a read of the
+//! mark, then (absent) a lease grant and the create-if-absent. Found by the
+//! read: it was used already, refused for one read and no lease (a replayed
+//! `state` cannot make etcd grant a lease per replay). Created: this request
+//! used the `state`. Found by the create-if-absent (another request got
+//! there between the read and the write): used already; the create-if-absent
+//! alone decides who used it, the read only refuses early. Anything else
+//! (no answer, a refusal, garbage): the store is unavailable, and the
+//! request goes no further. Whatever else can refuse the request (expiry,
+//! the caller's checks of user, task and server) is decided before the
+//! first step, so a request that will be refused asks nothing of the store.
 
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::store::{
@@ -151,6 +158,8 @@ pub fn open(
 /// What a store step brought a request using a sealed `state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOutcome {
+    /// The read found no mark: the `state` is not used yet.
+    Unused,
     /// A lease for the mark.
     Lease(LeaseId),
     /// The mark is this request's: the `state` is used, by it.
@@ -165,9 +174,10 @@ pub enum StoreOutcome {
 /// fault (etcd's own words, never a key or value).
 pub fn outcome(host: &dyn Host, cluster: &str, answer: Result<EtcdAnswer, EtcdError>) -> StoreOutcome {
     let error = match answer {
+        Ok(EtcdAnswer::Value(None)) => return StoreOutcome::Unused,
+        Ok(EtcdAnswer::Value(Some(_)) | EtcdAnswer::AlreadyExists(_)) => return StoreOutcome::AlreadyUsed,
         Ok(EtcdAnswer::Lease(lease)) => return StoreOutcome::Lease(lease.id),
         Ok(EtcdAnswer::Created) => return StoreOutcome::Marked,
-        Ok(EtcdAnswer::AlreadyExists(_)) => return StoreOutcome::AlreadyUsed,
         Ok(_) => EtcdError::Malformed("an answer to another operation".into()),
         Err(error) => error,
     };
@@ -195,12 +205,17 @@ pub enum Use {
 }
 
 /// The next step of using `opened` at `now`, given the outcome of the last
-/// store step (`None` before the first).
+/// store step (`None` before the first): read the mark; absent, lease and
+/// create it. An expired `state` is refused before the read and before the
+/// lease.
 pub fn use_step(opened: &OpenedState, last: Option<&StoreOutcome>, now: u64) -> Use {
     let call = |operation| Use::Wait(StoreCall { key: opened.step_key, operation });
     match last {
-        None if now >= opened.pending.expires_at => Use::Refused(StateProblem::Expired),
-        None => {
+        None | Some(StoreOutcome::Unused) if now >= opened.pending.expires_at => {
+            Use::Refused(StateProblem::Expired)
+        }
+        None => call(EtcdOperation::Get { key: opened.mark.clone() }),
+        Some(StoreOutcome::Unused) => {
             let left = opened.pending.expires_at.saturating_sub(now).saturating_add(MARK_MARGIN_SECS);
             call(EtcdOperation::GrantLease { ttl_secs: u32::try_from(left).unwrap_or(u32::MAX) })
         }
@@ -299,8 +314,13 @@ mod tests {
         let (host, config) = (TestHost::new(NOW), config());
         let state = seal_for(&config, &host, &pending("alice", "t-1")).unwrap();
         let opened = open_for(&config, &state).unwrap();
-        let Use::Wait(grant) = use_step(&opened, None, NOW) else { panic!("a lease first") };
-        assert_eq!(grant.operation, EtcdOperation::GrantLease { ttl_secs: 300 + MARK_MARGIN_SECS as u32 });
+        let Use::Wait(read) = use_step(&opened, None, NOW) else { panic!("a read first") };
+        assert_eq!(read.operation, EtcdOperation::Get { key: opened.mark.clone() });
+        let Use::Wait(grant) = use_step(&opened, Some(&StoreOutcome::Unused), NOW + 10) else {
+            panic!("then a lease")
+        };
+        assert_eq!(grant.operation, EtcdOperation::GrantLease { ttl_secs: 290 + MARK_MARGIN_SECS as u32 });
+        assert_eq!(grant.key, read.key);
         let lease = LeaseId::new(7).unwrap();
         let Use::Wait(create) = use_step(&opened, Some(&StoreOutcome::Lease(lease)), NOW) else {
             panic!("then the mark")
@@ -315,6 +335,31 @@ mod tests {
             Use::Refused(StateProblem::Reused)
         );
         assert_eq!(use_step(&opened, None, NOW + 300), Use::Refused(StateProblem::Expired));
+        // Expired between the read and the lease: no lease either.
+        assert_eq!(
+            use_step(&opened, Some(&StoreOutcome::Unused), NOW + 300),
+            Use::Refused(StateProblem::Expired)
+        );
+    }
+
+    #[test]
+    fn a_read_of_the_mark_is_an_outcome() {
+        let host = TestHost::new(NOW);
+        let read = EtcdOperation::Get { key: b"baton/m".to_vec() };
+        let header = r#""header":{"cluster_id":"1","member_id":"2","revision":"5","raft_term":"2"}"#;
+        // etcd 3.4 leaves `kvs` and `count` out of a range that found nothing.
+        let absent = read.parse(200, format!("{{{header}}}").as_bytes());
+        assert_eq!(outcome(&host, "etcd", absent), StoreOutcome::Unused);
+        let found = format!(
+            r#"{{{header},"kvs":[{{"key":"YmF0b24vbQ==","create_revision":"3","mod_revision":"3","version":"1","value":"dXNlZA==","lease":"7"}}],"count":"1"}}"#
+        );
+        assert_eq!(outcome(&host, "etcd", read.parse(200, found.as_bytes())), StoreOutcome::AlreadyUsed);
+        // A range naming another key is no answer, never "unused".
+        let other = found.replace("YmF0b24vbQ==", "b3RoZXI=");
+        assert_eq!(
+            outcome(&host, "etcd", read.parse(200, other.as_bytes())),
+            StoreOutcome::Unavailable("store_malformed")
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! With a shared store (`store`, issue 16): the pending authorization is
 //! sealed into its `state`, opened on any replica, and used once across the
-//! fleet through a leased create-if-absent mark in etcd. Each replica here
+//! fleet through a leased create-if-absent mark in etcd, read first (a used
+//! `state` costs a read, never a lease). Each replica here
 //! is its own engine and its own host (no shared data in common); the etcd
 //! callouts are answered with etcd 3.4's own JSON.
 
@@ -19,6 +20,18 @@ const K1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const K2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
 const HEADER: &str = r#""header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"2","raft_term":"2"}"#;
+
+/// A range that found nothing: etcd 3.4 leaves `kvs` and `count` out.
+fn mark_absent() -> String {
+    format!("{{{HEADER}}}")
+}
+
+/// A range that found the mark.
+fn mark_found(key_b64: &str) -> String {
+    format!(
+        r#"{{{HEADER},"kvs":[{{"key":"{key_b64}","create_revision":"3","mod_revision":"3","version":"1","value":"dXNlZA==","lease":"7587883316386093063"}}],"count":"1"}}"#
+    )
+}
 
 fn lease_granted() -> String {
     format!(r#"{{{HEADER},"ID":"7587883316386093063","TTL":"360"}}"#)
@@ -147,10 +160,21 @@ fn body_json(call: &DispatchedCall) -> Value {
     serde_json::from_slice(&call.body).unwrap()
 }
 
-/// The bank's redirect on `r` up to its mark: the lease asked for and
-/// granted; returns the mark's create-if-absent call.
-fn up_to_the_mark(r: &mut Replica, id: u32, state: &str) -> DispatchedCall {
+/// The bank's redirect on `r` up to its read of the mark; returns the
+/// read.
+fn up_to_the_read(r: &mut Replica, id: u32, state: &str) -> DispatchedCall {
     assert_eq!(r.callback(id, state), Action::Pause);
+    let read = r.last_call();
+    assert_eq!((read.cluster.as_str(), read.path.as_str()), ("etcd", "/v3/kv/range"));
+    read
+}
+
+/// The bank's redirect on `r` up to its mark: the mark read and found
+/// absent, the lease asked for and granted; returns the mark's
+/// create-if-absent call.
+fn up_to_the_mark(r: &mut Replica, id: u32, state: &str) -> DispatchedCall {
+    let read = up_to_the_read(r, id, state);
+    r.answer(&read, Some(200), &mark_absent());
     let grant = r.last_call();
     assert_eq!((grant.cluster.as_str(), grant.path.as_str()), ("etcd", "/v3/lease/grant"));
     assert_eq!(body_json(&grant), json!({"TTL": (300 + MARK_MARGIN_SECS).to_string()}));
@@ -158,6 +182,8 @@ fn up_to_the_mark(r: &mut Replica, id: u32, state: &str) -> DispatchedCall {
     let create = r.last_call();
     assert_eq!(create.path, "/v3/kv/txn");
     assert_eq!(body_json(&create)["success"][0]["request_put"]["lease"], "7587883316386093063");
+    // The key read is the key created.
+    assert_eq!(body_json(&create)["compare"][0]["key"], body_json(&read)["key"]);
     create
 }
 
@@ -171,16 +197,23 @@ fn etcd_says(host: &TestHost, call: &StoreCall, status: u16, body: &str) -> Exch
     ExchangeOutcome::Store(sealed_state::outcome(host, "etcd", call.operation.parse(status, body.as_bytes())))
 }
 
-/// A message relaying a code on `r` up to its mark: the lease asked for
-/// and granted; returns the mark's create-if-absent.
+/// A message relaying a code on `r` up to its mark: the mark read and
+/// found absent, the lease asked for and granted; returns the mark's
+/// create-if-absent (its outcome is for pass 3).
 fn message_up_to_the_mark(r: &mut Replica, message: &Request) -> StoreCall {
     let host = r.host.clone();
-    let Verdict::AwaitStore(grant) = r.engine().decide(&host, message, Round::FIRST) else {
-        panic!("a lease first")
+    let Verdict::AwaitStore(read) = r.engine().decide(&host, message, Round::FIRST) else {
+        panic!("a read first")
+    };
+    assert!(matches!(read.operation, EtcdOperation::Get { .. }));
+    let absent = etcd_says(&host, &read, 200, &mark_absent());
+    assert_eq!(absent, ExchangeOutcome::Store(StoreOutcome::Unused));
+    let Verdict::AwaitStore(grant) = r.engine().decide(&host, message, after(1, &read, &absent)) else {
+        panic!("then a lease")
     };
     assert!(matches!(grant.operation, EtcdOperation::GrantLease { .. }));
     let lease = etcd_says(&host, &grant, 200, &lease_granted());
-    let Verdict::AwaitStore(create) = r.engine().decide(&host, message, after(1, &grant, &lease)) else {
+    let Verdict::AwaitStore(create) = r.engine().decide(&host, message, after(2, &grant, &lease)) else {
         panic!("then the mark")
     };
     *create
@@ -226,25 +259,62 @@ fn a_state_used_on_one_replica_is_refused_on_every_other() {
     b.answer(&create, Some(200), &mark_created());
     assert_eq!(b.calls_to("bank_idp"), 1);
 
-    // On a third replica, the same state: etcd finds the mark.
+    // On a third replica, the same state: the read finds the mark, and
+    // that is all a replay costs: one read, no lease, no mark, no exchange.
     let mut c = replica();
-    let create_again = up_to_the_mark(&mut c, 1, &state);
+    let read = up_to_the_read(&mut c, 1, &state);
     // The same mark, whichever replica names it.
-    assert_eq!(body_json(&create_again)["compare"], body_json(&create)["compare"]);
-    let key = body_json(&create_again)["compare"][0]["key"].as_str().unwrap().to_string();
-    c.answer(&create_again, Some(200), &mark_exists(&key));
+    let key = body_json(&create)["compare"][0]["key"].as_str().unwrap().to_string();
+    assert_eq!(body_json(&read), json!({"key": key}));
+    c.answer(&read, Some(200), &mark_found(&key));
     let (status, body) = c.reply_of(1);
     assert_eq!((status, body["error"].as_str()), (400, Some("state_reused")), "{body}");
-    assert_eq!(c.calls_to("bank_idp"), 0);
+    let paths: Vec<String> = c.host.calls().into_iter().map(|call| call.path).collect();
+    assert_eq!(paths, ["/v3/kv/range"]);
     assert_eq!(c.host.counter(metrics::STATE_MISUSE), 1);
-    // And as a code in a message, too.
-    let host = c.host.clone();
+    assert_eq!(c.runtime.held(), 0);
+    // And as a code in a message, through the whole runtime, too.
     let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
-    let create = message_up_to_the_mark(&mut c, &message);
-    let taken = etcd_says(&host, &create, 200, &mark_exists(&key));
-    let refused = reply(c.engine().decide(&host, &message, after(2, &create, &taken)));
-    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
+    c.send(2, "alice", &message);
+    let read = c.last_call();
+    assert_eq!((read.path.as_str(), body_json(&read)), ("/v3/kv/range", json!({"key": key})));
+    c.answer(&read, Some(200), &mark_found(&key));
+    let (status, body) = c.reply_of(2);
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)), "{body}");
+    let paths: Vec<String> = c.host.calls().into_iter().map(|call| call.path).collect();
+    assert_eq!(paths, ["/v3/kv/range", "/v3/kv/range"], "a read each, never a lease");
     assert_eq!(c.host.counter(metrics::STATE_MISUSE), 2);
+}
+
+#[test]
+fn two_first_uses_racing_on_two_replicas_use_the_state_once() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let (mut b, mut c) = (replica(), replica());
+    // Both read the mark before either writes it: both find it absent and
+    // go on to the create-if-absent, which alone decides.
+    let create_b = up_to_the_mark(&mut b, 1, &state);
+    let create_c = up_to_the_mark(&mut c, 1, &state);
+    assert_eq!(body_json(&create_b)["compare"], body_json(&create_c)["compare"]);
+    let key = body_json(&create_c)["compare"][0]["key"].as_str().unwrap().to_string();
+    b.answer(&create_b, Some(200), &mark_created());
+    c.answer(&create_c, Some(200), &mark_exists(&key));
+    assert_eq!((b.calls_to("bank_idp"), c.calls_to("bank_idp")), (1, 0), "one code exchange");
+    let (status, body) = c.reply_of(1);
+    assert_eq!((status, body["error"].as_str()), (400, Some("state_reused")), "{body}");
+    // The same race between two messages relaying the code.
+    let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
+    let (mut d, mut e) = (replica(), replica());
+    let (host_d, host_e) = (d.host.clone(), e.host.clone());
+    let mark_d = message_up_to_the_mark(&mut d, &message);
+    let mark_e = message_up_to_the_mark(&mut e, &message);
+    let won = etcd_says(&host_d, &mark_d, 200, &mark_created());
+    let lost = etcd_says(&host_e, &mark_e, 200, &mark_exists(&key));
+    let Verdict::AwaitCall(_) = d.engine().decide(&host_d, &message, after(3, &mark_d, &won)) else {
+        panic!("the winner exchanges the code")
+    };
+    let refused = reply(e.engine().decide(&host_e, &message, after(3, &mark_e, &lost)));
+    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
 }
 
 #[test]
@@ -257,18 +327,18 @@ fn a_code_in_a_message_is_exchanged_on_any_replica_once_marked() {
     let create = message_up_to_the_mark(&mut b, &message);
     let marked = etcd_says(&host, &create, 200, &mark_created());
     assert_eq!(marked, ExchangeOutcome::Store(StoreOutcome::Marked));
-    let Verdict::AwaitCall(call) = b.engine().decide(&host, &message, after(2, &create, &marked)) else {
+    let Verdict::AwaitCall(call) = b.engine().decide(&host, &message, after(3, &create, &marked)) else {
         panic!("then the exchange")
     };
     assert_eq!(call.key, TokenHash::of(state.as_bytes()));
     let token = Secret::new(b.bank.token(&bank_claims("alice")));
     let outcome = ExchangeOutcome::Token { access: token.clone(), id_token: None };
-    let round = Round { number: 3, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
+    let round = Round { number: 4, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
     let forwarded = forward(b.engine().decide(&host, &message, round));
     assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {}", token.expose()).as_str()));
     // Another user's message with alice's state: never her code exchanged.
     let mallory = v03(Some("mallory"), Some("t-1"), with_credentials(json!({"code": "c", "state": state})));
-    let stolen = reply(b.engine().decide(&host, &mallory, after(2, &create, &marked)));
+    let stolen = reply(b.engine().decide(&host, &mallory, after(3, &create, &marked)));
     assert_eq!(stolen.status, 403);
 }
 
@@ -393,19 +463,29 @@ fn a_state_sealed_before_a_rotation_is_used_once_and_marked_under_its_own_key() 
     assert_eq!(body_json(&after)["compare"], body_json(&before)["compare"]);
 }
 
+/// A faulty etcd answer: its status (none: no answer) and body.
+type Fault = (Option<u16>, &'static str);
+
 #[test]
 fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
     let refusal =
         r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
     let lease_gone = r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
-    let lease_faults: [(Option<u16>, &str); 5] = [
+    let read_faults: [Fault; 4] = [
+        (None, ""),
+        (Some(503), refusal),
+        (Some(200), "not json"),
+        // A range without its header is no answer, never "absent".
+        (Some(200), "{}"),
+    ];
+    let lease_faults: [Fault; 5] = [
         (None, ""),
         (Some(503), "upstream connect error or disconnect/reset before headers"),
         (Some(200), "not json"),
         (Some(200), r#"{"header":{"revision":"2"},"ID":"0","TTL":"360"}"#),
         (Some(503), refusal),
     ];
-    let mark_faults: [(Option<u16>, &str); 3] = [
+    let mark_faults: [Fault; 3] = [
         (None, ""),
         (Some(404), lease_gone),
         (Some(200), r#"{"header":{"revision":"2"},"succeeded":"yes"}"#),
@@ -418,20 +498,25 @@ fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
         assert_eq!(r.host.counter(metrics::STORE_UNAVAILABLE), 1, "{case}");
         assert_eq!(r.runtime.held(), 0, "{case}");
     };
-    for (status, body) in lease_faults {
-        let state = a.issue("t-5");
-        let mut b = replica();
-        assert_eq!(b.callback(1, &state), Action::Pause);
-        let grant = b.last_call();
-        b.answer(&grant, status, body);
-        check(&b, body);
-    }
-    for (status, body) in mark_faults {
-        let state = a.issue("t-5");
-        let mut b = replica();
-        let create = up_to_the_mark(&mut b, 1, &state);
-        b.answer(&create, status, body);
-        check(&b, body);
+    let steps: [(&str, &[Fault]); 3] =
+        [("/v3/kv/range", &read_faults), ("/v3/lease/grant", &lease_faults), ("/v3/kv/txn", &mark_faults)];
+    for (path, faults) in steps {
+        for &(status, body) in faults {
+            let state = a.issue("t-5");
+            let mut b = replica();
+            // The steps before this one, answered as etcd does.
+            let mut call = up_to_the_read(&mut b, 1, &state);
+            for (before, answer) in [("/v3/kv/range", mark_absent()), ("/v3/lease/grant", lease_granted())] {
+                if call.path == before && path != before {
+                    b.answer(&call, Some(200), &answer);
+                    call = b.last_call();
+                }
+            }
+            assert_eq!(call.path, path);
+            b.answer(&call, status, body);
+            check(&b, body);
+            assert_eq!(b.last_call().path, path, "{body}: no step after a fault");
+        }
     }
     // No etcd cluster (the dispatch refused): answered at once.
     let state = a.issue("t-5");
@@ -451,11 +536,11 @@ fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
     let mut b = replica();
     let host = b.host.clone();
     let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
-    let Verdict::AwaitStore(grant) = b.engine().decide(&host, &message, Round::FIRST) else {
-        panic!("a lease first")
+    let Verdict::AwaitStore(read) = b.engine().decide(&host, &message, Round::FIRST) else {
+        panic!("a read first")
     };
-    let down = etcd_says(&host, &grant, 503, "");
-    let refused = reply(b.engine().decide(&host, &message, after(1, &grant, &down)));
+    let down = etcd_says(&host, &read, 503, "");
+    let refused = reply(b.engine().decide(&host, &message, after(1, &read, &down)));
     assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (503, Some(SERVER_ERROR)));
     assert_eq!(
         refused.headers.iter().find(|(name, _)| *name == "retry-after").map(|(_, v)| v.as_str()),
