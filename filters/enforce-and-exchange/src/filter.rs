@@ -87,7 +87,7 @@ impl Filter for EnforceAndExchange {
                 Verdict::Reply(reply) => return Verdict::Reply(reply),
                 Verdict::AwaitKeys(provider) => return Verdict::AwaitKeys(provider),
                 // claim-enforcement reads no body and makes no call.
-                Verdict::ReadBody | Verdict::AwaitCall(_) => return unchecked(),
+                Verdict::ReadBody | Verdict::AwaitCall(_) | Verdict::AwaitStore(_) => return unchecked(),
             }
         }
         let enforced = request.enforced.borrow();
@@ -111,7 +111,7 @@ impl Filter for EnforceAndExchange {
     fn wait_limit_secs(&self, what: WaitFor) -> u64 {
         match what {
             WaitFor::Keys(_) => self.enforce.wait_limit_secs(what),
-            WaitFor::Call(_) => self.exchange.wait_limit_secs(what),
+            WaitFor::Call(_) | WaitFor::Store(_) => self.exchange.wait_limit_secs(what),
         }
     }
 

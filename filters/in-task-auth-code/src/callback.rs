@@ -6,6 +6,12 @@
 //! verifier only it knows), validates the token, checks it names the user
 //! (`secondaryClaim`), and keeps it for the user's task, so the next message
 //! of that task carries it with nothing in the body.
+//!
+//! With a shared store the `state` is the sealed authorization: any replica
+//! opens it, and its single use is settled in the store before the code is
+//! exchanged ([`crate::sealed_state`]).
+
+use std::convert::Infallible;
 
 use baton_filter_kit::host::Host;
 use baton_token::TokenHash;
@@ -13,7 +19,9 @@ use baton_token::secret::Secret;
 use serde_json::json;
 
 use crate::browser::{Answer, RedirectQuery, browser_id, cookie_value, read_redirect};
-use crate::decision::{Engine, ExchangeOutcome, MAX_ROUNDS, Refusal, Request, Round, Verdict, code_exchange};
+use crate::decision::{
+    Engine, ExchangeOutcome, MAX_ROUNDS, Refusal, Request, Round, Taken, Verdict, code_exchange,
+};
 use crate::denial::{PageDenial, Step};
 use crate::store::{PendingAuthorization, TaskRecord};
 
@@ -24,16 +32,19 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
         Ok(read) => read,
         Err(refused) => return *refused,
     };
-    let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
+    let max_state = engine.max_state_chars();
+    let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= max_state) else {
         return answer.refuse(PageDenial::StateMissing(Step::Bank));
     };
     answer.audit.token_as("state", state.as_bytes());
-    let Some(pending) = engine.store.peek_state(host, state) else {
+    let Some(pending) = engine.pending_state(host, state) else {
         return answer.refuse(PageDenial::StateUnusable(Step::Bank, "state_unknown"));
     };
     answer.audit.set("user", &pending.user).set("task", &pending.task_id);
     match round.outcome_for(&TokenHash::of(state.as_bytes())) {
-        None => first_pass(engine, host, request, &query, state, pending, answer),
+        None | Some(ExchangeOutcome::Store(_)) => {
+            first_pass(engine, host, request, &query, state, pending, round, answer)
+        }
         Some(ExchangeOutcome::Token { access, .. }) => keep(engine, host, access, &pending, round, answer),
         Some(ExchangeOutcome::Refused(why)) => {
             answer.audit.set("exchange", why);
@@ -52,7 +63,9 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
 }
 
 /// The redirect as it arrives: which browser brings it and who sent it;
-/// then the state is used (whatever happens next) and the code exchanged.
+/// then the state is used (whatever happens next: with a shared store, in
+/// the rounds its single use takes) and the code exchanged.
+#[allow(clippy::too_many_arguments)]
 fn first_pass(
     engine: &mut Engine,
     host: &dyn Host,
@@ -60,7 +73,8 @@ fn first_pass(
     query: &RedirectQuery,
     state: &str,
     pending: PendingAuthorization,
-    answer: Answer<'_>,
+    round: Round<'_>,
+    mut answer: Answer<'_>,
 ) -> Verdict {
     let config = engine.shared_config();
     // With a browser sign-in, only the browser that signed in as the user
@@ -73,10 +87,9 @@ fn first_pass(
             return answer.refuse(PageDenial::BrowserNotSignedIn);
         }
     }
-    let pending = match engine.store.consume_state(host, state) {
-        Ok(pending) => pending,
-        Err(problem) => return answer.refuse(PageDenial::StateUnusable(Step::Bank, problem.reason())),
-    };
+    // Whatever refuses the redirect is decided before the state is used (a
+    // shared store's mark included): a refused redirect leaves the state as
+    // it was, for the one that brings the code.
     // RFC 9207: a redirect naming another server is a mix-up attempt.
     if let Err(problem) = config.idp.check_response_issuer(query.single("iss")) {
         return answer.refuse(PageDenial::IssuerMismatch(Step::Bank, problem.reason()));
@@ -86,6 +99,18 @@ fn first_pass(
     }
     let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
         return answer.refuse(PageDenial::CodeMissing(Step::Bank));
+    };
+    let pending = match engine.take_state(host, state, round, |_| Ok::<(), Infallible>(())) {
+        Taken::Pending(pending) => pending,
+        Taken::Denied(never) => match never {},
+        Taken::Refused(problem) => {
+            return answer.refuse(PageDenial::StateUnusable(Step::Bank, problem.reason()));
+        }
+        Taken::Wait(call) => return Verdict::AwaitStore(Box::new(call)),
+        Taken::Unavailable(why) => {
+            answer.audit.set("store", why);
+            return answer.refuse(PageDenial::StoreUnavailable(Step::Bank));
+        }
     };
     Verdict::AwaitCall(Box::new(code_exchange(&config.idp, 0, state, &Secret::new(code), &pending.verifier)))
 }

@@ -1,6 +1,7 @@
 //! Making a challenge: an unguessable `state` and a PKCE pair, remembered
-//! for the user and task, and the `authChallenge` object a client needs to
-//! send the user to the secondary IdP.
+//! for the user and task (in this Envoy's store, or, with a shared store,
+//! sealed into the `state` itself), and the `authChallenge` object a client
+//! needs to send the user to the secondary IdP.
 
 use baton_filter_kit::host::Host;
 use baton_token::clock::rfc3339;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::a2a::TaskIds;
 use crate::model::FilterConfig;
+use crate::sealed_state::{self, SealProblem};
 use crate::store::{PendingAuthorization, Store, TaskRecord};
 
 /// A challenge ready to send.
@@ -41,6 +43,9 @@ pub enum IssueProblem {
     NoRandomness,
     /// The store is full (nothing was pushed out for it).
     StoreFull,
+    /// With a shared store: the sealed `state` would be longer than a URL
+    /// parameter may be (the user, task and context ids are too long).
+    StateTooLong,
 }
 
 /// Creates a challenge for `user` and `ids`: remembers the state and PKCE
@@ -59,25 +64,33 @@ pub fn issue(
     let (Some(state), Some(verifier)) = (random32(host), random32(host)) else {
         return Err(IssueProblem::NoRandomness);
     };
-    let (state, verifier) = (pkce::opaque(&state), pkce::verifier(&verifier));
+    let verifier = pkce::verifier(&verifier);
     let expires_at = now + config.state_ttl_secs;
     let full = |_| IssueProblem::StoreFull;
-    store
-        .put_state(
-            host,
-            &state,
-            &PendingAuthorization {
-                user: user.to_string(),
-                task_id: ids.task_id.clone(),
-                context_id: ids.context_id.clone(),
-                verifier: verifier.clone(),
-                expires_at,
-                used: false,
-                login: None,
-                browser: None,
-            },
-        )
-        .map_err(full)?;
+    let pending = PendingAuthorization {
+        user: user.to_string(),
+        task_id: ids.task_id.clone(),
+        context_id: ids.context_id.clone(),
+        verifier: verifier.clone(),
+        expires_at,
+        used: false,
+        login: None,
+        browser: None,
+    };
+    let state = match &config.shared_store {
+        // Any replica opens it; nothing is kept here.
+        Some(shared) => {
+            sealed_state::seal(shared, &config.idp, host, &pending).map_err(|problem| match problem {
+                SealProblem::NoRandomness => IssueProblem::NoRandomness,
+                SealProblem::TooLong => IssueProblem::StateTooLong,
+            })?
+        }
+        None => {
+            let state = pkce::opaque(&state);
+            store.put_state(host, &state, &pending).map_err(full)?;
+            state
+        }
+    };
     let idp = &config.idp;
     // With a browser sign-in, the link opens the gateway first (which signs
     // the browser in as the user); the bank's URL is revealed only then.

@@ -8,6 +8,7 @@ use baton_filter_kit::config::{
     header_name, output_header,
 };
 use baton_filter_kit::matching::{MatchSpec, compile_match};
+use baton_filter_kit::store::{StoreSpec, compile_store};
 use baton_token::rules::{AccessRequirement, ClaimConditionSpec, ScopeRequirement, StepUpRequirement};
 use serde::Deserialize;
 use serde_json::Value;
@@ -53,6 +54,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default = "baton_filter_kit::config::default_true")]
     audit_log: bool,
+    #[serde(default)]
+    store: Option<StoreSpec>,
 }
 
 /// How the agent card names the gateway.
@@ -304,6 +307,15 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     if !(60..=30 * 86_400).contains(&raw.task_lifetime_seconds) {
         return Err(ConfigError::new("taskLifetimeSeconds", "must be between 60 and 2592000"));
     }
+    let shared_store = raw.store.map(|spec| compile_store(spec, "store")).transpose()?;
+    if shared_store.is_some() && binding.primary_login.is_some() {
+        // The browser sign-in changes the pending authorization after it is
+        // issued; a sealed `state` cannot change.
+        return Err(ConfigError::new(
+            "store",
+            "is not yet supported with userBinding.primaryLogin (its sign-in is kept in one Envoy)",
+        ));
+    }
     Ok(FilterConfig {
         providers: Rc::new(providers),
         idp,
@@ -327,6 +339,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         task_lifetime_secs: raw.task_lifetime_seconds,
         cache_entries: raw.cache.max_entries,
         store_limits,
+        shared_store,
         audit_log: raw.audit_log,
         fingerprint: fingerprint.to_string(),
     })

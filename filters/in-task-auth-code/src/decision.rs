@@ -12,6 +12,7 @@ use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
+use baton_filter_kit::store::StoreCall;
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::TokenHash;
@@ -34,7 +35,8 @@ use crate::model::{
     AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
     is_agent_card, may_read_agent_card,
 };
-use crate::store::{StateProblem, Store, StoreFull, TaskRecord};
+use crate::sealed_state::{self, MAX_LOCAL_STATE_CHARS, MAX_SEALED_STATE_CHARS, StoreOutcome, Use};
+use crate::store::{PendingAuthorization, StateProblem, Store, StoreFull, TaskRecord};
 
 /// What the decision needs of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +86,8 @@ pub type Verdict = runtime::Verdict<AnswerContext>;
 /// The changes a forwarded request gets.
 pub type Forward = runtime::Forward<AnswerContext>;
 
-/// How a code exchange ended.
+/// How a call a request waited for ended: a code exchange, or (with a
+/// shared store) a step of a `state`'s single use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExchangeOutcome {
     /// Tokens.
@@ -101,6 +104,8 @@ pub enum ExchangeOutcome {
     GatewayRefused(String),
     /// The IdP could not be reached or answered garbage.
     Unavailable(String),
+    /// A store step of a sealed `state`'s use (no code exchange).
+    Store(StoreOutcome),
 }
 
 /// Which pass of the decision this is.
@@ -122,10 +127,36 @@ impl Round<'_> {
     pub fn outcome_for(&self, key: &TokenHash) -> Option<&ExchangeOutcome> {
         self.exchange.filter(|(k, _)| *k == key).map(|(_, outcome)| outcome)
     }
+
+    /// The outcome of the store step keyed `key`, if this pass follows it.
+    pub fn store_step(&self, key: &TokenHash) -> Option<&StoreOutcome> {
+        match self.outcome_for(key) {
+            Some(ExchangeOutcome::Store(outcome)) => Some(outcome),
+            _ => None,
+        }
+    }
 }
 
-/// Longest chain of waits for one request (code exchange, keys).
-pub const MAX_ROUNDS: u8 = 4;
+/// Longest chain of waits for one request: the user's keys, a shared
+/// store's read, lease and mark, the code exchange, the bank's keys (and a
+/// spare).
+pub const MAX_ROUNDS: u8 = 7;
+
+/// Where taking a `state` for use stands.
+#[derive(Debug)]
+pub(crate) enum Taken<R> {
+    /// Taken: this request uses it.
+    Pending(PendingAuthorization),
+    /// Unknown, expired or used.
+    Refused(StateProblem),
+    /// Refused by the caller's check, with nothing used: the `state` stays
+    /// as it was, and nothing was asked of a shared store.
+    Denied(R),
+    /// Wait for this store step (a shared store).
+    Wait(StoreCall),
+    /// The shared store is unavailable (audit label).
+    Unavailable(&'static str),
+}
 
 /// The VM-wide state decisions read and update.
 #[derive(Debug)]
@@ -197,6 +228,78 @@ impl Engine {
     /// The configuration, shared.
     pub fn shared_config(&self) -> Rc<FilterConfig> {
         Rc::clone(&self.config)
+    }
+
+    /// Longest `state` read: a sealed one with a shared store.
+    pub(crate) fn max_state_chars(&self) -> usize {
+        match self.config.shared_store {
+            Some(_) => MAX_SEALED_STATE_CHARS,
+            None => MAX_LOCAL_STATE_CHARS,
+        }
+    }
+
+    /// What `state` stands for, used or not, expired or not: from this
+    /// Envoy's store, or opened (a shared store).
+    pub(crate) fn pending_state(&self, host: &dyn Host, state: &str) -> Option<PendingAuthorization> {
+        match &self.config.shared_store {
+            Some(shared) => {
+                sealed_state::open(shared, &self.config.idp, state).ok().map(|opened| opened.pending)
+            }
+            None => self.store.peek_state(host, state),
+        }
+    }
+
+    /// Takes `state` for use, once, if `check` (whether this request may
+    /// use what it stands for: its user, its task) allows it: in this
+    /// Envoy's store at once (checked and used in one change); with a shared
+    /// store, opened, checked, and then marked used in the store, a step
+    /// per round. An unknown, expired or (in this Envoy) used `state` is
+    /// refused first; a request `check` refuses uses nothing, and with a
+    /// shared store asks nothing of it (no read, no lease, no mark).
+    pub(crate) fn take_state<R>(
+        &self,
+        host: &dyn Host,
+        state: &str,
+        round: Round<'_>,
+        check: impl Fn(&PendingAuthorization) -> Result<(), R>,
+    ) -> Taken<R> {
+        let Some(shared) = &self.config.shared_store else {
+            let mut denied = None;
+            let taken = self.store.modify_state(host, state, |pending| match check(pending) {
+                Ok(()) => {
+                    pending.used = true;
+                    Ok(())
+                }
+                Err(refusal) => {
+                    denied = Some(refusal);
+                    // Ends the change with nothing written.
+                    Err(StateProblem::Unknown)
+                }
+            });
+            return match (taken, denied) {
+                (_, Some(refusal)) => Taken::Denied(refusal),
+                (Ok((pending, ())), None) => Taken::Pending(pending),
+                (Err(problem), None) => Taken::Refused(problem),
+            };
+        };
+        let opened = match sealed_state::open(shared, &self.config.idp, state) {
+            Ok(opened) => opened,
+            Err(problem) => return Taken::Refused(problem),
+        };
+        let step = sealed_state::use_step(&opened, round.store_step(&opened.step_key), host.now_unix_secs());
+        // Before any store step (and again before the state is handed over):
+        // a request refused here never reaches the store.
+        if matches!(step, Use::Wait(_) | Use::Used)
+            && let Err(refusal) = check(&opened.pending)
+        {
+            return Taken::Denied(refusal);
+        }
+        match step {
+            Use::Wait(call) => Taken::Wait(call),
+            Use::Used => Taken::Pending(opened.pending),
+            Use::Refused(problem) => Taken::Refused(problem),
+            Use::Unavailable(why) => Taken::Unavailable(why),
+        }
     }
 
     /// From now on every message of `task_id` needs the credential, for
@@ -433,7 +536,10 @@ impl Engine {
         }
         let now = host.now_unix_secs();
 
-        let token = match call.credentials().first().copied().map(parse_credential) {
+        let max_state = self.max_state_chars();
+        let credential =
+            call.credentials().first().copied().map(|object| parse_credential(object, max_state));
+        let token = match credential {
             Some(Some(Credentials::Token(_))) if self.config.binding.secondary_claim.is_none() => {
                 // Nothing would show whose token it is: only the gateway's
                 // own flow binds a credential to the user.
@@ -461,11 +567,12 @@ impl Engine {
                     Some(ExchangeOutcome::Unavailable(why)) => {
                         return self.deny(host, audit, &call.id, &Denial::ExchangeUnavailable(why.clone()));
                     }
-                    None => {
+                    None | Some(ExchangeOutcome::Store(_)) => {
                         // A client that passes the redirect's `iss` on gets it
                         // checked (RFC 9207), as at the redirect path.
+                        // Refused before the state is taken: a request
+                        // that is refused uses no state.
                         if iss.is_some() && self.config.idp.check_response_issuer(iss.as_deref()).is_err() {
-                            let _ = self.store.consume_state(host, &state);
                             return self.deny(host, audit, &call.id, &Denial::IssuerMismatch);
                         }
                         return self.start_code_exchange(host, &call, &user, &code, &state, round, audit);
@@ -571,9 +678,46 @@ impl Engine {
         if round.number >= MAX_ROUNDS {
             return self.deny(host, audit, &call.id, &Denial::TooManyRounds);
         }
-        let pending = match self.store.consume_state(host, state) {
-            Ok(pending) => pending,
-            Err(StateProblem::Expired) => {
+        // Whether this message may use the state: its user, its task and
+        // context, and (with a browser sign-in) a browser that signed in as
+        // the user. Checked before the state is used (a shared store's mark
+        // included): whoever presents another's `state` uses nothing of it.
+        let (task, context) = (call.task_id(), call.context_id());
+        let signed_in_browser = self.config.binding.primary_login.is_some();
+        let check = |pending: &PendingAuthorization| {
+            if pending.user != user {
+                return Err(Denial::StateOtherUser);
+            }
+            // With a browser sign-in, a code counts only for an
+            // authorization whose browser signed in as the user (it then
+            // normally comes back through the redirect; a client that caught
+            // it may send it here).
+            if signed_in_browser && pending.browser.is_none() {
+                return Err(Denial::BrowserNotSignedIn);
+            }
+            if task.is_some_and(|task| task != pending.task_id)
+                || context.is_some_and(|context| context != pending.context_id)
+            {
+                return Err(Denial::StateOtherTask);
+            }
+            Ok(())
+        };
+        let pending = match self.take_state(host, state, round, check) {
+            Taken::Pending(pending) => pending,
+            Taken::Denied(denial) => {
+                if matches!(denial, Denial::StateOtherUser) {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("state issued to another user presented by user={user}"),
+                    );
+                }
+                return self.deny(host, audit, &call.id, &denial);
+            }
+            Taken::Wait(step) => return Verdict::AwaitStore(Box::new(step)),
+            Taken::Unavailable(why) => {
+                return self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why));
+            }
+            Taken::Refused(StateProblem::Expired) => {
                 host.count(metrics::STATE_MISUSE);
                 audit.set("state", "expired");
                 return self.challenge(
@@ -584,23 +728,10 @@ impl Engine {
                     audit,
                 );
             }
-            Err(problem) => {
+            Taken::Refused(problem) => {
                 return self.deny(host, audit, &call.id, &Denial::StateUnusable(problem.reason()));
             }
         };
-        if pending.user != user {
-            host.log(LogLevel::Warn, &format!("state issued to another user presented by user={user}"));
-            return self.deny(host, audit, &call.id, &Denial::StateOtherUser);
-        }
-        // With a browser sign-in, a code counts only for an authorization
-        // whose browser signed in as the user (it then normally comes back
-        // through the redirect; a client that caught it may send it here).
-        if self.config.binding.primary_login.is_some() && pending.browser.is_none() {
-            return self.deny(host, audit, &call.id, &Denial::BrowserNotSignedIn);
-        }
-        if call.task_id().is_some_and(|task| task != pending.task_id) {
-            return self.deny(host, audit, &call.id, &Denial::StateOtherTask);
-        }
         Verdict::AwaitCall(Box::new(code_exchange(&self.config.idp, 0, state, code, &pending.verifier)))
     }
 
@@ -686,6 +817,9 @@ impl Engine {
         if let Some(counter) = denial.counter() {
             host.count(counter);
         }
+        if let Denial::StoreUnavailable(why) = denial {
+            audit.set("store", why);
+        }
         audit.deny(reply.status, denial.reason()).emit(host);
         Verdict::Reply(reply)
     }
@@ -715,12 +849,17 @@ impl Engine {
             issue(&self.config, &self.store, host, user, ids, call.task_id().is_none(), error)
         });
         let (Some(ids), Ok(issued), Some(message_id)) = (ids, issued.as_ref(), random_id(host)) else {
-            if issued.err() == Some(IssueProblem::StoreFull) {
+            match issued.err() {
                 // Full of other users' live authorizations: none is pushed
                 // out, this one waits.
-                return self.deny(host, audit, &call.id, &Denial::StoreFull);
+                Some(IssueProblem::StoreFull) => return self.deny(host, audit, &call.id, &Denial::StoreFull),
+                Some(IssueProblem::StateTooLong) => {
+                    return self.deny(host, audit, &call.id, &Denial::StateTooLong);
+                }
+                Some(IssueProblem::NoRandomness) | None => {
+                    return self.deny(host, audit, &call.id, &Denial::NoRandomness);
+                }
             }
-            return self.deny(host, audit, &call.id, &Denial::NoRandomness);
         };
         let issued = issued.clone();
         if self.gate(host, user, &ids.task_id).is_err() {
@@ -883,13 +1022,15 @@ pub(crate) enum Credentials {
     },
 }
 
-pub(crate) fn parse_credential(object: &Map<String, Value>) -> Option<Credentials> {
+/// Reads a credential object; a `state` longer than `max_state` is no
+/// credential.
+pub(crate) fn parse_credential(object: &Map<String, Value>, max_state: usize) -> Option<Credentials> {
     match (object.get("accessToken"), object.get("code"), object.get("state")) {
         (Some(Value::String(token)), None, None) if !token.is_empty() => {
             Some(Credentials::Token(Secret::new(token.clone())))
         }
         (None, Some(Value::String(code)), Some(Value::String(state)))
-            if !code.is_empty() && code.len() <= 2048 && !state.is_empty() && state.len() <= 256 =>
+            if !code.is_empty() && code.len() <= 2048 && !state.is_empty() && state.len() <= max_state =>
         {
             let iss = match object.get("iss") {
                 None => None,

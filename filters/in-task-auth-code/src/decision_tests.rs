@@ -407,6 +407,23 @@ fn a_state_is_bound_to_its_user_task_and_lifetime() {
         with_credentials(json!({"code": "c", "state": other})),
     )));
     assert_eq!(wrong_task.status, 403);
+    // The right task in another context.
+    let mut other_context =
+        v03(Some("alice"), Some("t-2"), with_credentials(json!({"code": "c", "state": other})));
+    let mut body: Value = serde_json::from_slice(other_context.body.as_deref().unwrap()).unwrap();
+    body["params"]["message"]["contextId"] = json!("ctx-2");
+    other_context.body = Some(body.to_string().into_bytes());
+    let wrong_context = reply(s.decide(&other_context));
+    assert_eq!(
+        (wrong_context.status, json_body(&wrong_context)["error"]["code"].as_i64()),
+        (403, Some(INVALID_PARAMS))
+    );
+    // Refused, and so used by none: alice's states still work for her.
+    for (task, state) in [("t-1", &for_alice), ("t-2", &other)] {
+        assert!(!s.engine.store.peek_state(&s.host, state).unwrap().used, "{task}");
+        let message = v03(Some("alice"), Some(task), with_credentials(json!({"code": "c", "state": state})));
+        let Verdict::AwaitCall(_) = s.decide(&message) else { panic!("{task}: the state was still usable") };
+    }
     let late = state(&mut s, "t-3");
     s.host.set_now(NOW + 301);
     let expired = reply(s.decide(&v03(
@@ -415,7 +432,7 @@ fn a_state_is_bound_to_its_user_task_and_lifetime() {
         with_credentials(json!({"code": "c", "state": late})),
     )));
     assert_eq!(auth_challenge(&expired)["error"], "state_expired", "a fresh challenge");
-    assert_eq!(s.host.counter(metrics::STATE_MISUSE), 3);
+    assert_eq!(s.host.counter(metrics::STATE_MISUSE), 4);
 }
 
 #[test]
@@ -477,8 +494,16 @@ fn bad_redirects_are_refused() {
     }
     let denied = reply(s.decide(&get(format!("/a2a/oauth/callback?error=access_denied&state={state}"))));
     assert_eq!((denied.status, json_body(&denied)["error"].as_str()), (400, Some("authorization_denied")));
+    let no_code = reply(s.decide(&get(format!("/a2a/oauth/callback?state={state}"))));
+    assert_eq!((no_code.status, json_body(&no_code)["error"].as_str()), (400, Some("code_missing")));
+    // A refused redirect uses nothing: whoever sends one with the state
+    // (anyone who saw the link) cannot end the authorization with it.
+    assert!(!s.engine.store.peek_state(&s.host, &state).unwrap().used);
+    let Verdict::AwaitCall(_) = s.decide(&get(format!("/a2a/oauth/callback?code=x&state={state}"))) else {
+        panic!("the state was still usable")
+    };
     let after = reply(s.decide(&get(format!("/a2a/oauth/callback?code=x&state={state}"))));
-    assert_eq!(after.status, 400, "a denied state cannot be used afterwards");
+    assert_eq!(after.status, 400, "used once");
 }
 
 #[test]
@@ -1055,3 +1080,6 @@ fn a_stored_token_costs_ten_host_calls_and_nine_without_the_audit_line() {
     let quiet: Vec<&str> = written.into_iter().filter(|call| *call != "log").collect();
     assert_eq!(stored_token_message(LogLevel::Warn), quiet);
 }
+
+#[path = "shared_store_tests.rs"]
+mod shared_store;

@@ -74,6 +74,12 @@ pub enum Denial {
     StoreFull,
     /// No randomness for a state or task id.
     NoRandomness,
+    /// With a shared store: the sealed `state` would be too long for a URL
+    /// (the task or context id is too long).
+    StateTooLong,
+    /// The shared store could not settle the `state`'s single use (why, the
+    /// audit line's `store`): nothing went on to the code exchange.
+    StoreUnavailable(&'static str),
     /// The request waited longer than the code exchange may take.
     TimedOut,
     /// The body is over `maxBodyBytes`.
@@ -103,6 +109,8 @@ impl Denial {
                 metrics::STATE_MISUSE
             }
             Denial::StoreFull => metrics::STORE_FULL,
+            Denial::StateTooLong => metrics::JSON_RPC_ERRORS,
+            Denial::StoreUnavailable(_) => metrics::STORE_UNAVAILABLE,
             // Counted where they arise (the exchange, the validation).
             Denial::GatewayRefused(_)
             | Denial::CredentialRefused { .. }
@@ -131,6 +139,8 @@ impl Denial {
             Denial::BrowserNotSignedIn => "browser_not_signed_in",
             Denial::StateOtherTask => "state_other_task",
             Denial::StoreFull => "store_full",
+            Denial::StateTooLong => "state_too_long",
+            Denial::StoreUnavailable(_) => "store_unavailable",
             Denial::NoRandomness => "no_randomness",
             Denial::TimedOut => "timed_out",
             Denial::BodyTooLarge => "body_too_large",
@@ -248,6 +258,20 @@ impl Denial {
             Denial::NoRandomness => {
                 rpc(500, SERVER_ERROR, "the gateway could not create an authorization request")
             }
+            Denial::StateTooLong => rpc(
+                400,
+                INVALID_PARAMS,
+                "Invalid params: the task or context id is too long for an authorization request",
+            ),
+            // The state may be used up (the mark written, its answer lost):
+            // a new authorization link is the sure way on.
+            Denial::StoreUnavailable(_) => rpc(
+                503,
+                SERVER_ERROR,
+                "the gateway's store is not available to complete the authorization; retry shortly, or send \
+                 the message again without credentials for a new authorization link",
+            )
+            .with_header("retry-after", "5"),
             Denial::TimedOut => rpc(503, SERVER_ERROR, "authorization timed out"),
             Denial::BodyTooLarge => rpc(413, a2a::INVALID_REQUEST, "Invalid Request: the body is too large"),
             Denial::BodyNeverCame => rpc(500, SERVER_ERROR, "the gateway could not read the request"),
@@ -311,6 +335,8 @@ pub enum PageDenial {
     TokenRefused(String),
     /// The store is full.
     StoreFull,
+    /// The shared store could not settle the `state`'s single use.
+    StoreUnavailable(Step),
 }
 
 impl PageDenial {
@@ -332,6 +358,7 @@ impl PageDenial {
                 metrics::VALIDATION_FAILURES
             }
             PageDenial::StoreFull => metrics::STORE_FULL,
+            PageDenial::StoreUnavailable(_) => metrics::STORE_UNAVAILABLE,
             PageDenial::MethodNotAllowed
             | PageDenial::NoRandomness
             | PageDenial::CodeMissing(_)
@@ -347,7 +374,10 @@ impl PageDenial {
             PageDenial::MethodNotAllowed => 405,
             PageDenial::NoRandomness => 500,
             PageDenial::GatewayRefused(_) | PageDenial::NoIdToken | PageDenial::IdTokenRefused => 502,
-            PageDenial::IdpUnavailable(_) | PageDenial::KeysUnavailable(_) | PageDenial::StoreFull => 503,
+            PageDenial::IdpUnavailable(_)
+            | PageDenial::KeysUnavailable(_)
+            | PageDenial::StoreFull
+            | PageDenial::StoreUnavailable(_) => 503,
             PageDenial::BrowserNotSignedIn | PageDenial::SignInOtherBrowser | PageDenial::UserMismatch => 403,
             _ => 400,
         }
@@ -377,6 +407,7 @@ impl PageDenial {
             PageDenial::NonceMismatch => "nonce_mismatch",
             PageDenial::TokenRefused(_) => "token_refused",
             PageDenial::StoreFull => "store_full",
+            PageDenial::StoreUnavailable(_) => "store_unavailable",
         }
     }
 
@@ -451,6 +482,10 @@ impl PageDenial {
             }
             PageDenial::StoreFull => {
                 "The gateway could not keep the authorization now; ask your agent again in a moment."
+            }
+            PageDenial::StoreUnavailable(_) => {
+                "The gateway could not complete the authorization now; try again shortly, or start the \
+                 authorization again from the agent."
             }
         };
         text.to_string()

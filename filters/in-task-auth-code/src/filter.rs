@@ -16,15 +16,18 @@ use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{
     self, AnswerChange, AnswerHead, AnswerMode, BodyProblem, Filter, Plugin, Round as RuntimeRound, WaitFor,
 };
+use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use serde_json::Value;
 
 use baton_filter_kit::audit::AuditLine;
 
+use crate::browser::Answer;
 use crate::decision::{Engine, ExchangeOutcome, Request, Round};
-use crate::denial::Denial;
+use crate::denial::{Denial, PageDenial, Step};
 use crate::model::{FilterConfig, PrimaryVerification};
 use crate::response::{self, AnswerContext};
+use crate::sealed_state;
 use crate::{FILTER, config, metrics};
 
 /// The filter, as the runtime runs it.
@@ -42,6 +45,7 @@ impl Filter for InTaskAuthCode {
     const MAKES_CALLS: bool = true;
     const READS_BODIES: bool = true;
     const READS_ANSWERS: bool = true;
+    const USES_STORE: bool = true;
 
     fn user_agent(&self) -> &'static str {
         "baton-in-task-auth-code"
@@ -73,9 +77,22 @@ impl Filter for InTaskAuthCode {
         request: &Request,
         round: RuntimeRound<'_, ExchangeOutcome>,
     ) -> runtime::Verdict<AnswerContext> {
-        if round.overdue.is_some() {
+        if let Some(what) = round.overdue {
+            let config = self.engine.config();
+            let path = request.path.split('?').next().unwrap_or("");
+            if matches!(what, WaitFor::Store(_)) && path == config.idp.redirect_path {
+                // The bank's redirect is a browser's step: refused as every
+                // other refusal there (a page, or JSON when asked for).
+                let mut answer = Answer::new(host, config.audit_log, Step::Bank, request);
+                answer.audit.set("store", "store_timed_out");
+                return answer.refuse(PageDenial::StoreUnavailable(Step::Bank));
+            }
+            let denial = match what {
+                WaitFor::Store(_) => Denial::StoreUnavailable("store_timed_out"),
+                WaitFor::Keys(_) | WaitFor::Call(_) => Denial::TimedOut,
+            };
             let mut audit = AuditLine::new(host, self.engine.config().audit_log);
-            return self.engine.deny(host, &mut audit, &Value::Null, &Denial::TimedOut);
+            return self.engine.deny(host, &mut audit, &Value::Null, &denial);
         }
         let engine_round = Round { number: round.number, keys: round.keys, exchange: round.call };
         self.engine.decide(host, request, engine_round)
@@ -88,8 +105,12 @@ impl Filter for InTaskAuthCode {
         config.identity_header.iter().chain([&config.inject_header]).cloned().collect()
     }
 
-    fn wait_limit_secs(&self, _what: WaitFor) -> u64 {
-        self.engine.config().idp.token_endpoint.timeout_ms.div_ceil(1000).max(5)
+    fn wait_limit_secs(&self, what: WaitFor) -> u64 {
+        let config = self.engine.config();
+        match (what, &config.shared_store) {
+            (WaitFor::Store(_), Some(shared)) => shared.endpoint.timeout_ms.div_ceil(1000).max(1),
+            _ => config.idp.token_endpoint.timeout_ms.div_ceil(1000).max(5),
+        }
     }
 
     fn keys(&mut self) -> Option<&mut KeyStore> {
@@ -117,6 +138,20 @@ impl Filter for InTaskAuthCode {
 
     fn dispatch_failed(&mut self, _host: &dyn Host, _call: &TokenCall) -> ExchangeOutcome {
         ExchangeOutcome::Unavailable("dispatch_failed".into())
+    }
+
+    fn store_endpoint(&self) -> Option<&EtcdEndpoint> {
+        self.engine.config().shared_store.as_ref().map(|shared| &shared.endpoint)
+    }
+
+    fn finish_store(
+        &mut self,
+        host: &dyn Host,
+        _call: &StoreCall,
+        answer: Result<EtcdAnswer, EtcdError>,
+    ) -> Option<ExchangeOutcome> {
+        let cluster = self.store_endpoint().map_or("?", |endpoint| endpoint.cluster.as_str());
+        Some(ExchangeOutcome::Store(sealed_state::outcome(host, cluster, answer)))
     }
 
     fn add_body(&self, request: &mut Request, body: Vec<u8>) {

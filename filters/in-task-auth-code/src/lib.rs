@@ -9,7 +9,8 @@
 //! Layout: `config` -> `model`; `a2a` reads and writes A2A JSON-RPC (v0.3
 //! and v1.0); `decision` decides per message, `callback` serves the OAuth
 //! redirect, `response` completes agents' own challenges; `challenge` makes
-//! state and PKCE; `store` keeps them; `filter` fits the engine into the
+//! state and PKCE; `store` keeps them (or, with a shared store,
+//! `sealed_state` carries them in the `state` itself); `filter` fits the engine into the
 //! filter-kit runtime, which holds requests and talks to the proxy.
 
 pub mod a2a;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod model;
 pub mod oauth_server;
 pub mod response;
+pub mod sealed_state;
 pub mod store;
 pub mod strict_json;
 

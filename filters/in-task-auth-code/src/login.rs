@@ -135,6 +135,8 @@ pub fn finish(
             answer.audit.set("exchange", why);
             return answer.refuse(PageDenial::IdpUnavailable(Step::SignIn));
         }
+        // Never under the sign-in's key (and no sign-in with a shared store).
+        ExchangeOutcome::Store(_) => return answer.refuse(PageDenial::StoreUnavailable(Step::SignIn)),
     };
     let verified =
         match engine.verifier.verify(host, id_token.expose(), &login.server.provider_ids, round.keys) {

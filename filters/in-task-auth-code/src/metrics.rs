@@ -33,6 +33,9 @@ baton_filter_kit::counters! {
     /// An authorization or token not stored because the store is full of live
     /// ones (none is pushed out; the request gets 503).
     STORE_FULL = "baton_itac.store_full";
+    /// The shared store (`store`) did not answer, refused or answered garbage
+    /// while a `state`'s single use was settled: 503, no code exchanged.
+    STORE_UNAVAILABLE = "baton_itac.store.unavailable";
     /// Browser sign-ins at the users' IdP started (`primaryLogin`).
     SIGN_INS_STARTED = "baton_itac.sign_ins_started";
     /// Browser sign-ins that named the user who asked.

@@ -161,6 +161,10 @@ pub struct FilterConfig {
     pub cache_entries: u32,
     /// What the store of pending authorizations and tokens holds.
     pub store_limits: crate::store::StoreLimits,
+    /// The store every replica shares (`store`): with it, a pending
+    /// authorization is sealed into its `state` and used once fleet-wide
+    /// ([`crate::sealed_state`]). Stored tokens stay in each Envoy.
+    pub shared_store: Option<baton_filter_kit::store::StoreConfig>,
     /// Whether each decision is logged.
     pub audit_log: bool,
     /// Digest of the configuration text (shared-data key prefix).

@@ -144,7 +144,8 @@ impl Filter for OboCredentialInjection {
             // same audit line as any other.
             Some(WaitFor::Call(key)) => engine_round.failed = Some((key, &timeout)),
             Some(WaitFor::Keys(_)) => engine_round.keys = KeyWait::Exhausted,
-            None => {}
+            // It never waits for the store.
+            Some(WaitFor::Store(_)) | None => {}
         }
         self.engine.decide(host, request, engine_round)
     }

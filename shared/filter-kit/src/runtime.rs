@@ -1,7 +1,8 @@
 //! The life of a request, for every filter. One [`Runtime`] per VM holds the
 //! requests its filter paused (while their body is read, or while they wait
-//! for keys or a token call), makes each call once per key (and, with
-//! leases, once across workers), fetches key sets, runs the timer, and
+//! for keys, a token call or a store operation), makes each call once per
+//! key (and, with leases, once across workers), fetches key sets, runs the
+//! timer, and
 //! answers what waited too long. A filter brings its decisions through
 //! [`Filter`]; the runtime reaches the proxy only through [`Host`], so all
 //! of it runs natively in tests against `TestHost`.
@@ -24,6 +25,7 @@ use crate::keys::{KeyStore, MAX_JWKS_BYTES};
 use crate::lease::{Lease, LeaseTable};
 use crate::reply::Reply;
 use crate::request_headers::{RequestHeaders, remove_spellings};
+use crate::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall, read_answer};
 use crate::ticker::{FAST_TICK, Ticker};
 use crate::token_calls::{Flights, TokenCall, TokenEndpoint};
 use crate::verifier::KeyWait;
@@ -53,6 +55,9 @@ pub enum WaitFor {
     Keys(usize),
     /// A token endpoint call, by the key of what it obtains.
     Call(TokenHash),
+    /// A store operation, by its callout: each request waits for its own
+    /// (a single-use mark must answer one request, never two).
+    Store(u32),
 }
 
 /// Which pass of the decision this is, and what the waiting brought.
@@ -120,6 +125,9 @@ pub enum Verdict<A> {
     AwaitKeys(usize),
     /// Hold it until this call is answered.
     AwaitCall(Box<TokenCall>),
+    /// Hold it until this store operation is answered (dispatched at once,
+    /// for this request alone).
+    AwaitStore(Box<StoreCall>),
 }
 
 /// The upstream's answer, as its headers describe it.
@@ -186,6 +194,8 @@ pub trait Filter {
     const READS_BODIES: bool = false;
     /// Whether the filter reads the upstream's answers.
     const READS_ANSWERS: bool = false;
+    /// Whether the filter calls the shared store ([`Verdict::AwaitStore`]).
+    const USES_STORE: bool = false;
 
     /// `User-Agent` of the filter's calls.
     fn user_agent(&self) -> &'static str;
@@ -230,6 +240,21 @@ pub trait Filter {
     fn dispatch_failed(&mut self, host: &dyn Host, call: &TokenCall) -> Self::Outcome;
     /// A call is about to go out.
     fn on_dispatch(&mut self, _host: &dyn Host, _call: &TokenCall) {}
+    /// Where the store is, in a filter that uses it.
+    fn store_endpoint(&self) -> Option<&EtcdEndpoint> {
+        None
+    }
+    /// What the answer to store operation `call` gives the request that
+    /// waited for it (`Err(EtcdError::NoResponse)` when it could not even
+    /// be dispatched); `None` in a filter that does not use the store.
+    fn finish_store(
+        &mut self,
+        _host: &dyn Host,
+        _call: &StoreCall,
+        _answer: Result<EtcdAnswer, EtcdError>,
+    ) -> Option<Self::Outcome> {
+        None
+    }
     /// Whether what `key` obtains is in the cache every worker shares
     /// (another worker's call finished).
     fn cached(&mut self, _host: &dyn Host, _key: &TokenHash) -> bool {
@@ -370,6 +395,8 @@ pub struct Runtime<F: Filter> {
     leases: Option<LeaseTable>,
     /// Calls another worker is making: this worker waits for their result.
     remote: Vec<TokenCall>,
+    /// Store operations in flight, by callout.
+    store_calls: Vec<(u32, StoreCall)>,
     ticker: Ticker,
 }
 
@@ -383,6 +410,7 @@ impl<F: Filter> Runtime<F> {
             fetches: KeyFetches::default(),
             leases,
             remote: Vec::new(),
+            store_calls: Vec::new(),
             ticker: Ticker::new(),
         }
     }
@@ -689,9 +717,20 @@ impl<F: Filter> Runtime<F> {
             if let Some(leases) = &self.leases {
                 leases.release(host, &call.key);
             }
-            self.wake(host, WaitFor::Call(call.key), Some(outcome));
+            self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
             // A request woken above may have queued the next call it needs.
             self.dispatch_queued(host);
+        } else if F::USES_STORE
+            && let Some(at) = self.store_calls.iter().position(|(callout, _)| *callout == token)
+        {
+            let (_, call) = self.store_calls.swap_remove(at);
+            let answer = read_answer(host, &call.operation, num_headers, body_size);
+            if let Some(outcome) = self.filter.finish_store(host, &call, answer) {
+                self.wake(host, WaitFor::Store(token), Some((call.key, outcome)));
+            }
+            if F::MAKES_CALLS {
+                self.dispatch_queued(host);
+            }
         }
     }
 
@@ -743,7 +782,35 @@ impl<F: Filter> Runtime<F> {
                 self.flights.request(*call);
                 WaitFor::Call(key)
             }
-            Verdict::ReadBody | Verdict::AwaitCall(_) => {
+            Verdict::AwaitStore(call) if F::USES_STORE => {
+                let dispatched =
+                    self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
+                if let Some(Ok(token)) = dispatched {
+                    self.store_calls.push((token, *call));
+                    WaitFor::Store(token)
+                } else {
+                    // Decided again at once, as after a store that did not
+                    // answer.
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("store call ({}) dispatch failed", call.operation.path()),
+                    );
+                    let Some(outcome) = self.filter.finish_store(host, &call, Err(EtcdError::NoResponse))
+                    else {
+                        return fail_closed(host, "the filter asked for what it does not declare");
+                    };
+                    let next = Round {
+                        number: round + 1,
+                        keys: KeyWait::Allowed,
+                        call: Some((&call.key, &outcome)),
+                        overdue: None,
+                    };
+                    let verdict = self.filter.decide(host, &request, next);
+                    let outcome = Some((call.key, outcome));
+                    return self.handle(host, id, request, headers, verdict, round + 1, outcome, resume);
+                }
+            }
+            Verdict::ReadBody | Verdict::AwaitCall(_) | Verdict::AwaitStore(_) => {
                 return fail_closed(host, "the filter asked for what it does not declare");
             }
         };
@@ -754,7 +821,7 @@ impl<F: Filter> Runtime<F> {
     }
 
     /// Decides again, in its own context, each request waiting for `what`.
-    fn wake(&mut self, host: &dyn Host, what: WaitFor, outcome: Option<F::Outcome>) {
+    fn wake(&mut self, host: &dyn Host, what: WaitFor, outcome: Option<(TokenHash, F::Outcome)>) {
         let ids: Vec<u32> = self
             .held
             .iter()
@@ -768,9 +835,9 @@ impl<F: Filter> Runtime<F> {
             if !host.enter_context(id) {
                 continue; // the request is gone
             }
-            let outcome = match (what, &outcome) {
-                (WaitFor::Call(key), Some(outcome)) => Some((key, outcome.clone())),
-                _ => kept,
+            let outcome = match &outcome {
+                Some(outcome) => Some(outcome.clone()),
+                None => kept,
             };
             self.decide_again(host, id, request, what, round, outcome, false);
         }
@@ -916,7 +983,7 @@ impl<F: Filter> Runtime<F> {
                         &format!("cluster={cluster} token call ({}) dispatch failed", call.label),
                     );
                     let outcome = self.filter.dispatch_failed(host, &call);
-                    self.wake(host, WaitFor::Call(call.key), Some(outcome));
+                    self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
                 }
             }
         }

@@ -1,11 +1,13 @@
 //! The runtime against the in-memory proxy: single flight within a worker
 //! and across workers (with the interleavings that once made a second call),
-//! lease takeover, overdue and undeliverable calls, requests that go away,
+//! lease takeover, overdue and undeliverable calls, store operations (one
+//! per request), requests that go away,
 //! bodies read or never coming, trailers, and answers read and rewritten.
 
 use baton_token::oauth::ClientAuth;
 
 use super::*;
+use crate::store::{EtcdOperation, LeaseId};
 use crate::test_host::TestHost;
 
 const NOW: u64 = 1_800_000_000;
@@ -13,10 +15,13 @@ const CALL_TIMEOUT_MS: u64 = 2_000;
 
 /// A filter that needs, per request, the token named by its `x-need`
 /// header: from the cache every worker shares, or from one call. `x-body`
-/// makes it read the body first; `x-answer` makes it read the answer.
+/// makes it read the body first; `x-answer` makes it read the answer. A
+/// need `mark:<name>` is a store operation instead: create-if-absent of
+/// `<name>`, forwarded with `created` or `exists`.
 #[derive(Debug)]
 struct Fake {
     endpoint: TokenEndpoint,
+    store: EtcdEndpoint,
     decisions: u32,
 }
 
@@ -29,7 +34,8 @@ impl Fake {
             timeout_ms: CALL_TIMEOUT_MS,
             client_auth: ClientAuth::Public { client_id: "gateway".into() },
         };
-        Self { endpoint, decisions: 0 }
+        let store = EtcdEndpoint { cluster: "etcd".into(), authority: "etcd".into(), timeout_ms: 500 };
+        Self { endpoint, store, decisions: 0 }
     }
 }
 
@@ -71,6 +77,7 @@ impl Filter for Fake {
     const MAKES_CALLS: bool = true;
     const READS_BODIES: bool = true;
     const READS_ANSWERS: bool = true;
+    const USES_STORE: bool = true;
 
     fn user_agent(&self) -> &'static str {
         "fake"
@@ -111,11 +118,17 @@ impl Filter for Fake {
                 }
             };
         }
-        if let Some((token, _)) = host.shared_get(&cache_key(&key)) {
-            return forward_with(&String::from_utf8_lossy(&token), request);
-        }
         if round.overdue.is_some() {
             return Verdict::Reply(Reply::json(504, "temporarily_unavailable", "waited too long"));
+        }
+        if let Some(name) = request.need.strip_prefix("mark:") {
+            let lease = LeaseId::new(7).unwrap();
+            let operation =
+                EtcdOperation::CreateIfAbsent { key: name.as_bytes().to_vec(), value: b"v".to_vec(), lease };
+            return Verdict::AwaitStore(Box::new(StoreCall { key, operation }));
+        }
+        if let Some((token, _)) = host.shared_get(&cache_key(&key)) {
+            return forward_with(&String::from_utf8_lossy(&token), request);
         }
         Verdict::AwaitCall(Box::new(call_for(&request.need)))
     }
@@ -150,6 +163,24 @@ impl Filter for Fake {
 
     fn dispatch_failed(&mut self, _host: &dyn Host, _call: &TokenCall) -> Self::Outcome {
         Err(0)
+    }
+
+    fn store_endpoint(&self) -> Option<&EtcdEndpoint> {
+        Some(&self.store)
+    }
+
+    fn finish_store(
+        &mut self,
+        _host: &dyn Host,
+        _call: &StoreCall,
+        answer: Result<EtcdAnswer, EtcdError>,
+    ) -> Option<Self::Outcome> {
+        Some(match answer {
+            Ok(EtcdAnswer::Created) => Ok("created".into()),
+            Ok(EtcdAnswer::AlreadyExists(_)) => Ok("exists".into()),
+            Ok(_) => Err(1),
+            Err(_) => Err(0),
+        })
     }
 
     fn cached(&mut self, host: &dyn Host, key: &TokenHash) -> bool {
@@ -344,6 +375,58 @@ fn a_failed_call_answers_every_request_that_waited_for_it() {
         assert!(reply.body_text().contains("idp answered 500"));
     }
     assert_eq!(worker.runtime.held(), 0);
+}
+
+/// etcd's answers to a create-if-absent: created, or taken (read back).
+const MARK_CREATED: &str = r#"{"header":{"revision":"3"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"3"}}}]}"#;
+const MARK_TAKEN: &str = r#"{"header":{"revision":"3"},"responses":[{"response_range":{"header":{"revision":"3"},"kvs":[{"key":"bQ==","create_revision":"3","mod_revision":"3","value":"dg==","lease":"7"}],"count":"1"}}]}"#;
+
+#[test]
+fn each_request_waits_for_its_own_store_operation() {
+    let mut worker = Worker::first(&host());
+    // Two requests marking the same name: two operations, not one shared
+    // (a single-use mark answers one request, never both).
+    assert_eq!(worker.needing(1, "mark:m"), Action::Pause);
+    assert_eq!(worker.needing(2, "mark:m"), Action::Pause);
+    let calls = worker.host.calls();
+    assert_eq!(calls.len(), 2, "dispatched at once, one each");
+    assert!(calls.iter().all(|call| (call.cluster.as_str(), call.path.as_str()) == ("etcd", "/v3/kv/txn")));
+    worker.answer(calls[1].id, 200, MARK_TAKEN);
+    assert_eq!(worker.token_sent(2).as_deref(), Some("exists"));
+    assert_eq!(worker.token_sent(1), None, "request 1 still waits for its own answer");
+    worker.answer(calls[0].id, 200, MARK_CREATED);
+    assert_eq!(worker.token_sent(1).as_deref(), Some("created"));
+    assert_eq!(worker.runtime.held(), 0);
+    // Garbage is no answer.
+    worker.needing(3, "mark:m");
+    let garbage = worker.host.calls().last().map(|call| call.id).unwrap();
+    worker.answer(garbage, 200, "<html>");
+    assert_eq!(worker.host.request(3).unwrap().reply.unwrap().status, 502);
+}
+
+#[test]
+fn a_store_operation_that_cannot_be_dispatched_is_decided_at_once() {
+    let mut worker = Worker::first(&host());
+    worker.host.refuse_dispatch(true);
+    assert_eq!(worker.needing(1, "mark:m"), Action::Pause);
+    assert_eq!(worker.host.request(1).unwrap().reply.unwrap().status, 502);
+    assert_eq!(worker.runtime.held(), 0);
+    assert!(
+        worker.host.logs().iter().any(|(_, line)| line.contains("store call (/v3/kv/txn) dispatch failed"))
+    );
+}
+
+#[test]
+fn a_store_operation_never_answered_is_overdue() {
+    let mut worker = Worker::first(&host());
+    worker.needing(1, "mark:m");
+    worker.host.set_now(NOW + CALL_TIMEOUT_MS / 1000 + WAIT_GRACE_SECS + 1);
+    worker.tick();
+    assert_eq!(worker.host.request(1).unwrap().reply.unwrap().status, 504);
+    // Its answer, arriving late, finds no one.
+    let call = worker.host.calls()[0].id;
+    worker.answer(call, 200, MARK_CREATED);
+    assert_eq!(worker.token_sent(1), None);
 }
 
 #[test]

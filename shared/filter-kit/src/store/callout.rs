@@ -3,12 +3,24 @@
 
 use std::time::Duration;
 
+use baton_token::TokenHash;
+
 use super::etcd::{EtcdAnswer, EtcdError, EtcdOperation};
 use crate::host::{Callout, CalloutResponse, Host, HostError};
 
 /// Largest etcd answer read. Values are sealed tokens (a few KB); a larger
 /// answer is no answer of Baton's store.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A store operation a request waits for ([`crate::runtime::Verdict::AwaitStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreCall {
+    /// What the filter names the step by (its [`crate::runtime::Round`]
+    /// shows the outcome under this key).
+    pub key: TokenHash,
+    /// The operation.
+    pub operation: EtcdOperation,
+}
 
 /// etcd reached through an Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

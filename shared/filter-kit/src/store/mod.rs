@@ -9,14 +9,16 @@
 //! - [`callout`]: an operation as a [`crate::host::Callout`], and the
 //!   answer read back from the [`crate::host::Host`].
 //!
-//! No filter uses the store yet.
+//! A request waits for an operation like for a token call
+//! ([`crate::runtime::Verdict::AwaitStore`]); in-task-auth-code uses it for
+//! the single use of its sealed `state`.
 
 pub mod callout;
 pub mod config;
 pub mod etcd;
 pub mod seal;
 
-pub use callout::{EtcdEndpoint, MAX_ANSWER_BYTES, interpret, read_answer};
+pub use callout::{EtcdEndpoint, MAX_ANSWER_BYTES, StoreCall, interpret, read_answer};
 pub use config::{StoreConfig, StoreSpec, compile_store};
 pub use etcd::{EtcdAnswer, EtcdError, EtcdOperation, Lease, LeaseId, StoredValue};
 pub use seal::{SealError, StoreKeys, key_id_of};

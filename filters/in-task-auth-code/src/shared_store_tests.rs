@@ -1,0 +1,649 @@
+//! With a shared store (`store`, issue 16): the pending authorization is
+//! sealed into its `state`, opened on any replica, and used once across the
+//! fleet through a leased create-if-absent mark in etcd, read first (a used
+//! `state` costs a read, never a lease). Each replica here
+//! is its own engine and its own host (no shared data in common); the etcd
+//! callouts are answered with etcd 3.4's own JSON.
+
+use super::*;
+use baton_filter_kit::host::CalloutResponse;
+use baton_filter_kit::runtime::{Action, Runtime};
+use baton_filter_kit::test_host::DispatchedCall;
+
+use crate::filter::InTaskAuthCode;
+use baton_filter_kit::store::{EtcdOperation, StoreCall};
+
+use crate::sealed_state::{self, MARK_MARGIN_SECS, StoreOutcome};
+
+// Two sealing keys, base64 of 32 bytes.
+const K1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const K2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+const HEADER: &str = r#""header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"2","raft_term":"2"}"#;
+
+/// A range that found nothing: etcd 3.4 leaves `kvs` and `count` out.
+fn mark_absent() -> String {
+    format!("{{{HEADER}}}")
+}
+
+/// A range that found the mark.
+fn mark_found(key_b64: &str) -> String {
+    format!(
+        r#"{{{HEADER},"kvs":[{{"key":"{key_b64}","create_revision":"3","mod_revision":"3","version":"1","value":"dXNlZA==","lease":"7587883316386093063"}}],"count":"1"}}"#
+    )
+}
+
+fn lease_granted() -> String {
+    format!(r#"{{{HEADER},"ID":"7587883316386093063","TTL":"360"}}"#)
+}
+
+fn mark_created() -> String {
+    format!(
+        r#"{{{HEADER},"succeeded":true,"responses":[{{"response_put":{{"header":{{"revision":"3"}}}}}}]}}"#
+    )
+}
+
+/// A failed transaction: the mark exists (read back, as etcd does).
+fn mark_exists(key_b64: &str) -> String {
+    format!(
+        r#"{{{HEADER},"responses":[{{"response_range":{{"header":{{"revision":"3"}},"kvs":[{{"key":"{key_b64}","create_revision":"3","mod_revision":"3","version":"1","value":"dXNlZA==","lease":"7587883316386093063"}}],"count":"1"}}}}]}}"#
+    )
+}
+
+fn store_section(keys: &[(&str, &str)], current: &str) -> Value {
+    let keys: Vec<Value> = keys.iter().map(|(id, secret)| json!({"id": id, "secret": secret})).collect();
+    json!({"etcd": {"cluster": "etcd", "timeoutMs": 500}, "sealingKeys": keys, "currentKey": current})
+}
+
+/// One Envoy of the fleet: its own engine, its own host.
+struct Replica {
+    runtime: Runtime<InTaskAuthCode>,
+    host: TestHost,
+    bank: TestKey,
+}
+
+fn replica_with(store: Value) -> Replica {
+    let s = setup_with(|c| c["store"] = store);
+    Replica { runtime: Runtime::new(InTaskAuthCode { engine: s.engine }, None), host: s.host, bank: s.bank }
+}
+
+fn replica() -> Replica {
+    replica_with(store_section(&[("k1", K1)], "k1"))
+}
+
+impl Replica {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.runtime.filter.engine
+    }
+
+    /// A challenge for alice's task: its `state`.
+    fn issue(&mut self, task: &str) -> String {
+        let host = self.host.clone();
+        let challenge =
+            reply(self.engine().decide(&host, &v03(Some("alice"), Some(task), transfer()), Round::FIRST));
+        auth_challenge(&challenge)["state"].as_str().unwrap().to_string()
+    }
+
+    /// The bank's redirect arrives as request `id`.
+    fn callback(&mut self, id: u32, state: &str) -> Action {
+        let path = format!("/a2a/oauth/callback?code=c0de&state={state}");
+        self.host.add_request(
+            id,
+            &[
+                (":method", "GET"),
+                (":path", &path),
+                (":authority", "gw.example"),
+                ("accept", "application/json"),
+            ],
+        );
+        self.runtime.on_request_headers(&self.host, id, true)
+    }
+
+    /// `user`'s message `message` arrives as request `id`, through the
+    /// whole runtime (headers, then body).
+    fn send(&mut self, id: u32, user: &str, message: &Request) -> Action {
+        let bearer = format!("Bearer {}", user_token(user));
+        self.host.add_request(
+            id,
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                (":authority", "transfer-agent"),
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+        );
+        assert_eq!(self.runtime.on_request_headers(&self.host, id, false), Action::Pause);
+        let body = message.body.clone().expect("a message has a body");
+        let size = body.len();
+        self.host.with_request(id, |request| request.request_body = body);
+        self.runtime.on_request_body(&self.host, id, Some(size), true)
+    }
+
+    /// The reasons of the audit lines so far.
+    fn reasons(&self) -> Vec<String> {
+        self.host
+            .logs()
+            .into_iter()
+            .filter_map(|(_, line)| {
+                line.split(' ').find_map(|field| field.strip_prefix("reason=")).map(String::from)
+            })
+            .collect()
+    }
+
+    /// The last call dispatched.
+    fn last_call(&self) -> DispatchedCall {
+        self.host.calls().last().cloned().expect("a call was dispatched")
+    }
+
+    /// Answers call `call` with `status` and `body`.
+    fn answer(&mut self, call: &DispatchedCall, status: Option<u16>, body: &str) {
+        self.host.set_callout_response(CalloutResponse {
+            status,
+            body: body.as_bytes().to_vec(),
+            body_too_large: false,
+        });
+        self.runtime.on_callout(&self.host, call.id, 3, body.len());
+    }
+
+    fn calls_to(&self, cluster: &str) -> usize {
+        self.host.calls().iter().filter(|call| call.cluster == cluster).count()
+    }
+
+    fn reply_of(&self, id: u32) -> (u16, Value) {
+        let reply = self.host.request(id).unwrap().reply.expect("answered");
+        (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+    }
+}
+
+fn body_json(call: &DispatchedCall) -> Value {
+    serde_json::from_slice(&call.body).unwrap()
+}
+
+/// The bank's redirect on `r` up to its read of the mark; returns the
+/// read.
+fn up_to_the_read(r: &mut Replica, id: u32, state: &str) -> DispatchedCall {
+    assert_eq!(r.callback(id, state), Action::Pause);
+    let read = r.last_call();
+    assert_eq!((read.cluster.as_str(), read.path.as_str()), ("etcd", "/v3/kv/range"));
+    read
+}
+
+/// The bank's redirect on `r` up to its mark: the mark read and found
+/// absent, the lease asked for and granted; returns the mark's
+/// create-if-absent call.
+fn up_to_the_mark(r: &mut Replica, id: u32, state: &str) -> DispatchedCall {
+    let read = up_to_the_read(r, id, state);
+    r.answer(&read, Some(200), &mark_absent());
+    let grant = r.last_call();
+    assert_eq!((grant.cluster.as_str(), grant.path.as_str()), ("etcd", "/v3/lease/grant"));
+    assert_eq!(body_json(&grant), json!({"TTL": (300 + MARK_MARGIN_SECS).to_string()}));
+    r.answer(&grant, Some(200), &lease_granted());
+    let create = r.last_call();
+    assert_eq!(create.path, "/v3/kv/txn");
+    assert_eq!(body_json(&create)["success"][0]["request_put"]["lease"], "7587883316386093063");
+    // The key read is the key created.
+    assert_eq!(body_json(&create)["compare"][0]["key"], body_json(&read)["key"]);
+    create
+}
+
+/// Pass `number` of a decision that waited for store step `call`.
+fn after<'a>(number: u8, call: &'a StoreCall, outcome: &'a ExchangeOutcome) -> Round<'a> {
+    Round { number, keys: KeyWait::Allowed, exchange: Some((&call.key, outcome)) }
+}
+
+/// What etcd's answer `body` to `call` is to the engine.
+fn etcd_says(host: &TestHost, call: &StoreCall, status: u16, body: &str) -> ExchangeOutcome {
+    ExchangeOutcome::Store(sealed_state::outcome(host, "etcd", call.operation.parse(status, body.as_bytes())))
+}
+
+/// A message relaying a code on `r` up to its mark: the mark read and
+/// found absent, the lease asked for and granted; returns the mark's
+/// create-if-absent (its outcome is for pass 3).
+fn message_up_to_the_mark(r: &mut Replica, message: &Request) -> StoreCall {
+    let host = r.host.clone();
+    let Verdict::AwaitStore(read) = r.engine().decide(&host, message, Round::FIRST) else {
+        panic!("a read first")
+    };
+    assert!(matches!(read.operation, EtcdOperation::Get { .. }));
+    let absent = etcd_says(&host, &read, 200, &mark_absent());
+    assert_eq!(absent, ExchangeOutcome::Store(StoreOutcome::Unused));
+    let Verdict::AwaitStore(grant) = r.engine().decide(&host, message, after(1, &read, &absent)) else {
+        panic!("then a lease")
+    };
+    assert!(matches!(grant.operation, EtcdOperation::GrantLease { .. }));
+    let lease = etcd_says(&host, &grant, 200, &lease_granted());
+    let Verdict::AwaitStore(create) = r.engine().decide(&host, message, after(2, &grant, &lease)) else {
+        panic!("then the mark")
+    };
+    *create
+}
+
+#[test]
+fn a_state_issued_by_one_replica_is_used_on_another() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    // Nothing of it is kept where it was issued.
+    let host = a.host.clone();
+    assert!(a.engine().store.peek_state(&host, &state).is_none());
+    assert!(state.len() > 43 && state.len() <= sealed_state::MAX_SEALED_STATE_CHARS, "{}", state.len());
+
+    let mut b = replica();
+    let create = up_to_the_mark(&mut b, 1, &state);
+    assert_eq!(b.calls_to("bank_idp"), 0, "no code exchange before the state is marked used");
+    b.answer(&create, Some(200), &mark_created());
+    let exchange = b.last_call();
+    assert_eq!(exchange.cluster, "bank_idp");
+    let form = String::from_utf8(exchange.body.clone()).unwrap();
+    assert!(form.contains("code=c0de") && form.contains("code_verifier="), "{form}");
+    let token = b.bank.token(&bank_claims("alice"));
+    let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}).to_string();
+    b.answer(&exchange, Some(200), &answer);
+    let (status, body) = b.reply_of(1);
+    assert_eq!((status, body["status"].as_str()), (200, Some("authorized")), "{body}");
+    assert_eq!(body["taskId"], "t-5");
+
+    // The next message of the task, on the replica that has the token (the
+    // tokens are still kept per Envoy).
+    let host = b.host.clone();
+    let next = forward(b.engine().decide(&host, &v03(Some("alice"), Some("t-5"), transfer()), Round::FIRST));
+    assert_eq!(header(&next, "authorization"), Some(format!("Bearer {token}").as_str()));
+}
+
+#[test]
+fn a_state_used_on_one_replica_is_refused_on_every_other() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let mut b = replica();
+    let create = up_to_the_mark(&mut b, 1, &state);
+    b.answer(&create, Some(200), &mark_created());
+    assert_eq!(b.calls_to("bank_idp"), 1);
+
+    // On a third replica, the same state: the read finds the mark, and
+    // that is all a replay costs: one read, no lease, no mark, no exchange.
+    let mut c = replica();
+    let read = up_to_the_read(&mut c, 1, &state);
+    // The same mark, whichever replica names it.
+    let key = body_json(&create)["compare"][0]["key"].as_str().unwrap().to_string();
+    assert_eq!(body_json(&read), json!({"key": key}));
+    c.answer(&read, Some(200), &mark_found(&key));
+    let (status, body) = c.reply_of(1);
+    assert_eq!((status, body["error"].as_str()), (400, Some("state_reused")), "{body}");
+    let paths: Vec<String> = c.host.calls().into_iter().map(|call| call.path).collect();
+    assert_eq!(paths, ["/v3/kv/range"]);
+    assert_eq!(c.host.counter(metrics::STATE_MISUSE), 1);
+    assert_eq!(c.runtime.held(), 0);
+    // And as a code in a message, through the whole runtime, too.
+    let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
+    c.send(2, "alice", &message);
+    let read = c.last_call();
+    assert_eq!((read.path.as_str(), body_json(&read)), ("/v3/kv/range", json!({"key": key})));
+    c.answer(&read, Some(200), &mark_found(&key));
+    let (status, body) = c.reply_of(2);
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)), "{body}");
+    let paths: Vec<String> = c.host.calls().into_iter().map(|call| call.path).collect();
+    assert_eq!(paths, ["/v3/kv/range", "/v3/kv/range"], "a read each, never a lease");
+    assert_eq!(c.host.counter(metrics::STATE_MISUSE), 2);
+}
+
+#[test]
+fn two_first_uses_racing_on_two_replicas_use_the_state_once() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let (mut b, mut c) = (replica(), replica());
+    // Both read the mark before either writes it: both find it absent and
+    // go on to the create-if-absent, which alone decides.
+    let create_b = up_to_the_mark(&mut b, 1, &state);
+    let create_c = up_to_the_mark(&mut c, 1, &state);
+    assert_eq!(body_json(&create_b)["compare"], body_json(&create_c)["compare"]);
+    let key = body_json(&create_c)["compare"][0]["key"].as_str().unwrap().to_string();
+    b.answer(&create_b, Some(200), &mark_created());
+    c.answer(&create_c, Some(200), &mark_exists(&key));
+    assert_eq!((b.calls_to("bank_idp"), c.calls_to("bank_idp")), (1, 0), "one code exchange");
+    let (status, body) = c.reply_of(1);
+    assert_eq!((status, body["error"].as_str()), (400, Some("state_reused")), "{body}");
+    // The same race between two messages relaying the code.
+    let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
+    let (mut d, mut e) = (replica(), replica());
+    let (host_d, host_e) = (d.host.clone(), e.host.clone());
+    let mark_d = message_up_to_the_mark(&mut d, &message);
+    let mark_e = message_up_to_the_mark(&mut e, &message);
+    let won = etcd_says(&host_d, &mark_d, 200, &mark_created());
+    let lost = etcd_says(&host_e, &mark_e, 200, &mark_exists(&key));
+    let Verdict::AwaitCall(_) = d.engine().decide(&host_d, &message, after(3, &mark_d, &won)) else {
+        panic!("the winner exchanges the code")
+    };
+    let refused = reply(e.engine().decide(&host_e, &message, after(3, &mark_e, &lost)));
+    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
+}
+
+#[test]
+fn a_code_in_a_message_is_exchanged_on_any_replica_once_marked() {
+    let mut a = replica();
+    let state = a.issue("t-1");
+    let mut b = replica();
+    let host = b.host.clone();
+    let message = v03(Some("alice"), Some("t-1"), with_credentials(json!({"code": "c0de", "state": state})));
+    let create = message_up_to_the_mark(&mut b, &message);
+    let marked = etcd_says(&host, &create, 200, &mark_created());
+    assert_eq!(marked, ExchangeOutcome::Store(StoreOutcome::Marked));
+    let Verdict::AwaitCall(call) = b.engine().decide(&host, &message, after(3, &create, &marked)) else {
+        panic!("then the exchange")
+    };
+    assert_eq!(call.key, TokenHash::of(state.as_bytes()));
+    let token = Secret::new(b.bank.token(&bank_claims("alice")));
+    let outcome = ExchangeOutcome::Token { access: token.clone(), id_token: None };
+    let round = Round { number: 4, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
+    let forwarded = forward(b.engine().decide(&host, &message, round));
+    assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {}", token.expose()).as_str()));
+    // Another user's message with alice's state: never her code exchanged.
+    let mallory = v03(Some("mallory"), Some("t-1"), with_credentials(json!({"code": "c", "state": state})));
+    let stolen = reply(b.engine().decide(&host, &mallory, after(3, &create, &marked)));
+    assert_eq!(stolen.status, 403);
+}
+
+/// A message of `user` in `task` relaying alice's code and `state` (and
+/// `iss`, if given), in context `context`.
+fn relaying(user: &str, task: &str, context: &str, state: &str, iss: Option<&str>) -> Request {
+    let mut credentials = json!({"code": "c0de", "state": state});
+    if let Some(iss) = iss {
+        credentials["iss"] = json!(iss);
+    }
+    let mut message = v03(Some(user), Some(task), with_credentials(credentials));
+    let mut body: Value = serde_json::from_slice(message.body.as_deref().unwrap()).unwrap();
+    body["params"]["message"]["contextId"] = json!(context);
+    message.body = Some(body.to_string().into_bytes());
+    message
+}
+
+#[test]
+fn a_message_that_will_be_refused_uses_nothing_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-1");
+    // The context alice's challenge named (v03's).
+    let context = "ctx-1";
+    let cases = [
+        ("mallory", relaying("mallory", "t-1", context, &state, None), 403, "state_other_user"),
+        ("alice", relaying("alice", "t-2", context, &state, None), 403, "state_other_task"),
+        ("alice", relaying("alice", "t-1", "ctx-2", &state, None), 403, "state_other_task"),
+        (
+            "alice",
+            relaying("alice", "t-1", context, &state, Some("https://evil.example")),
+            400,
+            "issuer_mismatch",
+        ),
+    ];
+    let mut b = replica();
+    for (id, (user, message, status, reason)) in (1..).zip(cases) {
+        b.send(id, user, &message);
+        let (answered, body) = b.reply_of(id);
+        assert_eq!(answered, status, "{reason}: {body}");
+        assert_eq!(b.reasons().last().map(String::as_str), Some(reason));
+        // Not a lease, not a mark, not a code exchange: nothing dispatched.
+        assert!(b.host.calls().is_empty(), "{reason}: {:?}", b.host.calls());
+        assert_eq!(b.runtime.held(), 0, "{reason}");
+    }
+    assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 0);
+    // alice's own message, with the same state, then goes on to the store.
+    b.send(9, "alice", &relaying("alice", "t-1", context, &state, Some(BANK)));
+    assert_eq!(b.runtime.held(), 1);
+    assert_eq!((b.host.calls().len(), b.calls_to("etcd")), (1, 1));
+}
+
+#[test]
+fn a_redirect_that_will_be_refused_uses_nothing_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-1");
+    let mut b = replica();
+    let cases = [
+        (format!("code=c0de&state={state}&iss=https%3A%2F%2Fevil.example"), "issuer_mismatch"),
+        (format!("error=access_denied&state={state}"), "authorization_denied"),
+        (format!("state={state}"), "code_missing"),
+    ];
+    for (id, (query, reason)) in (1..).zip(cases) {
+        let path = format!("/a2a/oauth/callback?{query}");
+        b.host.add_request(
+            id,
+            &[
+                (":method", "GET"),
+                (":path", &path),
+                (":authority", "gw.example"),
+                ("accept", "application/json"),
+            ],
+        );
+        assert_eq!(b.runtime.on_request_headers(&b.host, id, true), Action::Pause);
+        let (status, body) = b.reply_of(id);
+        assert_eq!((status, body["error"].as_str()), (400, Some(reason)), "{body}");
+        assert!(b.host.calls().is_empty(), "{reason}: {:?}", b.host.calls());
+    }
+    // The bank's own redirect still goes on to the store.
+    assert_eq!(b.callback(9, &state), Action::Pause);
+    assert_eq!(b.calls_to("etcd"), 1);
+}
+
+#[test]
+fn a_state_not_sealed_for_this_use_with_a_configured_key_is_unknown() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let refused_at_once = |r: &mut Replica, state: &str| {
+        assert_eq!(r.callback(1, state), Action::Pause);
+        let (status, body) = r.reply_of(1);
+        assert_eq!((status, body["error"].as_str()), (400, Some("state_unknown")), "{body}");
+        assert!(r.host.calls().is_empty(), "nothing asked of the store or the bank");
+    };
+    // Rotated out: a fleet that no longer lists k1.
+    refused_at_once(&mut replica_with(store_section(&[("k2", K2)], "k2")), &state);
+    // The same id with another secret.
+    refused_at_once(&mut replica_with(store_section(&[("k1", K2)], "k1")), &state);
+    // Tampered with, anywhere.
+    for at in [0, 5, state.len() / 2, state.len() - 1] {
+        let mut tampered = state.clone().into_bytes();
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        refused_at_once(&mut replica(), &String::from_utf8(tampered).unwrap());
+    }
+    // Sealed with the fleet's key for another purpose.
+    let host = a.host.clone();
+    let shared = a.engine().config().shared_store.as_ref().unwrap();
+    let plaintext = json!({"u": "alice", "t": "t-5", "c": "ctx-1", "v": "v".repeat(43), "e": NOW + 300});
+    let other = shared.keys.seal(&host, b"baton store token", plaintext.to_string().as_bytes()).unwrap();
+    refused_at_once(&mut replica(), &baton_token::base64url::encode(&other));
+    // A state of a store-less gateway.
+    refused_at_once(&mut replica(), "x".repeat(43).as_str());
+}
+
+#[test]
+fn a_state_sealed_before_a_rotation_is_used_once_and_marked_under_its_own_key() {
+    let mut old = replica();
+    let state = old.issue("t-5");
+    let mut same = replica();
+    let before = up_to_the_mark(&mut same, 1, &state);
+    // k2 now seals; k1 still opens, and names the mark of what it sealed.
+    let mut rotated = replica_with(store_section(&[("k2", K2), ("k1", K1)], "k2"));
+    let after = up_to_the_mark(&mut rotated, 1, &state);
+    assert_eq!(body_json(&after)["compare"], body_json(&before)["compare"]);
+}
+
+/// A faulty etcd answer: its status (none: no answer) and body.
+type Fault = (Option<u16>, &'static str);
+
+#[test]
+fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
+    let refusal =
+        r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
+    let lease_gone = r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
+    let read_faults: [Fault; 4] = [
+        (None, ""),
+        (Some(503), refusal),
+        (Some(200), "not json"),
+        // A range without its header is no answer, never "absent".
+        (Some(200), "{}"),
+    ];
+    let lease_faults: [Fault; 5] = [
+        (None, ""),
+        (Some(503), "upstream connect error or disconnect/reset before headers"),
+        (Some(200), "not json"),
+        (Some(200), r#"{"header":{"revision":"2"},"ID":"0","TTL":"360"}"#),
+        (Some(503), refusal),
+    ];
+    let mark_faults: [Fault; 3] = [
+        (None, ""),
+        (Some(404), lease_gone),
+        (Some(200), r#"{"header":{"revision":"2"},"succeeded":"yes"}"#),
+    ];
+    let mut a = replica();
+    let check = |r: &Replica, case: &str| {
+        let (status, body) = r.reply_of(1);
+        assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")), "{case}: {body}");
+        assert_eq!(r.calls_to("bank_idp"), 0, "{case}");
+        assert_eq!(r.host.counter(metrics::STORE_UNAVAILABLE), 1, "{case}");
+        assert_eq!(r.runtime.held(), 0, "{case}");
+    };
+    let steps: [(&str, &[Fault]); 3] =
+        [("/v3/kv/range", &read_faults), ("/v3/lease/grant", &lease_faults), ("/v3/kv/txn", &mark_faults)];
+    for (path, faults) in steps {
+        for &(status, body) in faults {
+            let state = a.issue("t-5");
+            let mut b = replica();
+            // The steps before this one, answered as etcd does.
+            let mut call = up_to_the_read(&mut b, 1, &state);
+            for (before, answer) in [("/v3/kv/range", mark_absent()), ("/v3/lease/grant", lease_granted())] {
+                if call.path == before && path != before {
+                    b.answer(&call, Some(200), &answer);
+                    call = b.last_call();
+                }
+            }
+            assert_eq!(call.path, path);
+            b.answer(&call, status, body);
+            check(&b, body);
+            assert_eq!(b.last_call().path, path, "{body}: no step after a fault");
+        }
+    }
+    // No etcd cluster (the dispatch refused): answered at once.
+    let state = a.issue("t-5");
+    let mut b = replica();
+    b.host.refuse_dispatch(true);
+    assert_eq!(b.callback(1, &state), Action::Pause);
+    check(&b, "dispatch refused");
+    // etcd never answers: the request is answered when its wait is over.
+    let state = a.issue("t-5");
+    let mut b = replica();
+    assert_eq!(b.callback(1, &state), Action::Pause);
+    b.host.set_now(NOW + 10);
+    b.runtime.on_tick(&b.host);
+    check(&b, "etcd never answered");
+    // A message's code: 503, the JSON-RPC way, with nothing exchanged.
+    let state = a.issue("t-5");
+    let mut b = replica();
+    let host = b.host.clone();
+    let message = v03(Some("alice"), Some("t-5"), with_credentials(json!({"code": "c0de", "state": state})));
+    let Verdict::AwaitStore(read) = b.engine().decide(&host, &message, Round::FIRST) else {
+        panic!("a read first")
+    };
+    let down = etcd_says(&host, &read, 503, "");
+    let refused = reply(b.engine().decide(&host, &message, after(1, &read, &down)));
+    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (503, Some(SERVER_ERROR)));
+    assert_eq!(
+        refused.headers.iter().find(|(name, _)| *name == "retry-after").map(|(_, v)| v.as_str()),
+        Some("5")
+    );
+    assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 1);
+}
+
+#[test]
+fn an_expired_sealed_state_gets_a_fresh_challenge_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-3");
+    let mut b = replica();
+    b.host.set_now(NOW + 300);
+    let host = b.host.clone();
+    let message = v03(Some("alice"), Some("t-3"), with_credentials(json!({"code": "c", "state": state})));
+    let expired = reply(b.engine().decide(&host, &message, Round::FIRST));
+    assert_eq!(auth_challenge(&expired)["error"], "state_expired");
+    assert!(b.host.calls().is_empty());
+}
+
+#[test]
+fn an_expired_sealed_state_at_the_redirect_is_refused_and_asks_nothing_of_the_store() {
+    let mut a = replica();
+    let state = a.issue("t-3");
+    let mut b = replica();
+    b.host.set_now(NOW + 300);
+    assert_eq!(b.callback(1, &state), Action::Pause);
+    let (status, body) = b.reply_of(1);
+    assert_eq!((status, body["error"].as_str()), (400, Some("state_expired")), "{body}");
+    assert!(b.host.calls().is_empty(), "nothing asked of the store or the bank");
+}
+
+#[test]
+fn the_logs_show_why_the_store_failed_and_never_the_state_or_the_mark() {
+    let mut a = replica();
+    let state = a.issue("t-5");
+    let mut b = replica();
+    let create = up_to_the_mark(&mut b, 1, &state);
+    let key = body_json(&create)["compare"][0]["key"].as_str().unwrap().to_string();
+    let refusal =
+        r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
+    b.answer(&create, Some(503), refusal);
+    let (status, _) = b.reply_of(1);
+    assert_eq!(status, 503);
+    let logs: Vec<String> = b.host.logs().into_iter().map(|(_, line)| line).collect();
+    assert!(logs.iter().any(|line| line.contains("store=store_refused")), "{logs:?}");
+    assert!(logs.iter().any(|line| line.contains("etcdserver: request timed out")), "{logs:?}");
+    for line in &logs {
+        assert!(!line.contains(&state[..40]), "{line}");
+        // A store key, in etcd's base64 or as written (prefix and name).
+        assert!(!line.contains(&key) && !line.contains("baton/"), "{line}");
+        assert!(!line.contains("c0de"), "{line}");
+    }
+}
+
+#[test]
+fn the_store_section_is_checked_at_load() {
+    let mut config = crate::config::tests::base();
+    config["store"] = store_section(&[("k1", K1)], "k1");
+    assert!(crate::config::parse(config.to_string().as_bytes()).unwrap().shared_store.is_some());
+    config["store"]["etcd"]["cluster"] = json!("");
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store.etcd.cluster");
+    config["store"] = store_section(&[("k1", "c2hvcnQ=")], "k1");
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store.sealingKeys[0].secret");
+    // A misspelled field is refused, not ignored.
+    config["store"] = store_section(&[("k1", K1)], "k1");
+    config["store"]["etcd"]["timeoutMS"] = json!(500);
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert!(error.field.starts_with("store"), "{error}");
+    assert!(error.to_string().contains("timeoutMS"), "{error}");
+    config["store"] = store_section(&[("k1", K1)], "k2");
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store.currentKey");
+    // The browser sign-in changes a pending authorization after it is
+    // issued: not with a sealed state (yet).
+    config["store"] = store_section(&[("k1", K1)], "k1");
+    config["userBinding"]["primaryLogin"] = json!({
+        "name": "Corp", "authorizationEndpoint": "https://corp.example/authorize",
+        "tokenEndpoint": "https://corp.example/token", "cluster": "corp_idp", "tokenPath": "/token",
+        "clientId": "gateway-login", "clientSecret": "pw", "redirectUri": "https://gw.example/a2a/oauth/signed-in",
+        "scopes": ["openid"],
+        "providers": [{"name": "corp-login", "issuer": CORP, "audiences": ["gateway-login"], "algorithms": ["ES256"],
+                       "jwks": {"remote": {"cluster": "corp_idp", "path": "/jwks"}}}]
+    });
+    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "store");
+    // Without it, no store: exactly as before.
+    assert!(
+        crate::config::parse(crate::config::tests::base().to_string().as_bytes())
+            .unwrap()
+            .shared_store
+            .is_none()
+    );
+}
+
+#[test]
+fn a_task_id_too_long_for_a_sealed_state_is_refused_when_challenged() {
+    let mut a = replica();
+    let host = a.host.clone();
+    let long = "t".repeat(900);
+    let refused = reply(a.engine().decide(&host, &v03(Some("alice"), Some(&long), transfer()), Round::FIRST));
+    assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
+}
