@@ -24,7 +24,7 @@ fn every_config_in_envoy_configs_validates() {
     for entry in std::fs::read_dir(root.join("envoy-configs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|ext| ext == "yaml") {
-            // delegation-broker.yaml, portfolio-egress.yaml and
+            // delegation-broker.yaml, enforce-and-exchange.yaml, portfolio-egress.yaml and
             // in-task-auth-code.yaml read their client secrets from here.
             let env = [
                 ("BATON_BROKER_SECRET", mock_idp::DEMO_BROKER_SECRET),
@@ -39,7 +39,7 @@ fn every_config_in_envoy_configs_validates() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7, "configs validated (every .yaml in envoy-configs/)");
+    assert_eq!(checked, 8, "configs validated (every .yaml in envoy-configs/)");
 }
 
 /// Runs `envoy --mode validate` with claim-enforcement configured by `config`.

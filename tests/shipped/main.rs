@@ -18,6 +18,7 @@ mod identity;
 mod idp_refusals;
 mod issuer;
 mod methods;
+mod one_pass;
 mod paths;
 mod rules;
 mod secrets;
