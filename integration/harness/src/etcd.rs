@@ -1,0 +1,123 @@
+//! A real etcd (Debian's `etcd-server`, 3.4; `make test-tools` installs it)
+//! on loopback, for the tests of Baton's shared store: one member on free
+//! 127.0.0.1 ports with a temporary data folder, killed by PID and its
+//! folder removed on drop.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_kit::{ClientRequest, send};
+
+use crate::shipped::free_port;
+
+/// Where Debian's `etcd-server` puts etcd; `BATON_ETCD` overrides it.
+const ETCD_BINARY: &str = "/usr/bin/etcd";
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A single-member etcd cluster.
+#[derive(Debug)]
+pub struct Etcd {
+    child: Child,
+    binary: PathBuf,
+    dir: PathBuf,
+    client: SocketAddr,
+    peer_port: u16,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until its JSON gateway answers.
+    pub fn start() -> Result<Etcd, String> {
+        let binary = std::env::var_os("BATON_ETCD").map_or_else(|| PathBuf::from(ETCD_BINARY), PathBuf::from);
+        if !binary.is_file() {
+            return Err(format!(
+                "etcd is not installed at {}: install Debian's etcd-server (`make test-tools`, or \
+                 `apt-get install etcd-server`), or set BATON_ETCD to an etcd 3.4+ binary",
+                binary.display()
+            ));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let dir = std::env::temp_dir().join(format!("baton-etcd-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        let client = SocketAddr::from(([127, 0, 0, 1], client_port));
+        let child = spawn(&binary, &dir, client, peer_port)?;
+        let mut etcd = Etcd { child, binary, dir, client, peer_port };
+        etcd.wait_ready()?;
+        Ok(etcd)
+    }
+
+    /// Where its clients connect (the JSON gateway too).
+    pub fn addr(&self) -> SocketAddr {
+        self.client
+    }
+
+    /// What etcd logged (warnings and errors).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Kills it now (a store that goes down); dropping it cleans up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again after [`Etcd::kill`], on the same ports with the
+    /// same data (a store that comes back).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        self.child = spawn(&self.binary, &self.dir, self.client, self.peer_port)?;
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let probe = ClientRequest::post("/v3/kv/range", "application/json", r#"{"key":"AA=="}"#);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("etcd exited with {status} before it was ready:\n{}", self.log()));
+            }
+            if send(self.client, &probe, Duration::from_millis(500)).is_ok_and(|answer| answer.status == 200)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("etcd was not ready after {START_TIMEOUT:?}:\n{}", self.log()))
+    }
+}
+
+/// One member, its data in `dir`, logging to `dir/etcd.log` (appended).
+fn spawn(binary: &Path, dir: &Path, client: SocketAddr, peer_port: u16) -> Result<Child, String> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("etcd.log"))
+        .map_err(|e| format!("etcd.log: {e}"))?;
+    let client_url = format!("http://{client}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    Command::new(binary)
+        .args(["--name", "baton-test", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("baton-test={peer_url}")])
+        .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|err| format!("starting {}: {err}", binary.display()))
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
