@@ -185,3 +185,29 @@ fn with_etcd_down_the_redirect_is_503_and_nothing_is_exchanged_until_it_is_back(
     assert_eq!(fleet.bank.calls(Endpoint::Token), 1);
     assert_eq!(redirect(&a, &code, &state).status, 400, "used once, on another replica too");
 }
+
+#[test]
+fn with_etcd_frozen_the_redirect_is_503_within_the_store_timeout_and_goes_through_after() {
+    let fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    let (_, code, state) = fleet.challenge_and_approve(&a);
+    fleet.etcd.freeze().unwrap_or_else(|e| panic!("{e}"));
+
+    let started = std::time::Instant::now();
+    let page = redirect(&b, &code, &state);
+    let waited = started.elapsed();
+    fleet.etcd.thaw().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status, 503, "{}", page.body_str());
+    // timeoutMs is 1000: the filter gives up then, not at Envoy's own limits.
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 0, "a code was exchanged without its single use agreed");
+    assert!(b.counter("baton_itac.store.unavailable") >= 1);
+
+    let page = redirect(&b, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1);
+    assert_eq!(redirect(&a, &code, &state).status, 400, "used once, on another replica too");
+}

@@ -67,6 +67,25 @@ impl Etcd {
         let _ = self.child.wait();
     }
 
+    /// Stops it answering without closing its connections (SIGSTOP, by
+    /// PID): a store that is slow or cut off by a partition.
+    pub fn freeze(&self) -> Result<(), String> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a frozen etcd go on (SIGCONT).
+    pub fn thaw(&self) -> Result<(), String> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), String> {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .map_err(|e| format!("kill {signal}: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("kill {signal} exited with {status}")) }
+    }
+
     /// Starts it again after [`Etcd::kill`], on the same ports with the
     /// same data (a store that comes back).
     pub fn restart(&mut self) -> Result<(), String> {
@@ -117,6 +136,8 @@ fn spawn(binary: &Path, dir: &Path, client: SocketAddr, peer_port: u16) -> Resul
 
 impl Drop for Etcd {
     fn drop(&mut self) {
+        // A frozen process is killed all the same; thawing first lets it go.
+        let _ = self.thaw();
         self.kill();
         let _ = fs::remove_dir_all(&self.dir);
     }
