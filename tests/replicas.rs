@@ -28,12 +28,25 @@ struct Fleet {
     bank: MockIdp,
     agent: EchoBackend,
     etcd: Etcd,
+    /// The other members, for a fleet on an etcd cluster.
+    more_members: Vec<Etcd>,
     config: Value,
 }
 
 impl Fleet {
     fn start() -> Fleet {
-        let etcd = Etcd::start().unwrap_or_else(|e| panic!("{e}"));
+        Self::on(Etcd::start().unwrap_or_else(|e| panic!("{e}")), Vec::new())
+    }
+
+    /// On a cluster of three etcd members, which each replica reaches as
+    /// one Envoy cluster, health-checked.
+    fn start_on_three_members() -> Fleet {
+        let mut members = Etcd::start_cluster(3).unwrap_or_else(|e| panic!("{e}"));
+        let first = members.remove(0);
+        Self::on(first, members)
+    }
+
+    fn on(etcd: Etcd, more_members: Vec<Etcd>) -> Fleet {
         let bank = bank();
         let agent = EchoBackend::start_a2a_agent().unwrap();
         let mut secret = [0u8; 32];
@@ -44,16 +57,50 @@ impl Fleet {
             "sealingKeys": [{"id": "k1", "secret": STANDARD.encode(secret)}],
             "currentKey": "k1"
         });
-        Fleet { bank, agent, etcd, config }
+        Fleet { bank, agent, etcd, more_members, config }
     }
 
     /// One more Envoy replica.
     fn replica(&self) -> Envoy {
         let spec = EnvoySpec::new(self.agent.addr())
             .cluster("bank_idp", self.bank.addr())
-            .cluster("etcd", self.etcd.addr())
             .filter("in_task_auth_code", self.config.clone());
+        let spec = if self.more_members.is_empty() {
+            spec.cluster("etcd", self.etcd.addr())
+        } else {
+            spec.raw_cluster(self.etcd_cluster())
+        };
         Envoy::start(&spec).unwrap_or_else(|e| panic!("Envoy did not start: {e}"))
+    }
+
+    /// Every member as one Envoy cluster, as a deployment would write it:
+    /// outlier detection takes a member that stops accepting connections out
+    /// of the rotation.
+    fn etcd_cluster(&self) -> Value {
+        let endpoints: Vec<Value> = std::iter::once(&self.etcd)
+            .chain(&self.more_members)
+            .map(|member| {
+                json!({"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": member.addr().port()}}}})
+            })
+            .collect();
+        json!({
+            "name": "etcd",
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "load_assignment": {"cluster_name": "etcd", "endpoints": [{"lb_endpoints": endpoints}]},
+            // A member that refuses connections is taken out of the
+            // rotation after two failures in a row, for 30 s (at most one of
+            // three; a member slow once during an election stays).
+            "outlier_detection": {
+                "split_external_local_origin_errors": true,
+                "consecutive_local_origin_failure": 2,
+                "enforcing_consecutive_local_origin_failure": 100,
+                "interval": "0.25s",
+                "base_ejection_time": "30s",
+                "max_ejection_percent": 34
+            }
+        })
     }
 
     /// alice asks `replica` for a transfer and approves at the bank: the
@@ -210,4 +257,51 @@ fn with_etcd_frozen_the_redirect_is_503_within_the_store_timeout_and_goes_throug
     assert_eq!(page.status, 200, "{}", page.body_str());
     assert_eq!(fleet.bank.calls(Endpoint::Token), 1);
     assert_eq!(redirect(&a, &code, &state).status, 400, "used once, on another replica too");
+}
+
+#[test]
+fn one_etcd_member_killed_mid_flow_costs_a_wait_and_never_a_second_use() {
+    let mut fleet = Fleet::start_on_three_members();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    let mut unavailable = Vec::new();
+    for round in 0..6 {
+        let (_, code, state) = fleet.challenge_and_approve(&a);
+        if round == 2 {
+            fleet.more_members[0].kill();
+        }
+        // The redirect lands on the other replica. While the cluster
+        // elects a leader or Envoy's health check has not yet seen the
+        // dead member, it is 503 (nothing exchanged), and the user retries.
+        let started = std::time::Instant::now();
+        let mut page = redirect(&b, &code, &state);
+        while page.status == 503 && started.elapsed() < Duration::from_secs(10) {
+            unavailable.push(round);
+            assert_eq!(fleet.bank.calls(Endpoint::Token), round, "round {round}: exchanged on a 503");
+            std::thread::sleep(Duration::from_millis(250));
+            page = redirect(&b, &code, &state);
+        }
+        assert_eq!(
+            page.status,
+            200,
+            "round {round}: {}\n{}",
+            page.body_str(),
+            b.admin_get("/stats?filter=etcd").map_or_else(|e| e, |r| r.body_str())
+        );
+        assert_eq!(
+            fleet.bank.calls(Endpoint::Token),
+            round + 1,
+            "round {round}: one exchange per authorization"
+        );
+        // A replay is refused on the other replica: as used (400), or 503
+        // while that replica still picks the dead member; never exchanged.
+        let replay = redirect(&a, &code, &state).status;
+        assert!(replay == 400 || replay == 503, "round {round}: a replay got {replay}");
+        assert_eq!(fleet.bank.calls(Endpoint::Token), round + 1, "round {round}: a replay was exchanged");
+    }
+    eprintln!("redirects answered 503 while a member was down, by round: {unavailable:?}");
+    assert!(
+        unavailable.iter().all(|round| *round == 2),
+        "503s outside the round of the kill: {unavailable:?}"
+    );
+    assert_eq!(b.counter("baton_itac.codes_exchanged"), 6);
 }

@@ -1,7 +1,7 @@
 //! A real etcd (Debian's `etcd-server`, 3.4; `make test-tools` installs it)
-//! on loopback, for the tests of Baton's shared store: one member on free
-//! 127.0.0.1 ports with a temporary data folder, killed by PID and its
-//! folder removed on drop.
+//! on loopback, for the tests of Baton's shared store: one member or a
+//! cluster, each member on free 127.0.0.1 ports with a temporary data
+//! folder, killed by PID and its folder removed on drop.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -17,19 +17,29 @@ use crate::shipped::free_port;
 const ETCD_BINARY: &str = "/usr/bin/etcd";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A single-member etcd cluster.
+/// One etcd member (alone, or one of a cluster).
 #[derive(Debug)]
 pub struct Etcd {
     child: Child,
     binary: PathBuf,
     dir: PathBuf,
     client: SocketAddr,
+    name: String,
     peer_port: u16,
+    /// `--initial-cluster`: every member's name and peer URL.
+    cluster: String,
 }
 
 impl Etcd {
-    /// Starts etcd and waits until its JSON gateway answers.
+    /// Starts a single-member etcd and waits until its JSON gateway
+    /// answers.
     pub fn start() -> Result<Etcd, String> {
+        Ok(Self::start_cluster(1)?.remove(0))
+    }
+
+    /// Starts a cluster of `members` (each on its own ports and data
+    /// folder) and waits until every member answers.
+    pub fn start_cluster(members: usize) -> Result<Vec<Etcd>, String> {
         let binary = std::env::var_os("BATON_ETCD").map_or_else(|| PathBuf::from(ETCD_BINARY), PathBuf::from);
         if !binary.is_file() {
             return Err(format!(
@@ -41,14 +51,38 @@ impl Etcd {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos());
-        let dir = std::env::temp_dir().join(format!("baton-etcd-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (client_port, peer_port) = (free_port()?, free_port()?);
-        let client = SocketAddr::from(([127, 0, 0, 1], client_port));
-        let child = spawn(&binary, &dir, client, peer_port)?;
-        let mut etcd = Etcd { child, binary, dir, client, peer_port };
-        etcd.wait_ready()?;
-        Ok(etcd)
+        let mut ports = Vec::with_capacity(members);
+        for _ in 0..members {
+            ports.push((free_port()?, free_port()?));
+        }
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut started = Vec::with_capacity(members);
+        for (i, (client_port, peer_port)) in ports.into_iter().enumerate() {
+            let dir = std::env::temp_dir().join(format!("baton-etcd-{}-{nanos}-m{i}", std::process::id()));
+            fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let client = SocketAddr::from(([127, 0, 0, 1], client_port));
+            let name = format!("m{i}");
+            let child = spawn(&binary, &dir, client, &name, peer_port, &cluster)?;
+            started.push(Etcd {
+                child,
+                binary: binary.clone(),
+                dir,
+                client,
+                name,
+                peer_port,
+                cluster: cluster.clone(),
+            });
+        }
+        // Members wait for each other (a quorum) before they answer.
+        for member in &mut started {
+            member.wait_ready()?;
+        }
+        Ok(started)
     }
 
     /// Where its clients connect (the JSON gateway too).
@@ -81,6 +115,7 @@ impl Etcd {
     fn signal(&self, signal: &str) -> Result<(), String> {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status()
             .map_err(|e| format!("kill {signal}: {e}"))?;
         if status.success() { Ok(()) } else { Err(format!("kill {signal} exited with {status}")) }
@@ -90,7 +125,7 @@ impl Etcd {
     /// same data (a store that comes back).
     pub fn restart(&mut self) -> Result<(), String> {
         self.kill();
-        self.child = spawn(&self.binary, &self.dir, self.client, self.peer_port)?;
+        self.child = spawn(&self.binary, &self.dir, self.client, &self.name, self.peer_port, &self.cluster)?;
         self.wait_ready()
     }
 
@@ -112,7 +147,14 @@ impl Etcd {
 }
 
 /// One member, its data in `dir`, logging to `dir/etcd.log` (appended).
-fn spawn(binary: &Path, dir: &Path, client: SocketAddr, peer_port: u16) -> Result<Child, String> {
+fn spawn(
+    binary: &Path,
+    dir: &Path,
+    client: SocketAddr,
+    name: &str,
+    peer_port: u16,
+    cluster: &str,
+) -> Result<Child, String> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -121,11 +163,11 @@ fn spawn(binary: &Path, dir: &Path, client: SocketAddr, peer_port: u16) -> Resul
     let client_url = format!("http://{client}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     Command::new(binary)
-        .args(["--name", "baton-test", "--data-dir"])
+        .args(["--name", name, "--data-dir"])
         .arg(dir.join("data"))
         .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
         .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("baton-test={peer_url}")])
+        .args(["--initial-cluster", cluster, "--initial-cluster-token", "baton-test"])
         .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
