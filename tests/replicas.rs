@@ -4,7 +4,10 @@
 //! replica restarted in between; its single use is agreed in etcd, so a
 //! replay is refused on every replica; with etcd down the redirect is 503
 //! and nothing is exchanged, and the same redirect succeeds once etcd is
-//! back. A dump of etcd shows no user, state or token.
+//! back. The bank token kept by the replica that took the redirect is
+//! written to etcd sealed, so the user's next message on the other replica
+//! carries it to the agent. A dump of etcd shows no user, task, state or
+//! token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -150,6 +153,19 @@ fn redirect(replica: &Envoy, code: &str, state: &str) -> http_kit::ClientRespons
     replica.get(&format!("/a2a/oauth/callback?code={code}&state={state}"), &[("accept", "text/html")])
 }
 
+/// No key or value of `dump` holds any of `secrets`.
+fn shows_none_of(dump: &[(Vec<u8>, Vec<u8>)], secrets: &[&[u8]]) {
+    for (key, value) in dump {
+        for secret in secrets {
+            assert!(
+                !contains(key, secret) && !contains(value, secret),
+                "etcd shows {:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle)
 }
@@ -185,17 +201,58 @@ fn the_redirect_lands_on_another_replica_and_is_used_once_across_the_fleet() {
     // etcd holds the single-use mark, and nothing that names anyone.
     let dump = fleet.dump();
     assert!(!dump.is_empty(), "no single-use mark in etcd");
-    for (key, value) in &dump {
-        for secret in
-            [b"alice".as_slice(), state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]
-        {
-            assert!(
-                !contains(key, secret) && !contains(value, secret),
-                "etcd shows {:?}",
-                String::from_utf8_lossy(secret)
-            );
-        }
+    shows_none_of(&dump, &[b"alice", state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]);
+}
+
+#[test]
+fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_kept() {
+    let mut fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    // alice is challenged on A, the bank's redirect lands on B.
+    let (task, code, state) = fleet.challenge_and_approve(&a);
+    let page = redirect(&b, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    assert_eq!(b.counter("baton_itac.store.write_failed"), 0);
+
+    // Her next message, in the gateway's task, lands on A: it reads the
+    // token B wrote to etcd and carries it to the agent, not a challenge.
+    let answer = post(&a, "alice", Some(&task));
+    assert_eq!(answer.status, 200, "{}", answer.body_str());
+    assert!(!answer.body_str().contains("authorizationUrl"), "challenged again: {}", answer.body_str());
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 1, "the agent got the message");
+    let token = seen[0].header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_string();
+    let claims = mock_idp::decode_claims_unverified(&token).unwrap();
+    assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("alice"), Some("bank-api")));
+    let forwarded: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(forwarded["params"]["message"].get("taskId"), None, "the gateway's task id is not forwarded");
+    assert_eq!(a.counter("baton_itac.tokens_injected"), 1);
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1, "one code exchange in all");
+
+    // bob, naming alice's task on A: challenged, nothing reaches the agent.
+    let bobs = post(&a, "bob", Some(&task));
+    assert_eq!(bobs.status, 200, "{}", bobs.body_str());
+    assert!(auth_challenge(&bobs)["authorizationUrl"].is_string(), "{}", bobs.body_str());
+    assert_eq!(fleet.agent.requests().len(), 1, "bob's message reached the agent");
+
+    // etcd holds the mark and alice's record, and nothing that names
+    // anyone; no log line shows the token or the state.
+    let dump = fleet.dump();
+    assert!(dump.len() >= 2, "the mark and the task's record: {} keys", dump.len());
+    shows_none_of(&dump, &[b"alice", state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]);
+    for replica in [&a, &b] {
+        let logs = replica.logs();
+        assert!(!logs.contains(&token) && !logs.contains(&state), "a log shows the token or the state");
     }
+
+    // A message that needs etcd while it is down: 503, nothing forwarded,
+    // never a challenge loop.
+    fleet.etcd.kill();
+    let carol = fleet.replica();
+    let down = post(&carol, "alice", Some(&task));
+    assert_eq!(down.status, 503, "{}", down.body_str());
+    assert_eq!(fleet.agent.requests().len(), 1, "forwarded while etcd was down");
+    assert!(carol.counter("baton_itac.store.unavailable") >= 1);
 }
 
 #[test]
