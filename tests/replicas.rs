@@ -132,9 +132,16 @@ impl Fleet {
     }
 }
 
-/// A transfer message from `user`, in `task` if given.
+/// A transfer message from `user`, in `task` if given, which leaves the
+/// agent's task open.
 fn post(replica: &Envoy, user: &str, task: Option<&str>) -> http_kit::ClientResponse {
-    let data = json!({"operation": "transfer", "amount": 250, "to": "bob", "keepOpen": true});
+    post_with(replica, user, task, true)
+}
+
+/// A transfer message from `user`, in `task` if given; the agent completes
+/// the task unless `keep_open`.
+fn post_with(replica: &Envoy, user: &str, task: Option<&str>, keep_open: bool) -> http_kit::ClientResponse {
+    let data = json!({"operation": "transfer", "amount": 250, "to": "bob", "keepOpen": keep_open});
     let mut message = json!({"kind": "message", "role": "user", "messageId": "m-1",
                              "parts": [{"kind": "text", "text": "send 250 to bob"}, {"kind": "data", "data": data}]});
     if let Some(task) = task {
@@ -213,6 +220,8 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
     let page = redirect(&b, &code, &state);
     assert_eq!(page.status, 200, "{}", page.body_str());
     assert_eq!(b.counter("baton_itac.store.write_failed"), 0);
+    let dump = fleet.dump();
+    assert_eq!(dump.len(), 2, "the single-use mark and alice's record");
 
     // Her next message, in the gateway's task, lands on A: it reads the
     // token B wrote to etcd and carries it to the agent, not a challenge.
@@ -235,15 +244,22 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
     assert!(auth_challenge(&bobs)["authorizationUrl"].is_string(), "{}", bobs.body_str());
     assert_eq!(fleet.agent.requests().len(), 1, "bob's message reached the agent");
 
-    // etcd holds the mark and alice's record, and nothing that names
+    // etcd held the mark and alice's record, and nothing that names
     // anyone; no log line shows the token or the state.
-    let dump = fleet.dump();
-    assert!(dump.len() >= 2, "the mark and the task's record: {} keys", dump.len());
     shows_none_of(&dump, &[b"alice", state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]);
     for replica in [&a, &b] {
         let logs = replica.logs();
         assert!(!logs.contains(&token) && !logs.contains(&state), "a log shows the token or the state");
     }
+
+    // The agent named its own task for the gateway's: the gateway's task
+    // ended on A, and its record is deleted from etcd (A keeps the token
+    // for the agent's task, in that Envoy: see docs/architecture.md).
+    let started = std::time::Instant::now();
+    while fleet.dump().len() > 1 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fleet.dump().len(), 1, "the gateway's task's record is still in etcd");
 
     // A message that needs etcd while it is down: 503, nothing forwarded,
     // never a challenge loop.
@@ -253,6 +269,34 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
     assert_eq!(down.status, 503, "{}", down.body_str());
     assert_eq!(fleet.agent.requests().len(), 1, "forwarded while etcd was down");
     assert!(carol.counter("baton_itac.store.unavailable") >= 1);
+}
+
+#[test]
+fn a_task_the_agent_completes_on_one_replica_has_its_token_deleted_from_etcd() {
+    let fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    // A task the client named: challenged on A, authorized on B.
+    let challenge = post(&a, "alice", Some("t-9"));
+    assert_eq!(challenge.status, 200, "{}", challenge.body_str());
+    let url = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
+    let (_, code, state) = bank::approve(&fleet.bank, &url, "alice");
+    assert_eq!(redirect(&b, &code, &state).status, 200);
+    assert_eq!(fleet.dump().len(), 2, "the single-use mark and alice's record");
+
+    // Her last message lands on A, with the token B kept; the agent
+    // completes the task, and A deletes the record from etcd.
+    let answer = post_with(&a, "alice", Some("t-9"), false);
+    assert_eq!(answer.status, 200, "{}", answer.body_str());
+    assert_eq!(body_json(&answer)["result"]["status"]["state"], "completed");
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].header("authorization").is_some_and(|value| value.starts_with("Bearer ")));
+    let started = std::time::Instant::now();
+    while fleet.dump().len() > 1 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fleet.dump().len(), 1, "alice's record is still in etcd");
+    assert_eq!(a.counter("baton_itac.tasks_ended"), 1);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
-use baton_filter_kit::store::StoreCall;
+use baton_filter_kit::store::{EtcdOperation, StoreCall};
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::TokenHash;
@@ -181,7 +181,14 @@ pub struct Engine {
     /// Secondary token verification.
     pub verifier: TokenVerifier,
     pub(crate) store: Store,
+    /// With a shared store: the store keys of records whose tasks ended,
+    /// to delete in the background.
+    ended: Vec<Vec<u8>>,
 }
+
+/// Most ended tasks' records waiting for their delete (beyond it, a
+/// record lapses with its lease).
+const MAX_ENDED: usize = 1024;
 
 /// Who the request is for, as far as this Envoy verified it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +234,7 @@ impl Engine {
             metrics::JWKS,
         );
         let store = Store::new(config.store_limits, &prefix);
-        Self { config, verifier, store }
+        Self { config, verifier, store, ended: Vec::new() }
     }
 
     /// Creates the store's slots in shared data: every VM, before its
@@ -312,6 +319,35 @@ impl Engine {
             // (user, task, context, `iss`) and still needs the mark.
             (Use::Unavailable(why), Err(refusal)) => Taken::Misused { refusal, store_fault: Some(why) },
         }
+    }
+
+    /// The agent ended `task_id` (or the user canceled the task the
+    /// gateway named): see [`Store::end_task`]. With a shared store,
+    /// `user`'s record of it in the store is deleted too, in the
+    /// background (no request waits for it; one that is not deleted lapses
+    /// with its lease, the token's expiry).
+    pub fn end_task(&mut self, host: &dyn Host, user: Option<&str>, task_id: &str) {
+        self.store.end_task(host, user, task_id);
+        if let (Some(store), Some(user)) = (&self.config.shared_store, user) {
+            if self.ended.len() < MAX_ENDED {
+                self.ended.push(sealed_task::key(store, user, task_id));
+            } else {
+                host.log(
+                    LogLevel::Warn,
+                    "an ended task's record is left to its lease: too many deletes waiting",
+                );
+            }
+        }
+    }
+
+    /// The deletes waiting (see [`Engine::end_task`]).
+    pub fn take_ended(&mut self) -> Vec<EtcdOperation> {
+        self.ended.drain(..).map(|key| EtcdOperation::Delete { key }).collect()
+    }
+
+    /// Whether deletes are waiting.
+    pub fn has_ended(&self) -> bool {
+        !self.ended.is_empty()
     }
 
     /// From now on every message of `task_id` needs the credential, for
@@ -1041,7 +1077,7 @@ impl Engine {
             {
                 let _ = self.store.consume_state(host, state);
             }
-            self.store.end_task(host, Some(&record.user), &record.task_id);
+            self.end_task(host, Some(&record.user), &record.task_id);
             host.count(metrics::TASKS_ENDED);
             audit.allow("gateway_task_canceled").emit(host);
             a2a::gateway_task(call, &ids, GatewayTaskState::Canceled, None, &timestamp)

@@ -16,7 +16,7 @@ use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{
     self, AnswerChange, AnswerHead, AnswerMode, BodyProblem, Filter, Plugin, Round as RuntimeRound, WaitFor,
 };
-use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall};
+use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, EtcdOperation, StoreCall};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use serde_json::Value;
 
@@ -152,6 +152,15 @@ impl Filter for InTaskAuthCode {
     ) -> Option<ExchangeOutcome> {
         let cluster = self.store_endpoint().map_or("?", |endpoint| endpoint.cluster.as_str());
         Some(ExchangeOutcome::Store(sealed_state::outcome(host, cluster, answer)))
+    }
+
+    /// The records of ended tasks, deleted from the shared store.
+    fn background_store(&mut self, _host: &dyn Host) -> Vec<EtcdOperation> {
+        self.engine.take_ended()
+    }
+
+    fn has_background_store(&self) -> bool {
+        self.engine.has_ended()
     }
 
     fn add_body(&self, request: &mut Request, body: Vec<u8>) {

@@ -204,13 +204,13 @@ fn on_result(engine: &mut Engine, host: &dyn Host, rpc: &mut RpcAnswer, response
     if let Some(rebind) = rpc.rebind.take() {
         // The agent made its own task of the one only the gateway knew:
         // that one is done, its token moves on (unless the task is over).
-        engine.store.end_task(host, Some(&rebind.user), &rebind.from_task);
+        engine.end_task(host, Some(&rebind.user), &rebind.from_task);
         if !found.is_final() {
             rebind_token(engine, host, &rebind, &found.ids);
         }
     }
     if found.is_final() {
-        engine.store.end_task(host, rpc.user.as_deref(), &found.ids.task_id);
+        engine.end_task(host, rpc.user.as_deref(), &found.ids.task_id);
         host.count(metrics::TASKS_ENDED);
         return false;
     }

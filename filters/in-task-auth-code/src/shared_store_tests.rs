@@ -965,3 +965,57 @@ fn a_failed_write_does_not_fail_the_redirect_and_logs_nothing_secret() {
         }
     }
 }
+
+impl Replica {
+    /// The agent answers request `id` with its task `task` in `state`.
+    fn agent_answers(&mut self, id: u32, task: &str, state: &str) {
+        let answer = json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "task", "id": task,
+            "contextId": "ctx-1", "status": {"state": state}}})
+        .to_string()
+        .into_bytes();
+        let size = answer.len();
+        self.host.with_request(id, |r| {
+            r.response_headers = vec![
+                (":status".into(), b"200".to_vec()),
+                ("content-type".into(), b"application/json".to_vec()),
+            ];
+            r.response_body = answer;
+        });
+        assert_eq!(self.runtime.on_response_headers(&self.host, id, false), Action::Pause);
+        assert_eq!(self.runtime.on_response_body(&self.host, id, Some(size), true), Action::Continue);
+    }
+}
+
+#[test]
+fn a_task_the_agent_ends_has_its_record_deleted_from_the_store() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    a.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+    let read = a.last_call();
+    a.answer(&read, Some(200), &record_found(&put["key"], &put["value"]));
+    assert_eq!(a.forwarded_with(2), Some(format!("Bearer {token}")));
+    // The agent completes the task: the record goes here, and its delete
+    // is sent at the next tick (from the root context: no request waits).
+    let calls = a.host.calls().len();
+    a.agent_answers(2, "t-5", "completed");
+    assert_eq!(a.host.calls().len(), calls, "nothing sent from the answer's context");
+    a.runtime.on_tick(&a.host);
+    let delete = a.last_call();
+    assert_eq!((delete.cluster.as_str(), delete.path.as_str()), ("etcd", "/v3/kv/deleterange"));
+    assert_eq!(body_json(&delete), json!({"key": put["key"]}));
+    // Once only.
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.host.calls().len(), calls + 1);
+    // Its answer is read by no one, and changes nothing.
+    a.answer(&delete, Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    assert_eq!(a.runtime.held(), 0);
+}
+
+#[test]
+fn without_a_store_an_ended_task_asks_nothing_of_any_store() {
+    let s = setup();
+    let mut runtime = Runtime::new(InTaskAuthCode { engine: s.engine }, None);
+    runtime.filter.engine.end_task(&s.host, Some("alice"), "t-5");
+    assert!(!runtime.filter.engine.has_ended());
+    runtime.on_tick(&s.host);
+    assert!(s.host.calls().is_empty());
+}

@@ -25,7 +25,7 @@ use crate::keys::{KeyStore, MAX_JWKS_BYTES};
 use crate::lease::{Lease, LeaseTable};
 use crate::reply::Reply;
 use crate::request_headers::{RequestHeaders, remove_spellings};
-use crate::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall, read_answer};
+use crate::store::{EtcdAnswer, EtcdEndpoint, EtcdError, EtcdOperation, StoreCall, read_answer};
 use crate::ticker::{FAST_TICK, Ticker};
 use crate::token_calls::{Flights, TokenCall, TokenEndpoint};
 use crate::verifier::KeyWait;
@@ -268,6 +268,21 @@ pub trait Filter {
         _pending: &dyn Fn(&TokenHash) -> bool,
     ) -> Vec<TokenCall> {
         Vec::new()
+    }
+
+    /// Store operations to make with no request waiting for them (a
+    /// record to delete once its task ended): dispatched at the next tick,
+    /// from the root context, so that no request's end cancels them. Their
+    /// answers are read by no one (best effort: what is not done lapses
+    /// with its lease).
+    fn background_store(&mut self, _host: &dyn Host) -> Vec<EtcdOperation> {
+        Vec::new()
+    }
+
+    /// Whether [`Filter::background_store`] has operations waiting (the
+    /// runtime then ticks at once).
+    fn has_background_store(&self) -> bool {
+        false
     }
 
     /// Adds the body that was read to a request held for it.
@@ -604,6 +619,7 @@ impl<F: Filter> Runtime<F> {
                 refuse_answer(host, &reply)
             }
         };
+        self.tick_for_background_store(host);
         if applied.is_err() {
             // Neither the answer as it came nor a half-changed one goes on.
             host.log(LogLevel::Error, "the upstream's answer could not be rewritten; resetting it");
@@ -656,6 +672,7 @@ impl<F: Filter> Runtime<F> {
         } else {
             *carry = rest.to_vec();
         }
+        self.tick_for_background_store(host);
         if (changed || out.len() != chunk.len()) && host.replace_body(Body::Response, &out).is_err() {
             host.log(
                 LogLevel::Error,
@@ -682,6 +699,9 @@ impl<F: Filter> Runtime<F> {
             }
             self.poll_remote(host);
             self.dispatch_queued(host);
+        }
+        if F::USES_STORE {
+            self.dispatch_background_store(host);
         }
         self.answer_overdue(host);
         if F::READS_BODIES {
@@ -736,6 +756,31 @@ impl<F: Filter> Runtime<F> {
 
     // ---- inside ----
 
+    /// Ticks at once when the filter has store operations to make in the
+    /// background.
+    fn tick_for_background_store(&mut self, host: &dyn Host) {
+        if F::USES_STORE && self.filter.has_background_store() {
+            self.ticker.tick_now(host);
+        }
+    }
+
+    /// Dispatches the filter's background store operations (from the
+    /// root context: the tick's); a dispatch refused is logged and dropped.
+    fn dispatch_background_store(&mut self, host: &dyn Host) {
+        let operations = self.filter.background_store(host);
+        let Some(endpoint) = self.filter.store_endpoint() else {
+            return;
+        };
+        for operation in operations {
+            if endpoint.dispatch(host, &operation).is_err() {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("background store call ({}) dispatch failed", operation.path()),
+                );
+            }
+        }
+    }
+
     /// Carries out `verdict` for request `id` (the current context);
     /// `headers`: its headers, when still as the proxy holds them;
     /// `resume`: the request was paused, so going on means resuming it.
@@ -769,6 +814,7 @@ impl<F: Filter> Runtime<F> {
             }
             Verdict::Reply(reply) => {
                 send(host, &reply);
+                self.tick_for_background_store(host);
                 return Action::Pause;
             }
             Verdict::ReadBody if F::READS_BODIES => {
