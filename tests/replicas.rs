@@ -252,22 +252,43 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
         assert!(!logs.contains(&token) && !logs.contains(&state), "a log shows the token or the state");
     }
 
-    // The agent named its own task for the gateway's: the gateway's task
-    // ended on A, and its record is deleted from etcd (A keeps the token
-    // for the agent's task, in that Envoy: see docs/architecture.md).
+    // The agent named its own task for the gateway's: A deletes the gateway
+    // task's record from etcd and writes the token under the agent's task
+    // (in the background, from its timer).
+    let agent_task = body_json(&answer)["result"]["id"].as_str().unwrap().to_string();
+    assert_ne!(agent_task, task);
+    let keys = |dump: &[(Vec<u8>, Vec<u8>)]| dump.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>();
+    let before = keys(&dump);
     let started = std::time::Instant::now();
-    while fleet.dump().len() > 1 && started.elapsed() < Duration::from_secs(5) {
+    let moved = loop {
+        let now = fleet.dump();
+        if (now.len() == 2 && keys(&now).iter().filter(|key| !before.contains(key)).count() == 1)
+            || started.elapsed() > Duration::from_secs(5)
+        {
+            break now;
+        }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(fleet.dump().len(), 1, "the gateway's task's record is still in etcd");
+    };
+    assert_eq!(moved.len(), 2, "the mark and the agent's task's record");
+    assert_eq!(keys(&moved).iter().filter(|key| before.contains(key)).count(), 1, "only the mark stays");
+    shows_none_of(&moved, &[b"alice", agent_task.as_bytes(), token.as_bytes()]);
+    assert_eq!(a.counter("baton_itac.store.write_failed"), 0);
+    // alice's next message, in the agent's task, lands on B: the token A
+    // wrote goes with it.
+    let next = post(&b, "alice", Some(&agent_task));
+    assert_eq!(next.status, 200, "{}", next.body_str());
+    assert!(!next.body_str().contains("authorizationUrl"), "challenged again: {}", next.body_str());
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].header("authorization"), Some(format!("Bearer {token}").as_str()));
 
     // A message that needs etcd while it is down: 503, nothing forwarded,
     // never a challenge loop.
     fleet.etcd.kill();
     let carol = fleet.replica();
-    let down = post(&carol, "alice", Some(&task));
+    let down = post(&carol, "alice", Some(&agent_task));
     assert_eq!(down.status, 503, "{}", down.body_str());
-    assert_eq!(fleet.agent.requests().len(), 1, "forwarded while etcd was down");
+    assert_eq!(fleet.agent.requests().len(), 2, "forwarded while etcd was down");
     assert!(carol.counter("baton_itac.store.unavailable") >= 1);
 }
 

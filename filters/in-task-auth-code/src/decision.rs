@@ -181,14 +181,16 @@ pub struct Engine {
     /// Secondary token verification.
     pub verifier: TokenVerifier,
     pub(crate) store: Store,
-    /// With a shared store: the store keys of records whose tasks ended,
-    /// to delete in the background.
-    ended: Vec<Vec<u8>>,
+    /// With a shared store: store calls no request waits for (deletes of
+    /// ended tasks' records, steps of writing a moved token).
+    background: Vec<StoreCall>,
+    /// Records being written in the background (one per user and task).
+    sharing: Vec<TaskRecord>,
 }
 
-/// Most ended tasks' records waiting for their delete (beyond it, a
-/// record lapses with its lease).
-const MAX_ENDED: usize = 1024;
+/// Most background store calls and records waiting (beyond it, a delete
+/// is left to the record's lease, a write not made: counted).
+const MAX_BACKGROUND: usize = 1024;
 
 /// Who the request is for, as far as this Envoy verified it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +236,7 @@ impl Engine {
             metrics::JWKS,
         );
         let store = Store::new(config.store_limits, &prefix);
-        Self { config, verifier, store, ended: Vec::new() }
+        Self { config, verifier, store, background: Vec::new(), sharing: Vec::new() }
     }
 
     /// Creates the store's slots in shared data: every VM, before its
@@ -329,8 +331,10 @@ impl Engine {
     pub fn end_task(&mut self, host: &dyn Host, user: Option<&str>, task_id: &str) {
         self.store.end_task(host, user, task_id);
         if let (Some(store), Some(user)) = (&self.config.shared_store, user) {
-            if self.ended.len() < MAX_ENDED {
-                self.ended.push(sealed_task::key(store, user, task_id));
+            if self.background.len() < MAX_BACKGROUND {
+                let key = sealed_task::key(store, user, task_id);
+                let step = TokenHash::of_parts(&[b"task-delete", &key]);
+                self.background.push(StoreCall { key: step, operation: EtcdOperation::Delete { key } });
             } else {
                 host.log(
                     LogLevel::Warn,
@@ -340,14 +344,58 @@ impl Engine {
         }
     }
 
-    /// The deletes waiting (see [`Engine::end_task`]).
-    pub fn take_ended(&mut self) -> Vec<EtcdOperation> {
-        self.ended.drain(..).map(|key| EtcdOperation::Delete { key }).collect()
+    /// With a shared store: writes `record` (just kept in this Envoy, from
+    /// an agent's answer no request waits on) to the store in the
+    /// background: a lease, then the put.
+    pub fn share_in_background(&mut self, host: &dyn Host, record: &TaskRecord) {
+        let Some(store) = &self.config.shared_store else {
+            return;
+        };
+        if self.background.len() >= MAX_BACKGROUND || self.sharing.len() >= MAX_BACKGROUND {
+            // Counted and logged as a write that failed.
+            let full = StoreOutcome::Unavailable("too_many_waiting");
+            let _ = sealed_task::write_step(store, host, None, Some(&full));
+            return;
+        }
+        if let Write::Wait(step) = sealed_task::write_step(store, host, Some(record), None) {
+            self.sharing.retain(|held| sealed_task::write_step_key(&held.user, &held.task_id) != step.key);
+            self.sharing.push(record.clone());
+            self.background.push(step);
+        }
     }
 
-    /// Whether deletes are waiting.
-    pub fn has_ended(&self) -> bool {
-        !self.ended.is_empty()
+    /// The background store calls waiting (see [`Engine::end_task`],
+    /// [`Engine::share_in_background`]).
+    pub fn take_background(&mut self) -> Vec<StoreCall> {
+        std::mem::take(&mut self.background)
+    }
+
+    /// Whether background store calls are waiting.
+    pub fn has_background(&self) -> bool {
+        !self.background.is_empty()
+    }
+
+    /// The answer to background call `call`: a write's next step (or its
+    /// end: written, or counted and logged as failed); a delete's fault is
+    /// logged by [`sealed_state::outcome`] (the record lapses with its
+    /// lease).
+    pub fn finish_background(&mut self, host: &dyn Host, call: &StoreCall, outcome: &StoreOutcome) {
+        let Some(store) = &self.config.shared_store else {
+            return;
+        };
+        let Some(at) = self
+            .sharing
+            .iter()
+            .position(|held| sealed_task::write_step_key(&held.user, &held.task_id) == call.key)
+        else {
+            return;
+        };
+        match sealed_task::write_step(store, host, self.sharing.get(at), Some(outcome)) {
+            Write::Wait(next) => self.background.push(next),
+            Write::Done => {
+                self.sharing.swap_remove(at);
+            }
+        }
     }
 
     /// From now on every message of `task_id` needs the credential, for

@@ -16,7 +16,7 @@ use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{
     self, AnswerChange, AnswerHead, AnswerMode, BodyProblem, Filter, Plugin, Round as RuntimeRound, WaitFor,
 };
-use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, EtcdOperation, StoreCall};
+use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use serde_json::Value;
 
@@ -154,13 +154,25 @@ impl Filter for InTaskAuthCode {
         Some(ExchangeOutcome::Store(sealed_state::outcome(host, cluster, answer)))
     }
 
-    /// The records of ended tasks, deleted from the shared store.
-    fn background_store(&mut self, _host: &dyn Host) -> Vec<EtcdOperation> {
-        self.engine.take_ended()
+    /// The records of ended tasks, deleted from the shared store; tokens
+    /// an agent's answer moved to its own task, written to it.
+    fn background_store(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
+        self.engine.take_background()
     }
 
     fn has_background_store(&self) -> bool {
-        self.engine.has_ended()
+        self.engine.has_background()
+    }
+
+    fn finish_background_store(
+        &mut self,
+        host: &dyn Host,
+        call: &StoreCall,
+        answer: Result<EtcdAnswer, EtcdError>,
+    ) {
+        let cluster = self.store_endpoint().map_or("?", |endpoint| endpoint.cluster.as_str());
+        let outcome = sealed_state::outcome(host, cluster, answer);
+        self.engine.finish_background(host, call, &outcome);
     }
 
     fn add_body(&self, request: &mut Request, body: Vec<u8>) {

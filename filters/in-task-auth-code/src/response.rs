@@ -238,7 +238,11 @@ fn rebind_token(engine: &mut Engine, host: &dyn Host, rebind: &Rebind, ids: &Tas
     if engine.store.put_task(host, &record).is_err() || engine.gate(host, &rebind.user, &ids.task_id).is_err()
     {
         host.count(metrics::STORE_FULL);
+        return;
     }
+    // With a shared store, for every replica too (in the background: the
+    // answer cannot wait).
+    engine.share_in_background(host, &record);
 }
 
 /// Completes an agent's own auth-required answer with a challenge.

@@ -166,7 +166,7 @@ pub enum StoreOutcome {
     /// The read found a value: for a mark, the `state` was used already;
     /// for a task record, the sealed record.
     Found(Vec<u8>),
-    /// A put done (a task record).
+    /// A put or a delete done (a task record).
     Written,
     /// A lease for the mark.
     Lease(LeaseId),
@@ -185,10 +185,9 @@ pub fn outcome(host: &dyn Host, cluster: &str, answer: Result<EtcdAnswer, EtcdEr
         Ok(EtcdAnswer::Value(None)) => return StoreOutcome::Unused,
         Ok(EtcdAnswer::Value(Some(found))) => return StoreOutcome::Found(found.value),
         Ok(EtcdAnswer::AlreadyExists(_)) => return StoreOutcome::AlreadyUsed,
-        Ok(EtcdAnswer::Written) => return StoreOutcome::Written,
+        Ok(EtcdAnswer::Written | EtcdAnswer::Deleted(_)) => return StoreOutcome::Written,
         Ok(EtcdAnswer::Lease(lease)) => return StoreOutcome::Lease(lease.id),
         Ok(EtcdAnswer::Created) => return StoreOutcome::Marked,
-        Ok(_) => EtcdError::Malformed("an answer to another operation".into()),
         Err(error) => error,
     };
     host.log(LogLevel::Warn, &format!("cluster={cluster} store call failed: {error}"));

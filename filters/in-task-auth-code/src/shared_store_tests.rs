@@ -792,12 +792,7 @@ fn exchanged_on_another_replica(task: &str) -> (Replica, Replica, String, String
     let mut a = replica();
     let state = a.issue(task);
     let mut b = replica();
-    let create = up_to_the_mark(&mut b, 1, &state);
-    b.answer(&create, Some(200), &mark_created());
-    let exchange = b.last_call();
-    let token = b.bank.token(&bank_claims("alice"));
-    let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}).to_string();
-    b.answer(&exchange, Some(200), &answer);
+    let token = b.redirect_exchanged(&state);
     (a, b, token, state)
 }
 
@@ -812,6 +807,30 @@ fn authorized_on_another_replica(task: &str) -> (Replica, Replica, String, Strin
 }
 
 impl Replica {
+    /// alice's message in `task` arrives as request `id`, finds no token
+    /// here, reads the store under the key of `put` (a put's body), and
+    /// goes with `token`.
+    fn served_from_the_store(&mut self, id: u32, task: &str, put: &Value, token: &str) {
+        self.send(id, "alice", &v03(Some("alice"), Some(task), transfer()));
+        let read = self.last_call();
+        assert_eq!(body_json(&read), json!({"key": put["key"]}));
+        self.answer(&read, Some(200), &record_found(&put["key"], &put["value"]));
+        assert_eq!(self.forwarded_with(id), Some(format!("Bearer {token}")));
+    }
+
+    /// The bank's redirect with alice's `state` arrives as request 1, is
+    /// marked used and its code exchanged for alice's token (returned);
+    /// the last call is then the lease of her task's record.
+    fn redirect_exchanged(&mut self, state: &str) -> String {
+        let create = up_to_the_mark(self, 1, state);
+        self.answer(&create, Some(200), &mark_created());
+        let exchange = self.last_call();
+        let token = self.bank.token(&bank_claims("alice"));
+        let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}).to_string();
+        self.answer(&exchange, Some(200), &answer);
+        token
+    }
+
     /// What request `id` was forwarded with, if it was: its
     /// `authorization` header.
     fn forwarded_with(&self, id: u32) -> Option<String> {
@@ -989,10 +1008,7 @@ impl Replica {
 #[test]
 fn a_task_the_agent_ends_has_its_record_deleted_from_the_store() {
     let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
-    a.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
-    let read = a.last_call();
-    a.answer(&read, Some(200), &record_found(&put["key"], &put["value"]));
-    assert_eq!(a.forwarded_with(2), Some(format!("Bearer {token}")));
+    a.served_from_the_store(2, "t-5", &put, &token);
     // The agent completes the task: the record goes here, and its delete
     // is sent at the next tick (from the root context: no request waits).
     let calls = a.host.calls().len();
@@ -1015,7 +1031,78 @@ fn without_a_store_an_ended_task_asks_nothing_of_any_store() {
     let s = setup();
     let mut runtime = Runtime::new(InTaskAuthCode { engine: s.engine }, None);
     runtime.filter.engine.end_task(&s.host, Some("alice"), "t-5");
-    assert!(!runtime.filter.engine.has_ended());
+    assert!(!runtime.filter.engine.has_background());
     runtime.on_tick(&s.host);
     assert!(s.host.calls().is_empty());
+}
+
+#[test]
+fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
+    // alice starts a new task on A: the gateway names it in its challenge.
+    let mut a = replica();
+    let host = a.host.clone();
+    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
+    let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
+    let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    // The redirect on B: the token is kept for the gateway's task, in etcd.
+    let mut b = replica();
+    let token = b.redirect_exchanged(&state);
+    let first = the_record_is_written(&mut b);
+    // Her message in the gateway's task on A: the token from etcd; the
+    // agent names its own task for it.
+    a.served_from_the_store(2, &gateway_task, &first, &token);
+    a.agent_answers(2, "agent-7", "input-required");
+    // At the next tick: the gateway's task's record deleted, and a lease
+    // for the agent's task's record; then its put.
+    let before = a.host.calls().len();
+    a.runtime.on_tick(&a.host);
+    let sent: Vec<DispatchedCall> = a.host.calls()[before..].to_vec();
+    let paths: Vec<&str> = sent.iter().map(|call| call.path.as_str()).collect();
+    assert_eq!(paths, ["/v3/kv/deleterange", "/v3/lease/grant"]);
+    assert_eq!(body_json(&sent[0]), json!({"key": first["key"]}));
+    assert_eq!(body_json(&sent[1]), json!({"TTL": "600"}));
+    a.answer(&sent[0], Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    a.answer(&sent[1], Some(200), &lease_granted());
+    a.runtime.on_tick(&a.host);
+    let put = a.last_call();
+    assert_eq!(put.path, "/v3/kv/put");
+    let moved = body_json(&put);
+    assert_ne!(moved["key"], first["key"]);
+    a.answer(&put, Some(200), &format!("{{{HEADER}}}"));
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.last_call().path, "/v3/kv/put", "nothing more");
+    assert_eq!(a.host.counter(metrics::STORE_WRITE_FAILED), 0);
+    // alice's next message, in the agent's task, on a third replica: the
+    // token from etcd.
+    replica().served_from_the_store(1, "agent-7", &moved, &token);
+}
+
+#[test]
+fn a_background_write_that_fails_is_counted_and_the_token_stays_here() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    a.served_from_the_store(2, "t-5", &put, &token);
+    // Not a task the gateway named: nothing moves, nothing is written.
+    a.agent_answers(2, "t-5", "input-required");
+    let before = a.host.calls().len();
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.host.calls().len(), before);
+    // A refused dispatch of a background write: counted, no retry loop.
+    let mut b = replica();
+    let record = crate::store::TaskRecord {
+        user: "alice".into(),
+        task_id: "agent-9".into(),
+        gateway_task: false,
+        token: Some(Secret::new(token.clone())),
+        expires_at: NOW + 600,
+        context_id: "ctx-1".into(),
+        challenge: None,
+    };
+    let host = b.host.clone();
+    b.engine().share_in_background(&host, &record);
+    b.host.refuse_dispatch(true);
+    b.runtime.on_tick(&b.host);
+    b.runtime.on_tick(&b.host);
+    assert_eq!(b.host.counter(metrics::STORE_WRITE_FAILED), 1);
+    assert!(!b.engine().has_background());
+    assert!(!b.host.logs().iter().any(|(_, line)| line.contains(&token[..40]) || line.contains("agent-9")));
 }

@@ -25,7 +25,7 @@ use crate::keys::{KeyStore, MAX_JWKS_BYTES};
 use crate::lease::{Lease, LeaseTable};
 use crate::reply::Reply;
 use crate::request_headers::{RequestHeaders, remove_spellings};
-use crate::store::{EtcdAnswer, EtcdEndpoint, EtcdError, EtcdOperation, StoreCall, read_answer};
+use crate::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall, read_answer};
 use crate::ticker::{FAST_TICK, Ticker};
 use crate::token_calls::{Flights, TokenCall, TokenEndpoint};
 use crate::verifier::KeyWait;
@@ -271,12 +271,23 @@ pub trait Filter {
     }
 
     /// Store operations to make with no request waiting for them (a
-    /// record to delete once its task ended): dispatched at the next tick,
-    /// from the root context, so that no request's end cancels them. Their
-    /// answers are read by no one (best effort: what is not done lapses
-    /// with its lease).
-    fn background_store(&mut self, _host: &dyn Host) -> Vec<EtcdOperation> {
+    /// record to write or delete from an upstream's answer): dispatched at
+    /// the next tick, from the root context, so that no request's end
+    /// cancels them; each answer goes to
+    /// [`Filter::finish_background_store`] (best effort: what is not done
+    /// lapses with its lease).
+    fn background_store(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
         Vec::new()
+    }
+
+    /// The answer to background store call `call` (a dispatch refused:
+    /// no answer); the filter may queue the next step.
+    fn finish_background_store(
+        &mut self,
+        _host: &dyn Host,
+        _call: &StoreCall,
+        _answer: Result<EtcdAnswer, EtcdError>,
+    ) {
     }
 
     /// Whether [`Filter::background_store`] has operations waiting (the
@@ -412,6 +423,8 @@ pub struct Runtime<F: Filter> {
     remote: Vec<TokenCall>,
     /// Store operations in flight, by callout.
     store_calls: Vec<(u32, StoreCall)>,
+    /// Background store operations in flight, by callout.
+    background_store_calls: Vec<(u32, StoreCall)>,
     ticker: Ticker,
 }
 
@@ -426,6 +439,7 @@ impl<F: Filter> Runtime<F> {
             leases,
             remote: Vec::new(),
             store_calls: Vec::new(),
+            background_store_calls: Vec::new(),
             ticker: Ticker::new(),
         }
     }
@@ -751,6 +765,13 @@ impl<F: Filter> Runtime<F> {
             if F::MAKES_CALLS {
                 self.dispatch_queued(host);
             }
+        } else if F::USES_STORE
+            && let Some(at) = self.background_store_calls.iter().position(|(callout, _)| *callout == token)
+        {
+            let (_, call) = self.background_store_calls.swap_remove(at);
+            let answer = read_answer(host, &call.operation, num_headers, body_size);
+            self.filter.finish_background_store(host, &call, answer);
+            self.tick_for_background_store(host);
         }
     }
 
@@ -765,18 +786,20 @@ impl<F: Filter> Runtime<F> {
     }
 
     /// Dispatches the filter's background store operations (from the
-    /// root context: the tick's); a dispatch refused is logged and dropped.
+    /// root context: the tick's); a dispatch refused is answered at once as
+    /// no answer.
     fn dispatch_background_store(&mut self, host: &dyn Host) {
-        let operations = self.filter.background_store(host);
-        let Some(endpoint) = self.filter.store_endpoint() else {
-            return;
-        };
-        for operation in operations {
-            if endpoint.dispatch(host, &operation).is_err() {
+        for call in self.filter.background_store(host) {
+            let dispatched =
+                self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
+            if let Some(Ok(token)) = dispatched {
+                self.background_store_calls.push((token, call));
+            } else {
                 host.log(
                     LogLevel::Warn,
-                    &format!("background store call ({}) dispatch failed", operation.path()),
+                    &format!("background store call ({}) dispatch failed", call.operation.path()),
                 );
+                self.filter.finish_background_store(host, &call, Err(EtcdError::NoResponse));
             }
         }
     }
