@@ -1106,3 +1106,32 @@ fn a_background_write_that_fails_is_counted_and_the_token_stays_here() {
     assert!(!b.engine().has_background());
     assert!(!b.host.logs().iter().any(|(_, line)| line.contains(&token[..40]) || line.contains("agent-9")));
 }
+
+#[test]
+fn canceling_a_task_the_gateway_named_deletes_its_record_from_the_store() {
+    let mut a = replica();
+    let host = a.host.clone();
+    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
+    let task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    let canceled = reply(a.engine().decide(&host, &task_call("alice", "tasks/cancel", &task), Round::FIRST));
+    assert_eq!(json_body(&canceled)["result"]["status"]["state"], "canceled");
+    assert!(a.engine().has_background());
+    a.runtime.on_tick(&a.host);
+    let delete = a.last_call();
+    assert_eq!(delete.path, "/v3/kv/deleterange");
+    let key = String::from_utf8(crate::sealed_task::key(
+        a.engine().config().shared_store.as_ref().unwrap(),
+        "alice",
+        &task,
+    ))
+    .unwrap();
+    // etcd's standard base64, read as base64url.
+    let sent = body_json(&delete)["key"].as_str().unwrap().replace('+', "-").replace('/', "_");
+    let sent = baton_token::base64url::decode(sent.trim_end_matches('=')).unwrap();
+    assert_eq!(String::from_utf8(sent).unwrap(), key);
+    assert!(!key.contains("alice") && !key.contains(&task));
+    // bob's cancel of alice's task goes to the agent: nothing deleted.
+    let bob = forward(a.engine().decide(&host, &task_call("bob", "tasks/cancel", &task), Round::FIRST));
+    assert!(bob.answer.is_some());
+    assert!(!a.engine().has_background());
+}
