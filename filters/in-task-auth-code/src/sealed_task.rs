@@ -220,7 +220,7 @@ mod tests {
         assert!(!text.contains("alice") && !text.contains("t-1") && !text.contains("bank-token"));
         assert!(!String::from_utf8_lossy(&alice).contains("alice"));
         let opened = open(store, &alice, &sealed, "alice", "t-1", NOW).unwrap();
-        assert_eq!(opened.token.unwrap().expose(), "bank-token-alice-t1".replace("t1", "t-1"));
+        assert_eq!(opened.token.unwrap().expose(), "bank-token-alice-t-1");
         // Asked for by another user or for another task: nothing.
         assert!(open(store, &alice, &sealed, "bob", "t-1", NOW).is_none());
         assert!(open(store, &alice, &sealed, "alice", "t-2", NOW).is_none());
