@@ -255,6 +255,14 @@ pub trait Filter {
     ) -> Option<Self::Outcome> {
         None
     }
+    /// Store operations to make with no request waiting for them (say, a
+    /// token written for the other replicas once it is obtained). Their
+    /// answers go to [`Filter::finish_store`] like any other (a dispatch
+    /// refused as `Err(EtcdError::NoResponse)`), whose outcome wakes no
+    /// request; it may queue the next step, taken at once.
+    fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
+        Vec::new()
+    }
     /// Whether what `key` obtains is in the cache every worker shares
     /// (another worker's call finished).
     fn cached(&mut self, _host: &dyn Host, _key: &TokenHash) -> bool {
@@ -683,6 +691,9 @@ impl<F: Filter> Runtime<F> {
             self.poll_remote(host);
             self.dispatch_queued(host);
         }
+        if F::USES_STORE {
+            self.dispatch_store_jobs(host);
+        }
         self.answer_overdue(host);
         if F::READS_BODIES {
             self.answer_bodiless(host);
@@ -731,6 +742,10 @@ impl<F: Filter> Runtime<F> {
             if F::MAKES_CALLS {
                 self.dispatch_queued(host);
             }
+        }
+        if F::USES_STORE {
+            // What the answer (a token obtained, a lease granted) queued.
+            self.dispatch_store_jobs(host);
         }
     }
 
@@ -985,6 +1000,22 @@ impl<F: Filter> Runtime<F> {
                     let outcome = self.filter.dispatch_failed(host, &call);
                     self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
                 }
+            }
+        }
+    }
+
+    /// Dispatches the store operations no request waits for; one whose
+    /// dispatch is refused is finished at once as unanswered (what that
+    /// queues waits for the next answer or tick).
+    fn dispatch_store_jobs(&mut self, host: &dyn Host) {
+        for call in self.filter.store_jobs(host) {
+            let dispatched =
+                self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
+            if let Some(Ok(token)) = dispatched {
+                self.store_calls.push((token, call));
+            } else {
+                host.log(LogLevel::Warn, &format!("store call ({}) dispatch failed", call.operation.path()));
+                let _ = self.filter.finish_store(host, &call, Err(EtcdError::NoResponse));
             }
         }
     }
