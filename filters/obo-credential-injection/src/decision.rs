@@ -28,7 +28,7 @@ use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
 use crate::jobs::{Job, credentials_job, user_job};
 use crate::metrics;
 use crate::model::{
-    Actor, CallerSource, DefaultAction, FilterConfig, SubjectValidation, Target, TargetGrant,
+    Actor, CallerSource, DefaultAction, FilterConfig, Idp, SubjectValidation, Target, TargetGrant,
 };
 use crate::subject::{UpstreamSubject, caller, check_delegation};
 
@@ -327,6 +327,9 @@ impl Engine {
             },
         };
         let subject_exp = claims.exp.and_then(|exp| u64::try_from(exp).ok());
+        let Some(idp) = target.idp().and_then(|idp| config.idps.get(idp)) else {
+            return self.unavailable(host, audit, "no_idp");
+        };
         // The fleet's store, before the IdP: once per request (not again
         // after the IdP failed it), and only with a round left for the call.
         if let Some(store) = &config.store {
@@ -334,7 +337,7 @@ impl Engine {
             match round.store {
                 Some(step) if step.is_for(&key) => {
                     let not_after = subject_exp.map(|exp| exp.saturating_sub(config.expiry_margin_secs));
-                    if let Some(token) = self.stored_token(host, &mut audit, &key, step, not_after) {
+                    if let Some(token) = self.stored_token(host, &mut audit, &key, idp, step, not_after) {
                         self.cache.put(key, Rc::clone(&token), host);
                         self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
                         return self.forward_from(
@@ -349,14 +352,11 @@ impl Engine {
                     }
                 }
                 _ if !failed_here && round.number + 1 < MAX_ROUNDS => {
-                    return Verdict::AwaitStore(Box::new(fleet_cache::read(store, key)));
+                    return Verdict::AwaitStore(Box::new(fleet_cache::read(store, key, idp)));
                 }
                 _ => {}
             }
         }
-        let Some(idp) = target.idp().and_then(|idp| config.idps.get(idp)) else {
-            return self.unavailable(host, audit, "no_idp");
-        };
         match user_job(target, idp, key, subject.token, subject_exp, actor) {
             Some(job) => self.wait_for(host, audit, round, job),
             None => self.unavailable(host, audit, "no_idp"),
@@ -435,6 +435,7 @@ impl Engine {
         host: &dyn Host,
         audit: &mut AuditLine,
         key: &TokenHash,
+        idp: &Idp,
         step: StoreStep<'_>,
         not_after: Option<u64>,
     ) -> Option<Rc<IssuedToken>> {
@@ -444,7 +445,7 @@ impl Engine {
             StoreStep::Read(_, StoreRead::Unavailable(label)) => (metrics::STORE_UNAVAILABLE, *label),
             StoreStep::Read(_, StoreRead::Absent) => (metrics::STORE_MISS, "miss"),
             StoreStep::Read(_, StoreRead::Found(sealed)) => {
-                match fleet_cache::open(store, key, sealed, host.now_unix_secs(), not_after) {
+                match fleet_cache::open(store, key, idp, sealed, host.now_unix_secs(), not_after) {
                     Ok(token) => return Some(Rc::new(token)),
                     Err(Unused::Expired) => (metrics::STORE_MISS, "expired"),
                     Err(why) => {
@@ -693,9 +694,10 @@ impl Engine {
                     // For the other replicas: a user's exchange (the
                     // gateway's own tokens stay per Envoy).
                     if let Some(store) = &self.config.store
+                        && let Some(idp) = self.config.idps.get(job.endpoint)
                         && job.carries_caller_token
                     {
-                        self.writes.queue(host, store, job.key, &token);
+                        self.writes.queue(host, store, job.key, idp, &token);
                     }
                 }
                 Ok(token)

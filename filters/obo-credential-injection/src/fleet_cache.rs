@@ -19,6 +19,7 @@ use baton_token::TokenHash;
 
 use crate::issued::{IssuedToken, decode, encode};
 use crate::metrics;
+use crate::model::Idp;
 
 /// What a stored token is bound to (with its store key): a value sealed
 /// with the same keys for any other use does not open as an issued token.
@@ -32,9 +33,24 @@ pub const MIN_TTL_SECS: u64 = 2;
 /// failed).
 const MAX_PENDING_WRITES: usize = 64;
 
-/// The store key of the token cached under `cache_key`.
-pub fn store_key(store: &StoreConfig, cache_key: &TokenHash) -> Vec<u8> {
-    store.key(KIND, &[cache_key.as_bytes()])
+/// The store key of the token cached under `cache_key`, issued by `idp`.
+/// The cache key names the IdP by its name in this configuration; the
+/// entry's name adds what the IdP is (its authority, token path, issuer and
+/// the gateway's client id there), so a deployment sharing the store and
+/// its keys whose IdP of that name is another never reads this one's
+/// tokens.
+pub fn store_key(store: &StoreConfig, cache_key: &TokenHash, idp: &Idp) -> Vec<u8> {
+    let endpoint = &idp.endpoint;
+    store.key(
+        KIND,
+        &[
+            cache_key.as_bytes(),
+            endpoint.authority.as_bytes(),
+            endpoint.path.as_bytes(),
+            endpoint.client_auth.client_id().as_bytes(),
+            idp.issuer.as_deref().unwrap_or_default().as_bytes(),
+        ],
+    )
 }
 
 /// The associated data of the value stored under `key`.
@@ -55,8 +71,8 @@ pub enum StoreRead {
 
 /// The read that looks for `cache_key`'s token (named by the cache key: the
 /// request decided again finds its answer under it).
-pub fn read(store: &StoreConfig, cache_key: TokenHash) -> StoreCall {
-    StoreCall { key: cache_key, operation: EtcdOperation::Get { key: store_key(store, &cache_key) } }
+pub fn read(store: &StoreConfig, cache_key: TokenHash, idp: &Idp) -> StoreCall {
+    StoreCall { key: cache_key, operation: EtcdOperation::Get { key: store_key(store, &cache_key, idp) } }
 }
 
 /// The audit label of a store fault.
@@ -112,11 +128,12 @@ pub enum Unused {
 pub fn open(
     store: &StoreConfig,
     cache_key: &TokenHash,
+    idp: &Idp,
     sealed: &[u8],
     now: u64,
     not_after: Option<u64>,
 ) -> Result<IssuedToken, Unused> {
-    let key = store_key(store, cache_key);
+    let key = store_key(store, cache_key, idp);
     let plaintext = store.keys.open(&bound_to(&key), sealed).map_err(|_| Unused::NotAuthentic)?;
     let (for_key, entry) = plaintext.split_at_checked(32).ok_or(Unused::NotAuthentic)?;
     if for_key != cache_key.as_bytes() {
@@ -150,7 +167,14 @@ pub struct StoreWrites {
 impl StoreWrites {
     /// Queues the write of `token`, just exchanged for `cache_key`: a lease
     /// for its remaining usable life, then the sealed token with it.
-    pub fn queue(&mut self, host: &dyn Host, store: &StoreConfig, cache_key: TokenHash, token: &IssuedToken) {
+    pub fn queue(
+        &mut self,
+        host: &dyn Host,
+        store: &StoreConfig,
+        cache_key: TokenHash,
+        idp: &Idp,
+        token: &IssuedToken,
+    ) {
         let ttl = token.use_until.saturating_sub(host.now_unix_secs());
         if ttl < MIN_TTL_SECS {
             return;
@@ -160,7 +184,7 @@ impl StoreWrites {
             host.log(LogLevel::Warn, "store write dropped: too many writes wait for a lease");
             return;
         }
-        let key = store_key(store, &cache_key);
+        let key = store_key(store, &cache_key, idp);
         let plaintext = [cache_key.as_bytes().as_slice(), &encode(token)].concat();
         let Ok(sealed) = store.keys.seal(host, &bound_to(&key), &plaintext) else {
             host.count(metrics::STORE_WRITE_FAILED);
@@ -224,6 +248,8 @@ fn put(write: PendingWrite, lease: LeaseId) -> StoreCall {
 mod tests {
     use baton_filter_kit::store::{Lease, compile_store};
     use baton_filter_kit::test_host::TestHost;
+    use baton_filter_kit::token_calls::TokenEndpoint;
+    use baton_token::oauth::ClientAuth;
     use baton_token::secret::Secret;
     use serde_json::json;
 
@@ -237,6 +263,17 @@ mod tests {
         compile_store(serde_json::from_value(spec).unwrap(), "store").unwrap()
     }
 
+    fn idp(path: &str) -> Idp {
+        let endpoint = TokenEndpoint {
+            cluster: "idp".into(),
+            path: path.into(),
+            authority: "idp.example".into(),
+            timeout_ms: 1000,
+            client_auth: ClientAuth::Public { client_id: "gateway".into() },
+        };
+        Idp { name: "corp".into(), issuer: None, endpoint }
+    }
+
     /// What a write of `token` for `key` puts in the store (key, value).
     fn written(
         store: &StoreConfig,
@@ -245,7 +282,7 @@ mod tests {
         token: &IssuedToken,
     ) -> (Vec<u8>, Vec<u8>) {
         let mut writes = StoreWrites::default();
-        writes.queue(host, store, key, token);
+        writes.queue(host, store, key, &idp("/token"), token);
         let [grant] = &writes.take()[..] else { panic!("one lease first") };
         assert_eq!(grant.operation, EtcdOperation::GrantLease { ttl_secs: 100 });
         let lease = Lease { id: LeaseId::new(7).unwrap(), ttl_secs: 100 };
@@ -262,23 +299,30 @@ mod tests {
         let (alice, bob) = (TokenHash::of(b"alice's exchange"), TokenHash::of(b"bob's exchange"));
         let token = IssuedToken::new(Secret::new("t0k3n"), "Bearer".into(), NOW + 100, NOW + 80);
         let (key, value) = written(&store, &host, alice, &token);
-        assert_eq!(key, store_key(&store, &alice));
-        let opened = open(&store, &alice, &value, NOW, None).unwrap();
+        assert_eq!(key, store_key(&store, &alice, &idp("/token")));
+        let opened = open(&store, &alice, &idp("/token"), &value, NOW, None).unwrap();
         assert_eq!((opened.token.expose(), opened.use_until), ("t0k3n", NOW + 100));
-        assert_eq!(open(&store, &alice, &value, NOW + 100, None), Err(Unused::Expired));
-        let bounded = open(&store, &alice, &value, NOW, Some(NOW + 50)).unwrap();
+        assert_eq!(open(&store, &alice, &idp("/token"), &value, NOW + 100, None), Err(Unused::Expired));
+        let bounded = open(&store, &alice, &idp("/token"), &value, NOW, Some(NOW + 50)).unwrap();
         assert_eq!((bounded.use_until, bounded.refresh_at), (NOW + 50, NOW + 50), "never past the subject's");
-        assert_eq!(open(&store, &alice, &value, NOW + 50, Some(NOW + 50)), Err(Unused::Expired));
+        assert_eq!(
+            open(&store, &alice, &idp("/token"), &value, NOW + 50, Some(NOW + 50)),
+            Err(Unused::Expired)
+        );
+        // Named for another IdP of the same name, it does not open.
+        assert_ne!(store_key(&store, &alice, &idp("/other")), key);
+        assert_eq!(open(&store, &alice, &idp("/other"), &value, NOW, None), Err(Unused::NotAuthentic));
         // Under another key's name it does not open (bound to its own).
-        assert_eq!(open(&store, &bob, &value, NOW, None), Err(Unused::NotAuthentic));
+        assert_eq!(open(&store, &bob, &idp("/token"), &value, NOW, None), Err(Unused::NotAuthentic));
         // Bound to bob's name but holding alice's entry: not bob's.
         let plaintext = [alice.as_bytes().as_slice(), &encode(&token)].concat();
-        let forged = store.keys.seal(&host, &bound_to(&store_key(&store, &bob)), &plaintext).unwrap();
-        assert_eq!(open(&store, &bob, &forged, NOW, None), Err(Unused::OtherKey));
+        let forged =
+            store.keys.seal(&host, &bound_to(&store_key(&store, &bob, &idp("/token"))), &plaintext).unwrap();
+        assert_eq!(open(&store, &bob, &idp("/token"), &forged, NOW, None), Err(Unused::OtherKey));
         // Sealed for another purpose with the same keys.
-        let other = store.keys.seal(&host, &store_key(&store, &alice), &plaintext).unwrap();
-        assert_eq!(open(&store, &alice, &other, NOW, None), Err(Unused::NotAuthentic));
-        assert_eq!(open(&store, &alice, b"garbage", NOW, None), Err(Unused::NotAuthentic));
+        let other = store.keys.seal(&host, &store_key(&store, &alice, &idp("/token")), &plaintext).unwrap();
+        assert_eq!(open(&store, &alice, &idp("/token"), &other, NOW, None), Err(Unused::NotAuthentic));
+        assert_eq!(open(&store, &alice, &idp("/token"), b"garbage", NOW, None), Err(Unused::NotAuthentic));
     }
 
     #[test]
@@ -287,19 +331,19 @@ mod tests {
         let cache_key = TokenHash::of(b"exchange");
         let token = IssuedToken::new(Secret::new("t0k3n"), "Bearer".into(), NOW + 100, NOW + 80);
         let mut writes = StoreWrites::default();
-        writes.queue(&host, &store, cache_key, &token);
+        writes.queue(&host, &store, cache_key, &idp("/token"), &token);
         let grant = writes.take().remove(0);
         let refused = EtcdError::Refused { status: 404, code: Some(5), message: "lease not found".into() };
         writes.finish(&host, "etcd", &grant, Err(refused));
         assert!(writes.take().is_empty(), "no put without a lease");
         assert_eq!(host.counter(metrics::STORE_WRITE_FAILED), 1);
-        let key = String::from_utf8(store_key(&store, &cache_key)).unwrap();
+        let key = String::from_utf8(store_key(&store, &cache_key, &idp("/token"))).unwrap();
         let logs = host.logs();
         assert!(logs.iter().any(|(_, line)| line.contains("store write failed: store_refused status=404")));
         assert!(logs.iter().all(|(_, line)| !line.contains(&key) && !line.contains("t0k3n")));
         // Nothing is written for a token usable under etcd's minimum TTL.
         let short = IssuedToken::new(Secret::new("t0k3n"), "Bearer".into(), NOW + MIN_TTL_SECS - 1, NOW);
-        writes.queue(&host, &store, cache_key, &short);
+        writes.queue(&host, &store, cache_key, &idp("/token"), &short);
         assert!(writes.take().is_empty());
     }
 }

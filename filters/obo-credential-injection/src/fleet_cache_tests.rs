@@ -452,3 +452,17 @@ fn without_a_store_nothing_is_asked_of_etcd() {
     assert_eq!(serve(&mut r, &etcd, 1, &user("alice"), "portfolio.internal"), "issued-r-1");
     assert_eq!((r.calls_to("etcd"), r.calls_to("idp")), (0, 1));
 }
+
+#[test]
+fn a_replica_whose_idp_of_that_name_is_another_does_not_read_the_token() {
+    let etcd = Etcd::default();
+    let alice = user("alice");
+    let mut a = Replica::new("a");
+    serve(&mut a, &etcd, 1, &alice, "portfolio.internal");
+    let mut elsewhere = config();
+    elsewhere["idps"][0]["tokenPath"] = json!("/oauth2/token");
+    let mut b = Replica::with("b", elsewhere);
+    assert_eq!(serve(&mut b, &etcd, 1, &alice, "portfolio.internal"), "issued-b-1");
+    assert_ne!(b.last_read_key(), a.last_read_key());
+    assert_eq!((b.count(metrics::STORE_MISS), b.calls_to("idp")), (1, 1));
+}
