@@ -261,11 +261,11 @@ fn a_link_sent_to_someone_else_stops_at_the_sign_in() {
     assert_eq!(w.host.counter(metrics::BINDING_REFUSED), 2);
 
     // A code for a state whose browser never signed in: refused too, and
-    // the state left for the sign-in.
+    // the state used up by it (a misuse ends the authorization).
     let (_, fresh) = w.challenge("bob", "t-bob-2");
     let message = w.message("bob", "t-bob-2", Some(json!({"code": "b2", "state": fresh})));
     assert_eq!(reply(w.decide(&message)).status, 403);
-    assert!(!w.engine.store.peek_state(&w.host, &fresh).unwrap().used);
+    assert!(w.engine.store.peek_state(&w.host, &fresh).unwrap().used);
     // And a bank token in a message: nothing shows whose it is.
     let token = w.bank_token("alice");
     let message = w.message("bob", "t-bob-2", Some(json!({"accessToken": token})));
@@ -318,11 +318,14 @@ fn redirects_name_their_issuer() {
         let refused = reply(w.decide(&request));
         assert_eq!(refused.status, 400);
         assert!(refused.body.contains(reason), "{}", refused.body);
-        // Refused before the state is used: a redirect anyone can forge
-        // does not end the authorization; the bank's own still goes on.
-        let again =
+        // The state is used up: a mix-up attempt ends the authorization,
+        // and the bank's own redirect after it is refused as reused.
+        let mut again =
             get(&format!("/a2a/oauth/callback?code=b1&state={state}&iss={}", urlencoding(BANK)), None);
-        assert!(matches!(w.decide(&again), Verdict::AwaitCall(_)), "{reason}");
+        again.accept = Some("application/json".into());
+        let again = reply(w.decide(&again));
+        assert_eq!(again.status, 400, "{reason}");
+        assert!(again.body.contains("state_reused"), "{reason}: {}", again.body);
     }
     assert_eq!(w.host.counter(metrics::ISSUER_MISMATCH), 2);
     let (_, state) = w.challenge("alice", "t-1");
@@ -385,10 +388,11 @@ fn a_code_in_a_message_with_another_servers_iss_is_refused() {
         w.message("alice", "t-1", Some(json!({"code": "c", "state": state, "iss": "https://evil.example"})));
     let refused = reply(w.decide(&message));
     assert_eq!(refused.status, 400, "{}", refused.body);
-    // Refused before the state is used: the same state, with the right
-    // issuer, goes on to the exchange (once), as does a fresh one.
+    // The state is used up: the same state with the right issuer is then
+    // refused as reused; a fresh one with the right issuer goes on to the
+    // exchange.
+    assert!(w.engine.store.peek_state(&w.host, &state).unwrap().used);
     let message = w.message("alice", "t-1", Some(json!({"code": "c", "state": state, "iss": BANK})));
-    assert!(matches!(w.decide(&message), Verdict::AwaitCall(_)));
     assert_eq!(reply(w.decide(&message)).status, 400);
     let (_, fresh) = w.challenge("alice", "t-2");
     let message = w.message("alice", "t-2", Some(json!({"code": "c", "state": fresh, "iss": BANK})));

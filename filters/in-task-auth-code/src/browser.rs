@@ -40,6 +40,11 @@ impl RedirectQuery {
         }
     }
 
+    /// The first value of `name`, however many there are.
+    pub fn first<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.values(name).next()
+    }
+
     /// Whether any of `names` appears more than once.
     pub fn has_duplicates(&self, names: &[&str]) -> bool {
         names.iter().any(|name| self.values(name).nth(1).is_some())
@@ -224,6 +229,7 @@ mod tests {
         let query = RedirectQuery::of("/cb?code=1&state=2&state=3");
         assert_eq!(query.single("code"), Some("1"));
         assert_eq!(query.single("iss"), None);
+        assert_eq!((query.first("state"), query.first("iss")), (Some("2"), None));
         assert!(query.single("state").is_none() && query.has_duplicates(&["code", "state"]));
         assert!(!query.has_duplicates(&["code", "iss"]));
     }

@@ -11,39 +11,54 @@
 //! opens it, and its single use is settled in the store before the code is
 //! exchanged ([`crate::sealed_state`]).
 
-use std::convert::Infallible;
-
 use baton_filter_kit::host::Host;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
 use serde_json::json;
 
-use crate::browser::{Answer, RedirectQuery, browser_id, cookie_value, read_redirect};
+use crate::browser::{Answer, RedirectQuery, browser_id, cookie_value};
 use crate::decision::{
     Engine, ExchangeOutcome, MAX_ROUNDS, Refusal, Request, Round, Taken, Verdict, code_exchange,
 };
 use crate::denial::{PageDenial, Step};
+use crate::metrics;
 use crate::store::{PendingAuthorization, TaskRecord};
+
+/// The redirect's names, each allowed once.
+const PARAMETERS: [&str; 4] = ["code", "state", "error", "iss"];
 
 /// Decides a request to the secondary IdP's redirect path.
 pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Round<'_>) -> Verdict {
     let answer = Answer::new(host, engine.config.audit_log, Step::Bank, request);
-    let (mut answer, query) = match read_redirect(answer, request, &["code", "state", "error", "iss"]) {
-        Ok(read) => read,
-        Err(refused) => return *refused,
-    };
+    if request.method != "GET" {
+        return answer.refuse(PageDenial::MethodNotAllowed);
+    }
+    let (mut answer, query) = (answer, RedirectQuery::of(&request.path));
+    // A parameter twice is refused (RFC 6749 §3.1), but only after the
+    // first `state` it names (the one a server reading the first of
+    // repeated parameters would use) is used up: a misuse of a pending
+    // authorization ends it, as any refused redirect naming one does.
+    let duplicated = query.has_duplicates(&PARAMETERS);
     let max_state = engine.max_state_chars();
-    let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= max_state) else {
-        return answer.refuse(PageDenial::StateMissing(Step::Bank));
+    let Some(state) = query.first("state").filter(|s| !s.is_empty() && s.len() <= max_state) else {
+        return answer.refuse(if duplicated {
+            PageDenial::DuplicateParameters
+        } else {
+            PageDenial::StateMissing(Step::Bank)
+        });
     };
     answer.audit.token_as("state", state.as_bytes());
     let Some(pending) = engine.pending_state(host, state) else {
-        return answer.refuse(PageDenial::StateUnusable(Step::Bank, "state_unknown"));
+        return answer.refuse(if duplicated {
+            PageDenial::DuplicateParameters
+        } else {
+            PageDenial::StateUnusable(Step::Bank, "state_unknown")
+        });
     };
     answer.audit.set("user", &pending.user).set("task", &pending.task_id);
     match round.outcome_for(&TokenHash::of(state.as_bytes())) {
         None | Some(ExchangeOutcome::Store(_)) => {
-            first_pass(engine, host, request, &query, state, pending, round, answer)
+            first_pass(engine, host, request, &query, duplicated, state, pending, round, answer)
         }
         Some(ExchangeOutcome::Token { access, .. }) => keep(engine, host, access, &pending, round, answer),
         Some(ExchangeOutcome::Refused(why)) => {
@@ -62,6 +77,16 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
     }
 }
 
+/// Why a redirect that names a pending `state` is refused, once the
+/// `state` is used up.
+#[derive(Debug, Clone)]
+enum RedirectRefusal<'q> {
+    /// A parameter twice, a wrong or missing `iss`, or no `code`.
+    Page(PageDenial),
+    /// The IdP's `error`.
+    IdpError(&'q str),
+}
+
 /// The redirect as it arrives: which browser brings it and who sent it;
 /// then the state is used (whatever happens next: with a shared store, in
 /// the rounds its single use takes) and the code exchanged.
@@ -71,6 +96,7 @@ fn first_pass(
     host: &dyn Host,
     request: &Request,
     query: &RedirectQuery,
+    duplicated: bool,
     state: &str,
     pending: PendingAuthorization,
     round: Round<'_>,
@@ -87,22 +113,41 @@ fn first_pass(
             return answer.refuse(PageDenial::BrowserNotSignedIn);
         }
     }
-    // Whatever refuses the redirect is decided before the state is used (a
-    // shared store's mark included): a refused redirect leaves the state as
-    // it was, for the one that brings the code.
-    // RFC 9207: a redirect naming another server is a mix-up attempt.
-    if let Err(problem) = config.idp.check_response_issuer(query.single("iss")) {
-        return answer.refuse(PageDenial::IssuerMismatch(Step::Bank, problem.reason()));
-    }
-    if let Some(error) = query.single("error") {
-        return answer.denied_by_idp(error);
-    }
-    let Some(code) = query.single("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return answer.refuse(PageDenial::CodeMissing(Step::Bank));
+    // Whatever else refuses the redirect still uses the state up (with a
+    // shared store, marks it used): a mix-up attempt (RFC 9207: a redirect
+    // naming another server, or none from one that always names itself), a
+    // parameter twice, the IdP's error, no code. The true redirect after it
+    // is refused as reused, and the user starts again.
+    let code = if duplicated {
+        Err(RedirectRefusal::Page(PageDenial::DuplicateParameters))
+    } else if let Err(problem) = config.idp.check_response_issuer(query.single("iss")) {
+        Err(RedirectRefusal::Page(PageDenial::IssuerMismatch(Step::Bank, problem.reason())))
+    } else if let Some(error) = query.single("error") {
+        Err(RedirectRefusal::IdpError(error))
+    } else {
+        query
+            .single("code")
+            .filter(|c| !c.is_empty() && c.len() <= 2048)
+            .ok_or(RedirectRefusal::Page(PageDenial::CodeMissing(Step::Bank)))
     };
-    let pending = match engine.take_state(host, state, round, |_| Ok::<(), Infallible>(())) {
-        Taken::Pending(pending) => pending,
-        Taken::Denied(never) => match never {},
+    let refusal = match engine
+        .take_state(host, state, round, |_| code.as_ref().map(|_| ()).map_err(Clone::clone))
+    {
+        Taken::Pending(pending) => match &code {
+            Ok(code) => {
+                let exchange = code_exchange(&config.idp, 0, state, &Secret::new(*code), &pending.verifier);
+                return Verdict::AwaitCall(Box::new(exchange));
+            }
+            // Not reached: `check` passed only with a code.
+            Err(refusal) => refusal.clone(),
+        },
+        Taken::Misused { refusal, store_fault } => {
+            if let Some(why) = store_fault {
+                host.count(metrics::STORE_UNAVAILABLE);
+                answer.audit.set("store", why);
+            }
+            refusal
+        }
         Taken::Refused(problem) => {
             return answer.refuse(PageDenial::StateUnusable(Step::Bank, problem.reason()));
         }
@@ -112,7 +157,10 @@ fn first_pass(
             return answer.refuse(PageDenial::StoreUnavailable(Step::Bank));
         }
     };
-    Verdict::AwaitCall(Box::new(code_exchange(&config.idp, 0, state, &Secret::new(code), &pending.verifier)))
+    match refusal {
+        RedirectRefusal::Page(denial) => answer.refuse(denial),
+        RedirectRefusal::IdpError(error) => answer.denied_by_idp(error),
+    }
 }
 
 /// The exchanged token: validated for the user and kept for the task.

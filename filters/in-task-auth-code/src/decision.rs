@@ -149,13 +149,28 @@ pub(crate) enum Taken<R> {
     Pending(PendingAuthorization),
     /// Unknown, expired or used.
     Refused(StateProblem),
-    /// Refused by the caller's check, with nothing used: the `state` stays
-    /// as it was, and nothing was asked of a shared store.
-    Denied(R),
+    /// A misuse, refused by the caller's check: the `state` is used up all
+    /// the same (a misuse ends the authorization), and the request gets the
+    /// check's refusal. `store_fault` says why a shared store could not
+    /// mark it (the refusal stands: see [`Engine::take_state`]).
+    Misused {
+        /// The check's refusal.
+        refusal: R,
+        /// The shared store's fault while marking it used (audit label).
+        store_fault: Option<&'static str>,
+    },
     /// Wait for this store step (a shared store).
     Wait(StoreCall),
     /// The shared store is unavailable (audit label).
     Unavailable(&'static str),
+}
+
+/// A code relayed in a message: the code, its `state`, and the redirect's
+/// `iss` if the client passed it on.
+struct RelayedCode<'a> {
+    code: &'a Secret,
+    state: &'a str,
+    iss: Option<&'a str>,
 }
 
 /// The VM-wide state decisions read and update.
@@ -249,13 +264,16 @@ impl Engine {
         }
     }
 
-    /// Takes `state` for use, once, if `check` (whether this request may
-    /// use what it stands for: its user, its task) allows it: in this
-    /// Envoy's store at once (checked and used in one change); with a shared
-    /// store, opened, checked, and then marked used in the store, a step
-    /// per round. An unknown, expired or (in this Envoy) used `state` is
-    /// refused first; a request `check` refuses uses nothing, and with a
-    /// shared store asks nothing of it (no read, no lease, no mark).
+    /// Takes `state` for use, once: in this Envoy's store at once; with a
+    /// shared store, opened and then marked used in the store (read the
+    /// mark; absent, lease and create it), a step per round. An unknown,
+    /// expired or used `state` is refused. `check` says whether this
+    /// request may use what the `state` stands for (its user, task and
+    /// context; the redirect's `iss`): a request it refuses is a misuse,
+    /// and a misuse ends the authorization: the `state` is used up all the
+    /// same (in this Envoy in the same change; with a shared store by the
+    /// same steps and mark), so its owner's later use is refused as reused
+    /// and the user starts again.
     pub(crate) fn take_state<R>(
         &self,
         host: &dyn Host,
@@ -264,22 +282,15 @@ impl Engine {
         check: impl Fn(&PendingAuthorization) -> Result<(), R>,
     ) -> Taken<R> {
         let Some(shared) = &self.config.shared_store else {
-            let mut denied = None;
-            let taken = self.store.modify_state(host, state, |pending| match check(pending) {
-                Ok(()) => {
-                    pending.used = true;
-                    Ok(())
-                }
-                Err(refusal) => {
-                    denied = Some(refusal);
-                    // Ends the change with nothing written.
-                    Err(StateProblem::Unknown)
-                }
+            let taken = self.store.modify_state(host, state, |pending| {
+                let allowed = check(pending);
+                pending.used = true;
+                Ok(allowed)
             });
-            return match (taken, denied) {
-                (_, Some(refusal)) => Taken::Denied(refusal),
-                (Ok((pending, ())), None) => Taken::Pending(pending),
-                (Err(problem), None) => Taken::Refused(problem),
+            return match taken {
+                Ok((pending, Ok(()))) => Taken::Pending(pending),
+                Ok((_, Err(refusal))) => Taken::Misused { refusal, store_fault: None },
+                Err(problem) => Taken::Refused(problem),
             };
         };
         let opened = match sealed_state::open(shared, &self.config.idp, state) {
@@ -287,18 +298,18 @@ impl Engine {
             Err(problem) => return Taken::Refused(problem),
         };
         let step = sealed_state::use_step(&opened, round.store_step(&opened.step_key), host.now_unix_secs());
-        // Before any store step (and again before the state is handed over):
-        // a request refused here never reaches the store.
-        if matches!(step, Use::Wait(_) | Use::Used)
-            && let Err(refusal) = check(&opened.pending)
-        {
-            return Taken::Denied(refusal);
-        }
-        match step {
-            Use::Wait(call) => Taken::Wait(call),
-            Use::Used => Taken::Pending(opened.pending),
-            Use::Refused(problem) => Taken::Refused(problem),
-            Use::Unavailable(why) => Taken::Unavailable(why),
+        match (step, check(&opened.pending)) {
+            (Use::Wait(call), _) => Taken::Wait(call),
+            (Use::Refused(problem), _) => Taken::Refused(problem),
+            (Use::Used, Ok(())) => Taken::Pending(opened.pending),
+            (Use::Used, Err(refusal)) => Taken::Misused { refusal, store_fault: None },
+            (Use::Unavailable(why), Ok(())) => Taken::Unavailable(why),
+            // The store could not mark a misused `state`: refused as the
+            // misuse it is (not 503: nothing is forwarded or exchanged
+            // either way). Safe: the `state` may stay usable, but only by
+            // its rightful owner, whose own use is checked as every use is
+            // (user, task, context, `iss`) and still needs the mark.
+            (Use::Unavailable(why), Err(refusal)) => Taken::Misused { refusal, store_fault: Some(why) },
         }
     }
 
@@ -568,14 +579,8 @@ impl Engine {
                         return self.deny(host, audit, &call.id, &Denial::ExchangeUnavailable(why.clone()));
                     }
                     None | Some(ExchangeOutcome::Store(_)) => {
-                        // A client that passes the redirect's `iss` on gets it
-                        // checked (RFC 9207), as at the redirect path.
-                        // Refused before the state is taken: a request
-                        // that is refused uses no state.
-                        if iss.is_some() && self.config.idp.check_response_issuer(iss.as_deref()).is_err() {
-                            return self.deny(host, audit, &call.id, &Denial::IssuerMismatch);
-                        }
-                        return self.start_code_exchange(host, &call, &user, &code, &state, round, audit);
+                        let relayed = RelayedCode { code: &code, state: &state, iss: iss.as_deref() };
+                        return self.start_code_exchange(host, &call, &user, &relayed, round, audit);
                     }
                 }
             }
@@ -664,14 +669,16 @@ impl Engine {
             .unwrap_or_else(|| host.now_unix_secs() + self.config.state_ttl_secs))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A code relayed in `call` by `user`: the `state` is taken for it if
+    /// the message may use it, and the code exchanged. A message that may
+    /// not (another user's, task's or context's, an `iss` naming another
+    /// server) is a misuse: refused, and the `state` used up by it.
     fn start_code_exchange(
         &mut self,
         host: &dyn Host,
         call: &Call,
         user: &str,
-        code: &Secret,
-        state: &str,
+        relayed: &RelayedCode<'_>,
         round: Round<'_>,
         audit: &mut AuditLine,
     ) -> Verdict {
@@ -679,11 +686,11 @@ impl Engine {
             return self.deny(host, audit, &call.id, &Denial::TooManyRounds);
         }
         // Whether this message may use the state: its user, its task and
-        // context, and (with a browser sign-in) a browser that signed in as
-        // the user. Checked before the state is used (a shared store's mark
-        // included): whoever presents another's `state` uses nothing of it.
+        // context, (with a browser sign-in) a browser that signed in as the
+        // user, and the `iss` a client passes on from the redirect.
         let (task, context) = (call.task_id(), call.context_id());
         let signed_in_browser = self.config.binding.primary_login.is_some();
+        let iss = relayed.iss;
         let check = |pending: &PendingAuthorization| {
             if pending.user != user {
                 return Err(Denial::StateOtherUser);
@@ -700,18 +707,27 @@ impl Engine {
             {
                 return Err(Denial::StateOtherTask);
             }
+            // A client that passes the redirect's `iss` on gets it checked
+            // (RFC 9207), as at the redirect path: a mix-up attempt.
+            if iss.is_some() && self.config.idp.check_response_issuer(iss).is_err() {
+                return Err(Denial::IssuerMismatch);
+            }
             Ok(())
         };
-        let pending = match self.take_state(host, state, round, check) {
+        let pending = match self.take_state(host, relayed.state, round, check) {
             Taken::Pending(pending) => pending,
-            Taken::Denied(denial) => {
-                if matches!(denial, Denial::StateOtherUser) {
+            Taken::Misused { refusal, store_fault } => {
+                if matches!(refusal, Denial::StateOtherUser) {
                     host.log(
                         LogLevel::Warn,
                         &format!("state issued to another user presented by user={user}"),
                     );
                 }
-                return self.deny(host, audit, &call.id, &denial);
+                if let Some(why) = store_fault {
+                    host.count(metrics::STORE_UNAVAILABLE);
+                    audit.set("store", why);
+                }
+                return self.deny(host, audit, &call.id, &refusal);
             }
             Taken::Wait(step) => return Verdict::AwaitStore(Box::new(step)),
             Taken::Unavailable(why) => {
@@ -732,7 +748,13 @@ impl Engine {
                 return self.deny(host, audit, &call.id, &Denial::StateUnusable(problem.reason()));
             }
         };
-        Verdict::AwaitCall(Box::new(code_exchange(&self.config.idp, 0, state, code, &pending.verifier)))
+        Verdict::AwaitCall(Box::new(code_exchange(
+            &self.config.idp,
+            0,
+            relayed.state,
+            relayed.code,
+            &pending.verifier,
+        )))
     }
 
     /// Forwards with the secondary token injected, the credential stripped,

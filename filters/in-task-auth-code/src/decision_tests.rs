@@ -408,8 +408,9 @@ fn a_state_is_bound_to_its_user_task_and_lifetime() {
     )));
     assert_eq!(wrong_task.status, 403);
     // The right task in another context.
+    let for_context = state(&mut s, "t-4");
     let mut other_context =
-        v03(Some("alice"), Some("t-2"), with_credentials(json!({"code": "c", "state": other})));
+        v03(Some("alice"), Some("t-4"), with_credentials(json!({"code": "c", "state": for_context})));
     let mut body: Value = serde_json::from_slice(other_context.body.as_deref().unwrap()).unwrap();
     body["params"]["message"]["contextId"] = json!("ctx-2");
     other_context.body = Some(body.to_string().into_bytes());
@@ -418,11 +419,17 @@ fn a_state_is_bound_to_its_user_task_and_lifetime() {
         (wrong_context.status, json_body(&wrong_context)["error"]["code"].as_i64()),
         (403, Some(INVALID_PARAMS))
     );
-    // Refused, and so used by none: alice's states still work for her.
-    for (task, state) in [("t-1", &for_alice), ("t-2", &other)] {
-        assert!(!s.engine.store.peek_state(&s.host, state).unwrap().used, "{task}");
+    // A misuse ends the authorization: each state is used up by it, and
+    // alice's own message with it is then refused as reused.
+    for (task, state) in [("t-1", &for_alice), ("t-2", &other), ("t-4", &for_context)] {
+        assert!(s.engine.store.peek_state(&s.host, state).unwrap().used, "{task}");
         let message = v03(Some("alice"), Some(task), with_credentials(json!({"code": "c", "state": state})));
-        let Verdict::AwaitCall(_) = s.decide(&message) else { panic!("{task}: the state was still usable") };
+        let reused = reply(s.decide(&message));
+        assert_eq!(
+            (reused.status, json_body(&reused)["error"]["code"].as_i64()),
+            (400, Some(INVALID_PARAMS)),
+            "{task}"
+        );
     }
     let late = state(&mut s, "t-3");
     s.host.set_now(NOW + 301);
@@ -432,7 +439,8 @@ fn a_state_is_bound_to_its_user_task_and_lifetime() {
         with_credentials(json!({"code": "c", "state": late})),
     )));
     assert_eq!(auth_challenge(&expired)["error"], "state_expired", "a fresh challenge");
-    assert_eq!(s.host.counter(metrics::STATE_MISUSE), 4);
+    // Three misuses, three reuses, one expired.
+    assert_eq!(s.host.counter(metrics::STATE_MISUSE), 7);
 }
 
 #[test]
@@ -482,23 +490,42 @@ fn bad_redirects_are_refused() {
         cookie: None,
         body: None,
     };
+    // Refused with no pending state named first: nothing is used.
     for path in [
         "/a2a/oauth/callback?code=x".to_string(),
         "/a2a/oauth/callback?code=x&state=unknown".to_string(),
-        format!("/a2a/oauth/callback?code=x&state={state}&state={state}"),
+        format!("/a2a/oauth/callback?code=x&state=unknown&state={state}"),
         format!("/a2a/oauth/callback?state={}", "s".repeat(300)),
     ] {
         let refused = reply(s.decide(&get(path.clone())));
         assert_eq!(refused.status, 400, "{path}");
         assert!(json_body(&refused)["error"].is_string());
     }
-    let denied = reply(s.decide(&get(format!("/a2a/oauth/callback?error=access_denied&state={state}"))));
-    assert_eq!((denied.status, json_body(&denied)["error"].as_str()), (400, Some("authorization_denied")));
-    let no_code = reply(s.decide(&get(format!("/a2a/oauth/callback?state={state}"))));
-    assert_eq!((no_code.status, json_body(&no_code)["error"].as_str()), (400, Some("code_missing")));
-    // A refused redirect uses nothing: whoever sends one with the state
-    // (anyone who saw the link) cannot end the authorization with it.
     assert!(!s.engine.store.peek_state(&s.host, &state).unwrap().used);
+    // Refused with a pending state: a misuse ends the authorization. The
+    // state is used up, and the true redirect after it is refused as
+    // reused, with no code exchanged.
+    let cases = [
+        ("code=x&state={state}&state=other", "duplicate_parameters"),
+        ("code=x&code=y&state={state}", "duplicate_parameters"),
+        ("error=access_denied&state={state}", "authorization_denied"),
+        ("state={state}", "code_missing"),
+    ];
+    for (task, (query, reason)) in (10..).zip(cases) {
+        let challenge = reply(s.decide(&v03(Some("alice"), Some(&format!("t-{task}")), transfer())));
+        let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
+        let query = query.replace("{state}", &state);
+        let refused = reply(s.decide(&get(format!("/a2a/oauth/callback?{query}"))));
+        assert_eq!((refused.status, json_body(&refused)["error"].as_str()), (400, Some(reason)), "{query}");
+        assert!(s.engine.store.peek_state(&s.host, &state).unwrap().used, "{reason}");
+        let after = reply(s.decide(&get(format!("/a2a/oauth/callback?code=x&state={state}"))));
+        assert_eq!(
+            (after.status, json_body(&after)["error"].as_str()),
+            (400, Some("state_reused")),
+            "{reason}"
+        );
+    }
+    // The first state untouched by the refusals above still goes on, once.
     let Verdict::AwaitCall(_) = s.decide(&get(format!("/a2a/oauth/callback?code=x&state={state}"))) else {
         panic!("the state was still usable")
     };

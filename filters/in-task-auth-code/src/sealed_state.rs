@@ -20,9 +20,11 @@
 //! there between the read and the write): used already; the create-if-absent
 //! alone decides who used it, the read only refuses early. Anything else
 //! (no answer, a refusal, garbage): the store is unavailable, and the
-//! request goes no further. Whatever else can refuse the request (expiry,
-//! the caller's checks of user, task and server) is decided before the
-//! first step, so a request that will be refused asks nothing of the store.
+//! request goes no further. An expired `state` is refused before the first
+//! step and asks nothing of the store. A misuse (the caller's checks of
+//! user, task, context and server refuse the request) takes the same steps
+//! and is refused after them: a misuse ends the authorization fleet-wide,
+//! as it does in one Envoy.
 
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::store::{

@@ -356,54 +356,87 @@ fn relaying(user: &str, task: &str, context: &str, state: &str, iss: Option<&str
     message
 }
 
-#[test]
-fn a_message_that_will_be_refused_uses_nothing_and_asks_nothing_of_the_store() {
-    let mut a = replica();
-    let state = a.issue("t-1");
-    // The context alice's challenge named (v03's).
-    let context = "ctx-1";
-    let cases = [
-        ("mallory", relaying("mallory", "t-1", context, &state, None), 403, "state_other_user"),
-        ("alice", relaying("alice", "t-2", context, &state, None), 403, "state_other_task"),
-        ("alice", relaying("alice", "t-1", "ctx-2", &state, None), 403, "state_other_task"),
-        (
-            "alice",
-            relaying("alice", "t-1", context, &state, Some("https://evil.example")),
-            400,
-            "issuer_mismatch",
-        ),
-    ];
-    let mut b = replica();
-    for (id, (user, message, status, reason)) in (1..).zip(cases) {
-        b.send(id, user, &message);
-        let (answered, body) = b.reply_of(id);
-        assert_eq!(answered, status, "{reason}: {body}");
-        assert_eq!(b.reasons().last().map(String::as_str), Some(reason));
-        // Not a lease, not a mark, not a code exchange: nothing dispatched.
-        assert!(b.host.calls().is_empty(), "{reason}: {:?}", b.host.calls());
-        assert_eq!(b.runtime.held(), 0, "{reason}");
-    }
-    assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 0);
-    // alice's own message, with the same state, then goes on to the store.
-    b.send(9, "alice", &relaying("alice", "t-1", context, &state, Some(BANK)));
-    assert_eq!(b.runtime.held(), 1);
-    assert_eq!((b.host.calls().len(), b.calls_to("etcd")), (1, 1));
+/// A request on `r` whose last call is the read of a mark, through the
+/// rest of a use: the mark found absent, a lease granted, the mark created.
+/// Returns the mark's key, as etcd names it.
+fn through_the_mark(r: &mut Replica) -> String {
+    let read = r.last_call();
+    assert_eq!(read.path, "/v3/kv/range");
+    r.answer(&read, Some(200), &mark_absent());
+    let grant = r.last_call();
+    assert_eq!(grant.path, "/v3/lease/grant");
+    r.answer(&grant, Some(200), &lease_granted());
+    let create = r.last_call();
+    assert_eq!(create.path, "/v3/kv/txn");
+    assert_eq!(body_json(&create)["compare"][0]["key"], body_json(&read)["key"]);
+    r.answer(&create, Some(200), &mark_created());
+    body_json(&create)["compare"][0]["key"].as_str().unwrap().to_string()
+}
+
+/// The owner's use of a `state` on a fresh replica, after a misuse marked
+/// it (`key`): one read finds the mark, and the use is refused as reused.
+fn the_owner_then_finds_it_used(key: &str, owner_uses: impl FnOnce(&mut Replica) -> u32) -> (u16, Value) {
+    let mut c = replica();
+    let id = owner_uses(&mut c);
+    let read = c.last_call();
+    assert_eq!((read.path.as_str(), body_json(&read)), ("/v3/kv/range", json!({"key": key})));
+    c.answer(&read, Some(200), &mark_found(key));
+    let paths: Vec<String> = c.host.calls().into_iter().map(|call| call.path).collect();
+    assert_eq!(paths, ["/v3/kv/range"], "one read, no lease, no exchange");
+    c.reply_of(id)
 }
 
 #[test]
-fn a_redirect_that_will_be_refused_uses_nothing_and_asks_nothing_of_the_store() {
+fn a_misused_state_in_a_message_is_marked_used_and_its_owner_then_refused() {
     let mut a = replica();
-    let state = a.issue("t-1");
-    let mut b = replica();
+    // The context alice's challenge names (v03's).
+    let context = "ctx-1";
     let cases = [
-        (format!("code=c0de&state={state}&iss=https%3A%2F%2Fevil.example"), "issuer_mismatch"),
-        (format!("error=access_denied&state={state}"), "authorization_denied"),
-        (format!("state={state}"), "code_missing"),
+        ("mallory", "t-1", context, None::<&str>, 403, "state_other_user"),
+        ("alice", "t-2", context, None, 403, "state_other_task"),
+        ("alice", "t-1", "ctx-2", None, 403, "state_other_task"),
+        ("alice", "t-1", context, Some("https://evil.example"), 400, "issuer_mismatch"),
     ];
-    for (id, (query, reason)) in (1..).zip(cases) {
-        let path = format!("/a2a/oauth/callback?{query}");
+    for (user, task, in_context, iss, status, reason) in cases {
+        let state = a.issue("t-1");
+        let mut b = replica();
+        b.send(1, user, &relaying(user, task, in_context, &state, iss));
+        // The misuse takes the steps of a use (read, lease, mark), then is
+        // refused; no code is exchanged.
+        let key = through_the_mark(&mut b);
+        let (answered, body) = b.reply_of(1);
+        assert_eq!(answered, status, "{reason}: {body}");
+        assert_eq!(b.reasons().last().map(String::as_str), Some(reason));
+        assert_eq!((b.calls_to("bank_idp"), b.runtime.held()), (0, 0), "{reason}");
+        assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 0);
+        // alice's own message with it, on another replica: state_reused.
+        let (answered, body) = the_owner_then_finds_it_used(&key, |c| {
+            c.send(2, "alice", &relaying("alice", "t-1", context, &state, Some(BANK)));
+            2
+        });
+        assert_eq!(
+            (answered, body["error"]["code"].as_i64()),
+            (400, Some(INVALID_PARAMS)),
+            "{reason}: {body}"
+        );
+    }
+}
+
+#[test]
+fn a_misused_state_at_the_redirect_is_marked_used_and_the_bank_redirect_then_refused() {
+    let mut a = replica();
+    let cases = [
+        ("code=c0de&state={state}&iss=https%3A%2F%2Fevil.example", "issuer_mismatch"),
+        ("code=c0de&state={state}&state=other", "duplicate_parameters"),
+        ("error=access_denied&state={state}", "authorization_denied"),
+        ("state={state}", "code_missing"),
+    ];
+    for (query, reason) in cases {
+        let state = a.issue("t-1");
+        let mut b = replica();
+        let path = format!("/a2a/oauth/callback?{}", query.replace("{state}", &state));
         b.host.add_request(
-            id,
+            1,
             &[
                 (":method", "GET"),
                 (":path", &path),
@@ -411,14 +444,66 @@ fn a_redirect_that_will_be_refused_uses_nothing_and_asks_nothing_of_the_store() 
                 ("accept", "application/json"),
             ],
         );
-        assert_eq!(b.runtime.on_request_headers(&b.host, id, true), Action::Pause);
-        let (status, body) = b.reply_of(id);
+        assert_eq!(b.runtime.on_request_headers(&b.host, 1, true), Action::Pause);
+        let key = through_the_mark(&mut b);
+        let (status, body) = b.reply_of(1);
         assert_eq!((status, body["error"].as_str()), (400, Some(reason)), "{body}");
-        assert!(b.host.calls().is_empty(), "{reason}: {:?}", b.host.calls());
+        assert_eq!(b.calls_to("bank_idp"), 0, "{reason}");
+        // The bank's own redirect, on another replica: state_reused.
+        let (status, body) = the_owner_then_finds_it_used(&key, |c| {
+            assert_eq!(c.callback(2, &state), Action::Pause);
+            2
+        });
+        assert_eq!((status, body["error"].as_str()), (400, Some("state_reused")), "{reason}: {body}");
     }
-    // The bank's own redirect still goes on to the store.
-    assert_eq!(b.callback(9, &state), Action::Pause);
-    assert_eq!(b.calls_to("etcd"), 1);
+}
+
+#[test]
+fn a_misuse_the_store_cannot_mark_is_still_refused_as_a_misuse() {
+    let mut a = replica();
+    let down =
+        r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
+    // The store fails at each step in turn: mallory's message is still
+    // refused as hers (403, not 503), with nothing exchanged or forwarded.
+    for failing in ["/v3/kv/range", "/v3/lease/grant", "/v3/kv/txn"] {
+        let state = a.issue("t-1");
+        let mut b = replica();
+        b.send(1, "mallory", &relaying("mallory", "t-1", "ctx-1", &state, None));
+        let mut call = b.last_call();
+        for (step, answer) in [("/v3/kv/range", mark_absent()), ("/v3/lease/grant", lease_granted())] {
+            if call.path == step && step != failing {
+                b.answer(&call, Some(200), &answer);
+                call = b.last_call();
+            }
+        }
+        assert_eq!(call.path, failing);
+        b.answer(&call, Some(503), down);
+        let (status, body) = b.reply_of(1);
+        assert_eq!(
+            (status, body["error"]["code"].as_i64()),
+            (403, Some(INVALID_PARAMS)),
+            "{failing}: {body}"
+        );
+        assert_eq!(b.reasons().last().map(String::as_str), Some("state_other_user"), "{failing}");
+        assert_eq!(b.last_call().path, failing, "no step after the fault");
+        assert_eq!((b.calls_to("bank_idp"), b.runtime.held()), (0, 0), "{failing}");
+        assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 1, "{failing}");
+        let logs: Vec<String> = b.host.logs().into_iter().map(|(_, line)| line).collect();
+        assert!(logs.iter().any(|line| line.contains("store=store_refused")), "{failing}: {logs:?}");
+    }
+    // A mix-up redirect with no etcd at all: its own 400, not 503.
+    let state = a.issue("t-1");
+    let mut b = replica();
+    b.host.refuse_dispatch(true);
+    let path = format!("/a2a/oauth/callback?code=c0de&state={state}&iss=https%3A%2F%2Fevil.example");
+    b.host.add_request(
+        1,
+        &[(":method", "GET"), (":path", &path), (":authority", "gw.example"), ("accept", "application/json")],
+    );
+    assert_eq!(b.runtime.on_request_headers(&b.host, 1, true), Action::Pause);
+    let (status, body) = b.reply_of(1);
+    assert_eq!((status, body["error"].as_str()), (400, Some("issuer_mismatch")), "{body}");
+    assert_eq!((b.calls_to("bank_idp"), b.host.counter(metrics::STORE_UNAVAILABLE)), (0, 1));
 }
 
 #[test]

@@ -59,6 +59,7 @@ pub struct EnvoySpec {
     filters: Vec<HttpFilter>,
     route: RouteTarget,
     clusters: Vec<Cluster>,
+    raw_clusters: Vec<Value>,
     secrets: Vec<(String, String)>,
     concurrency: u32,
     env: Vec<(String, String)>,
@@ -93,6 +94,7 @@ impl EnvoySpec {
             filters: Vec::new(),
             route,
             clusters: Vec::new(),
+            raw_clusters: Vec::new(),
             secrets: Vec::new(),
             concurrency: 1,
             env: Vec::new(),
@@ -166,6 +168,13 @@ impl EnvoySpec {
         self
     }
 
+    /// Adds a cluster written out whole (several endpoints, health checks,
+    /// outlier detection: what one address cannot say).
+    pub fn raw_cluster(mut self, cluster: Value) -> Self {
+        self.raw_clusters.push(cluster);
+        self
+    }
+
     /// Worker threads (default 1).
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
@@ -229,6 +238,7 @@ impl EnvoySpec {
         };
         let mut clusters: Vec<Value> =
             self.clusters.iter().map(|c| static_cluster(&c.name, c.addr)).collect();
+        clusters.extend(self.raw_clusters.iter().cloned());
         if let RouteTarget::Backend(backend) = self.route {
             clusters.push(static_cluster("backend", backend));
         }

@@ -196,7 +196,29 @@ fn unreachable_vm<P: Plugin>(why: &str) -> Action {
     fail_closed(&ProxyHost::new(&MetricIds::default(), LogLevel::Debug, P::NAME), why)
 }
 
-impl<P: Plugin> Context for Http<P> {}
+// A store operation is dispatched by the request that waits for it (its
+// answer is for that request alone), so Envoy delivers the answer to this
+// context, not to the root's: it goes to the runtime all the same.
+impl<P: Plugin> Context for Http<P> {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Ok(mut slot) = self.vm.try_borrow_mut()
+            && let Some(vm) = slot.as_mut()
+        {
+            let host = ProxyHost::new(&vm.metrics, vm.log_level, P::NAME);
+            vm.runtime.on_callout(&host, token_id, num_headers, body_size);
+            if vm.metrics.has_pending() {
+                vm.runtime.tick_within(&host, COUNTER_FLUSH);
+            }
+            let _ = host.enter_context(self.context_id);
+        }
+    }
+}
 
 impl<P: Plugin> HttpContext for Http<P> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> ProxyAction {

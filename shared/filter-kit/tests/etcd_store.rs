@@ -8,10 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::fs;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton_filter_kit::config::from_json;
@@ -23,74 +19,14 @@ use baton_filter_kit::store::{
 use baton_filter_kit::test_host::TestHost;
 use http_kit::{ClientRequest, send};
 
-/// Where Debian's `etcd-server` puts etcd; `BATON_ETCD` overrides it.
-const ETCD_BINARY: &str = "/usr/bin/etcd";
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A single-member etcd on loopback, killed by PID and its folder removed
-/// on drop.
-struct Etcd {
-    child: Child,
-    dir: PathBuf,
-    client: SocketAddr,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+/// A real etcd, with the store's operations run against it.
+struct Etcd(baton_harness::Etcd);
 
 impl Etcd {
     fn start() -> Etcd {
-        let binary = std::env::var_os("BATON_ETCD").map_or_else(|| PathBuf::from(ETCD_BINARY), PathBuf::from);
-        assert!(
-            binary.is_file(),
-            "etcd is not installed at {}: install Debian's etcd-server (`make test-tools`, or \
-             `apt-get install etcd-server`), or set BATON_ETCD to an etcd 3.4+ binary",
-            binary.display()
-        );
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("baton-etcd-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let log = fs::File::create(dir.join("etcd.log")).unwrap();
-        let (client_port, peer_port) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new(&binary)
-            .args(["--name", "baton-test", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("baton-test={peer_url}")])
-            .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {}: {err}", binary.display()));
-        let mut etcd = Etcd { child, dir, client: SocketAddr::from(([127, 0, 0, 1], client_port)) };
-        etcd.wait_ready();
-        etcd
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let probe = ClientRequest::post("/v3/kv/range", "application/json", r#"{"key":"AA=="}"#);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("etcd exited with {status} before it was ready:\n{}", self.log());
-            }
-            if send(self.client, &probe, Duration::from_millis(500)).is_ok_and(|answer| answer.status == 200)
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("etcd was not ready after {START_TIMEOUT:?}:\n{}", self.log());
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+        Etcd(baton_harness::Etcd::start().unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// Runs `operation` as a filter would: the `Callout` the adapter
@@ -98,7 +34,7 @@ impl Etcd {
     fn run(&self, operation: &EtcdOperation) -> Result<EtcdAnswer, EtcdError> {
         let host = TestHost::new(1_700_000_000);
         let endpoint =
-            EtcdEndpoint { cluster: "etcd".into(), authority: self.client.to_string(), timeout_ms: 500 };
+            EtcdEndpoint { cluster: "etcd".into(), authority: self.0.addr().to_string(), timeout_ms: 500 };
         endpoint.dispatch(&host, operation).unwrap();
         let call = host.calls().pop().unwrap();
         let header =
@@ -108,7 +44,7 @@ impl Etcd {
             request = request.header(name, value);
         }
         let request = request.header("host", &header(":authority"));
-        let answer = send(self.client, &request, CALL_TIMEOUT).unwrap();
+        let answer = send(self.0.addr(), &request, CALL_TIMEOUT).unwrap();
         let body_size = answer.body.len();
         host.set_callout_response(CalloutResponse {
             status: Some(answer.status),
@@ -130,14 +66,6 @@ impl Etcd {
             Ok(EtcdAnswer::Value(value)) => value.map(|value| value.value),
             other => panic!("get: {other:?}"),
         }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

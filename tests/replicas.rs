@@ -1,0 +1,307 @@
+//! in-task-auth-code on two Envoy replicas sharing a real etcd (issue 16):
+//! the `state` is the pending authorization sealed, so the bank's redirect
+//! may land on another replica than the one that challenged, or on a
+//! replica restarted in between; its single use is agreed in etcd, so a
+//! replay is refused on every replica; with etcd down the redirect is 503
+//! and nothing is exchanged, and the same redirect succeeds once etcd is
+//! back. A dump of etcd shows no user, state or token.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use baton_harness::{Envoy, EnvoySpec, Etcd, body_json};
+use echo_backend::EchoBackend;
+use http_kit::ClientRequest;
+use mock_idp::{Endpoint, MockIdp};
+use ring::rand::SecureRandom;
+use serde_json::{Value, json};
+
+#[path = "common/bank.rs"]
+mod bank;
+use bank::{auth_challenge, bank, filter_config};
+
+/// The bank, the agent, etcd and the filter's configuration every replica
+/// runs (one sealing key, made for this test).
+struct Fleet {
+    bank: MockIdp,
+    agent: EchoBackend,
+    etcd: Etcd,
+    /// The other members, for a fleet on an etcd cluster.
+    more_members: Vec<Etcd>,
+    config: Value,
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        Self::on(Etcd::start().unwrap_or_else(|e| panic!("{e}")), Vec::new())
+    }
+
+    /// On a cluster of three etcd members, which each replica reaches as
+    /// one Envoy cluster, health-checked.
+    fn start_on_three_members() -> Fleet {
+        let mut members = Etcd::start_cluster(3).unwrap_or_else(|e| panic!("{e}"));
+        let first = members.remove(0);
+        Self::on(first, members)
+    }
+
+    fn on(etcd: Etcd, more_members: Vec<Etcd>) -> Fleet {
+        let bank = bank();
+        let agent = EchoBackend::start_a2a_agent().unwrap();
+        let mut secret = [0u8; 32];
+        ring::rand::SystemRandom::new().fill(&mut secret).unwrap();
+        let mut config = filter_config(&bank);
+        config["store"] = json!({
+            "etcd": {"cluster": "etcd", "authority": etcd.addr().to_string(), "timeoutMs": 1000},
+            "sealingKeys": [{"id": "k1", "secret": STANDARD.encode(secret)}],
+            "currentKey": "k1"
+        });
+        Fleet { bank, agent, etcd, more_members, config }
+    }
+
+    /// One more Envoy replica.
+    fn replica(&self) -> Envoy {
+        let spec = EnvoySpec::new(self.agent.addr())
+            .cluster("bank_idp", self.bank.addr())
+            .filter("in_task_auth_code", self.config.clone());
+        let spec = if self.more_members.is_empty() {
+            spec.cluster("etcd", self.etcd.addr())
+        } else {
+            spec.raw_cluster(self.etcd_cluster())
+        };
+        Envoy::start(&spec).unwrap_or_else(|e| panic!("Envoy did not start: {e}"))
+    }
+
+    /// Every member as one Envoy cluster, as a deployment would write it:
+    /// outlier detection takes a member that stops accepting connections out
+    /// of the rotation.
+    fn etcd_cluster(&self) -> Value {
+        let endpoints: Vec<Value> = std::iter::once(&self.etcd)
+            .chain(&self.more_members)
+            .map(|member| {
+                json!({"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": member.addr().port()}}}})
+            })
+            .collect();
+        json!({
+            "name": "etcd",
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "load_assignment": {"cluster_name": "etcd", "endpoints": [{"lb_endpoints": endpoints}]},
+            // A member that refuses connections is taken out of the
+            // rotation after two failures in a row, for 30 s (at most one of
+            // three; a member slow once during an election stays).
+            "outlier_detection": {
+                "split_external_local_origin_errors": true,
+                "consecutive_local_origin_failure": 2,
+                "enforcing_consecutive_local_origin_failure": 100,
+                "interval": "0.25s",
+                "base_ejection_time": "30s",
+                "max_ejection_percent": 34
+            }
+        })
+    }
+
+    /// alice asks `replica` for a transfer and approves at the bank: the
+    /// gateway's task id, the code and the state of the bank's redirect.
+    fn challenge_and_approve(&self, replica: &Envoy) -> (String, String, String) {
+        let challenge = post(replica, "alice", None);
+        assert_eq!(challenge.status, 200, "{}", challenge.body_str());
+        let task = body_json(&challenge)["result"]["id"].as_str().unwrap().to_string();
+        let url = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
+        let (_, code, state) = bank::approve(&self.bank, &url, "alice");
+        (task, code, state)
+    }
+
+    /// Every key and value under Baton's prefix in etcd, decoded.
+    fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let range = json!({"key": STANDARD.encode("baton/"), "range_end": STANDARD.encode("baton0")});
+        let request = ClientRequest::post("/v3/kv/range", "application/json", range.to_string());
+        let answer = http_kit::send(self.etcd.addr(), &request, Duration::from_secs(5)).unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body_str());
+        let body: Value = serde_json::from_slice(&answer.body).unwrap();
+        let decode = |v: &Value| STANDARD.decode(v.as_str().unwrap_or_default()).unwrap();
+        body["kvs"]
+            .as_array()
+            .map(|kvs| kvs.iter().map(|kv| (decode(&kv["key"]), decode(&kv["value"]))).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A transfer message from `user`, in `task` if given.
+fn post(replica: &Envoy, user: &str, task: Option<&str>) -> http_kit::ClientResponse {
+    let data = json!({"operation": "transfer", "amount": 250, "to": "bob", "keepOpen": true});
+    let mut message = json!({"kind": "message", "role": "user", "messageId": "m-1",
+                             "parts": [{"kind": "text", "text": "send 250 to bob"}, {"kind": "data", "data": data}]});
+    if let Some(task) = task {
+        message["taskId"] = json!(task);
+        message["contextId"] = json!("ctx-1");
+    }
+    let body =
+        json!({"jsonrpc": "2.0", "id": "req-1", "method": "message/send", "params": {"message": message}});
+    replica.send(
+        &ClientRequest::post("/", "application/json", body.to_string())
+            .header("authorization", &bank::bearer(user)),
+    )
+}
+
+fn redirect(replica: &Envoy, code: &str, state: &str) -> http_kit::ClientResponse {
+    replica.get(&format!("/a2a/oauth/callback?code={code}&state={state}"), &[("accept", "text/html")])
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+#[test]
+fn the_redirect_lands_on_another_replica_and_is_used_once_across_the_fleet() {
+    let fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    let (task, code, state) = fleet.challenge_and_approve(&a);
+
+    let page = redirect(&b, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    assert!(page.body_str().contains("Authorization complete"), "{}", page.body_str());
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1, "one code exchange");
+    assert_eq!(b.counter("baton_itac.codes_exchanged"), 1);
+
+    // A replay is refused on every replica, and asks the bank nothing.
+    for (name, replica) in [("the replica that challenged", &a), ("the replica that exchanged", &b)] {
+        let replay = redirect(replica, &code, &state);
+        assert_eq!(replay.status, 400, "replayed on {name}: {}", replay.body_str());
+    }
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1, "a replay reached the bank");
+
+    // The replica that exchanged the code serves the task with the token.
+    let answer = post(&b, "alice", Some(&task));
+    assert_eq!(answer.status, 200, "{}", answer.body_str());
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 1, "the agent got the message");
+    let token = seen[0].header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_string();
+    let claims = mock_idp::decode_claims_unverified(&token).unwrap();
+    assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("alice"), Some("bank-api")));
+
+    // etcd holds the single-use mark, and nothing that names anyone.
+    let dump = fleet.dump();
+    assert!(!dump.is_empty(), "no single-use mark in etcd");
+    for (key, value) in &dump {
+        for secret in
+            [b"alice".as_slice(), state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]
+        {
+            assert!(
+                !contains(key, secret) && !contains(value, secret),
+                "etcd shows {:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_replica_restarted_between_the_challenge_and_the_redirect_serves_it() {
+    let fleet = Fleet::start();
+    let a = fleet.replica();
+    let (_, code, state) = fleet.challenge_and_approve(&a);
+    drop(a);
+    let restarted = fleet.replica();
+    let page = redirect(&restarted, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    assert_eq!(restarted.counter("baton_itac.codes_exchanged"), 1);
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1);
+}
+
+#[test]
+fn with_etcd_down_the_redirect_is_503_and_nothing_is_exchanged_until_it_is_back() {
+    let mut fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    let (_, code, state) = fleet.challenge_and_approve(&a);
+    fleet.etcd.kill();
+
+    let page = redirect(&b, &code, &state);
+    assert_eq!(page.status, 503, "{}", page.body_str());
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 0, "a code was exchanged without its single use agreed");
+    assert!(fleet.agent.requests().is_empty());
+    assert!(b.counter("baton_itac.store.unavailable") >= 1);
+    assert!(!b.logs().contains(&state) && !b.logs().contains(&code), "the log shows the state or the code");
+
+    // etcd back: the same redirect goes through, once.
+    fleet.etcd.restart().unwrap_or_else(|e| panic!("{e}"));
+    let page = redirect(&b, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1);
+    assert_eq!(redirect(&a, &code, &state).status, 400, "used once, on another replica too");
+}
+
+#[test]
+fn with_etcd_frozen_the_redirect_is_503_within_the_store_timeout_and_goes_through_after() {
+    let fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    let (_, code, state) = fleet.challenge_and_approve(&a);
+    fleet.etcd.freeze().unwrap_or_else(|e| panic!("{e}"));
+
+    let started = std::time::Instant::now();
+    let page = redirect(&b, &code, &state);
+    let waited = started.elapsed();
+    fleet.etcd.thaw().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status, 503, "{}", page.body_str());
+    // timeoutMs is 1000: the filter gives up then, not at Envoy's own limits.
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 0, "a code was exchanged without its single use agreed");
+    assert!(b.counter("baton_itac.store.unavailable") >= 1);
+
+    let page = redirect(&b, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1);
+    assert_eq!(redirect(&a, &code, &state).status, 400, "used once, on another replica too");
+}
+
+#[test]
+fn one_etcd_member_killed_mid_flow_costs_a_wait_and_never_a_second_use() {
+    let mut fleet = Fleet::start_on_three_members();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    let mut unavailable = Vec::new();
+    for round in 0..6 {
+        let (_, code, state) = fleet.challenge_and_approve(&a);
+        if round == 2 {
+            fleet.more_members[0].kill();
+        }
+        // The redirect lands on the other replica. While the cluster
+        // elects a leader or Envoy's health check has not yet seen the
+        // dead member, it is 503 (nothing exchanged), and the user retries.
+        let started = std::time::Instant::now();
+        let mut page = redirect(&b, &code, &state);
+        while page.status == 503 && started.elapsed() < Duration::from_secs(10) {
+            unavailable.push(round);
+            assert_eq!(fleet.bank.calls(Endpoint::Token), round, "round {round}: exchanged on a 503");
+            std::thread::sleep(Duration::from_millis(250));
+            page = redirect(&b, &code, &state);
+        }
+        assert_eq!(
+            page.status,
+            200,
+            "round {round}: {}\n{}",
+            page.body_str(),
+            b.admin_get("/stats?filter=etcd").map_or_else(|e| e, |r| r.body_str())
+        );
+        assert_eq!(
+            fleet.bank.calls(Endpoint::Token),
+            round + 1,
+            "round {round}: one exchange per authorization"
+        );
+        // A replay is refused on the other replica: as used (400), or 503
+        // while that replica still picks the dead member; never exchanged.
+        let replay = redirect(&a, &code, &state).status;
+        assert!(replay == 400 || replay == 503, "round {round}: a replay got {replay}");
+        assert_eq!(fleet.bank.calls(Endpoint::Token), round + 1, "round {round}: a replay was exchanged");
+    }
+    eprintln!("redirects answered 503 while a member was down, by round: {unavailable:?}");
+    assert!(
+        unavailable.iter().all(|round| *round == 2),
+        "503s outside the round of the kill: {unavailable:?}"
+    );
+    assert_eq!(b.counter("baton_itac.codes_exchanged"), 6);
+}
