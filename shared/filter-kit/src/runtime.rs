@@ -255,6 +255,17 @@ pub trait Filter {
     ) -> Option<Self::Outcome> {
         None
     }
+    /// Store operations to make with no request waiting for them (say, a
+    /// token written for the other replicas once it is obtained), asked
+    /// for after every callout answer and on every tick, dispatched on the
+    /// tick from the root context (Envoy cancels the calls of a request's
+    /// context when the request ends). Their answers go to
+    /// [`Filter::finish_store`] like any other (a dispatch refused as
+    /// `Err(EtcdError::NoResponse)`), whose outcome wakes no request; it
+    /// may queue the next step, dispatched at the next tick (made at once).
+    fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
+        Vec::new()
+    }
     /// Whether what `key` obtains is in the cache every worker shares
     /// (another worker's call finished).
     fn cached(&mut self, _host: &dyn Host, _key: &TokenHash) -> bool {
@@ -397,6 +408,8 @@ pub struct Runtime<F: Filter> {
     remote: Vec<TokenCall>,
     /// Store operations in flight, by callout.
     store_calls: Vec<(u32, StoreCall)>,
+    /// Store operations no request waits for, to dispatch at the next tick.
+    detached: Vec<StoreCall>,
     ticker: Ticker,
 }
 
@@ -411,6 +424,7 @@ impl<F: Filter> Runtime<F> {
             leases,
             remote: Vec::new(),
             store_calls: Vec::new(),
+            detached: Vec::new(),
             ticker: Ticker::new(),
         }
     }
@@ -674,6 +688,11 @@ impl<F: Filter> Runtime<F> {
 
     /// The timer ticked.
     pub fn on_tick(&mut self, host: &dyn Host) {
+        // First, while the root context is current (what follows may enter
+        // request contexts).
+        if F::USES_STORE {
+            self.dispatch_store_jobs(host);
+        }
         self.poll_keys(host);
         if F::MAKES_CALLS {
             let flights = &self.flights;
@@ -730,6 +749,18 @@ impl<F: Filter> Runtime<F> {
             }
             if F::MAKES_CALLS {
                 self.dispatch_queued(host);
+            }
+        }
+        if F::USES_STORE {
+            // What the answer (a token obtained, a lease granted) queued
+            // goes out at the next tick, from the root context: a call
+            // dispatched here could belong to the request context just
+            // woken (or delivering this answer), and Envoy cancels a
+            // context's calls when its request ends.
+            let jobs = self.filter.store_jobs(host);
+            if !jobs.is_empty() {
+                self.detached.extend(jobs);
+                self.ticker.tick_now(host);
             }
         }
     }
@@ -985,6 +1016,24 @@ impl<F: Filter> Runtime<F> {
                     let outcome = self.filter.dispatch_failed(host, &call);
                     self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
                 }
+            }
+        }
+    }
+
+    /// Dispatches the store operations no request waits for (on the tick,
+    /// from the root context); one whose dispatch is refused is finished at
+    /// once as unanswered (what that queues waits for the next tick).
+    fn dispatch_store_jobs(&mut self, host: &dyn Host) {
+        let mut jobs = std::mem::take(&mut self.detached);
+        jobs.extend(self.filter.store_jobs(host));
+        for call in jobs {
+            let dispatched =
+                self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
+            if let Some(Ok(token)) = dispatched {
+                self.store_calls.push((token, call));
+            } else {
+                host.log(LogLevel::Warn, &format!("store call ({}) dispatch failed", call.operation.path()));
+                let _ = self.filter.finish_store(host, &call, Err(EtcdError::NoResponse));
             }
         }
     }
