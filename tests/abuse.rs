@@ -12,7 +12,7 @@ mod support;
 use baton_harness::{Envoy, EnvoySpec, body_json};
 use echo_backend::EchoBackend;
 use http_kit::{ClientRequest, ClientResponse};
-use mock_idp::{DEMO_BROKER_SECRET, Endpoint, MockIdp};
+use mock_idp::{Endpoint, MockIdp};
 use serde_json::{Value, json};
 use support::*;
 
@@ -135,15 +135,7 @@ fn authorization_headers_written_oddly() {
 }
 
 fn obo_envoy(idp: &MockIdp, backend: &EchoBackend) -> Envoy {
-    let config = json!({
-        "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "timeoutMs": 1000,
-                  "clientId": "agent-broker", "clientSecret": DEMO_BROKER_SECRET}],
-        "subjectToken": {"validation": "jwks", "providers": [{
-            "name": "corp", "issuer": idp.issuer(), "audiences": ["agent-broker"], "algorithms": ["ES256"],
-            "jwks": {"remote": {"cluster": "idp", "path": "/jwks", "timeoutMs": 1000}}}]},
-        "targets": [{"name": "portfolio", "mode": "tokenExchange", "idp": "corp",
-                     "audiences": ["portfolio-agent"], "scope": "portfolio:read"}]
-    });
+    let config = obo_exchange_config(idp);
     let spec =
         EnvoySpec::new(backend.addr()).cluster("idp", idp.addr()).filter("obo_credential_injection", config);
     Envoy::start(&spec).unwrap()

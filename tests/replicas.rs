@@ -119,16 +119,7 @@ impl Fleet {
 
     /// Every key and value under Baton's prefix in etcd, decoded.
     fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let range = json!({"key": STANDARD.encode("baton/"), "range_end": STANDARD.encode("baton0")});
-        let request = ClientRequest::post("/v3/kv/range", "application/json", range.to_string());
-        let answer = http_kit::send(self.etcd.addr(), &request, Duration::from_secs(5)).unwrap();
-        assert_eq!(answer.status, 200, "{}", answer.body_str());
-        let body: Value = serde_json::from_slice(&answer.body).unwrap();
-        let decode = |v: &Value| STANDARD.decode(v.as_str().unwrap_or_default()).unwrap();
-        body["kvs"]
-            .as_array()
-            .map(|kvs| kvs.iter().map(|kv| (decode(&kv["key"]), decode(&kv["value"]))).collect())
-            .unwrap_or_default()
+        self.etcd.dump("baton/").unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

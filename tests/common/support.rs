@@ -101,3 +101,17 @@ pub fn pkcs8_pem(der: &[u8]) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
 }
+
+/// obo-credential-injection exchanging a token `idp` issued (audience
+/// `agent-broker`, verified by its own JWKS) for the `portfolio` target.
+pub fn obo_exchange_config(idp: &MockIdp) -> Value {
+    json!({
+        "idps": [{"name": "corp", "cluster": "idp", "tokenPath": "/token", "timeoutMs": 1000,
+                  "clientId": "agent-broker", "clientSecret": mock_idp::DEMO_BROKER_SECRET}],
+        "subjectToken": {"validation": "jwks", "providers": [{
+            "name": "corp", "issuer": idp.issuer(), "audiences": ["agent-broker"], "algorithms": ["ES256"],
+            "jwks": {"remote": {"cluster": "idp", "path": "/jwks", "timeoutMs": 1000}}}]},
+        "targets": [{"name": "portfolio", "mode": "tokenExchange", "idp": "corp",
+                     "audiences": ["portfolio-agent"], "scope": "portfolio:read"}]
+    })
+}

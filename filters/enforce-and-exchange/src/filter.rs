@@ -15,7 +15,7 @@ use baton_filter_kit::runtime::{Filter, Forward, Plugin, Round, Verdict, WaitFor
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_token::TokenHash;
 use claim_enforcement::filter::ClaimEnforcement;
-use obo_credential_injection::filter::{CallOutcome, OboCredentialInjection};
+use obo_credential_injection::filter::{OboCredentialInjection, OboOutcome};
 use obo_credential_injection::model::{SubjectToken, SubjectValidation};
 use serde_json::Value;
 
@@ -48,7 +48,7 @@ pub struct Request {
 
 impl Filter for EnforceAndExchange {
     type Request = Request;
-    type Outcome = CallOutcome;
+    type Outcome = OboOutcome;
     type Answer = ();
 
     const MAKES_CALLS: bool = true;
@@ -70,7 +70,7 @@ impl Filter for EnforceAndExchange {
         })
     }
 
-    fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_, CallOutcome>) -> Verdict<()> {
+    fn decide(&mut self, host: &dyn Host, request: &Request, round: Round<'_, OboOutcome>) -> Verdict<()> {
         if request.enforced.borrow().is_none() {
             let keys_overdue = round.overdue.filter(|what| matches!(what, WaitFor::Keys(_)));
             let enforce_round =
@@ -129,11 +129,11 @@ impl Filter for EnforceAndExchange {
         call: &TokenCall,
         response: &CalloutResponse,
         started_ms: u64,
-    ) -> CallOutcome {
+    ) -> OboOutcome {
         self.exchange.finish_call(host, call, response, started_ms)
     }
 
-    fn dispatch_failed(&mut self, host: &dyn Host, call: &TokenCall) -> CallOutcome {
+    fn dispatch_failed(&mut self, host: &dyn Host, call: &TokenCall) -> OboOutcome {
         self.exchange.dispatch_failed(host, call)
     }
 
@@ -211,6 +211,15 @@ impl Plugin for EnforceAndExchange {
         enforce.share_verified_token = true;
         let exchange = obo_credential_injection::config::parse(&section(SECTIONS[1])?)
             .map_err(|error| within(SECTIONS[1], error))?;
+        if exchange.store.is_some() {
+            return Err(within(
+                SECTIONS[1],
+                ConfigError::new(
+                    "store",
+                    "not supported in enforce-and-exchange yet: a shared store needs obo-credential-injection",
+                ),
+            ));
+        }
         if let Some(SubjectToken { validation, .. }) = &exchange.subject
             && !matches!(validation, SubjectValidation::ClaimEnforcement { .. })
         {

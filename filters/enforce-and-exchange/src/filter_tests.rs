@@ -115,6 +115,12 @@ fn each_section_is_checked_and_errors_name_the_field_within_it() {
         error.contains("at oboCredentialInjection.subjectToken.validation: must be claimEnforcement"),
         "{error}"
     );
+    // No shared store in this filter yet: refused, not ignored.
+    let error = refused(&|c| {
+        c["oboCredentialInjection"]["store"] = json!({"etcd": {"cluster": "etcd"}, "currentKey": "k1",
+            "sealingKeys": [{"id": "k1", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]})
+    });
+    assert!(error.contains("at oboCredentialInjection.store: not supported"), "{error}");
 }
 
 #[test]

@@ -64,10 +64,11 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
     // The rest of writing the token kept the round before to the store.
     let config = engine.shared_config();
     if let Some(store) = &config.shared_store
-        && let Some(last) = round.store_step(&sealed_task::write_step_key(&pending.user, &pending.task_id))
+        && let Some(last) =
+            round.store_step(&sealed_task::write_step_key(&pending.user, &pending.task_id, false))
     {
         let record = engine.store.task(host, &pending.user, &pending.task_id);
-        if let Write::Wait(step) = sealed_task::write_step(store, host, record.as_ref(), Some(last)) {
+        if let Write::Wait(step) = sealed_task::write_step(store, host, record.as_ref(), Some(last), false) {
             return Verdict::AwaitStore(Box::new(step));
         }
         let token = record.and_then(|record| record.usable_token(host.now_unix_secs()));
@@ -223,7 +224,7 @@ fn keep(
             }
             let config = engine.shared_config();
             if let Some(store) = &config.shared_store
-                && let Write::Wait(step) = sealed_task::write_step(store, host, Some(&record), None)
+                && let Write::Wait(step) = sealed_task::write_step(store, host, Some(&record), None, false)
             {
                 return Verdict::AwaitStore(Box::new(step));
             }

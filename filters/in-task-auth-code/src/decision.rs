@@ -354,11 +354,12 @@ impl Engine {
         if self.background.len() >= MAX_BACKGROUND || self.sharing.len() >= MAX_BACKGROUND {
             // Counted and logged as a write that failed.
             let full = StoreOutcome::Unavailable("too_many_waiting");
-            let _ = sealed_task::write_step(store, host, None, Some(&full));
+            let _ = sealed_task::write_step(store, host, None, Some(&full), true);
             return;
         }
-        if let Write::Wait(step) = sealed_task::write_step(store, host, Some(record), None) {
-            self.sharing.retain(|held| sealed_task::write_step_key(&held.user, &held.task_id) != step.key);
+        if let Write::Wait(step) = sealed_task::write_step(store, host, Some(record), None, true) {
+            self.sharing
+                .retain(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) != step.key);
             self.sharing.push(record.clone());
             self.background.push(step);
         }
@@ -386,11 +387,11 @@ impl Engine {
         let Some(at) = self
             .sharing
             .iter()
-            .position(|held| sealed_task::write_step_key(&held.user, &held.task_id) == call.key)
+            .position(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) == call.key)
         else {
             return;
         };
-        match sealed_task::write_step(store, host, self.sharing.get(at), Some(outcome)) {
+        match sealed_task::write_step(store, host, self.sharing.get(at), Some(outcome), true) {
             Write::Wait(next) => self.background.push(next),
             Write::Done => {
                 self.sharing.swap_remove(at);
@@ -617,10 +618,12 @@ impl Engine {
         let shared = self.config.shared_store.as_ref().map(|_| Rc::clone(&self.config));
         if let (Some(config), Some(task)) = (&shared, call.task_id())
             && let Some(store) = &config.shared_store
-            && let Some(last) = round.store_step(&sealed_task::write_step_key(&user, task))
+            && let Some(last) = round.store_step(&sealed_task::write_step_key(&user, task, false))
         {
             let record = self.store.task(host, &user, task);
-            if let Write::Wait(step) = sealed_task::write_step(store, host, record.as_ref(), Some(last)) {
+            if let Write::Wait(step) =
+                sealed_task::write_step(store, host, record.as_ref(), Some(last), false)
+            {
                 return Verdict::AwaitStore(Box::new(step));
             }
             return match record.as_ref().and_then(|record| record.usable_token(now)) {
@@ -725,7 +728,8 @@ impl Engine {
                 // on with the token whatever the store says).
                 if let (true, false, Some(config)) = (stored, record.task_id.is_empty(), &shared)
                     && let Some(store) = &config.shared_store
-                    && let Write::Wait(step) = sealed_task::write_step(store, host, Some(&record), None)
+                    && let Write::Wait(step) =
+                        sealed_task::write_step(store, host, Some(&record), None, false)
                 {
                     return Verdict::AwaitStore(Box::new(step));
                 }

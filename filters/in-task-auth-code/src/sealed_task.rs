@@ -63,9 +63,12 @@ pub fn read_step_key(user: &str, task_id: &str) -> TokenHash {
     TokenHash::of_parts(&[b"task-read", user.as_bytes(), task_id.as_bytes()])
 }
 
-/// What the steps of writing `user`'s record of `task_id` are named by.
-pub fn write_step_key(user: &str, task_id: &str) -> TokenHash {
-    TokenHash::of_parts(&[b"task-write", user.as_bytes(), task_id.as_bytes()])
+/// What the steps of writing `user`'s record of `task_id` are named by
+/// (`detached`: a write no request waits for, whose answers must not be
+/// taken for a request's, nor a request's for its).
+pub fn write_step_key(user: &str, task_id: &str, detached: bool) -> TokenHash {
+    let kind: &[u8] = if detached { b"task-write-detached" } else { b"task-write" };
+    TokenHash::of_parts(&[kind, user.as_bytes(), task_id.as_bytes()])
 }
 
 fn bound_to(key: &[u8]) -> Vec<u8> {
@@ -141,6 +144,7 @@ pub fn write_step(
     host: &dyn Host,
     record: Option<&TaskRecord>,
     last: Option<&StoreOutcome>,
+    detached: bool,
 ) -> Write {
     let now = host.now_unix_secs();
     let failed = |why: &str| {
@@ -161,8 +165,9 @@ pub fn write_step(
             Some(_) => failed("the record was no longer held here"),
         };
     };
-    let call =
-        |operation| Write::Wait(StoreCall { key: write_step_key(&record.user, &record.task_id), operation });
+    let call = |operation| {
+        Write::Wait(StoreCall { key: write_step_key(&record.user, &record.task_id, detached), operation })
+    };
     match last {
         None => {
             let ttl = record.expires_at.saturating_sub(now).max(MIN_LEASE_SECS);
@@ -245,10 +250,13 @@ mod tests {
         let (host, config) = (TestHost::new(NOW), config());
         let store = config.shared_store.as_ref().unwrap();
         let kept = record("alice", "t-1");
-        let Write::Wait(grant) = write_step(store, &host, Some(&kept), None) else { panic!("a lease first") };
+        let Write::Wait(grant) = write_step(store, &host, Some(&kept), None, false) else {
+            panic!("a lease first")
+        };
         assert_eq!(grant.operation, EtcdOperation::GrantLease { ttl_secs: 600 });
         let lease = baton_filter_kit::store::LeaseId::new(7).unwrap();
-        let Write::Wait(put) = write_step(store, &host, Some(&kept), Some(&StoreOutcome::Lease(lease)))
+        let Write::Wait(put) =
+            write_step(store, &host, Some(&kept), Some(&StoreOutcome::Lease(lease)), false)
         else {
             panic!("then the put")
         };
@@ -258,15 +266,17 @@ mod tests {
         };
         assert_eq!((put_key, *put_lease), (&key(store, "alice", "t-1"), lease));
         assert!(open(store, put_key, value, "alice", "t-1", NOW).is_some());
-        assert_eq!(write_step(store, &host, Some(&kept), Some(&StoreOutcome::Written)), Write::Done);
+        assert_eq!(write_step(store, &host, Some(&kept), Some(&StoreOutcome::Written), false), Write::Done);
         assert_eq!(host.counter(metrics::STORE_WRITE_FAILED), 0);
         // A failed step: done all the same, counted.
         let failed = StoreOutcome::Unavailable("store_no_response");
-        assert_eq!(write_step(store, &host, Some(&kept), Some(&failed)), Write::Done);
+        assert_eq!(write_step(store, &host, Some(&kept), Some(&failed), false), Write::Done);
         assert_eq!(host.counter(metrics::STORE_WRITE_FAILED), 1);
         // A token about to expire: etcd's shortest lease.
         host.set_now(NOW + 599);
-        let Write::Wait(short) = write_step(store, &host, Some(&kept), None) else { panic!("a lease") };
+        let Write::Wait(short) = write_step(store, &host, Some(&kept), None, false) else {
+            panic!("a lease")
+        };
         assert_eq!(short.operation, EtcdOperation::GrantLease { ttl_secs: 2 });
     }
 }

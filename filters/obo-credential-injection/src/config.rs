@@ -10,6 +10,7 @@ use baton_filter_kit::config::{
     fingerprint, from_json, header_name,
 };
 use baton_filter_kit::matching::{MatchInputs, MatchSpec, compile_match};
+use baton_filter_kit::store::{StoreSpec, compile_store};
 use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::TokenHash;
 use baton_token::oauth::{ClientAuth, RESERVED_PARAMETERS, TOKEN_TYPE_ACCESS_TOKEN};
@@ -43,6 +44,8 @@ struct RawConfig {
     identity_assertion: Option<AssertionSpec>,
     #[serde(default = "baton_filter_kit::config::default_true")]
     audit_log: bool,
+    #[serde(default)]
+    store: Option<StoreSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,6 +321,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
     {
         return Err(ConfigError::new("realm", "must not contain quotes, backslashes or control characters"));
     }
+    let store = raw.store.map(|spec| compile_store(spec, "store")).transpose()?;
     Ok(FilterConfig {
         idps,
         match_inputs: MatchInputs {
@@ -341,6 +345,7 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         fingerprint: fingerprint.to_string(),
         credentials,
         assertion,
+        store,
     })
 }
 

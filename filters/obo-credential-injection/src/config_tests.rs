@@ -304,3 +304,40 @@ fn every_target_says_which_audience_its_token_must_carry() {
     config["idps"][0]["issuer"] = json!("");
     assert_eq!(error(&config).field, "idps[0].issuer");
 }
+
+fn with_store(store: Value) -> Value {
+    let mut config = base();
+    config["store"] = store;
+    config
+}
+
+fn store_section() -> Value {
+    json!({"etcd": {"cluster": "etcd"}, "currentKey": "k1",
+           "sealingKeys": [{"id": "k1", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]})
+}
+
+#[test]
+fn a_store_is_optional_and_compiled_once() {
+    assert!(parse_value(&base()).unwrap().store.is_none());
+    let config = parse_value(&with_store(store_section())).unwrap();
+    let store = config.store.as_ref().unwrap();
+    assert_eq!((store.endpoint.cluster.as_str(), store.prefix.as_str()), ("etcd", "baton/"));
+    assert_eq!(store.keys.current_id(), "k1");
+    assert!(!format!("{config:?}").contains("MDEyMzQ1"), "no secret in debug output");
+}
+
+#[test]
+fn an_invalid_store_is_refused_with_the_field_named() {
+    let mut empty_cluster = store_section();
+    empty_cluster["etcd"]["cluster"] = json!("");
+    assert_eq!(error(&with_store(empty_cluster)).field, "store.etcd.cluster");
+    let mut short_secret = store_section();
+    short_secret["sealingKeys"][0]["secret"] = json!("c2hvcnQ=");
+    assert!(error(&with_store(short_secret)).field.starts_with("store.sealingKeys[0]"));
+    let mut no_current = store_section();
+    no_current["currentKey"] = json!("k9");
+    assert_eq!(error(&with_store(no_current)).field, "store.currentKey");
+    let mut misspelt = store_section();
+    misspelt["etcd"]["timeoutMS"] = json!(100);
+    assert!(error(&with_store(misspelt)).to_string().contains("timeoutMS"));
+}

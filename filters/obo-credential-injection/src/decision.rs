@@ -10,7 +10,7 @@ use std::rc::Rc;
 use baton_filter_kit::audit::AuditLine;
 use baton_filter_kit::cache::TokenMemo;
 use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
-use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::host::{Counter, Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
 use baton_filter_kit::runtime;
 use baton_filter_kit::verifier::{
@@ -23,11 +23,12 @@ use baton_token::oauth::{OAuthErrorCode, TokenEndpointError, TokenResponse};
 use baton_token::secret::Secret;
 
 use crate::denial::Denial;
+use crate::fleet_cache::{self, StoreRead, StoreWrites, Unused};
 use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
 use crate::jobs::{Job, credentials_job, user_job};
 use crate::metrics;
 use crate::model::{
-    Actor, CallerSource, DefaultAction, FilterConfig, SubjectValidation, Target, TargetGrant,
+    Actor, CallerSource, DefaultAction, FilterConfig, Idp, SubjectValidation, Target, TargetGrant,
 };
 use crate::subject::{UpstreamSubject, caller, check_delegation};
 
@@ -73,11 +74,33 @@ pub struct Round<'a> {
     /// The call this request waited on failed (or it waited too long): the
     /// decision answers with that, with its own audit line.
     pub failed: Option<(&'a TokenHash, &'a Denial)>,
+    /// What the store read this request waited on brought (with a `store`).
+    pub store: Option<StoreStep<'a>>,
+}
+
+/// The end of a store read a request waited on.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreStep<'a> {
+    /// Its answer, for the cache key it looked for.
+    Read(&'a TokenHash, &'a StoreRead),
+    /// No answer in time.
+    TimedOut,
+}
+
+impl StoreStep<'_> {
+    /// Whether it is the read of `key`'s token.
+    fn is_for(&self, key: &TokenHash) -> bool {
+        match self {
+            StoreStep::Read(read, _) => *read == key,
+            StoreStep::TimedOut => true,
+        }
+    }
 }
 
 impl Round<'_> {
     /// The first pass.
-    pub const FIRST: Round<'static> = Round { number: 0, keys: KeyWait::Allowed, fresh: None, failed: None };
+    pub const FIRST: Round<'static> =
+        Round { number: 0, keys: KeyWait::Allowed, fresh: None, failed: None, store: None };
 }
 
 /// Names a refused subject token in the audit line (hashed only when the
@@ -101,6 +124,8 @@ pub struct Engine {
     /// by the token itself: a known token's record is compared and its
     /// times checked, without hashing or parsing it again.
     upstream: TokenMemo<Rc<UpstreamSubject>>,
+    /// Exchanged tokens to write to the store (with a `store`).
+    pub writes: StoreWrites,
 }
 
 /// The subject token, once accepted.
@@ -153,7 +178,7 @@ impl Engine {
         let upstream = TokenMemo::new(
             usize::try_from(config.cache_entries).unwrap_or(usize::MAX).min(MAX_LOCAL_ENTRIES),
         );
-        Self { config, verifier, cache, upstream }
+        Self { config, verifier, cache, upstream, writes: StoreWrites::default() }
     }
 
     /// The configuration.
@@ -305,6 +330,33 @@ impl Engine {
         let Some(idp) = target.idp().and_then(|idp| config.idps.get(idp)) else {
             return self.unavailable(host, audit, "no_idp");
         };
+        // The fleet's store, before the IdP: once per request (not again
+        // after the IdP failed it), and only with a round left for the call.
+        if let Some(store) = &config.store {
+            let failed_here = round.failed.is_some_and(|(failed, _)| *failed == key);
+            match round.store {
+                Some(step) if step.is_for(&key) => {
+                    let not_after = subject_exp.map(|exp| exp.saturating_sub(config.expiry_margin_secs));
+                    if let Some(token) = self.stored_token(host, &mut audit, &key, idp, step, not_after) {
+                        self.cache.put(key, Rc::clone(&token), host);
+                        self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
+                        return self.forward_from(
+                            host,
+                            audit,
+                            target,
+                            &token,
+                            "store",
+                            metrics::STORE_HIT,
+                            None,
+                        );
+                    }
+                }
+                _ if !failed_here && round.number + 1 < MAX_ROUNDS => {
+                    return Verdict::AwaitStore(Box::new(fleet_cache::read(store, key, idp)));
+                }
+                _ => {}
+            }
+        }
         match user_job(target, idp, key, subject.token, subject_exp, actor) {
             Some(job) => self.wait_for(host, audit, round, job),
             None => self.unavailable(host, audit, "no_idp"),
@@ -374,6 +426,43 @@ impl Engine {
         self.cache.put(key, Rc::clone(&token), host);
         self.cache.remember_exchange(target_index, subject.token, Rc::clone(&token));
         self.forward(host, audit, target, &token, CacheOutcome::Miss, None)
+    }
+
+    /// The token the store read found for `key`, opened and checked; what
+    /// else it brought is counted and noted in the audit line.
+    fn stored_token(
+        &self,
+        host: &dyn Host,
+        audit: &mut AuditLine,
+        key: &TokenHash,
+        idp: &Idp,
+        step: StoreStep<'_>,
+        not_after: Option<u64>,
+    ) -> Option<Rc<IssuedToken>> {
+        let store = self.config.store.as_ref()?;
+        let (counter, label) = match step {
+            StoreStep::TimedOut => (metrics::STORE_UNAVAILABLE, "store_timed_out"),
+            StoreStep::Read(_, StoreRead::Unavailable(label)) => (metrics::STORE_UNAVAILABLE, *label),
+            StoreStep::Read(_, StoreRead::Absent) => (metrics::STORE_MISS, "miss"),
+            StoreStep::Read(_, StoreRead::Found(sealed)) => {
+                match fleet_cache::open(store, key, idp, sealed, host.now_unix_secs(), not_after) {
+                    Ok(token) => return Some(Rc::new(token)),
+                    Err(Unused::Expired) => (metrics::STORE_MISS, "expired"),
+                    Err(why) => {
+                        host.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "a stored token was not used ({why:?}): another sealing key or tampering"
+                            ),
+                        );
+                        (metrics::STORE_REJECTED, "rejected")
+                    }
+                }
+            }
+        };
+        host.count(counter);
+        audit.set("store", label);
+        None
     }
 
     /// A usable token for `key`: the one that just arrived, or a cached one.
@@ -483,19 +572,36 @@ impl Engine {
     fn forward(
         &self,
         host: &dyn Host,
-        mut audit: AuditLine,
+        audit: AuditLine,
         target: &Target,
         token: &IssuedToken,
         outcome: CacheOutcome,
         idp_ms: Option<u64>,
     ) -> Verdict {
-        host.count(match outcome {
+        let counter = match outcome {
             CacheOutcome::HitLocal => metrics::CACHE_HIT_LOCAL,
             CacheOutcome::HitShared => metrics::CACHE_HIT_SHARED,
             CacheOutcome::Miss => metrics::CACHE_MISS,
-        });
+        };
+        self.forward_from(host, audit, target, token, outcome.label(), counter, idp_ms)
+    }
+
+    /// Forwards with `token`, found where `cache` says (audit label, and
+    /// the counter of where it was found).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_from(
+        &self,
+        host: &dyn Host,
+        mut audit: AuditLine,
+        target: &Target,
+        token: &IssuedToken,
+        cache: &str,
+        counter: Counter,
+        idp_ms: Option<u64>,
+    ) -> Verdict {
+        host.count(counter);
         host.count(metrics::INJECTED);
-        audit.cache(outcome.label());
+        audit.cache(cache);
         if let Some(idp_ms) = idp_ms {
             audit.set_with("idp_ms", || idp_ms.to_string());
         }
@@ -585,6 +691,14 @@ impl Engine {
                 let token = Rc::new(token);
                 if cacheable {
                     self.cache.put(job.key, Rc::clone(&token), host);
+                    // For the other replicas: a user's exchange (the
+                    // gateway's own tokens stay per Envoy).
+                    if let Some(store) = &self.config.store
+                        && let Some(idp) = self.config.idps.get(job.endpoint)
+                        && job.carries_caller_token
+                    {
+                        self.writes.queue(host, store, job.key, idp, &token);
+                    }
                 }
                 Ok(token)
             }

@@ -15,12 +15,14 @@ use baton_filter_kit::lease::LeaseTable;
 use baton_filter_kit::reply::Reply;
 use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{self, Filter, Plugin, Round as RuntimeRound, WaitFor};
+use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, EtcdOperation, StoreCall};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_filter_kit::verifier::KeyWait;
 use baton_token::TokenHash;
 
-use crate::decision::{Engine, Request, Round};
+use crate::decision::{Engine, Request, Round, StoreStep};
 use crate::denial::Denial;
+use crate::fleet_cache::{self, StoreRead};
 use crate::issued::IssuedToken;
 use crate::jobs::credentials_job;
 use crate::model::{CallerSource, SubjectToken, SubjectValidation};
@@ -33,6 +35,16 @@ const LEASE_SLOTS: u32 = 64;
 /// What a finished call gives: the issued token and how long the IdP took
 /// (ms), or how the call failed.
 pub type CallOutcome = Result<(Rc<IssuedToken>, u64), Denial>;
+
+/// What a request waited for brings it: a token call's outcome, or what
+/// its store read found.
+#[derive(Debug, Clone)]
+pub enum OboOutcome {
+    /// A token endpoint call finished.
+    Call(CallOutcome),
+    /// A store read finished.
+    Store(StoreRead),
+}
 
 /// The filter, as the runtime runs it.
 #[derive(Debug)]
@@ -93,10 +105,11 @@ impl OboCredentialInjection {
 
 impl Filter for OboCredentialInjection {
     type Request = Request;
-    type Outcome = CallOutcome;
+    type Outcome = OboOutcome;
     type Answer = ();
 
     const MAKES_CALLS: bool = true;
+    const USES_STORE: bool = true;
 
     fn user_agent(&self) -> &'static str {
         "baton-obo-credential-injection"
@@ -126,7 +139,7 @@ impl Filter for OboCredentialInjection {
         &mut self,
         host: &dyn Host,
         request: &Request,
-        round: RuntimeRound<'_, CallOutcome>,
+        round: RuntimeRound<'_, OboOutcome>,
     ) -> runtime::Verdict<()> {
         if let Some(reply) = self.serve_jwks(host, request) {
             return runtime::Verdict::Reply(reply);
@@ -134,8 +147,11 @@ impl Filter for OboCredentialInjection {
         let timeout = Denial::wait_timeout();
         let mut engine_round = Round { number: round.number, keys: round.keys, ..Round::FIRST };
         match round.call {
-            Some((key, Ok((token, idp_ms)))) => engine_round.fresh = Some((key, token, *idp_ms)),
-            Some((key, Err(failure))) => engine_round.failed = Some((key, failure)),
+            Some((key, OboOutcome::Call(Ok((token, idp_ms))))) => {
+                engine_round.fresh = Some((key, token, *idp_ms));
+            }
+            Some((key, OboOutcome::Call(Err(failure)))) => engine_round.failed = Some((key, failure)),
+            Some((key, OboOutcome::Store(read))) => engine_round.store = Some(StoreStep::Read(key, read)),
             None => {}
         }
         let overdue = round.overdue;
@@ -144,8 +160,9 @@ impl Filter for OboCredentialInjection {
             // same audit line as any other.
             Some(WaitFor::Call(key)) => engine_round.failed = Some((key, &timeout)),
             Some(WaitFor::Keys(_)) => engine_round.keys = KeyWait::Exhausted,
-            // It never waits for the store.
-            Some(WaitFor::Store(_)) | None => {}
+            // A read that does not come in time is a miss.
+            Some(WaitFor::Store(_)) => engine_round.store = Some(StoreStep::TimedOut),
+            None => {}
         }
         self.engine.decide(host, request, engine_round)
     }
@@ -161,9 +178,14 @@ impl Filter for OboCredentialInjection {
             .collect()
     }
 
-    /// As long as the slowest IdP's call may take.
-    fn wait_limit_secs(&self, _what: WaitFor) -> u64 {
-        self.engine.config().idps.iter().map(|idp| idp.endpoint.timeout_ms.div_ceil(1000)).max().unwrap_or(0)
+    /// As long as the slowest IdP's call may take; a store read, as long as
+    /// the store's timeout.
+    fn wait_limit_secs(&self, what: WaitFor) -> u64 {
+        let config = self.engine.config();
+        match (what, &config.store) {
+            (WaitFor::Store(_), Some(store)) => store.endpoint.timeout_ms.div_ceil(1000).max(1),
+            _ => config.idps.iter().map(|idp| idp.endpoint.timeout_ms.div_ceil(1000)).max().unwrap_or(0),
+        }
     }
 
     fn keys(&mut self) -> Option<&mut KeyStore> {
@@ -180,7 +202,7 @@ impl Filter for OboCredentialInjection {
         call: &TokenCall,
         response: &CalloutResponse,
         started_ms: u64,
-    ) -> CallOutcome {
+    ) -> OboOutcome {
         let idp_ms = host.now_unix_millis().saturating_sub(started_ms);
         let body = response.body_for_parsing();
         let result = self.engine.finish_job(host, call, response.status, body);
@@ -190,11 +212,39 @@ impl Filter for OboCredentialInjection {
                 Err(_) => self.renewals.failed(&call.key, host.now_unix_secs()),
             }
         }
-        result.map(|token| (token, idp_ms))
+        OboOutcome::Call(result.map(|token| (token, idp_ms)))
     }
 
-    fn dispatch_failed(&mut self, host: &dyn Host, call: &TokenCall) -> CallOutcome {
-        self.engine.finish_job(host, call, None, b"").map(|token| (token, 0))
+    fn dispatch_failed(&mut self, host: &dyn Host, call: &TokenCall) -> OboOutcome {
+        OboOutcome::Call(self.engine.finish_job(host, call, None, b"").map(|token| (token, 0)))
+    }
+
+    fn store_endpoint(&self) -> Option<&EtcdEndpoint> {
+        self.engine.config().store.as_ref().map(|store| &store.endpoint)
+    }
+
+    /// A read's answer goes to the request that waited for it; a write's
+    /// (no request waits) is counted, and a lease queues the put.
+    fn finish_store(
+        &mut self,
+        host: &dyn Host,
+        call: &StoreCall,
+        answer: Result<EtcdAnswer, EtcdError>,
+    ) -> Option<OboOutcome> {
+        let cluster = self.store_endpoint().map_or("?", |endpoint| endpoint.cluster.as_str()).to_string();
+        match call.operation {
+            EtcdOperation::Get { .. } => {
+                Some(OboOutcome::Store(fleet_cache::read_outcome(host, &cluster, answer)))
+            }
+            _ => {
+                self.engine.writes.finish(host, &cluster, call, answer);
+                None
+            }
+        }
+    }
+
+    fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
+        self.engine.writes.take()
     }
 
     fn on_dispatch(&mut self, host: &dyn Host, _call: &TokenCall) {
@@ -284,3 +334,7 @@ impl Plugin for OboCredentialInjection {
 #[cfg(test)]
 #[path = "host_call_tests.rs"]
 mod host_call_tests;
+
+#[cfg(test)]
+#[path = "fleet_cache_tests.rs"]
+mod fleet_cache_tests;

@@ -151,7 +151,8 @@ impl IssuedTokenCache {
 /// length (u8), token type, token.
 const ENTRY_VERSION: u8 = 1;
 
-fn encode(token: &IssuedToken) -> Vec<u8> {
+/// An entry's bytes (shared data; sealed in the fleet's store).
+pub(crate) fn encode(token: &IssuedToken) -> Vec<u8> {
     let token_type = token.token_type.as_bytes();
     let token_type = &token_type[..token_type.len().min(usize::from(u8::MAX))];
     let mut entry = Vec::with_capacity(18 + token_type.len() + token.token.expose().len());
@@ -164,7 +165,8 @@ fn encode(token: &IssuedToken) -> Vec<u8> {
     entry
 }
 
-fn decode(entry: &[u8]) -> Option<IssuedToken> {
+/// An entry read back; `None` when it is not one.
+pub(crate) fn decode(entry: &[u8]) -> Option<IssuedToken> {
     let (&version, rest) = entry.split_first()?;
     if version != ENTRY_VERSION || rest.len() < 17 {
         return None;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod decision;
 pub mod denial;
 pub mod filter;
+pub mod fleet_cache;
 pub mod issued;
 pub mod jobs;
 pub mod metrics;

@@ -56,6 +56,20 @@ baton_filter_kit::counters! {
     ASSERTIONS_SIGNED = "baton_obo.assertions.signed";
     /// JWKS documents served (`identityAssertion.jwksPath`).
     JWKS_SERVED = "baton_obo.assertions.jwks_served";
+    /// Exchanged token found in the fleet's store (`store`): no IdP call.
+    STORE_HIT = "baton_obo.store.hit";
+    /// Nothing usable in the store (absent, or expired): exchanged at the IdP.
+    STORE_MISS = "baton_obo.store.miss";
+    /// A stored value that did not open or was for another exchange: not
+    /// used, exchanged at the IdP (another key, tampering).
+    STORE_REJECTED = "baton_obo.store.rejected";
+    /// The store did not answer, refused, answered garbage or too late, or
+    /// the read could not be dispatched: exchanged at the IdP.
+    STORE_UNAVAILABLE = "baton_obo.store.unavailable";
+    /// Exchanged tokens written to the store.
+    STORE_WRITTEN = "baton_obo.store.written";
+    /// Writes that failed (the lease or the put): the request had its token.
+    STORE_WRITE_FAILED = "baton_obo.store.write_failed";
     /// A key set was fetched and loaded.
     JWKS_FETCH_SUCCESS = "baton_obo.jwks.fetch_success";
     /// A key set fetch failed (transport, status or content).

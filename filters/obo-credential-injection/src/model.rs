@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use baton_filter_kit::config::Provider;
 use baton_filter_kit::matching::{MatchInputs, RequestMatch};
+use baton_filter_kit::store::StoreConfig;
 use baton_filter_kit::token_calls::TokenEndpoint;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
@@ -354,4 +355,6 @@ pub struct FilterConfig {
     pub credentials: Vec<Rc<CredentialsGrant>>,
     /// The gateway's own assertions (`identityAssertion` targets).
     pub assertion: Option<Rc<AssertionIssuer>>,
+    /// The store every replica shares exchanged tokens through (`store`).
+    pub store: Option<StoreConfig>,
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use http_kit::{ClientRequest, send};
 
 use crate::shipped::free_port;
@@ -29,6 +31,9 @@ pub struct Etcd {
     /// `--initial-cluster`: every member's name and peer URL.
     cluster: String,
 }
+
+/// A key and its value, as etcd holds them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 impl Etcd {
     /// Starts a single-member etcd and waits until its JSON gateway
@@ -83,6 +88,30 @@ impl Etcd {
             member.wait_ready()?;
         }
         Ok(started)
+    }
+
+    /// Every key under `prefix` and its value, decoded (a range through
+    /// the JSON gateway): what a dump of the store shows.
+    pub fn dump(&self, prefix: &str) -> Result<Vec<KeyValue>, String> {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let range = serde_json::json!({"key": STANDARD.encode(prefix), "range_end": STANDARD.encode(end)});
+        let request = ClientRequest::post("/v3/kv/range", "application/json", range.to_string());
+        let answer =
+            send(self.addr(), &request, Duration::from_secs(5)).map_err(|e| format!("etcd range: {e}"))?;
+        if answer.status != 200 {
+            return Err(format!("etcd range answered {}: {}", answer.status, answer.body_str()));
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&answer.body).map_err(|e| format!("etcd range answer: {e}"))?;
+        let decode =
+            |v: &serde_json::Value| STANDARD.decode(v.as_str().unwrap_or_default()).unwrap_or_default();
+        Ok(body["kvs"]
+            .as_array()
+            .map(|kvs| kvs.iter().map(|kv| (decode(&kv["key"]), decode(&kv["value"]))).collect())
+            .unwrap_or_default())
     }
 
     /// Where its clients connect (the JSON gateway too).

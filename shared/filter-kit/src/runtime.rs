@@ -255,6 +255,17 @@ pub trait Filter {
     ) -> Option<Self::Outcome> {
         None
     }
+    /// Store operations to make with no request waiting for them (say, a
+    /// token written for the other replicas once it is obtained), asked
+    /// for after every callout answer and on every tick, dispatched on the
+    /// tick from the root context (Envoy cancels the calls of a request's
+    /// context when the request ends). Their answers go to
+    /// [`Filter::finish_store`] like any other (a dispatch refused as
+    /// `Err(EtcdError::NoResponse)`), whose outcome wakes no request; it
+    /// may queue the next step, dispatched at the next tick (made at once).
+    fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
+        Vec::new()
+    }
     /// Whether what `key` obtains is in the cache every worker shares
     /// (another worker's call finished).
     fn cached(&mut self, _host: &dyn Host, _key: &TokenHash) -> bool {
@@ -268,32 +279,6 @@ pub trait Filter {
         _pending: &dyn Fn(&TokenHash) -> bool,
     ) -> Vec<TokenCall> {
         Vec::new()
-    }
-
-    /// Store operations to make with no request waiting for them (a
-    /// record to write or delete from an upstream's answer): dispatched at
-    /// the next tick, from the root context, so that no request's end
-    /// cancels them; each answer goes to
-    /// [`Filter::finish_background_store`] (best effort: what is not done
-    /// lapses with its lease).
-    fn background_store(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
-        Vec::new()
-    }
-
-    /// The answer to background store call `call` (a dispatch refused:
-    /// no answer); the filter may queue the next step.
-    fn finish_background_store(
-        &mut self,
-        _host: &dyn Host,
-        _call: &StoreCall,
-        _answer: Result<EtcdAnswer, EtcdError>,
-    ) {
-    }
-
-    /// Whether [`Filter::background_store`] has operations waiting (the
-    /// runtime then ticks at once).
-    fn has_background_store(&self) -> bool {
-        false
     }
 
     /// Adds the body that was read to a request held for it.
@@ -423,8 +408,8 @@ pub struct Runtime<F: Filter> {
     remote: Vec<TokenCall>,
     /// Store operations in flight, by callout.
     store_calls: Vec<(u32, StoreCall)>,
-    /// Background store operations in flight, by callout.
-    background_store_calls: Vec<(u32, StoreCall)>,
+    /// Store operations no request waits for, to dispatch at the next tick.
+    detached: Vec<StoreCall>,
     ticker: Ticker,
 }
 
@@ -439,7 +424,7 @@ impl<F: Filter> Runtime<F> {
             leases,
             remote: Vec::new(),
             store_calls: Vec::new(),
-            background_store_calls: Vec::new(),
+            detached: Vec::new(),
             ticker: Ticker::new(),
         }
     }
@@ -633,7 +618,6 @@ impl<F: Filter> Runtime<F> {
                 refuse_answer(host, &reply)
             }
         };
-        self.tick_for_background_store(host);
         if applied.is_err() {
             // Neither the answer as it came nor a half-changed one goes on.
             host.log(LogLevel::Error, "the upstream's answer could not be rewritten; resetting it");
@@ -686,7 +670,6 @@ impl<F: Filter> Runtime<F> {
         } else {
             *carry = rest.to_vec();
         }
-        self.tick_for_background_store(host);
         if (changed || out.len() != chunk.len()) && host.replace_body(Body::Response, &out).is_err() {
             host.log(
                 LogLevel::Error,
@@ -705,6 +688,11 @@ impl<F: Filter> Runtime<F> {
 
     /// The timer ticked.
     pub fn on_tick(&mut self, host: &dyn Host) {
+        // First, while the root context is current (what follows may enter
+        // request contexts).
+        if F::USES_STORE {
+            self.dispatch_store_jobs(host);
+        }
         self.poll_keys(host);
         if F::MAKES_CALLS {
             let flights = &self.flights;
@@ -713,9 +701,6 @@ impl<F: Filter> Runtime<F> {
             }
             self.poll_remote(host);
             self.dispatch_queued(host);
-        }
-        if F::USES_STORE {
-            self.dispatch_background_store(host);
         }
         self.answer_overdue(host);
         if F::READS_BODIES {
@@ -765,44 +750,22 @@ impl<F: Filter> Runtime<F> {
             if F::MAKES_CALLS {
                 self.dispatch_queued(host);
             }
-        } else if F::USES_STORE
-            && let Some(at) = self.background_store_calls.iter().position(|(callout, _)| *callout == token)
-        {
-            let (_, call) = self.background_store_calls.swap_remove(at);
-            let answer = read_answer(host, &call.operation, num_headers, body_size);
-            self.filter.finish_background_store(host, &call, answer);
-            self.tick_for_background_store(host);
+        }
+        if F::USES_STORE {
+            // What the answer (a token obtained, a lease granted) queued
+            // goes out at the next tick, from the root context: a call
+            // dispatched here could belong to the request context just
+            // woken (or delivering this answer), and Envoy cancels a
+            // context's calls when its request ends.
+            let jobs = self.filter.store_jobs(host);
+            if !jobs.is_empty() {
+                self.detached.extend(jobs);
+                self.ticker.tick_now(host);
+            }
         }
     }
 
     // ---- inside ----
-
-    /// Ticks at once when the filter has store operations to make in the
-    /// background.
-    fn tick_for_background_store(&mut self, host: &dyn Host) {
-        if F::USES_STORE && self.filter.has_background_store() {
-            self.ticker.tick_now(host);
-        }
-    }
-
-    /// Dispatches the filter's background store operations (from the
-    /// root context: the tick's); a dispatch refused is answered at once as
-    /// no answer.
-    fn dispatch_background_store(&mut self, host: &dyn Host) {
-        for call in self.filter.background_store(host) {
-            let dispatched =
-                self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
-            if let Some(Ok(token)) = dispatched {
-                self.background_store_calls.push((token, call));
-            } else {
-                host.log(
-                    LogLevel::Warn,
-                    &format!("background store call ({}) dispatch failed", call.operation.path()),
-                );
-                self.filter.finish_background_store(host, &call, Err(EtcdError::NoResponse));
-            }
-        }
-    }
 
     /// Carries out `verdict` for request `id` (the current context);
     /// `headers`: its headers, when still as the proxy holds them;
@@ -837,7 +800,6 @@ impl<F: Filter> Runtime<F> {
             }
             Verdict::Reply(reply) => {
                 send(host, &reply);
-                self.tick_for_background_store(host);
                 return Action::Pause;
             }
             Verdict::ReadBody if F::READS_BODIES => {
@@ -1054,6 +1016,24 @@ impl<F: Filter> Runtime<F> {
                     let outcome = self.filter.dispatch_failed(host, &call);
                     self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
                 }
+            }
+        }
+    }
+
+    /// Dispatches the store operations no request waits for (on the tick,
+    /// from the root context); one whose dispatch is refused is finished at
+    /// once as unanswered (what that queues waits for the next tick).
+    fn dispatch_store_jobs(&mut self, host: &dyn Host) {
+        let mut jobs = std::mem::take(&mut self.detached);
+        jobs.extend(self.filter.store_jobs(host));
+        for call in jobs {
+            let dispatched =
+                self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
+            if let Some(Ok(token)) = dispatched {
+                self.store_calls.push((token, call));
+            } else {
+                host.log(LogLevel::Warn, &format!("store call ({}) dispatch failed", call.operation.path()));
+                let _ = self.filter.finish_store(host, &call, Err(EtcdError::NoResponse));
             }
         }
     }

@@ -23,6 +23,10 @@ struct Fake {
     endpoint: TokenEndpoint,
     store: EtcdEndpoint,
     decisions: u32,
+    /// Store operations no request waits for, queued.
+    store_jobs: Vec<StoreCall>,
+    /// Answers to store operations, in order.
+    store_answers: Vec<Result<EtcdAnswer, EtcdError>>,
 }
 
 impl Fake {
@@ -35,7 +39,7 @@ impl Fake {
             client_auth: ClientAuth::Public { client_id: "gateway".into() },
         };
         let store = EtcdEndpoint { cluster: "etcd".into(), authority: "etcd".into(), timeout_ms: 500 };
-        Self { endpoint, store, decisions: 0 }
+        Self { endpoint, store, decisions: 0, store_jobs: Vec::new(), store_answers: Vec::new() }
     }
 }
 
@@ -175,12 +179,22 @@ impl Filter for Fake {
         _call: &StoreCall,
         answer: Result<EtcdAnswer, EtcdError>,
     ) -> Option<Self::Outcome> {
+        self.store_answers.push(answer.clone());
+        // A lease granted for a job: the write with it comes next.
+        if let Ok(EtcdAnswer::Lease(lease)) = &answer {
+            let operation = EtcdOperation::Put { key: b"w".to_vec(), value: b"v".to_vec(), lease: lease.id };
+            self.store_jobs.push(StoreCall { key: key_of("write"), operation });
+        }
         Some(match answer {
             Ok(EtcdAnswer::Created) => Ok("created".into()),
             Ok(EtcdAnswer::AlreadyExists(_)) => Ok("exists".into()),
             Ok(_) => Err(1),
             Err(_) => Err(0),
         })
+    }
+
+    fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
+        std::mem::take(&mut self.store_jobs)
     }
 
     fn cached(&mut self, host: &dyn Host, key: &TokenHash) -> bool {
@@ -427,6 +441,36 @@ fn a_store_operation_never_answered_is_overdue() {
     let call = worker.host.calls()[0].id;
     worker.answer(call, 200, MARK_CREATED);
     assert_eq!(worker.token_sent(1), None);
+}
+
+#[test]
+fn store_operations_no_request_waits_for_are_made_and_chained() {
+    let mut worker = Worker::first(&host());
+    let grant = StoreCall { key: key_of("write"), operation: EtcdOperation::GrantLease { ttl_secs: 60 } };
+    worker.runtime.filter.store_jobs.push(grant);
+    worker.tick();
+    let calls = worker.host.calls();
+    let [lease] = calls.as_slice() else { panic!("{calls:?}") };
+    assert_eq!((lease.cluster.as_str(), lease.path.as_str()), ("etcd", "/v3/lease/grant"));
+    // The lease's answer queues the write, dispatched at the next tick
+    // (from the root context, not the one the answer came to), made at once.
+    worker.answer(lease.id, 200, r#"{"header":{"revision":"3"},"ID":"7","TTL":"60"}"#);
+    assert_eq!(worker.host.calls().len(), 1);
+    assert_eq!(worker.host.tick_period(), Some(crate::ticker::IMMEDIATE_TICK));
+    worker.tick();
+    let calls = worker.host.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].path, "/v3/kv/put");
+    worker.answer(calls[1].id, 200, r#"{"header":{"revision":"4"}}"#);
+    assert_eq!(worker.runtime.filter.store_answers.len(), 2);
+    assert_eq!(worker.runtime.filter.store_answers[1], Ok(EtcdAnswer::Written));
+    assert_eq!(worker.runtime.held(), 0);
+    // A dispatch refused is an answer of no response, at once.
+    worker.host.refuse_dispatch(true);
+    let grant = StoreCall { key: key_of("write"), operation: EtcdOperation::GrantLease { ttl_secs: 60 } };
+    worker.runtime.filter.store_jobs.push(grant);
+    worker.tick();
+    assert_eq!(worker.runtime.filter.store_answers.last(), Some(&Err(EtcdError::NoResponse)));
 }
 
 #[test]
