@@ -4,7 +4,10 @@
 //! replica restarted in between; its single use is agreed in etcd, so a
 //! replay is refused on every replica; with etcd down the redirect is 503
 //! and nothing is exchanged, and the same redirect succeeds once etcd is
-//! back. A dump of etcd shows no user, state or token.
+//! back. The bank token kept by the replica that took the redirect is
+//! written to etcd sealed, so the user's next message on the other replica
+//! carries it to the agent. A dump of etcd shows no user, task, state or
+//! token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -120,9 +123,16 @@ impl Fleet {
     }
 }
 
-/// A transfer message from `user`, in `task` if given.
+/// A transfer message from `user`, in `task` if given, which leaves the
+/// agent's task open.
 fn post(replica: &Envoy, user: &str, task: Option<&str>) -> http_kit::ClientResponse {
-    let data = json!({"operation": "transfer", "amount": 250, "to": "bob", "keepOpen": true});
+    post_with(replica, user, task, true)
+}
+
+/// A transfer message from `user`, in `task` if given; the agent completes
+/// the task unless `keep_open`.
+fn post_with(replica: &Envoy, user: &str, task: Option<&str>, keep_open: bool) -> http_kit::ClientResponse {
+    let data = json!({"operation": "transfer", "amount": 250, "to": "bob", "keepOpen": keep_open});
     let mut message = json!({"kind": "message", "role": "user", "messageId": "m-1",
                              "parts": [{"kind": "text", "text": "send 250 to bob"}, {"kind": "data", "data": data}]});
     if let Some(task) = task {
@@ -139,6 +149,19 @@ fn post(replica: &Envoy, user: &str, task: Option<&str>) -> http_kit::ClientResp
 
 fn redirect(replica: &Envoy, code: &str, state: &str) -> http_kit::ClientResponse {
     replica.get(&format!("/a2a/oauth/callback?code={code}&state={state}"), &[("accept", "text/html")])
+}
+
+/// No key or value of `dump` holds any of `secrets`.
+fn shows_none_of(dump: &[(Vec<u8>, Vec<u8>)], secrets: &[&[u8]]) {
+    for (key, value) in dump {
+        for secret in secrets {
+            assert!(
+                !contains(key, secret) && !contains(value, secret),
+                "etcd shows {:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -176,17 +199,116 @@ fn the_redirect_lands_on_another_replica_and_is_used_once_across_the_fleet() {
     // etcd holds the single-use mark, and nothing that names anyone.
     let dump = fleet.dump();
     assert!(!dump.is_empty(), "no single-use mark in etcd");
-    for (key, value) in &dump {
-        for secret in
-            [b"alice".as_slice(), state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]
-        {
-            assert!(
-                !contains(key, secret) && !contains(value, secret),
-                "etcd shows {:?}",
-                String::from_utf8_lossy(secret)
-            );
-        }
+    shows_none_of(&dump, &[b"alice", state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]);
+}
+
+#[test]
+fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_kept() {
+    let mut fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    // alice is challenged on A, the bank's redirect lands on B.
+    let (task, code, state) = fleet.challenge_and_approve(&a);
+    let page = redirect(&b, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    assert_eq!(b.counter("baton_itac.store.write_failed"), 0);
+    let dump = fleet.dump();
+    assert_eq!(dump.len(), 2, "the single-use mark and alice's record");
+
+    // Her next message, in the gateway's task, lands on A: it reads the
+    // token B wrote to etcd and carries it to the agent, not a challenge.
+    let answer = post(&a, "alice", Some(&task));
+    assert_eq!(answer.status, 200, "{}", answer.body_str());
+    assert!(!answer.body_str().contains("authorizationUrl"), "challenged again: {}", answer.body_str());
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 1, "the agent got the message");
+    let token = seen[0].header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_string();
+    let claims = mock_idp::decode_claims_unverified(&token).unwrap();
+    assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("alice"), Some("bank-api")));
+    let forwarded: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(forwarded["params"]["message"].get("taskId"), None, "the gateway's task id is not forwarded");
+    assert_eq!(a.counter("baton_itac.tokens_injected"), 1);
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1, "one code exchange in all");
+
+    // bob, naming alice's task on A: challenged, nothing reaches the agent.
+    let bobs = post(&a, "bob", Some(&task));
+    assert_eq!(bobs.status, 200, "{}", bobs.body_str());
+    assert!(auth_challenge(&bobs)["authorizationUrl"].is_string(), "{}", bobs.body_str());
+    assert_eq!(fleet.agent.requests().len(), 1, "bob's message reached the agent");
+
+    // etcd held the mark and alice's record, and nothing that names
+    // anyone; no log line shows the token or the state.
+    shows_none_of(&dump, &[b"alice", state.as_bytes(), code.as_bytes(), task.as_bytes(), token.as_bytes()]);
+    for replica in [&a, &b] {
+        let logs = replica.logs();
+        assert!(!logs.contains(&token) && !logs.contains(&state), "a log shows the token or the state");
     }
+
+    // The agent named its own task for the gateway's: A deletes the gateway
+    // task's record from etcd and writes the token under the agent's task
+    // (in the background, from its timer).
+    let agent_task = body_json(&answer)["result"]["id"].as_str().unwrap().to_string();
+    assert_ne!(agent_task, task);
+    let keys = |dump: &[(Vec<u8>, Vec<u8>)]| dump.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>();
+    let before = keys(&dump);
+    let started = std::time::Instant::now();
+    let moved = loop {
+        let now = fleet.dump();
+        if (now.len() == 2 && keys(&now).iter().filter(|key| !before.contains(key)).count() == 1)
+            || started.elapsed() > Duration::from_secs(5)
+        {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(moved.len(), 2, "the mark and the agent's task's record");
+    assert_eq!(keys(&moved).iter().filter(|key| before.contains(key)).count(), 1, "only the mark stays");
+    shows_none_of(&moved, &[b"alice", agent_task.as_bytes(), token.as_bytes()]);
+    assert_eq!(a.counter("baton_itac.store.write_failed"), 0);
+    // alice's next message, in the agent's task, lands on B: the token A
+    // wrote goes with it.
+    let next = post(&b, "alice", Some(&agent_task));
+    assert_eq!(next.status, 200, "{}", next.body_str());
+    assert!(!next.body_str().contains("authorizationUrl"), "challenged again: {}", next.body_str());
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].header("authorization"), Some(format!("Bearer {token}").as_str()));
+
+    // A message that needs etcd while it is down: 503, nothing forwarded,
+    // never a challenge loop.
+    fleet.etcd.kill();
+    let carol = fleet.replica();
+    let down = post(&carol, "alice", Some(&agent_task));
+    assert_eq!(down.status, 503, "{}", down.body_str());
+    assert_eq!(fleet.agent.requests().len(), 2, "forwarded while etcd was down");
+    assert!(carol.counter("baton_itac.store.unavailable") >= 1);
+}
+
+#[test]
+fn a_task_the_agent_completes_on_one_replica_has_its_token_deleted_from_etcd() {
+    let fleet = Fleet::start();
+    let (a, b) = (fleet.replica(), fleet.replica());
+    // A task the client named: challenged on A, authorized on B.
+    let challenge = post(&a, "alice", Some("t-9"));
+    assert_eq!(challenge.status, 200, "{}", challenge.body_str());
+    let url = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
+    let (_, code, state) = bank::approve(&fleet.bank, &url, "alice");
+    assert_eq!(redirect(&b, &code, &state).status, 200);
+    assert_eq!(fleet.dump().len(), 2, "the single-use mark and alice's record");
+
+    // Her last message lands on A, with the token B kept; the agent
+    // completes the task, and A deletes the record from etcd.
+    let answer = post_with(&a, "alice", Some("t-9"), false);
+    assert_eq!(answer.status, 200, "{}", answer.body_str());
+    assert_eq!(body_json(&answer)["result"]["status"]["state"], "completed");
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].header("authorization").is_some_and(|value| value.starts_with("Bearer ")));
+    let started = std::time::Instant::now();
+    while fleet.dump().len() > 1 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fleet.dump().len(), 1, "alice's record is still in etcd");
+    assert_eq!(a.counter("baton_itac.tasks_ended"), 1);
 }
 
 #[test]

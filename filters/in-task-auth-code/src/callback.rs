@@ -9,7 +9,11 @@
 //!
 //! With a shared store the `state` is the sealed authorization: any replica
 //! opens it, and its single use is settled in the store before the code is
-//! exchanged ([`crate::sealed_state`]).
+//! exchanged ([`crate::sealed_state`]); the token kept for the task is
+//! written to the store too, sealed, before the page is answered
+//! ([`crate::sealed_task`]), so the task's next message is served on any
+//! replica. A failed write still completes the redirect here (counted and
+//! logged): the token is kept in this Envoy.
 
 use baton_filter_kit::host::Host;
 use baton_token::TokenHash;
@@ -22,6 +26,7 @@ use crate::decision::{
 };
 use crate::denial::{PageDenial, Step};
 use crate::metrics;
+use crate::sealed_task::{self, Write};
 use crate::store::{PendingAuthorization, TaskRecord};
 
 /// The redirect's names, each allowed once.
@@ -56,6 +61,19 @@ pub fn decide(engine: &mut Engine, host: &dyn Host, request: &Request, round: Ro
         });
     };
     answer.audit.set("user", &pending.user).set("task", &pending.task_id);
+    // The rest of writing the token kept the round before to the store.
+    let config = engine.shared_config();
+    if let Some(store) = &config.shared_store
+        && let Some(last) =
+            round.store_step(&sealed_task::write_step_key(&pending.user, &pending.task_id, false))
+    {
+        let record = engine.store.task(host, &pending.user, &pending.task_id);
+        if let Write::Wait(step) = sealed_task::write_step(store, host, record.as_ref(), Some(last), false) {
+            return Verdict::AwaitStore(Box::new(step));
+        }
+        let token = record.and_then(|record| record.usable_token(host.now_unix_secs()));
+        return authorized(&pending, token.as_ref(), answer);
+    }
     match round.outcome_for(&TokenHash::of(state.as_bytes())) {
         None | Some(ExchangeOutcome::Store(_)) => {
             first_pass(engine, host, request, &query, duplicated, state, pending, round, answer)
@@ -163,6 +181,18 @@ fn first_pass(
     }
 }
 
+/// The page of a completed authorization.
+fn authorized(pending: &PendingAuthorization, token: Option<&Secret>, mut answer: Answer<'_>) -> Verdict {
+    if let Some(token) = token {
+        answer.audit.token_as("secondary", token.expose().as_bytes());
+    }
+    answer.done(
+        "authorized",
+        "You may return to your agent: the task can continue.",
+        json!({"status": "authorized", "taskId": pending.task_id, "contextId": pending.context_id}),
+    )
+}
+
 /// The exchanged token: validated for the user and kept for the task.
 fn keep(
     engine: &mut Engine,
@@ -192,12 +222,13 @@ fn keep(
             {
                 return answer.refuse(PageDenial::StoreFull);
             }
-            answer.audit.token_as("secondary", token.expose().as_bytes());
-            answer.done(
-                "authorized",
-                "You may return to your agent: the task can continue.",
-                json!({"status": "authorized", "taskId": pending.task_id, "contextId": pending.context_id}),
-            )
+            let config = engine.shared_config();
+            if let Some(store) = &config.shared_store
+                && let Write::Wait(step) = sealed_task::write_step(store, host, Some(&record), None, false)
+            {
+                return Verdict::AwaitStore(Box::new(step));
+            }
+            authorized(pending, Some(token), answer)
         }
         Err(Refusal::AwaitKeys(provider)) if round.number < MAX_ROUNDS => Verdict::AwaitKeys(provider),
         Err(Refusal::AwaitKeys(_) | Refusal::KeysUnavailable) => {

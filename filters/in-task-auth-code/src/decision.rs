@@ -12,7 +12,7 @@ use baton_filter_kit::credential::{Credential, TokenProblem, extract_token};
 use baton_filter_kit::handoff;
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::matching::ambiguous_path;
-use baton_filter_kit::store::StoreCall;
+use baton_filter_kit::store::{EtcdOperation, StoreCall};
 use baton_filter_kit::token_calls::TokenCall;
 use baton_filter_kit::verifier::{KeyWait, TokenVerifier, VerifiedToken, VerifyError};
 use baton_token::TokenHash;
@@ -36,6 +36,7 @@ use crate::model::{
     is_agent_card, may_read_agent_card,
 };
 use crate::sealed_state::{self, MAX_LOCAL_STATE_CHARS, MAX_SEALED_STATE_CHARS, StoreOutcome, Use};
+use crate::sealed_task::{self, Write};
 use crate::store::{PendingAuthorization, StateProblem, Store, StoreFull, TaskRecord};
 
 /// What the decision needs of a request.
@@ -138,9 +139,9 @@ impl Round<'_> {
 }
 
 /// Longest chain of waits for one request: the user's keys, a shared
-/// store's read, lease and mark, the code exchange, the bank's keys (and a
-/// spare).
-pub const MAX_ROUNDS: u8 = 7;
+/// store's read, lease and mark, the code exchange, the bank's keys, the
+/// task record's lease and put (and a spare).
+pub const MAX_ROUNDS: u8 = 9;
 
 /// Where taking a `state` for use stands.
 #[derive(Debug)]
@@ -180,7 +181,16 @@ pub struct Engine {
     /// Secondary token verification.
     pub verifier: TokenVerifier,
     pub(crate) store: Store,
+    /// With a shared store: store calls no request waits for (deletes of
+    /// ended tasks' records, steps of writing a moved token).
+    background: Vec<StoreCall>,
+    /// Records being written in the background (one per user and task).
+    sharing: Vec<TaskRecord>,
 }
+
+/// Most background store calls and records waiting (beyond it, a delete
+/// is left to the record's lease, a write not made: counted).
+const MAX_BACKGROUND: usize = 1024;
 
 /// Who the request is for, as far as this Envoy verified it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +236,7 @@ impl Engine {
             metrics::JWKS,
         );
         let store = Store::new(config.store_limits, &prefix);
-        Self { config, verifier, store }
+        Self { config, verifier, store, background: Vec::new(), sharing: Vec::new() }
     }
 
     /// Creates the store's slots in shared data: every VM, before its
@@ -310,6 +320,82 @@ impl Engine {
             // its rightful owner, whose own use is checked as every use is
             // (user, task, context, `iss`) and still needs the mark.
             (Use::Unavailable(why), Err(refusal)) => Taken::Misused { refusal, store_fault: Some(why) },
+        }
+    }
+
+    /// The agent ended `task_id` (or the user canceled the task the
+    /// gateway named): see [`Store::end_task`]. With a shared store,
+    /// `user`'s record of it in the store is deleted too, in the
+    /// background (no request waits for it; one that is not deleted lapses
+    /// with its lease, the token's expiry).
+    pub fn end_task(&mut self, host: &dyn Host, user: Option<&str>, task_id: &str) {
+        self.store.end_task(host, user, task_id);
+        if let (Some(store), Some(user)) = (&self.config.shared_store, user) {
+            if self.background.len() < MAX_BACKGROUND {
+                let key = sealed_task::key(store, user, task_id);
+                let step = TokenHash::of_parts(&[b"task-delete", &key]);
+                self.background.push(StoreCall { key: step, operation: EtcdOperation::Delete { key } });
+            } else {
+                host.log(
+                    LogLevel::Warn,
+                    "an ended task's record is left to its lease: too many deletes waiting",
+                );
+            }
+        }
+    }
+
+    /// With a shared store: writes `record` (just kept in this Envoy, from
+    /// an agent's answer no request waits on) to the store in the
+    /// background: a lease, then the put.
+    pub fn share_in_background(&mut self, host: &dyn Host, record: &TaskRecord) {
+        let Some(store) = &self.config.shared_store else {
+            return;
+        };
+        if self.background.len() >= MAX_BACKGROUND || self.sharing.len() >= MAX_BACKGROUND {
+            // Counted and logged as a write that failed.
+            let full = StoreOutcome::Unavailable("too_many_waiting");
+            let _ = sealed_task::write_step(store, host, None, Some(&full), true);
+            return;
+        }
+        if let Write::Wait(step) = sealed_task::write_step(store, host, Some(record), None, true) {
+            self.sharing
+                .retain(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) != step.key);
+            self.sharing.push(record.clone());
+            self.background.push(step);
+        }
+    }
+
+    /// The background store calls waiting (see [`Engine::end_task`],
+    /// [`Engine::share_in_background`]).
+    pub fn take_background(&mut self) -> Vec<StoreCall> {
+        std::mem::take(&mut self.background)
+    }
+
+    /// Whether background store calls are waiting.
+    pub fn has_background(&self) -> bool {
+        !self.background.is_empty()
+    }
+
+    /// The answer to background call `call`: a write's next step (or its
+    /// end: written, or counted and logged as failed); a delete's fault is
+    /// logged by [`sealed_state::outcome`] (the record lapses with its
+    /// lease).
+    pub fn finish_background(&mut self, host: &dyn Host, call: &StoreCall, outcome: &StoreOutcome) {
+        let Some(store) = &self.config.shared_store else {
+            return;
+        };
+        let Some(at) = self
+            .sharing
+            .iter()
+            .position(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) == call.key)
+        else {
+            return;
+        };
+        match sealed_task::write_step(store, host, self.sharing.get(at), Some(outcome), true) {
+            Write::Wait(next) => self.background.push(next),
+            Write::Done => {
+                self.sharing.swap_remove(at);
+            }
         }
     }
 
@@ -525,6 +611,30 @@ impl Engine {
             audit.set("task", task);
         }
         let identity = self.identity(Some(&user));
+        let now = host.now_unix_secs();
+        // With a shared store: the rest of writing the token this message
+        // brought (kept in this Envoy already) to the store; then it goes
+        // on with it, whatever the store said.
+        let shared = self.config.shared_store.as_ref().map(|_| Rc::clone(&self.config));
+        if let (Some(config), Some(task)) = (&shared, call.task_id())
+            && let Some(store) = &config.shared_store
+            && let Some(last) = round.store_step(&sealed_task::write_step_key(&user, task, false))
+        {
+            let record = self.store.task(host, &user, task);
+            if let Write::Wait(step) =
+                sealed_task::write_step(store, host, record.as_ref(), Some(last), false)
+            {
+                return Verdict::AwaitStore(Box::new(step));
+            }
+            return match record.as_ref().and_then(|record| record.usable_token(now)) {
+                Some(token) => {
+                    audit.set("credential", "message");
+                    self.inject(host, call, user, identity, token, record, audit)
+                }
+                // Not reached: the record was kept the round before.
+                None => self.challenge(host, &call, &user, None, audit),
+            };
+        }
         // A step needs the credential when the rule's condition holds, when
         // its task does (the gateway challenged it: every later message
         // needs it, whatever it says), or when it brings one (which is then
@@ -545,7 +655,6 @@ impl Engine {
         if call.mentions_credentials() && call.credentials().len() != 1 {
             return self.deny(host, audit, &call.id, &Denial::CredentialsAmbiguous);
         }
-        let now = host.now_unix_secs();
 
         let max_state = self.max_state_chars();
         let credential =
@@ -590,7 +699,7 @@ impl Engine {
                     audit.set("credential", "stored");
                     return self.inject(host, call, user, identity, stored, record, audit);
                 }
-                None => return self.challenge(host, &call, &user, None, audit),
+                None => return self.stored_elsewhere(host, call, user, identity, record, round, audit),
             },
         };
         match self.accept_token(host, &token, &user, round) {
@@ -614,6 +723,16 @@ impl Engine {
                     // This message still carries it; the next ones will ask.
                     host.count(metrics::STORE_FULL);
                 }
+                // Kept here: with a shared store, for every replica too
+                // (the message waits for the lease and the put, and goes
+                // on with the token whatever the store says).
+                if let (true, false, Some(config)) = (stored, record.task_id.is_empty(), &shared)
+                    && let Some(store) = &config.shared_store
+                    && let Write::Wait(step) =
+                        sealed_task::write_step(store, host, Some(&record), None, false)
+                {
+                    return Verdict::AwaitStore(Box::new(step));
+                }
                 audit.set("credential", "message");
                 self.inject(host, call, user, identity, token, Some(record), audit)
             }
@@ -625,6 +744,67 @@ impl Engine {
                 self.refuse_credential(host, &call, &user, &reason, &description, audit)
             }
         }
+    }
+
+    /// A message that needs the credential, brings none, and finds no token
+    /// for its task in this Envoy: with a shared store and a task, the
+    /// store's record is read (a round the message waits for), opened and
+    /// checked for this user and task, kept here, and injected. Absent,
+    /// not opening, another user's or task's, or expired: challenged, as
+    /// without a store. A store that does not answer, refuses or answers
+    /// garbage: 503, nothing forwarded (a challenge would send the user
+    /// round a redirect that cannot help while the store is down, and a
+    /// forward would go without the token the rule requires).
+    #[allow(clippy::too_many_arguments)]
+    fn stored_elsewhere(
+        &mut self,
+        host: &dyn Host,
+        call: Call,
+        user: String,
+        identity: Vec<(String, Secret)>,
+        local: Option<TaskRecord>,
+        round: Round<'_>,
+        audit: &mut AuditLine,
+    ) -> Verdict {
+        let config = Rc::clone(&self.config);
+        let (Some(store), Some(task)) = (&config.shared_store, call.task_id()) else {
+            return self.challenge(host, &call, &user, None, audit);
+        };
+        let read = sealed_task::read(store, &user, task);
+        let found = match round.store_step(&read.key) {
+            None => return Verdict::AwaitStore(Box::new(read)),
+            Some(StoreOutcome::Unused) => None,
+            Some(StoreOutcome::Found(value)) => {
+                let key = sealed_task::key(store, &user, task);
+                let opened = sealed_task::open(store, &key, value, &user, task, host.now_unix_secs());
+                if opened.is_none() {
+                    host.log(LogLevel::Info, "a task record in the store did not open for this message");
+                }
+                opened
+            }
+            Some(StoreOutcome::Unavailable(why)) => {
+                return self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why));
+            }
+            Some(_) => return self.deny(host, audit, &call.id, &Denial::StoreUnavailable("store_malformed")),
+        };
+        let Some(found) = found else {
+            return self.challenge(host, &call, &user, None, audit);
+        };
+        // Kept here for the task's next messages: what this Envoy knew of
+        // the task (a task it named), with the token the store had.
+        let record = match local {
+            Some(local) => TaskRecord { token: found.token.clone(), expires_at: found.expires_at, ..local },
+            None => found,
+        };
+        if self.store.put_task(host, &record).is_err() || self.gate(host, &user, task).is_err() {
+            // This message still carries it.
+            host.count(metrics::STORE_FULL);
+        }
+        let Some(token) = record.usable_token(host.now_unix_secs()) else {
+            return self.challenge(host, &call, &user, None, audit);
+        };
+        audit.set("credential", "shared_store");
+        self.inject(host, call, user, identity, token, Some(record), audit)
     }
 
     /// Validates a secondary token for `user`: signature, issuer, audience,
@@ -949,7 +1129,7 @@ impl Engine {
             {
                 let _ = self.store.consume_state(host, state);
             }
-            self.store.end_task(host, Some(&record.user), &record.task_id);
+            self.end_task(host, Some(&record.user), &record.task_id);
             host.count(metrics::TASKS_ENDED);
             audit.allow("gateway_task_canceled").emit(host);
             a2a::gateway_task(call, &ids, GatewayTaskState::Canceled, None, &timestamp)

@@ -147,11 +147,21 @@ impl Filter for InTaskAuthCode {
     fn finish_store(
         &mut self,
         host: &dyn Host,
-        _call: &StoreCall,
+        call: &StoreCall,
         answer: Result<EtcdAnswer, EtcdError>,
     ) -> Option<ExchangeOutcome> {
         let cluster = self.store_endpoint().map_or("?", |endpoint| endpoint.cluster.as_str());
-        Some(ExchangeOutcome::Store(sealed_state::outcome(host, cluster, answer)))
+        let outcome = sealed_state::outcome(host, cluster, answer);
+        // A step of a write no request waits for: its next step is queued.
+        self.engine.finish_background(host, call, &outcome);
+        Some(ExchangeOutcome::Store(outcome))
+    }
+
+    /// The records of ended tasks, deleted from the shared store; tokens
+    /// an agent's answer moved to its own task, written to it (each step's
+    /// answer comes back to `finish_store`).
+    fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
+        self.engine.take_background()
     }
 
     fn add_body(&self, request: &mut Request, body: Vec<u8>) {

@@ -28,6 +28,7 @@ pub mod model;
 pub mod oauth_server;
 pub mod response;
 pub mod sealed_state;
+pub mod sealed_task;
 pub mod store;
 pub mod strict_json;
 

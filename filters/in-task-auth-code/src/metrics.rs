@@ -36,6 +36,10 @@ baton_filter_kit::counters! {
     /// The shared store (`store`) did not answer, refused or answered garbage
     /// while a `state`'s single use was settled: 503, no code exchanged.
     STORE_UNAVAILABLE = "baton_itac.store.unavailable";
+    /// A task's bank token kept in this Envoy but not written to the shared
+    /// store (no answer, a refusal, garbage): the request still succeeds;
+    /// the task's next message on another replica is challenged again.
+    STORE_WRITE_FAILED = "baton_itac.store.write_failed";
     /// Browser sign-ins at the users' IdP started (`primaryLogin`).
     SIGN_INS_STARTED = "baton_itac.sign_ins_started";
     /// Browser sign-ins that named the user who asked.

@@ -204,13 +204,13 @@ fn on_result(engine: &mut Engine, host: &dyn Host, rpc: &mut RpcAnswer, response
     if let Some(rebind) = rpc.rebind.take() {
         // The agent made its own task of the one only the gateway knew:
         // that one is done, its token moves on (unless the task is over).
-        engine.store.end_task(host, Some(&rebind.user), &rebind.from_task);
+        engine.end_task(host, Some(&rebind.user), &rebind.from_task);
         if !found.is_final() {
             rebind_token(engine, host, &rebind, &found.ids);
         }
     }
     if found.is_final() {
-        engine.store.end_task(host, rpc.user.as_deref(), &found.ids.task_id);
+        engine.end_task(host, rpc.user.as_deref(), &found.ids.task_id);
         host.count(metrics::TASKS_ENDED);
         return false;
     }
@@ -238,7 +238,11 @@ fn rebind_token(engine: &mut Engine, host: &dyn Host, rebind: &Rebind, ids: &Tas
     if engine.store.put_task(host, &record).is_err() || engine.gate(host, &rebind.user, &ids.task_id).is_err()
     {
         host.count(metrics::STORE_FULL);
+        return;
     }
+    // With a shared store, for every replica too (in the background: the
+    // answer cannot wait).
+    engine.share_in_background(host, &record);
 }
 
 /// Completes an agent's own auth-required answer with a challenge.

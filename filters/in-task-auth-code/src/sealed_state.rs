@@ -160,8 +160,14 @@ pub fn open(
 /// What a store step brought a request using a sealed `state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOutcome {
-    /// The read found no mark: the `state` is not used yet.
+    /// The read found no mark: the `state` is not used yet (for a task
+    /// record: none in the store).
     Unused,
+    /// The read found a value: for a mark, the `state` was used already;
+    /// for a task record, the sealed record.
+    Found(Vec<u8>),
+    /// A put or a delete done (a task record).
+    Written,
     /// A lease for the mark.
     Lease(LeaseId),
     /// The mark is this request's: the `state` is used, by it.
@@ -177,10 +183,11 @@ pub enum StoreOutcome {
 pub fn outcome(host: &dyn Host, cluster: &str, answer: Result<EtcdAnswer, EtcdError>) -> StoreOutcome {
     let error = match answer {
         Ok(EtcdAnswer::Value(None)) => return StoreOutcome::Unused,
-        Ok(EtcdAnswer::Value(Some(_)) | EtcdAnswer::AlreadyExists(_)) => return StoreOutcome::AlreadyUsed,
+        Ok(EtcdAnswer::Value(Some(found))) => return StoreOutcome::Found(found.value),
+        Ok(EtcdAnswer::AlreadyExists(_)) => return StoreOutcome::AlreadyUsed,
+        Ok(EtcdAnswer::Written | EtcdAnswer::Deleted(_)) => return StoreOutcome::Written,
         Ok(EtcdAnswer::Lease(lease)) => return StoreOutcome::Lease(lease.id),
         Ok(EtcdAnswer::Created) => return StoreOutcome::Marked,
-        Ok(_) => EtcdError::Malformed("an answer to another operation".into()),
         Err(error) => error,
     };
     host.log(LogLevel::Warn, &format!("cluster={cluster} store call failed: {error}"));
@@ -227,8 +234,10 @@ pub fn use_step(opened: &OpenedState, last: Option<&StoreOutcome>, now: u64) -> 
             lease: *lease,
         }),
         Some(StoreOutcome::Marked) => Use::Used,
-        Some(StoreOutcome::AlreadyUsed) => Use::Refused(StateProblem::Reused),
+        Some(StoreOutcome::AlreadyUsed | StoreOutcome::Found(_)) => Use::Refused(StateProblem::Reused),
         Some(StoreOutcome::Unavailable(why)) => Use::Unavailable(why),
+        // A put answers no step of a use.
+        Some(StoreOutcome::Written) => Use::Unavailable("store_malformed"),
     }
 }
 
@@ -355,7 +364,10 @@ mod tests {
         let found = format!(
             r#"{{{header},"kvs":[{{"key":"YmF0b24vbQ==","create_revision":"3","mod_revision":"3","version":"1","value":"dXNlZA==","lease":"7"}}],"count":"1"}}"#
         );
-        assert_eq!(outcome(&host, "etcd", read.parse(200, found.as_bytes())), StoreOutcome::AlreadyUsed);
+        assert_eq!(
+            outcome(&host, "etcd", read.parse(200, found.as_bytes())),
+            StoreOutcome::Found(b"used".to_vec())
+        );
         // A range naming another key is no answer, never "unused".
         let other = found.replace("YmF0b24vbQ==", "b3RoZXI=");
         assert_eq!(

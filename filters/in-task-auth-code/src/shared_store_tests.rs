@@ -79,9 +79,20 @@ impl Replica {
     /// A challenge for alice's task: its `state`.
     fn issue(&mut self, task: &str) -> String {
         let host = self.host.clone();
-        let challenge =
-            reply(self.engine().decide(&host, &v03(Some("alice"), Some(task), transfer()), Round::FIRST));
+        let challenge = reply(self.decide_past_a_miss(&host, &v03(Some("alice"), Some(task), transfer())));
         auth_challenge(&challenge)["state"].as_str().unwrap().to_string()
+    }
+
+    /// Decides `message`; a read of the task's record in the store (the
+    /// message finds no token in this Envoy) is answered "absent".
+    fn decide_past_a_miss(&mut self, host: &TestHost, message: &Request) -> Verdict {
+        match self.engine().decide(host, message, Round::FIRST) {
+            Verdict::AwaitStore(read) if matches!(read.operation, EtcdOperation::Get { .. }) => {
+                let absent = etcd_says(host, &read, 200, &mark_absent());
+                self.engine().decide(host, message, after(1, &read, &absent))
+            }
+            verdict => verdict,
+        }
     }
 
     /// The bank's redirect arrives as request `id`.
@@ -239,12 +250,14 @@ fn a_state_issued_by_one_replica_is_used_on_another() {
     let token = b.bank.token(&bank_claims("alice"));
     let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}).to_string();
     b.answer(&exchange, Some(200), &answer);
+    // The token kept for the task is written to the store (lease, put).
+    the_record_is_written(&mut b);
     let (status, body) = b.reply_of(1);
     assert_eq!((status, body["status"].as_str()), (200, Some("authorized")), "{body}");
     assert_eq!(body["taskId"], "t-5");
 
-    // The next message of the task, on the replica that has the token (the
-    // tokens are still kept per Envoy).
+    // The next message of the task, on the replica that has the token: no
+    // read of the store.
     let host = b.host.clone();
     let next = forward(b.engine().decide(&host, &v03(Some("alice"), Some("t-5"), transfer()), Round::FIRST));
     assert_eq!(header(&next, "authorization"), Some(format!("Bearer {token}").as_str()));
@@ -334,7 +347,15 @@ fn a_code_in_a_message_is_exchanged_on_any_replica_once_marked() {
     let token = Secret::new(b.bank.token(&bank_claims("alice")));
     let outcome = ExchangeOutcome::Token { access: token.clone(), id_token: None };
     let round = Round { number: 4, keys: KeyWait::Allowed, exchange: Some((&call.key, &outcome)) };
-    let forwarded = forward(b.engine().decide(&host, &message, round));
+    // Kept here, and written to the store before the message goes on.
+    let Verdict::AwaitStore(grant) = b.engine().decide(&host, &message, round) else { panic!("a lease") };
+    let lease = etcd_says(&host, &grant, 200, &lease_granted());
+    let Verdict::AwaitStore(put) = b.engine().decide(&host, &message, after(5, &grant, &lease)) else {
+        panic!("then the put")
+    };
+    assert!(matches!(put.operation, EtcdOperation::Put { .. }));
+    let written = etcd_says(&host, &put, 200, &format!("{{{HEADER}}}"));
+    let forwarded = forward(b.engine().decide(&host, &message, after(6, &put, &written)));
     assert_eq!(header(&forwarded, "authorization"), Some(format!("Bearer {}", token.expose()).as_str()));
     // Another user's message with alice's state: never her code exchanged.
     let mallory = v03(Some("mallory"), Some("t-1"), with_credentials(json!({"code": "c", "state": state})));
@@ -729,6 +750,388 @@ fn a_task_id_too_long_for_a_sealed_state_is_refused_when_challenged() {
     let mut a = replica();
     let host = a.host.clone();
     let long = "t".repeat(900);
-    let refused = reply(a.engine().decide(&host, &v03(Some("alice"), Some(&long), transfer()), Round::FIRST));
+    let refused = reply(a.decide_past_a_miss(&host, &v03(Some("alice"), Some(&long), transfer())));
     assert_eq!((refused.status, json_body(&refused)["error"]["code"].as_i64()), (400, Some(INVALID_PARAMS)));
+}
+
+/// The token kept for a task on `r`, whose last call is the record's lease,
+/// written to the store: the lease granted (for the token's remaining
+/// lifetime), the put done. Returns the put's body (key and value, as
+/// etcd's JSON gateway has them: base64).
+fn the_record_is_written(r: &mut Replica) -> Value {
+    let grant = r.last_call();
+    assert_eq!((grant.cluster.as_str(), grant.path.as_str()), ("etcd", "/v3/lease/grant"));
+    assert_eq!(body_json(&grant), json!({"TTL": "600"}), "the token's remaining lifetime");
+    r.answer(&grant, Some(200), &lease_granted());
+    let put = r.last_call();
+    assert_eq!(put.path, "/v3/kv/put");
+    let body = body_json(&put);
+    assert_eq!(body["lease"], "7587883316386093063");
+    r.answer(&put, Some(200), &format!("{{{HEADER}}}"));
+    body
+}
+
+/// The `authChallenge` of a v0.3 challenge answer's JSON, if it is one.
+fn auth_challenge_of(body: &Value) -> Option<Value> {
+    let challenge = &body["result"]["status"]["message"]["parts"][1]["data"]["authChallenge"];
+    challenge.get("state").map(|_| challenge.clone())
+}
+
+/// A range that found `value` under `key` (both base64).
+fn record_found(key: &Value, value: &Value) -> String {
+    format!(
+        r#"{{{HEADER},"kvs":[{{"key":{key},"create_revision":"4","mod_revision":"4","version":"1","value":{value},"lease":"7587883316386093063"}}],"count":"1"}}"#
+    )
+}
+
+/// alice is challenged for task `task` on a fresh replica A, and the bank's
+/// redirect (request 1) comes to a fresh replica B, which exchanges the
+/// code: A, B (whose last call is the lease of the record), the token and
+/// the `state`.
+fn exchanged_on_another_replica(task: &str) -> (Replica, Replica, String, String) {
+    let mut a = replica();
+    let state = a.issue(task);
+    let mut b = replica();
+    let token = b.redirect_exchanged(&state);
+    (a, b, token, state)
+}
+
+/// As [`exchanged_on_another_replica`], B then writing her token to the
+/// store: A, B, the token, the `state` and the put's body.
+fn authorized_on_another_replica(task: &str) -> (Replica, Replica, String, String, Value) {
+    let (a, mut b, token, state) = exchanged_on_another_replica(task);
+    let put = the_record_is_written(&mut b);
+    let (status, body) = b.reply_of(1);
+    assert_eq!((status, body["status"].as_str()), (200, Some("authorized")), "{body}");
+    (a, b, token, state, put)
+}
+
+impl Replica {
+    /// alice's message in `task` arrives as request `id`, finds no token
+    /// here, reads the store under the key of `put` (a put's body), and
+    /// goes with `token`.
+    fn served_from_the_store(&mut self, id: u32, task: &str, put: &Value, token: &str) {
+        self.send(id, "alice", &v03(Some("alice"), Some(task), transfer()));
+        let read = self.last_call();
+        assert_eq!(body_json(&read), json!({"key": put["key"]}));
+        self.answer(&read, Some(200), &record_found(&put["key"], &put["value"]));
+        assert_eq!(self.forwarded_with(id), Some(format!("Bearer {token}")));
+    }
+
+    /// The bank's redirect with alice's `state` arrives as request 1, is
+    /// marked used and its code exchanged for alice's token (returned);
+    /// the last call is then the lease of her task's record.
+    fn redirect_exchanged(&mut self, state: &str) -> String {
+        let create = up_to_the_mark(self, 1, state);
+        self.answer(&create, Some(200), &mark_created());
+        let exchange = self.last_call();
+        let token = self.bank.token(&bank_claims("alice"));
+        let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}).to_string();
+        self.answer(&exchange, Some(200), &answer);
+        token
+    }
+
+    /// What request `id` was forwarded with, if it was: its
+    /// `authorization` header.
+    fn forwarded_with(&self, id: u32) -> Option<String> {
+        let request = self.host.request(id).unwrap();
+        assert!(request.reply.is_none(), "answered: {:?}", request.reply.map(|r| r.body_text()));
+        request.request_header("authorization")
+    }
+}
+
+#[test]
+fn a_token_kept_on_one_replica_serves_the_next_message_on_another() {
+    let (mut a, _b, token, state, put) = authorized_on_another_replica("t-5");
+    // alice's next message lands on A, which has no token: one read of the
+    // store, under the key B wrote, and the message goes with the token.
+    a.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+    let read = a.last_call();
+    assert_eq!((read.cluster.as_str(), read.path.as_str()), ("etcd", "/v3/kv/range"));
+    assert_eq!(body_json(&read), json!({"key": put["key"]}));
+    a.answer(&read, Some(200), &record_found(&put["key"], &put["value"]));
+    assert_eq!(a.forwarded_with(2), Some(format!("Bearer {token}")));
+    assert_eq!(a.runtime.held(), 0);
+    assert!(a.reasons().contains(&"injected".to_string()), "{:?}", a.reasons());
+    // Kept on A from then on: the next message asks the store nothing.
+    let calls = a.host.calls().len();
+    a.send(3, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+    assert_eq!(a.forwarded_with(3), Some(format!("Bearer {token}")));
+    assert_eq!(a.host.calls().len(), calls);
+    // What etcd holds shows no user, task, token or state.
+    let written = put.to_string();
+    for secret in ["alice", "t-5", &token[..40], &state[..40]] {
+        assert!(!written.contains(secret), "the put shows {secret}");
+    }
+}
+
+#[test]
+fn another_user_never_gets_alices_token_from_the_store() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    // bob, in alice's task, on A: his own record's key is read (not
+    // alice's); absent, he is challenged as without a store.
+    a.send(2, "bob", &v03(Some("bob"), Some("t-5"), transfer()));
+    let read = a.last_call();
+    assert_ne!(body_json(&read)["key"], put["key"]);
+    a.answer(&read, Some(200), &mark_absent());
+    let (status, body) = a.reply_of(2);
+    assert_eq!(status, 200);
+    assert!(auth_challenge_of(&body).is_some(), "{body}");
+    // alice's record copied under bob's key: it does not open (bound to
+    // its key), and bob is challenged.
+    a.send(3, "bob", &v03(Some("bob"), Some("t-5"), transfer()));
+    let read = a.last_call();
+    a.answer(&read, Some(200), &record_found(&body_json(&read)["key"], &put["value"]));
+    let (status, body) = a.reply_of(3);
+    assert_eq!(status, 200);
+    assert!(auth_challenge_of(&body).is_some(), "{body}");
+    assert!(!body.to_string().contains(&token[..40]));
+    // alice's record of another task (t-6), copied under her t-5 key,
+    // does not open either (a record sealed inside for another user or
+    // task is refused by what it names: sealed_task's tests).
+    let (_, _d, _, _, other_task) = authorized_on_another_replica("t-6");
+    a.send(4, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+    let read = a.last_call();
+    assert_eq!(body_json(&read)["key"], put["key"]);
+    a.answer(&read, Some(200), &record_found(&put["key"], &other_task["value"]));
+    let (status, body) = a.reply_of(4);
+    assert_eq!(status, 200);
+    assert!(auth_challenge_of(&body).is_some(), "{body}");
+}
+
+#[test]
+fn an_expired_record_in_the_store_is_a_miss() {
+    let (mut a, _b, _, _, put) = authorized_on_another_replica("t-5");
+    // The token expired (etcd's lease outlived it, or clocks differ).
+    a.host.set_now(NOW + 600);
+    a.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+    let read = a.last_call();
+    a.answer(&read, Some(200), &record_found(&put["key"], &put["value"]));
+    let (status, body) = a.reply_of(2);
+    assert_eq!(status, 200);
+    assert!(auth_challenge_of(&body).is_some(), "{body}");
+}
+
+#[test]
+fn a_store_fault_on_the_read_is_503_and_nothing_is_forwarded() {
+    let refused =
+        r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
+    let faults =
+        [(Some(503), ""), (Some(503), refused), (Some(200), "garbage"), (None, ""), (Some(200), "{}")];
+    for (status, body) in faults {
+        let (mut a, _b, token, _, _) = authorized_on_another_replica("t-5");
+        a.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+        let read = a.last_call();
+        a.answer(&read, status, body);
+        let (answered, json) = a.reply_of(2);
+        assert_eq!((answered, json["error"]["code"].as_i64()), (503, Some(SERVER_ERROR)), "{body}: {json}");
+        assert_eq!(a.host.request(2).unwrap().resumed, 0, "{body}: forwarded");
+        assert_eq!(a.host.counter(metrics::STORE_UNAVAILABLE), 1, "{body}");
+        assert_eq!(a.reasons().last().map(String::as_str), Some("store_unavailable"));
+        assert!(!a.host.logs().iter().any(|(_, line)| line.contains(&token[..40])));
+    }
+    // No etcd cluster: answered at once.
+    let (mut a, _b, _, _, _) = authorized_on_another_replica("t-5");
+    a.host.refuse_dispatch(true);
+    a.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+    assert_eq!(a.reply_of(2).0, 503);
+    // etcd never answers: 503 when the wait is over.
+    let (mut a, _b, _, _, _) = authorized_on_another_replica("t-5");
+    a.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+    a.host.set_now(NOW + 10);
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.reply_of(2).0, 503);
+    assert_eq!(a.host.request(2).unwrap().resumed, 0);
+}
+
+#[test]
+fn a_failed_write_does_not_fail_the_redirect_and_logs_nothing_secret() {
+    let refused =
+        r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
+    // At the lease, or at the put.
+    for at_the_put in [false, true] {
+        let (_a, mut b, token, state) = exchanged_on_another_replica("t-5");
+        let grant = b.last_call();
+        assert_eq!(grant.path, "/v3/lease/grant");
+        if at_the_put {
+            b.answer(&grant, Some(200), &lease_granted());
+            let put = b.last_call();
+            assert_eq!(put.path, "/v3/kv/put");
+            b.answer(&put, Some(503), refused);
+        } else {
+            b.answer(&grant, Some(503), refused);
+        }
+        let (status, body) = b.reply_of(1);
+        assert_eq!((status, body["status"].as_str()), (200, Some("authorized")), "{body}");
+        assert_eq!(b.host.counter(metrics::STORE_WRITE_FAILED), 1);
+        assert_eq!(b.host.counter(metrics::STORE_UNAVAILABLE), 0);
+        // Kept on B all the same.
+        b.send(2, "alice", &v03(Some("alice"), Some("t-5"), transfer()));
+        assert_eq!(b.forwarded_with(2), Some(format!("Bearer {token}")));
+        let logs: Vec<String> = b.host.logs().into_iter().map(|(_, line)| line).collect();
+        assert!(logs.iter().any(|line| line.contains("store write failed")), "{logs:?}");
+        let key = String::from_utf8(crate::sealed_task::key(
+            b.engine().config().shared_store.as_ref().unwrap(),
+            "alice",
+            "t-5",
+        ))
+        .unwrap();
+        let name = key.rsplit('/').next().unwrap().to_string();
+        for line in &logs {
+            assert!(!line.contains(&token[..40]), "{line}");
+            assert!(!line.contains(&state[..40]), "{line}");
+            assert!(!line.contains(&name) && !line.contains("baton/"), "{line}");
+        }
+    }
+}
+
+impl Replica {
+    /// The agent answers request `id` with its task `task` in `state`.
+    fn agent_answers(&mut self, id: u32, task: &str, state: &str) {
+        let answer = json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "task", "id": task,
+            "contextId": "ctx-1", "status": {"state": state}}})
+        .to_string()
+        .into_bytes();
+        let size = answer.len();
+        self.host.with_request(id, |r| {
+            r.response_headers = vec![
+                (":status".into(), b"200".to_vec()),
+                ("content-type".into(), b"application/json".to_vec()),
+            ];
+            r.response_body = answer;
+        });
+        assert_eq!(self.runtime.on_response_headers(&self.host, id, false), Action::Pause);
+        assert_eq!(self.runtime.on_response_body(&self.host, id, Some(size), true), Action::Continue);
+    }
+}
+
+#[test]
+fn a_task_the_agent_ends_has_its_record_deleted_from_the_store() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    a.served_from_the_store(2, "t-5", &put, &token);
+    // The agent completes the task: the record goes here, and its delete
+    // is sent at the next tick (from the root context: no request waits).
+    let calls = a.host.calls().len();
+    a.agent_answers(2, "t-5", "completed");
+    assert_eq!(a.host.calls().len(), calls, "nothing sent from the answer's context");
+    a.runtime.on_tick(&a.host);
+    let delete = a.last_call();
+    assert_eq!((delete.cluster.as_str(), delete.path.as_str()), ("etcd", "/v3/kv/deleterange"));
+    assert_eq!(body_json(&delete), json!({"key": put["key"]}));
+    // Once only.
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.host.calls().len(), calls + 1);
+    // Its answer is read by no one, and changes nothing.
+    a.answer(&delete, Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    assert_eq!(a.runtime.held(), 0);
+}
+
+#[test]
+fn without_a_store_an_ended_task_asks_nothing_of_any_store() {
+    let s = setup();
+    let mut runtime = Runtime::new(InTaskAuthCode { engine: s.engine }, None);
+    runtime.filter.engine.end_task(&s.host, Some("alice"), "t-5");
+    assert!(!runtime.filter.engine.has_background());
+    runtime.on_tick(&s.host);
+    assert!(s.host.calls().is_empty());
+}
+
+#[test]
+fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
+    // alice starts a new task on A: the gateway names it in its challenge.
+    let mut a = replica();
+    let host = a.host.clone();
+    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
+    let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
+    let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    // The redirect on B: the token is kept for the gateway's task, in etcd.
+    let mut b = replica();
+    let token = b.redirect_exchanged(&state);
+    let first = the_record_is_written(&mut b);
+    // Her message in the gateway's task on A: the token from etcd; the
+    // agent names its own task for it.
+    a.served_from_the_store(2, &gateway_task, &first, &token);
+    a.agent_answers(2, "agent-7", "input-required");
+    // At the next tick: the gateway's task's record deleted, and a lease
+    // for the agent's task's record; then its put.
+    let before = a.host.calls().len();
+    a.runtime.on_tick(&a.host);
+    let sent: Vec<DispatchedCall> = a.host.calls()[before..].to_vec();
+    let paths: Vec<&str> = sent.iter().map(|call| call.path.as_str()).collect();
+    assert_eq!(paths, ["/v3/kv/deleterange", "/v3/lease/grant"]);
+    assert_eq!(body_json(&sent[0]), json!({"key": first["key"]}));
+    assert_eq!(body_json(&sent[1]), json!({"TTL": "600"}));
+    a.answer(&sent[0], Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    a.answer(&sent[1], Some(200), &lease_granted());
+    a.runtime.on_tick(&a.host);
+    let put = a.last_call();
+    assert_eq!(put.path, "/v3/kv/put");
+    let moved = body_json(&put);
+    assert_ne!(moved["key"], first["key"]);
+    a.answer(&put, Some(200), &format!("{{{HEADER}}}"));
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.last_call().path, "/v3/kv/put", "nothing more");
+    assert_eq!(a.host.counter(metrics::STORE_WRITE_FAILED), 0);
+    // alice's next message, in the agent's task, on a third replica: the
+    // token from etcd.
+    replica().served_from_the_store(1, "agent-7", &moved, &token);
+}
+
+#[test]
+fn a_background_write_that_fails_is_counted_and_the_token_stays_here() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    a.served_from_the_store(2, "t-5", &put, &token);
+    // Not a task the gateway named: nothing moves, nothing is written.
+    a.agent_answers(2, "t-5", "input-required");
+    let before = a.host.calls().len();
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.host.calls().len(), before);
+    // A refused dispatch of a background write: counted, no retry loop.
+    let mut b = replica();
+    let record = crate::store::TaskRecord {
+        user: "alice".into(),
+        task_id: "agent-9".into(),
+        gateway_task: false,
+        token: Some(Secret::new(token.clone())),
+        expires_at: NOW + 600,
+        context_id: "ctx-1".into(),
+        challenge: None,
+    };
+    let host = b.host.clone();
+    b.engine().share_in_background(&host, &record);
+    b.host.refuse_dispatch(true);
+    b.runtime.on_tick(&b.host);
+    b.runtime.on_tick(&b.host);
+    assert_eq!(b.host.counter(metrics::STORE_WRITE_FAILED), 1);
+    assert!(!b.engine().has_background());
+    assert!(!b.host.logs().iter().any(|(_, line)| line.contains(&token[..40]) || line.contains("agent-9")));
+}
+
+#[test]
+fn canceling_a_task_the_gateway_named_deletes_its_record_from_the_store() {
+    let mut a = replica();
+    let host = a.host.clone();
+    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
+    let task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    let canceled = reply(a.engine().decide(&host, &task_call("alice", "tasks/cancel", &task), Round::FIRST));
+    assert_eq!(json_body(&canceled)["result"]["status"]["state"], "canceled");
+    assert!(a.engine().has_background());
+    a.runtime.on_tick(&a.host);
+    let delete = a.last_call();
+    assert_eq!(delete.path, "/v3/kv/deleterange");
+    let key = String::from_utf8(crate::sealed_task::key(
+        a.engine().config().shared_store.as_ref().unwrap(),
+        "alice",
+        &task,
+    ))
+    .unwrap();
+    // etcd's standard base64, read as base64url.
+    let sent = body_json(&delete)["key"].as_str().unwrap().replace('+', "-").replace('/', "_");
+    let sent = baton_token::base64url::decode(sent.trim_end_matches('=')).unwrap();
+    assert_eq!(String::from_utf8(sent).unwrap(), key);
+    assert!(!key.contains("alice") && !key.contains(&task));
+    // bob's cancel of alice's task goes to the agent: nothing deleted.
+    let bob = forward(a.engine().decide(&host, &task_call("bob", "tasks/cancel", &task), Round::FIRST));
+    assert!(bob.answer.is_some());
+    assert!(!a.engine().has_background());
 }
