@@ -36,16 +36,28 @@ use p256::elliptic_curve::point::AffineCoordinates;
 use p256::{AffinePoint, FieldBytes, NistP256, ProjectivePoint, PublicKey, Scalar};
 use sha2::{Digest, Sha256};
 
-/// Bits per window: each table row holds the multiples 1..=128 of
-/// `2^(8·row)·P`; negative digits use the negated point. Eight bits make a
-/// verification 2 × 32 additions (seven made it 2 × 37, 16% more work in
-/// V8) for tables of 270 KB per key (151 KB with seven).
-const WINDOW: usize = 8;
-/// Rows: windows covering 256 bits, and one for the carry the signed
-/// recoding of the top window can leave.
-const ROWS: usize = 257_usize.div_ceil(WINDOW);
-/// Entries per row: digits run from -128 to 128.
-const PER_ROW: usize = 1 << (WINDOW - 1);
+/// Bits per window of a key's table: each row holds the multiples
+/// 1..=128 of `2^(8·row)·Q`; negative digits use the negated point. Eight
+/// bits make a verification's `u2·Q` 32 or 33 additions (seven made it 37)
+/// for 270 KB per key (151 KB with seven).
+const KEY_WINDOW: usize = 8;
+/// Bits per window of the generator's table, which exists once per VM
+/// whatever the keys: nine bits (29 additions for `u1·G`), 475 KB.
+const GENERATOR_WINDOW: usize = 9;
+/// Rows of the larger table (the narrower window): the most digits a
+/// scalar is recoded into.
+const MAX_ROWS: usize = rows(KEY_WINDOW);
+
+/// Rows for `window`-bit digits: windows covering 256 bits, and one for the
+/// carry the signed recoding of the top window can leave.
+const fn rows(window: usize) -> usize {
+    257_usize.div_ceil(window)
+}
+
+/// Entries per row: digits run from `-per_row` to `per_row`.
+const fn per_row(window: usize) -> usize {
+    1 << (window - 1)
+}
 
 /// An element of P-256's base field (integers modulo `p`).
 type FieldElement = <NistP256 as FieldArithmetic>::FieldElement;
@@ -120,24 +132,29 @@ struct Coordinates {
     y: FieldElement,
 }
 
-/// Signed multiples of one point: `points[row * PER_ROW + j]` is
-/// `(j + 1)·2^(WINDOW·row)·P`.
+/// Signed multiples of one point: `points[row * per_row(window) + j]` is
+/// `(j + 1)·2^(window·row)·P`.
 struct Multiples {
+    window: usize,
     points: Vec<Coordinates>,
 }
 
 impl Multiples {
-    /// The table of `point`; `None` for the identity.
-    fn of(point: ProjectivePoint) -> Option<Self> {
-        let mut projective = Vec::with_capacity(ROWS * PER_ROW);
+    /// The table of `point` for `window`-bit digits (at least
+    /// `KEY_WINDOW`, at most 14); `None` for the identity.
+    fn of(point: ProjectivePoint, window: usize) -> Option<Self> {
+        if !(KEY_WINDOW..=14).contains(&window) {
+            return None;
+        }
+        let mut projective = Vec::with_capacity(rows(window) * per_row(window));
         let mut base = point;
-        for _ in 0..ROWS {
+        for _ in 0..rows(window) {
             let mut multiple = base;
-            for _ in 0..PER_ROW {
+            for _ in 0..per_row(window) {
                 projective.push(multiple);
                 multiple += base;
             }
-            for _ in 0..WINDOW {
+            for _ in 0..window {
                 base = base.double();
             }
         }
@@ -146,8 +163,8 @@ impl Multiples {
         if bool::from(point.is_identity()) {
             return None;
         }
-        // No entry is the identity: `(j + 1)·2^(WINDOW·row)` has no factor
-        // but 2 and numbers up to PER_ROW, never the prime order.
+        // No entry is the identity: `(j + 1)·2^(window·row)` has no factor
+        // but 2 and numbers up to per_row(window), never the prime order.
         let points = affine
             .iter()
             .map(|point| {
@@ -156,19 +173,20 @@ impl Multiples {
                 Some(Coordinates { x, y })
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(Self { points })
+        Some(Self { window, points })
     }
 
     /// Adds `k·P` to `sum`; `None` if `k` does not fit the table (never for
     /// a scalar).
     fn add_multiple(&self, k: &Scalar, sum: &mut Sum, b: FieldElement) -> Option<()> {
-        for (row, digit) in signed_digits(k)?.into_iter().enumerate() {
+        let per_row = per_row(self.window);
+        for (row, digit) in signed_digits(k, self.window)?.into_iter().enumerate() {
             if digit == 0 {
                 continue;
             }
-            // 1 <= |digit| <= PER_ROW: an entry of this row.
+            // 1 <= |digit| <= per_row: an entry of this row.
             let magnitude = usize::from(digit.unsigned_abs());
-            let point = self.points.get(row * PER_ROW + magnitude - 1)?;
+            let point = self.points.get(row * per_row + magnitude - 1)?;
             if digit > 0 {
                 sum.add_affine(point.x, point.y, b);
             } else {
@@ -179,8 +197,13 @@ impl Multiples {
     }
 }
 
-/// `k` in base 256 with digits in `-128..=128`, least significant first.
-fn signed_digits(k: &Scalar) -> Option<[i16; ROWS]> {
+/// `k` in base `2^window` with digits in `-2^(window-1)..=2^(window-1)`,
+/// least significant first; the rows past `rows(window)` are 0. `None` for
+/// a window outside `KEY_WINDOW..=14`.
+fn signed_digits(k: &Scalar, window: usize) -> Option<[i16; MAX_ROWS]> {
+    if !(KEY_WINDOW..=14).contains(&window) {
+        return None;
+    }
     let bytes = k.to_repr(); // big-endian
     let bit = |position: usize| -> i16 {
         if position >= 256 {
@@ -189,17 +212,18 @@ fn signed_digits(k: &Scalar) -> Option<[i16; ROWS]> {
         let byte = bytes[31 - position / 8];
         i16::from((byte >> (position % 8)) & 1)
     };
-    let mut digits = [0i16; ROWS];
+    let half = i16::try_from(per_row(window)).ok()?;
+    let mut digits = [0i16; MAX_ROWS];
     let mut carry = 0i16;
-    for (row, digit) in digits.iter_mut().enumerate() {
+    for (row, digit) in digits.iter_mut().take(rows(window)).enumerate() {
         let mut value = carry;
-        for b in 0..WINDOW {
-            value += bit(row * WINDOW + b) << b;
+        for b in 0..window {
+            value += bit(row * window + b) << b;
         }
         // Digits above half the window are taken as negative, with a carry.
-        carry = i16::from(value > PER_ROW as i16);
+        carry = i16::from(value > half);
         if carry == 1 {
-            value -= 1 << WINDOW;
+            value -= 1 << window;
         }
         *digit = value;
     }
@@ -213,7 +237,7 @@ fn field_bytes(bytes: &[u8]) -> Option<FieldBytes> {
 /// Multiples of the generator, computed on first use in this VM.
 fn generator() -> Option<&'static Multiples> {
     static GENERATOR: OnceLock<Option<Multiples>> = OnceLock::new();
-    GENERATOR.get_or_init(|| Multiples::of(ProjectivePoint::generator())).as_ref()
+    GENERATOR.get_or_init(|| Multiples::of(ProjectivePoint::generator(), GENERATOR_WINDOW)).as_ref()
 }
 
 /// An imported P-256 key with its multiples.
@@ -238,7 +262,7 @@ impl Es256Key {
         sec1[33..].copy_from_slice(y);
         let key = PublicKey::from_sec1_bytes(&sec1).ok()?;
         generator()?;
-        Some(Self { multiples: Multiples::of(ProjectivePoint::from(*key.as_affine()))? })
+        Some(Self { multiples: Multiples::of(ProjectivePoint::from(*key.as_affine()), KEY_WINDOW)? })
     }
 
     /// Whether `signature` (JWS form: `r || s`, 32 bytes each) is valid for
@@ -310,22 +334,27 @@ mod tests {
 
     #[test]
     fn digits_recompose_the_scalar() {
-        for seed in 0u64..300 {
-            let k = scalar(seed);
-            let digits = signed_digits(&k).unwrap_or_else(|| unreachable!());
-            let mut sum = Scalar::ZERO;
-            let mut weight = Scalar::ONE;
-            let step = Scalar::from(1u64 << WINDOW);
-            for digit in digits {
-                assert!((-128..=128).contains(&digit));
-                let magnitude = Scalar::from(u64::from(digit.unsigned_abs()));
-                sum += if digit < 0 { -magnitude * weight } else { magnitude * weight };
-                weight *= step;
+        for window in [KEY_WINDOW, GENERATOR_WINDOW] {
+            let half = i16::try_from(per_row(window)).unwrap_or_else(|_| unreachable!());
+            for seed in 0u64..300 {
+                let k = scalar(seed);
+                let digits = signed_digits(&k, window).unwrap_or_else(|| unreachable!());
+                let mut sum = Scalar::ZERO;
+                let mut weight = Scalar::ONE;
+                let step = Scalar::from(1u64 << window);
+                for (row, digit) in digits.into_iter().enumerate() {
+                    assert!((-half..=half).contains(&digit));
+                    assert!(row < rows(window) || digit == 0, "a digit past the table's rows");
+                    let magnitude = Scalar::from(u64::from(digit.unsigned_abs()));
+                    sum += if digit < 0 { -magnitude * weight } else { magnitude * weight };
+                    weight *= step;
+                }
+                assert_eq!(sum, k, "window {window}, seed {seed}");
             }
-            assert_eq!(sum, k);
+            let top = -Scalar::ONE; // n - 1, the largest scalar
+            assert!(signed_digits(&top, window).is_some());
         }
-        let top = -Scalar::ONE; // n - 1, the largest scalar
-        assert!(signed_digits(&top).is_some());
+        assert!(signed_digits(&Scalar::ONE, KEY_WINDOW - 1).is_none());
     }
 
     /// `sum` as an affine point of `p256`.
@@ -391,14 +420,17 @@ mod tests {
     fn a_table_sums_to_the_scalar_multiple() {
         let b = field_element(&CURVE_B).unwrap_or_else(|| unreachable!());
         let point = ProjectivePoint::generator() * scalar(7);
-        let table = Multiples::of(point).unwrap_or_else(|| unreachable!());
-        for seed in 0u64..40 {
-            let k = scalar(seed);
-            let mut sum = Sum::IDENTITY;
-            table.add_multiple(&k, &mut sum, b).unwrap_or_else(|| unreachable!());
-            assert_eq!(affine_of(&sum), (point * k).to_affine(), "seed {seed}");
+        for window in [KEY_WINDOW, GENERATOR_WINDOW] {
+            let table = Multiples::of(point, window).unwrap_or_else(|| unreachable!());
+            for seed in 0u64..40 {
+                let k = scalar(seed);
+                let mut sum = Sum::IDENTITY;
+                table.add_multiple(&k, &mut sum, b).unwrap_or_else(|| unreachable!());
+                assert_eq!(affine_of(&sum), (point * k).to_affine(), "window {window}, seed {seed}");
+            }
         }
-        assert!(Multiples::of(ProjectivePoint::IDENTITY).is_none());
+        assert!(Multiples::of(ProjectivePoint::IDENTITY, KEY_WINDOW).is_none());
+        assert!(Multiples::of(point, KEY_WINDOW - 1).is_none());
     }
 
     #[test]
