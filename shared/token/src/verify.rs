@@ -15,8 +15,8 @@
 //!   when it verifies (a P-256 point or an RSA key is checked at import).
 
 use alloc::boxed::Box;
-use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -198,7 +198,7 @@ fn rsa_parameters(alg: Algorithm) -> Option<&'static RsaParameters> {
 pub struct VerifierSet {
     /// Shared with the set a refetch replaces, for keys that did not
     /// change: an ES256 key's tables take tens of milliseconds to build.
-    keys: Vec<Rc<VerifyingKey>>,
+    keys: Vec<Arc<VerifyingKey>>,
 }
 
 impl VerifierSet {
@@ -206,7 +206,7 @@ impl VerifierSet {
     /// (strict, for configuration); see [`VerifierSet::import_lenient`].
     pub fn import(set: &JwkSet) -> Result<Self, KeyImportError> {
         let keys =
-            set.keys.iter().map(|jwk| VerifyingKey::import(jwk).map(Rc::new)).collect::<Result<_, _>>()?;
+            set.keys.iter().map(|jwk| VerifyingKey::import(jwk).map(Arc::new)).collect::<Result<_, _>>()?;
         Ok(Self { keys })
     }
 
@@ -219,11 +219,11 @@ impl VerifierSet {
         for jwk in &set.keys {
             let known = previous.and_then(|previous| previous.keys.iter().find(|key| key.jwk == *jwk));
             if let Some(key) = known {
-                keys.push(Rc::clone(key));
+                keys.push(Arc::clone(key));
                 continue;
             }
             match VerifyingKey::import(jwk) {
-                Ok(key) => keys.push(Rc::new(key)),
+                Ok(key) => keys.push(Arc::new(key)),
                 Err(_) => skipped += 1,
             }
         }
@@ -439,8 +439,8 @@ mod tests {
         ]);
         let (refetched, skipped) = VerifierSet::import_lenient(&after, Some(&before));
         assert_eq!((refetched.len(), skipped), (3, 0));
-        assert!(Rc::ptr_eq(&refetched.keys[0], &before.keys[0]), "k1 is the same key");
-        assert!(!Rc::ptr_eq(&refetched.keys[1], &before.keys[1]), "k2's material changed");
+        assert!(Arc::ptr_eq(&refetched.keys[0], &before.keys[0]), "k1 is the same key");
+        assert!(!Arc::ptr_eq(&refetched.keys[1], &before.keys[1]), "k2's material changed");
         // Each verifies with the material it is described by now.
         let token = |key: &ES256KeyPair, kid: &str| {
             ES256KeyPair::from_bytes(&key.to_bytes()).unwrap().with_key_id(kid).sign(claims()).unwrap()
