@@ -26,9 +26,9 @@
 //! and is refused after them: a misuse ends the authorization fleet-wide,
 //! as it does in one Envoy.
 
-use baton_filter_kit::host::{Host, LogLevel};
+use baton_filter_kit::host::Host;
 use baton_filter_kit::store::{
-    EtcdAnswer, EtcdError, EtcdOperation, LeaseId, StoreCall, StoreConfig, key_id_of,
+    EtcdAnswer, EtcdError, EtcdOperation, LeaseId, StoreCall, StoreConfig, fault_label, key_id_of, log_fault,
 };
 use baton_token::secret::Secret;
 use baton_token::{TokenHash, base64url};
@@ -190,14 +190,8 @@ pub fn outcome(host: &dyn Host, cluster: &str, answer: Result<EtcdAnswer, EtcdEr
         Ok(EtcdAnswer::Created) => return StoreOutcome::Marked,
         Err(error) => error,
     };
-    host.log(LogLevel::Warn, &format!("cluster={cluster} store call failed: {error}"));
-    StoreOutcome::Unavailable(match error {
-        EtcdError::NoResponse => "store_no_response",
-        EtcdError::TooLarge => "store_too_large",
-        EtcdError::Refused { .. } => "store_refused",
-        EtcdError::Status(_) => "store_status",
-        _ => "store_malformed",
-    })
+    log_fault(host, cluster, "call", &error);
+    StoreOutcome::Unavailable(fault_label(&error))
 }
 
 /// Where the use of a sealed `state` stands.

@@ -14,7 +14,9 @@
 //! token, nor a key); the request already has its token.
 
 use baton_filter_kit::host::{Host, LogLevel};
-use baton_filter_kit::store::{EtcdAnswer, EtcdError, EtcdOperation, LeaseId, StoreCall, StoreConfig};
+use baton_filter_kit::store::{
+    EtcdAnswer, EtcdError, EtcdOperation, LeaseId, StoreCall, StoreConfig, fault_label, log_fault,
+};
 use baton_token::TokenHash;
 
 use crate::issued::{IssuedToken, decode, encode};
@@ -73,30 +75,6 @@ pub enum StoreRead {
 /// request decided again finds its answer under it).
 pub fn read(store: &StoreConfig, cache_key: TokenHash, idp: &Idp) -> StoreCall {
     StoreCall { key: cache_key, operation: EtcdOperation::Get { key: store_key(store, &cache_key, idp) } }
-}
-
-/// The audit label of a store fault.
-fn fault_label(error: &EtcdError) -> &'static str {
-    match error {
-        EtcdError::NoResponse => "store_no_response",
-        EtcdError::TooLarge => "store_too_large",
-        EtcdError::Refused { .. } => "store_refused",
-        EtcdError::Status(_) => "store_status",
-        _ => "store_malformed",
-    }
-}
-
-/// Logs a store fault by its kind alone: etcd's words may quote what it
-/// was sent, and a malformed answer's description may quote the answer.
-fn log_fault(host: &dyn Host, cluster: &str, step: &str, error: &EtcdError) {
-    let status = match error {
-        EtcdError::Refused { status, .. } | EtcdError::Status(status) => format!(" status={status}"),
-        _ => String::new(),
-    };
-    host.log(
-        LogLevel::Warn,
-        &format!("cluster={cluster} store {step} failed: {}{status}", fault_label(error)),
-    );
 }
 
 /// Reads an etcd answer to a [`read`].

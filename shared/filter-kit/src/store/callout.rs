@@ -6,7 +6,7 @@ use std::time::Duration;
 use baton_token::TokenHash;
 
 use super::etcd::{EtcdAnswer, EtcdError, EtcdOperation};
-use crate::host::{Callout, CalloutResponse, Host, HostError};
+use crate::host::{Callout, CalloutResponse, Host, HostError, LogLevel};
 
 /// Largest etcd answer read. Values are sealed tokens (a few KB); a larger
 /// answer is no answer of Baton's store.
@@ -68,6 +68,31 @@ pub fn interpret(operation: &EtcdOperation, response: &CalloutResponse) -> Resul
         return Err(EtcdError::TooLarge);
     }
     operation.parse(status, &response.body)
+}
+
+/// The kind of a store fault, for audit lines and counters.
+pub fn fault_label(error: &EtcdError) -> &'static str {
+    match error {
+        EtcdError::NoResponse => "store_no_response",
+        EtcdError::TooLarge => "store_too_large",
+        EtcdError::Refused { .. } => "store_refused",
+        EtcdError::Status(_) => "store_status",
+        EtcdError::Malformed(_) => "store_malformed",
+    }
+}
+
+/// Logs a store fault by its kind (and HTTP status) alone: etcd's words may
+/// quote what it was sent, and a malformed answer's description may quote
+/// the answer.
+pub fn log_fault(host: &dyn Host, cluster: &str, step: &str, error: &EtcdError) {
+    let status = match error {
+        EtcdError::Refused { status, .. } | EtcdError::Status(status) => format!(" status={status}"),
+        _ => String::new(),
+    };
+    host.log(
+        LogLevel::Warn,
+        &format!("cluster={cluster} store {step} failed: {}{status}", fault_label(error)),
+    );
 }
 
 #[cfg(test)]

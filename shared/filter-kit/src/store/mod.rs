@@ -18,7 +18,9 @@ pub mod config;
 pub mod etcd;
 pub mod seal;
 
-pub use callout::{EtcdEndpoint, MAX_ANSWER_BYTES, StoreCall, interpret, read_answer};
+pub use callout::{
+    EtcdEndpoint, MAX_ANSWER_BYTES, StoreCall, fault_label, interpret, log_fault, read_answer,
+};
 pub use config::{StoreConfig, StoreSpec, compile_store};
 pub use etcd::{EtcdAnswer, EtcdError, EtcdOperation, Lease, LeaseId, StoredValue};
 pub use seal::{SealError, StoreKeys, key_id_of};
