@@ -1,8 +1,10 @@
-//! obo-credential-injection on two Envoy replicas sharing a real etcd
-//! (issue 16, `store`): a token exchanged by one replica is injected by the
-//! other with no IdP call; etcd holds it sealed under a keyed name (no
-//! token, no subject token); with etcd down a replica exchanges at the IdP
-//! as without a store, and the request succeeds.
+//! obo-credential-injection on Envoy replicas sharing a real etcd (issue
+//! 16, `store`): a token exchanged by one replica is injected by the other
+//! with no IdP call; etcd holds it sealed under a keyed name (no token, no
+//! subject token); a storm of one user's requests through a round-robin
+//! balancer in front of three replicas makes one exchange; with etcd down
+//! a replica exchanges at the IdP as without a store, and the request
+//! succeeds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/support.rs"]
@@ -15,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use baton_harness::{Envoy, EnvoySpec, Etcd};
 use echo_backend::EchoBackend;
 use http_kit::ClientRequest;
-use mock_idp::{DEMO_BROKER_SECRET, MockIdp};
+use mock_idp::{DEMO_BROKER_SECRET, Endpoint, Fault, MockIdp};
 use ring::rand::SecureRandom;
 use serde_json::{Value, json};
 use support::*;
@@ -138,4 +140,48 @@ fn with_etcd_down_a_replica_exchanges_at_the_idp_and_the_request_succeeds() {
     assert_eq!(exchanges(&idp), 1);
     assert!(a.counter("baton_obo.store.unavailable") >= 1);
     assert!(!a.logs().contains(&bob), "the subject token was logged");
+}
+
+#[test]
+fn a_storm_through_a_balancer_in_front_of_three_replicas_makes_one_exchange() {
+    let (idp, backend) = (idp(), backend());
+    let etcd = Etcd::start().unwrap_or_else(|e| panic!("{e}"));
+    let config = config(&idp, &etcd);
+    let replicas: Vec<Envoy> = (0..3).map(|_| replica(&config, &idp, &backend, &etcd)).collect();
+    let addrs: Vec<_> = replicas.iter().map(Envoy::addr).collect();
+    let balancer = Envoy::start(&EnvoySpec::balancer(&addrs)).unwrap_or_else(|e| panic!("{e}"));
+    // Each replica has its keys (a warm-up user's request through each).
+    for envoy in &replicas {
+        assert_eq!(call(envoy, &user_token(&idp, &format!("warm-up-{}", envoy.addr().port()))).status, 200);
+    }
+    let before = exchanges(&idp);
+    // The IdP takes 400 ms over the first exchange: every replica's
+    // requests arrive while it is out.
+    idp.set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(400)), Some(1));
+    let alice = user_token(&idp, "alice");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..30).map(|_| scope.spawn(|| call(&balancer, &alice).status)).collect();
+        calls.into_iter().map(|call| call.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(exchanges(&idp) - before, 1, "one exchange for the fleet");
+    let served: Vec<u64> = replicas.iter().map(|envoy| envoy.counter("baton_obo.injected")).collect();
+    assert!(served.iter().all(|count| *count >= 2), "the balancer spread the requests: {served:?}");
+    let led: u64 = replicas.iter().map(|envoy| envoy.counter("baton_obo.store.flight_led")).sum();
+    let followed: u64 = replicas.iter().map(|envoy| envoy.counter("baton_obo.store.flight_followed")).sum();
+    // The warm-ups each led their own; alice's was led once and followed
+    // by the two others.
+    assert_eq!((led, followed), (3 + 1, 2));
+    // Every request upstream carried the same issued token.
+    let issued: std::collections::BTreeSet<String> = backend
+        .requests()
+        .iter()
+        .rev()
+        .take(30)
+        .map(|request| request.header("authorization").unwrap().to_string())
+        .collect();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    for envoy in &replicas {
+        assert!(!envoy.logs().contains(&alice), "the subject token was logged");
+    }
 }

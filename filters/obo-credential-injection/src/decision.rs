@@ -22,6 +22,8 @@ use baton_token::issued::{IssuedTokenExpectation, check_issued_token};
 use baton_token::oauth::{OAuthErrorCode, TokenEndpointError, TokenResponse};
 use baton_token::secret::Secret;
 
+use baton_filter_kit::store::StoreConfig;
+
 use crate::denial::Denial;
 use crate::fleet_cache::{self, StoreRead, StoreWrites, Unused};
 use crate::issued::{IssuedToken, IssuedTokenCache, LifetimeRules, issued_token};
@@ -448,6 +450,7 @@ impl Engine {
                 match fleet_cache::open(store, key, idp, sealed, host.now_unix_secs(), not_after) {
                     Ok(token) => return Some(Rc::new(token)),
                     Err(Unused::Expired) => (metrics::STORE_MISS, "expired"),
+                    Err(Unused::Pending) => (metrics::STORE_MISS, "pending"),
                     Err(why) => {
                         host.log(
                             LogLevel::Warn,
@@ -659,6 +662,7 @@ impl Engine {
         status: Option<u16>,
         body: &[u8],
     ) -> Result<Rc<IssuedToken>, Denial> {
+        let config = Rc::clone(&self.config);
         let idp_name = self.config.idps.get(job.endpoint).map_or("?", |idp| idp.name.as_str());
         match TokenResponse::parse(status, body, job.expectation()) {
             Ok(response) => {
@@ -691,18 +695,22 @@ impl Engine {
                 let token = Rc::new(token);
                 if cacheable {
                     self.cache.put(job.key, Rc::clone(&token), host);
-                    // For the other replicas: a user's exchange (the
-                    // gateway's own tokens stay per Envoy).
-                    if let Some(store) = &self.config.store
-                        && let Some(idp) = self.config.idps.get(job.endpoint)
-                        && job.carries_caller_token
-                    {
+                }
+                // For the other replicas: a user's exchange (the gateway's
+                // own tokens stay per Envoy), over the fleet's claim.
+                if let Some((store, idp)) = fleet_store(&config, job) {
+                    if cacheable {
                         self.writes.queue(host, store, job.key, idp, &token);
+                    } else {
+                        self.writes.release(store, job.key, idp);
                     }
                 }
                 Ok(token)
             }
             Err(error) => {
+                if let Some((store, idp)) = fleet_store(&config, job) {
+                    self.writes.release(store, job.key, idp);
+                }
                 host.count(match &error {
                     TokenEndpointError::Rejected { .. } => metrics::IDP_REJECTED,
                     TokenEndpointError::InvalidResponse(_) => metrics::IDP_INVALID_RESPONSE,
@@ -719,6 +727,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// The store and the IdP of `job`, when its token is shared with the fleet
+/// (a user's exchange, with a `store`).
+pub fn fleet_store<'c>(config: &'c FilterConfig, job: &Job) -> Option<(&'c StoreConfig, &'c Idp)> {
+    let store = config.store.as_ref()?;
+    let idp = config.idps.get(job.endpoint)?;
+    job.carries_caller_token.then_some((store, idp))
 }
 
 /// What a failed call means, and how loudly it is logged. Only a call that

@@ -8,8 +8,9 @@
 use std::rc::Rc;
 
 use baton_filter_kit::credential::Credential;
+use baton_filter_kit::fleet::{CallHere, FleetFlight, Found};
 use baton_filter_kit::handoff::VERIFIED_TOKEN_PROPERTY;
-use baton_filter_kit::host::{CalloutResponse, Counter, Host};
+use baton_filter_kit::host::{CalloutResponse, Counter, Host, LogLevel};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::lease::LeaseTable;
 use baton_filter_kit::reply::Reply;
@@ -20,7 +21,7 @@ use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_filter_kit::verifier::KeyWait;
 use baton_token::TokenHash;
 
-use crate::decision::{Engine, Request, Round, StoreStep};
+use crate::decision::{Engine, Request, Round, StoreStep, fleet_store};
 use crate::denial::Denial;
 use crate::fleet_cache::{self, StoreRead};
 use crate::issued::IssuedToken;
@@ -245,6 +246,54 @@ impl Filter for OboCredentialInjection {
 
     fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
         self.engine.writes.take()
+    }
+
+    /// A user's exchange, with a `store`, is made once for the fleet.
+    fn fleet_flight(&self, call: &TokenCall) -> Option<FleetFlight> {
+        let (store, idp) = fleet_store(self.engine.config(), call)?;
+        Some(fleet_cache::fleet_flight(store, &call.key, idp))
+    }
+
+    /// Another replica's token: opened and checked as a read before the
+    /// exchange is, cached for this Envoy's workers, and given to the
+    /// requests that waited as what their store read found.
+    fn fleet_found(&mut self, host: &dyn Host, call: &TokenCall, value: &[u8]) -> Found<OboOutcome> {
+        let config = self.engine.shared_config();
+        let Some((store, idp)) = fleet_store(&config, call) else {
+            return Found::Unusable;
+        };
+        let not_after = call.not_after.map(|exp| exp.saturating_sub(config.expiry_margin_secs));
+        match fleet_cache::open(store, &call.key, idp, value, host.now_unix_secs(), not_after) {
+            Ok(token) => {
+                host.count(metrics::STORE_FLIGHT_FOLLOWED);
+                self.engine.cache.put(call.key, Rc::new(token), host);
+                Found::Token(OboOutcome::Store(StoreRead::Found(value.to_vec())))
+            }
+            Err(why) => {
+                if !matches!(why, fleet_cache::Unused::Expired) {
+                    host.count(metrics::STORE_REJECTED);
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("a stored token was not used ({why:?}): another sealing key or tampering"),
+                    );
+                }
+                Found::Unusable
+            }
+        }
+    }
+
+    fn fleet_calls_here(&mut self, host: &dyn Host, _call: &TokenCall, why: CallHere) {
+        match why {
+            CallHere::Claimed => host.count(metrics::STORE_FLIGHT_LED),
+            CallHere::StoreFault(label) => {
+                host.count(metrics::STORE_UNAVAILABLE);
+                host.log(
+                    LogLevel::Warn,
+                    &format!("store unavailable for an exchange's claim ({label}): exchanging here"),
+                );
+            }
+            CallHere::NoUsableClaim => {}
+        }
     }
 
     fn on_dispatch(&mut self, host: &dyn Host, _call: &TokenCall) {

@@ -8,11 +8,20 @@
 //! and any fault of the store, is exchanged at the IdP as without a store:
 //! the IdP is the authority, the store only saves calls.
 //!
+//! A miss of the store is exchanged once for the fleet
+//! ([`baton_filter_kit::fleet`]): the replica that claims the exchange under
+//! the token's store key calls the IdP, the others read the key until the
+//! token is there. A claim is [`PENDING`] under the key: a read finding it
+//! is a miss (`pending`), not a rejected value.
+//!
 //! An exchanged token is written back with no request waiting: a lease for
 //! its remaining usable life (none when that is under etcd's minimum TTL),
-//! then a put with it. A write that fails is counted and logged (never the
+//! then a put with it, over the claim. An exchange that failed, or whose
+//! token is not shared, deletes the claim so the others need not wait for
+//! its lease to end. A write that fails is counted and logged (never the
 //! token, nor a key); the request already has its token.
 
+use baton_filter_kit::fleet::{FleetFlight, PENDING};
 use baton_filter_kit::host::{Host, LogLevel};
 use baton_filter_kit::store::{
     EtcdAnswer, EtcdError, EtcdOperation, LeaseId, StoreCall, StoreConfig, fault_label, log_fault,
@@ -60,6 +69,16 @@ fn bound_to(key: &[u8]) -> Vec<u8> {
     [PURPOSE, key].concat()
 }
 
+/// How an exchange at `idp` under `key` is made once for the fleet: claimed
+/// for as long as the IdP's call may take (and at least etcd's minimum).
+pub fn fleet_flight(store: &StoreConfig, key: &TokenHash, idp: &Idp) -> FleetFlight {
+    let call_secs = idp.endpoint.timeout_ms.div_ceil(1000) + 1;
+    FleetFlight {
+        key: store_key(store, key, idp),
+        claim_ttl_secs: u32::try_from(call_secs.max(MIN_TTL_SECS)).unwrap_or(u32::MAX),
+    }
+}
+
 /// What reading the store brought a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreRead {
@@ -99,6 +118,8 @@ pub enum Unused {
     OtherKey,
     /// It is no longer usable.
     Expired,
+    /// Another replica's claim: the exchange is being made.
+    Pending,
 }
 
 /// Opens the value found under `cache_key`'s store key, usable at `now`
@@ -111,6 +132,9 @@ pub fn open(
     now: u64,
     not_after: Option<u64>,
 ) -> Result<IssuedToken, Unused> {
+    if sealed == PENDING {
+        return Err(Unused::Pending);
+    }
     let key = store_key(store, cache_key, idp);
     let plaintext = store.keys.open(&bound_to(&key), sealed).map_err(|_| Unused::NotAuthentic)?;
     let (for_key, entry) = plaintext.split_at_checked(32).ok_or(Unused::NotAuthentic)?;
@@ -144,7 +168,8 @@ pub struct StoreWrites {
 
 impl StoreWrites {
     /// Queues the write of `token`, just exchanged for `cache_key`: a lease
-    /// for its remaining usable life, then the sealed token with it.
+    /// for its remaining usable life, then the sealed token with it (over
+    /// the fleet's claim). A token not written releases the claim.
     pub fn queue(
         &mut self,
         host: &dyn Host,
@@ -155,19 +180,19 @@ impl StoreWrites {
     ) {
         let ttl = token.use_until.saturating_sub(host.now_unix_secs());
         if ttl < MIN_TTL_SECS {
-            return;
+            return self.release(store, cache_key, idp);
         }
         if self.pending.len() >= MAX_PENDING_WRITES {
             host.count(metrics::STORE_WRITE_FAILED);
             host.log(LogLevel::Warn, "store write dropped: too many writes wait for a lease");
-            return;
+            return self.release(store, cache_key, idp);
         }
         let key = store_key(store, &cache_key, idp);
         let plaintext = [cache_key.as_bytes().as_slice(), &encode(token)].concat();
         let Ok(sealed) = store.keys.seal(host, &bound_to(&key), &plaintext) else {
             host.count(metrics::STORE_WRITE_FAILED);
             host.log(LogLevel::Warn, "store write dropped: the token could not be sealed (no randomness)");
-            return;
+            return self.release(store, cache_key, idp);
         };
         let ttl_secs = u32::try_from(ttl).unwrap_or(u32::MAX);
         self.queued.push(StoreCall { key: cache_key, operation: EtcdOperation::GrantLease { ttl_secs } });
@@ -177,6 +202,14 @@ impl StoreWrites {
     /// The operations to dispatch now.
     pub fn take(&mut self) -> Vec<StoreCall> {
         std::mem::take(&mut self.queued)
+    }
+
+    /// Deletes the claim under `cache_key`'s store key (the exchange
+    /// failed, or its token is not shared) so the other replicas claim
+    /// again now rather than when its lease ends.
+    pub fn release(&mut self, store: &StoreConfig, cache_key: TokenHash, idp: &Idp) {
+        let key = store_key(store, &cache_key, idp);
+        self.queued.push(StoreCall { key: cache_key, operation: EtcdOperation::Delete { key } });
     }
 
     /// Takes the answer to a write step: a lease queues the put, a put
@@ -199,13 +232,30 @@ impl StoreWrites {
                         self.queued.push(put(write, lease.id));
                         return;
                     }
-                    Ok(_) => EtcdError::Malformed(String::new()),
-                    Err(error) => error,
+                    // No token goes over the claim: release it.
+                    Ok(_) => {
+                        self.queued.push(delete(write));
+                        EtcdError::Malformed(String::new())
+                    }
+                    Err(error) => {
+                        self.queued.push(delete(write));
+                        error
+                    }
                 }
             }
             (_, Ok(EtcdAnswer::Written)) => {
                 host.count(metrics::STORE_WRITTEN);
                 return;
+            }
+            (_, Ok(EtcdAnswer::Deleted(_))) => return,
+            // A put that failed leaves the claim: release it.
+            (EtcdOperation::Put { key, .. }, answer) => {
+                self.queued
+                    .push(StoreCall { key: call.key, operation: EtcdOperation::Delete { key: key.clone() } });
+                match answer {
+                    Ok(_) => EtcdError::Malformed(String::new()),
+                    Err(error) => error,
+                }
             }
             (_, Ok(_)) => EtcdError::Malformed(String::new()),
             (_, Err(error)) => error,
@@ -213,6 +263,10 @@ impl StoreWrites {
         host.count(metrics::STORE_WRITE_FAILED);
         log_fault(host, cluster, "write", &error);
     }
+}
+
+fn delete(write: PendingWrite) -> StoreCall {
+    StoreCall { key: write.cache_key, operation: EtcdOperation::Delete { key: write.key } }
 }
 
 fn put(write: PendingWrite, lease: LeaseId) -> StoreCall {
@@ -313,15 +367,18 @@ mod tests {
         let grant = writes.take().remove(0);
         let refused = EtcdError::Refused { status: 404, code: Some(5), message: "lease not found".into() };
         writes.finish(&host, "etcd", &grant, Err(refused));
-        assert!(writes.take().is_empty(), "no put without a lease");
+        let key = store_key(&store, &cache_key, &idp("/token"));
+        let [release] = &writes.take()[..] else { panic!("no put without a lease: the claim is released") };
+        assert_eq!(release.operation, EtcdOperation::Delete { key: key.clone() });
         assert_eq!(host.counter(metrics::STORE_WRITE_FAILED), 1);
-        let key = String::from_utf8(store_key(&store, &cache_key, &idp("/token"))).unwrap();
+        let key = String::from_utf8(key).unwrap();
         let logs = host.logs();
         assert!(logs.iter().any(|(_, line)| line.contains("store write failed: store_refused status=404")));
         assert!(logs.iter().all(|(_, line)| !line.contains(&key) && !line.contains("t0k3n")));
         // Nothing is written for a token usable under etcd's minimum TTL.
         let short = IssuedToken::new(Secret::new("t0k3n"), "Bearer".into(), NOW + MIN_TTL_SECS - 1, NOW);
         writes.queue(&host, &store, cache_key, &idp("/token"), &short);
-        assert!(writes.take().is_empty());
+        let [release] = &writes.take()[..] else { panic!("only the claim's release") };
+        assert!(matches!(release.operation, EtcdOperation::Delete { .. }));
     }
 }

@@ -98,19 +98,41 @@ impl Etcd {
         Some(CalloutResponse { status, body: text.into_bytes(), body_too_large: false })
     }
 
+    /// A range answer for `key`.
+    fn range(&self, key: &[u8]) -> String {
+        match self.data.borrow().get(key) {
+            // etcd 3.4 leaves `kvs` and `count` out when nothing is found.
+            None => format!("{{{HEADER}}}"),
+            Some(value) => format!(
+                r#"{{{HEADER},"kvs":[{{"key":"{}","create_revision":"5","mod_revision":"5","version":"1","value":"{}","lease":"7587883316386093063"}}],"count":"1"}}"#,
+                b64(key),
+                b64(value)
+            ),
+        }
+    }
+
     fn serve(&self, path: &str, body: &Value) -> String {
         match path {
-            "/v3/kv/range" => {
-                let key = unb64(&body["key"]);
-                match self.data.borrow().get(&key) {
-                    // etcd 3.4 leaves `kvs` and `count` out when nothing is found.
-                    None => format!("{{{HEADER}}}"),
-                    Some(value) => format!(
-                        r#"{{{HEADER},"kvs":[{{"key":"{}","create_revision":"5","mod_revision":"5","version":"1","value":"{}","lease":"7587883316386093063"}}],"count":"1"}}"#,
-                        b64(&key),
-                        b64(value)
-                    ),
+            "/v3/kv/range" => self.range(&unb64(&body["key"])),
+            "/v3/kv/txn" => {
+                // Create-if-absent: the put if the key was never created,
+                // else the range of what is there.
+                let put = &body["success"][0]["request_put"];
+                let key = unb64(&put["key"]);
+                assert_eq!(unb64(&body["compare"][0]["key"]), key);
+                assert!(put["lease"].as_str().is_some_and(|lease| lease != "0"), "claimed with a lease");
+                if self.data.borrow().contains_key(&key) {
+                    return format!(
+                        r#"{{{HEADER},"responses":[{{"response_range":{}}}]}}"#,
+                        self.range(&key)
+                    );
                 }
+                self.data.borrow_mut().insert(key, unb64(&put["value"]));
+                format!(r#"{{{HEADER},"succeeded":true,"responses":[{{"response_put":{{{HEADER}}}}}]}}"#)
+            }
+            "/v3/kv/deleterange" => {
+                let deleted = self.data.borrow_mut().remove(&unb64(&body["key"])).is_some();
+                if deleted { format!(r#"{{{HEADER},"deleted":"1"}}"#) } else { format!("{{{HEADER}}}") }
             }
             "/v3/lease/grant" => {
                 let ttl: u64 = body["TTL"].as_str().unwrap().parse().unwrap();
@@ -168,11 +190,21 @@ impl Replica {
     /// Ticks and answers every call (the IdP with a new token each time,
     /// etcd as `etcd` does) until nothing is left to answer.
     fn settle(&mut self, etcd: &Etcd) {
+        self.settle_with(etcd, true);
+    }
+
+    /// As [`Replica::settle`]; with `idp` false the IdP's calls are left
+    /// unanswered (still out).
+    fn settle_with(&mut self, etcd: &Etcd, idp: bool) {
         let mut quiet_ticks = 0;
         for _ in 0..20 {
             self.runtime.on_tick(&self.host);
-            let pending: Vec<DispatchedCall> =
-                self.host.calls().into_iter().filter(|call| !self.answered.contains(&call.id)).collect();
+            let pending: Vec<DispatchedCall> = self
+                .host
+                .calls()
+                .into_iter()
+                .filter(|call| !self.answered.contains(&call.id) && (idp || call.cluster != "idp"))
+                .collect();
             if pending.is_empty() {
                 // A tick may have queued a call the next one dispatches.
                 quiet_ticks += 1;
@@ -281,8 +313,10 @@ fn a_token_exchanged_on_one_replica_is_served_from_the_store_on_another() {
     assert_eq!(token, "issued-a-1");
     assert_eq!(a.calls_to("idp"), 1);
     assert_eq!((a.count(metrics::STORE_MISS), a.count(metrics::STORE_WRITTEN)), (1, 1));
-    // Leased for its usable life: expires_in 600 less the 30 s margin.
-    assert_eq!(*etcd.ttls.borrow(), [570]);
+    // Claimed for as long as the IdP's call may take (3 s, and one more),
+    // then leased for its usable life: expires_in 600 less the 30 s margin.
+    assert_eq!(*etcd.ttls.borrow(), [4, 570]);
+    assert_eq!(a.count(metrics::STORE_FLIGHT_LED), 1);
     // Stored sealed, under a keyed name: neither the token nor the subject
     // token (nor its hash) in the clear.
     let data = etcd.data.borrow().clone();
@@ -329,7 +363,8 @@ fn another_users_or_another_targets_token_is_not_served() {
     etcd.data.borrow_mut().insert(carol_key, alice_value);
     c.settle(&etcd);
     assert_eq!(c.injected(1).as_deref(), Some("issued-c-1"), "exchanged for carol, not alice's");
-    assert_eq!((c.count(metrics::STORE_REJECTED), c.calls_to("idp")), (1, 1));
+    // Rejected at the read, and again where the claim finds it.
+    assert_eq!((c.count(metrics::STORE_REJECTED), c.calls_to("idp")), (2, 1));
     assert_nothing_secret_logged(&[&a, &b, &c], &etcd, &[&alice, &bob, &carol]);
 }
 
@@ -348,7 +383,7 @@ fn a_value_under_its_own_key_sealed_with_another_key_set_is_not_served() {
     etcd.data.borrow_mut().insert(b.last_read_key(), value);
     b.settle(&etcd);
     assert_eq!(b.injected(1).as_deref(), Some("issued-b-1"));
-    assert_eq!(b.count(metrics::STORE_REJECTED), 1);
+    assert_eq!(b.count(metrics::STORE_REJECTED), 2, "at the read, and where the claim finds it");
 }
 
 #[test]
@@ -404,7 +439,11 @@ fn a_store_read_that_cannot_be_dispatched_is_a_miss_then_one_exchange() {
     r.host.refuse_dispatch(false);
     r.settle(&etcd);
     assert_eq!(r.injected(1).as_deref(), Some("issued-r-1"));
-    assert_eq!((r.calls_to("idp"), r.calls_to("etcd")), (1, 2), "the exchange, then the lease and the put");
+    assert_eq!(
+        (r.calls_to("idp"), r.calls_to("etcd")),
+        (1, 4),
+        "the claim (a lease, the create), the exchange, then the lease and the put"
+    );
 }
 
 #[test]
@@ -439,8 +478,9 @@ fn a_token_usable_for_less_than_etcds_minimum_ttl_is_not_written() {
                                                    "exp": NOW + 30 + MIN_TTL_SECS - 1, "iat": NOW - 5}));
     let mut a = Replica::new("a");
     assert_eq!(serve(&mut a, &etcd, 1, &short, "portfolio.internal"), "issued-a-1");
-    assert_eq!(a.calls_to("etcd"), 1, "the read, no lease");
-    assert!(etcd.ttls.borrow().is_empty());
+    assert_eq!(a.calls_to("etcd"), 4, "the read, the claim (lease, create), its release");
+    assert_eq!(*etcd.ttls.borrow(), [4], "the claim's lease only");
+    assert!(etcd.data.borrow().is_empty(), "the claim released");
 }
 
 #[test]
@@ -465,4 +505,73 @@ fn a_replica_whose_idp_of_that_name_is_another_does_not_read_the_token() {
     assert_eq!(serve(&mut b, &etcd, 1, &alice, "portfolio.internal"), "issued-b-1");
     assert_ne!(b.last_read_key(), a.last_read_key());
     assert_eq!((b.count(metrics::STORE_MISS), b.calls_to("idp")), (1, 1));
+}
+
+/// Three replicas, each with requests for alice's exchange at once: one
+/// claims it and calls the IdP, the other two follow its claim and take
+/// its token from the store.
+fn storm() -> (Etcd, String, [Replica; 3]) {
+    let etcd = Etcd::default();
+    let alice = user("alice");
+    let mut replicas = [Replica::new("a"), Replica::new("b"), Replica::new("c")];
+    for replica in &mut replicas {
+        for id in 1..=5 {
+            assert_eq!(replica.start(id, &alice, "portfolio.internal"), Action::Pause);
+        }
+    }
+    // Every replica reads (a miss) and claims before any IdP answers.
+    for replica in &mut replicas {
+        replica.settle_with(&etcd, false);
+    }
+    (etcd, alice, replicas)
+}
+
+#[test]
+fn an_exchange_storm_across_three_replicas_makes_one_idp_call() {
+    let (etcd, alice, [mut a, mut b, mut c]) = storm();
+    assert_eq!((a.calls_to("idp"), b.calls_to("idp"), c.calls_to("idp")), (1, 0, 0), "A claimed first");
+    assert_eq!(a.count(metrics::STORE_FLIGHT_LED), 1);
+    a.settle(&etcd);
+    for follower in [&mut b, &mut c] {
+        follower.host.advance_millis(30);
+        follower.settle(&etcd);
+    }
+    for replica in [&a, &b, &c] {
+        for id in 1..=5 {
+            assert_eq!(replica.injected(id).as_deref(), Some("issued-a-1"), "{} request {id}", replica.name);
+        }
+    }
+    assert_eq!(a.calls_to("idp") + b.calls_to("idp") + c.calls_to("idp"), 1, "one IdP call for 15 requests");
+    assert_eq!((b.count(metrics::STORE_FLIGHT_FOLLOWED), c.count(metrics::STORE_FLIGHT_FOLLOWED)), (1, 1));
+    assert_nothing_secret_logged(&[&a, &b, &c], &etcd, &[&alice]);
+}
+
+#[test]
+fn a_failed_exchange_releases_the_claim_and_a_follower_exchanges_next() {
+    let (etcd, alice, [mut a, mut b, _c]) = storm();
+    // The IdP is down for A: its requests get 503, the claim is released.
+    let call = a.host.calls().into_iter().find(|call| call.cluster == "idp").unwrap();
+    a.answered.push(call.id);
+    let failed = CalloutResponse { status: Some(503), body: b"down".to_vec(), body_too_large: false };
+    a.host.set_callout_response(failed);
+    a.runtime.on_callout(&a.host, call.id, 3, 4);
+    a.settle_with(&etcd, false);
+    assert_eq!(a.host.request(1).unwrap().reply.unwrap().status, 503);
+    assert!(etcd.data.borrow().is_empty(), "the claim is gone at once");
+    // B, following, finds the key gone, claims it and exchanges.
+    b.host.advance_millis(30);
+    b.settle(&etcd);
+    assert_eq!(b.injected(1).as_deref(), Some("issued-b-1"));
+    assert_eq!((b.calls_to("idp"), b.count(metrics::STORE_FLIGHT_LED)), (1, 1));
+    assert_nothing_secret_logged(&[&a, &b], &etcd, &[&alice]);
+}
+
+#[test]
+fn a_follower_whose_store_fails_exchanges_itself() {
+    let (etcd, _alice, [_a, mut b, _c]) = storm();
+    etcd.fail("/v3/kv/range", Fault::Refused);
+    b.host.advance_millis(30);
+    b.settle(&etcd);
+    assert_eq!(b.injected(1).as_deref(), Some("issued-b-1"), "the IdP is the authority");
+    assert_eq!((b.calls_to("idp"), b.count(metrics::STORE_UNAVAILABLE)), (1, 1));
 }

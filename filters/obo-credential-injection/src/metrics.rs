@@ -66,6 +66,12 @@ baton_filter_kit::counters! {
     /// The store did not answer, refused, answered garbage or too late, or
     /// the read could not be dispatched: exchanged at the IdP.
     STORE_UNAVAILABLE = "baton_obo.store.unavailable";
+    /// Exchanges this replica claimed in the store and made for the fleet
+    /// (the one IdP call across the replicas).
+    STORE_FLIGHT_LED = "baton_obo.store.flight_led";
+    /// Exchanges another replica was making, waited for and taken from the
+    /// store: no IdP call here.
+    STORE_FLIGHT_FOLLOWED = "baton_obo.store.flight_followed";
     /// Exchanged tokens written to the store.
     STORE_WRITTEN = "baton_obo.store.written";
     /// Writes that failed (the lease or the put): the request had its token.

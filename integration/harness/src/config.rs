@@ -36,12 +36,10 @@ pub enum HttpFilter {
 /// Where the listener's one route goes.
 #[derive(Debug, Clone)]
 enum RouteTarget {
-    Backend(SocketAddr),
+    /// Every request to these backends, in turn (round robin).
+    Backend(Vec<SocketAddr>),
     /// Envoy answers itself: status 200 with this body and content type.
-    Direct {
-        body: String,
-        content_type: String,
-    },
+    Direct { body: String, content_type: String },
 }
 
 /// An upstream cluster the filters can call.
@@ -73,7 +71,13 @@ pub struct EnvoySpec {
 impl EnvoySpec {
     /// A listener forwarding to `backend`.
     pub fn new(backend: SocketAddr) -> Self {
-        Self::with_route(RouteTarget::Backend(backend))
+        Self::with_route(RouteTarget::Backend(vec![backend]))
+    }
+
+    /// A round-robin load balancer in front of `replicas` (say, Envoys
+    /// running the filters), as a Kubernetes Service puts one.
+    pub fn balancer(replicas: &[SocketAddr]) -> Self {
+        Self::with_route(RouteTarget::Backend(replicas.to_vec()))
     }
 
     /// A listener answering 200 `ok` itself (`direct_response`), no backend.
@@ -239,8 +243,8 @@ impl EnvoySpec {
         let mut clusters: Vec<Value> =
             self.clusters.iter().map(|c| static_cluster(&c.name, c.addr)).collect();
         clusters.extend(self.raw_clusters.iter().cloned());
-        if let RouteTarget::Backend(backend) = self.route {
-            clusters.push(static_cluster("backend", backend));
+        if let RouteTarget::Backend(backends) = &self.route {
+            clusters.push(round_robin_cluster("backend", backends));
         }
         let secrets: Vec<Value> = self
             .secrets
@@ -320,16 +324,25 @@ fn wasm_filter(
 }
 
 fn static_cluster(name: &str, addr: SocketAddr) -> Value {
+    round_robin_cluster(name, &[addr])
+}
+
+/// A cluster of `addrs`, taken in turn (Envoy's default policy).
+fn round_robin_cluster(name: &str, addrs: &[SocketAddr]) -> Value {
+    let endpoints: Vec<Value> = addrs
+        .iter()
+        .map(|addr| {
+            json!({"endpoint": {"address": {"socket_address": {
+                "address": addr.ip().to_string(),
+                "port_value": addr.port()
+            }}}})
+        })
+        .collect();
     json!({
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                "address": addr.ip().to_string(),
-                "port_value": addr.port()
-            }}}}]}]
-        }
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]}
     })
 }

@@ -12,7 +12,7 @@
 //! - [`cache`], [`lease`], [`slot_table`]: shared-data structures;
 //! - [`token_calls`]: token endpoint calls and single flight in a worker;
 //! - [`store`]: the shared store across Envoy replicas (etcd, sealed
-//!   values), not used by any filter yet;
+//!   values); [`fleet`]: a token call made once for the fleet through it;
 //! - [`matching`], [`request_headers`], [`credential`]: reading
 //!   requests;
 //! - [`reply`], [`audit`]: answers and audit lines that never hold a token.
@@ -25,6 +25,7 @@ pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod credential;
+pub mod fleet;
 pub mod handoff;
 pub mod host;
 pub mod json_path;

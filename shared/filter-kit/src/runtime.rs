@@ -19,13 +19,15 @@ use std::time::Duration;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
 
+use crate::fleet::FOLLOW_POLL;
+use crate::fleet::{CallHere, FleetFlight, FleetFlights, Found, Next};
 use crate::host::{Body, CalloutResponse, HeaderMap, Host, LogLevel};
 use crate::key_fetches::KeyFetches;
 use crate::keys::{KeyStore, MAX_JWKS_BYTES};
 use crate::lease::{Lease, LeaseTable};
 use crate::reply::Reply;
 use crate::request_headers::{RequestHeaders, remove_spellings};
-use crate::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall, read_answer};
+use crate::store::{EtcdAnswer, EtcdEndpoint, EtcdError, EtcdOperation, StoreCall, read_answer};
 use crate::ticker::{FAST_TICK, Ticker};
 use crate::token_calls::{Flights, TokenCall, TokenEndpoint};
 use crate::verifier::KeyWait;
@@ -266,6 +268,21 @@ pub trait Filter {
     fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
         Vec::new()
     }
+    /// With a store the fleet shares, how `call` is made once for the
+    /// fleet ([`crate::fleet`]); `None`: this replica makes it without
+    /// asking the others.
+    fn fleet_flight(&self, _call: &TokenCall) -> Option<FleetFlight> {
+        None
+    }
+    /// What a value found under a fleet flight's key is (never the
+    /// [`crate::fleet::PENDING`] marker): a token another replica obtained,
+    /// as the outcome for the requests waiting for `call`, or unusable.
+    fn fleet_found(&mut self, _host: &dyn Host, _call: &TokenCall, _value: &[u8]) -> Found<Self::Outcome> {
+        Found::Unusable
+    }
+    /// `call`, taken to the fleet, is made by this replica, for `why`
+    /// (counted, and logged when the store failed).
+    fn fleet_calls_here(&mut self, _host: &dyn Host, _call: &TokenCall, _why: CallHere) {}
     /// Whether what `key` obtains is in the cache every worker shares
     /// (another worker's call finished).
     fn cached(&mut self, _host: &dyn Host, _key: &TokenHash) -> bool {
@@ -410,6 +427,10 @@ pub struct Runtime<F: Filter> {
     store_calls: Vec<(u32, StoreCall)>,
     /// Store operations no request waits for, to dispatch at the next tick.
     detached: Vec<StoreCall>,
+    /// Calls taken to the fleet before they are made.
+    fleet: FleetFlights,
+    /// Their store operations in flight: callout, call key, operation.
+    fleet_calls: Vec<(u32, TokenHash, EtcdOperation)>,
     ticker: Ticker,
 }
 
@@ -425,6 +446,8 @@ impl<F: Filter> Runtime<F> {
             remote: Vec::new(),
             store_calls: Vec::new(),
             detached: Vec::new(),
+            fleet: FleetFlights::default(),
+            fleet_calls: Vec::new(),
             ticker: Ticker::new(),
         }
     }
@@ -701,17 +724,22 @@ impl<F: Filter> Runtime<F> {
             }
             self.poll_remote(host);
             self.dispatch_queued(host);
+            if F::USES_STORE {
+                self.dispatch_fleet(host);
+            }
         }
         self.answer_overdue(host);
         if F::READS_BODIES {
             self.answer_bodiless(host);
         }
-        if self.remote.is_empty() {
+        if !self.remote.is_empty() {
+            self.ticker.set(host, REMOTE_POLL);
+        } else if self.fleet.following() {
+            self.ticker.set(host, FOLLOW_POLL);
+        } else {
             let keys_busy = self.filter.keys().is_some_and(|keys| keys.needs_attention());
             let busy = self.held() > 0 || self.flights.busy() || self.fetches.busy() || keys_busy;
             self.ticker.settle(host, busy);
-        } else {
-            self.ticker.set(host, REMOTE_POLL);
         }
     }
 
@@ -739,6 +767,12 @@ impl<F: Filter> Runtime<F> {
             self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
             // A request woken above may have queued the next call it needs.
             self.dispatch_queued(host);
+        } else if F::USES_STORE
+            && let Some(at) = self.fleet_calls.iter().position(|(callout, ..)| *callout == token)
+        {
+            let (_, key, operation) = self.fleet_calls.swap_remove(at);
+            let answer = read_answer(host, &operation, num_headers, body_size);
+            self.fleet_answered(host, &key, &operation, answer);
         } else if F::USES_STORE
             && let Some(at) = self.store_calls.iter().position(|(callout, _)| *callout == token)
         {
@@ -999,23 +1033,79 @@ impl<F: Filter> Runtime<F> {
                     continue;
                 }
             }
-            self.filter.on_dispatch(host, &call);
-            let user_agent = self.filter.user_agent();
-            let dispatched =
-                self.filter.endpoint(&call).map(|endpoint| endpoint.dispatch(host, &call, user_agent));
+            // Made once for the fleet: claimed in the store first (the
+            // key stays pending in this worker meanwhile).
+            if F::USES_STORE
+                && let Some(flight) = self.filter.fleet_flight(&call)
+            {
+                self.fleet.start(call, flight);
+                self.ticker.tick_now(host);
+                continue;
+            }
+            self.dispatch_call(host, call);
+        }
+    }
+
+    /// Dispatches `call` to its token endpoint; one that cannot go out is
+    /// finished at once as failed.
+    fn dispatch_call(&mut self, host: &dyn Host, call: TokenCall) {
+        self.filter.on_dispatch(host, &call);
+        let user_agent = self.filter.user_agent();
+        let dispatched =
+            self.filter.endpoint(&call).map(|endpoint| endpoint.dispatch(host, &call, user_agent));
+        match dispatched {
+            Some(Ok(token)) => self.flights.dispatched(call, token, host.now_unix_millis()),
+            _ => {
+                self.flights.abandoned(&call.key);
+                let cluster = self.filter.endpoint(&call).map_or("?", |endpoint| endpoint.cluster.as_str());
+                host.log(
+                    LogLevel::Warn,
+                    &format!("cluster={cluster} token call ({}) dispatch failed", call.label),
+                );
+                let outcome = self.filter.dispatch_failed(host, &call);
+                self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
+            }
+        }
+    }
+
+    /// Dispatches the fleet flights' store operations that are due (from
+    /// the root context: on the tick, or on the answer to one of them).
+    fn dispatch_fleet(&mut self, host: &dyn Host) {
+        for (key, operation) in self.fleet.due(host.now_unix_millis()) {
+            let dispatched = self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &operation));
             match dispatched {
-                Some(Ok(token)) => self.flights.dispatched(call, token, host.now_unix_millis()),
-                _ => {
-                    self.flights.abandoned(&call.key);
-                    let cluster =
-                        self.filter.endpoint(&call).map_or("?", |endpoint| endpoint.cluster.as_str());
-                    host.log(
-                        LogLevel::Warn,
-                        &format!("cluster={cluster} token call ({}) dispatch failed", call.label),
-                    );
-                    let outcome = self.filter.dispatch_failed(host, &call);
-                    self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
+                Some(Ok(token)) => self.fleet_calls.push((token, key, operation)),
+                _ => self.fleet_answered(host, &key, &operation, Err(EtcdError::NoResponse)),
+            }
+        }
+    }
+
+    /// Takes the answer to a fleet flight's store operation: the next
+    /// operation goes out, the call is made here, or another replica's
+    /// token wakes the requests that waited for it.
+    fn fleet_answered(
+        &mut self,
+        host: &dyn Host,
+        key: &TokenHash,
+        operation: &EtcdOperation,
+        answer: Result<EtcdAnswer, EtcdError>,
+    ) {
+        let filter = &mut self.filter;
+        let next = self.fleet.answer(key, operation, answer, host.now_unix_millis(), |call, value| {
+            filter.fleet_found(host, call, value)
+        });
+        match next {
+            Next::Wait => self.dispatch_fleet(host),
+            Next::Call(call, why) => {
+                self.filter.fleet_calls_here(host, &call, why);
+                self.dispatch_call(host, call);
+            }
+            Next::Done(call, outcome) => {
+                self.flights.abandoned(&call.key);
+                if let Some(leases) = &self.leases {
+                    leases.release(host, &call.key);
                 }
+                self.wake(host, WaitFor::Call(call.key), Some((call.key, outcome)));
             }
         }
     }

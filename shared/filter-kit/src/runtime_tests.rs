@@ -9,6 +9,8 @@ use baton_token::oauth::ClientAuth;
 use super::*;
 use crate::store::{EtcdOperation, LeaseId};
 use crate::test_host::TestHost;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 const NOW: u64 = 1_800_000_000;
 const CALL_TIMEOUT_MS: u64 = 2_000;
@@ -27,6 +29,8 @@ struct Fake {
     store_jobs: Vec<StoreCall>,
     /// Answers to store operations, in order.
     store_answers: Vec<Result<EtcdAnswer, EtcdError>>,
+    /// Why each fleet call was made here.
+    called_here: Vec<CallHere>,
 }
 
 impl Fake {
@@ -39,7 +43,14 @@ impl Fake {
             client_auth: ClientAuth::Public { client_id: "gateway".into() },
         };
         let store = EtcdEndpoint { cluster: "etcd".into(), authority: "etcd".into(), timeout_ms: 500 };
-        Self { endpoint, store, decisions: 0, store_jobs: Vec::new(), store_answers: Vec::new() }
+        Self {
+            endpoint,
+            store,
+            decisions: 0,
+            store_jobs: Vec::new(),
+            store_answers: Vec::new(),
+            called_here: Vec::new(),
+        }
     }
 }
 
@@ -195,6 +206,28 @@ impl Filter for Fake {
 
     fn store_jobs(&mut self, _host: &dyn Host) -> Vec<StoreCall> {
         std::mem::take(&mut self.store_jobs)
+    }
+
+    /// A need `fleet:<name>` is made once for the fleet, claimed under
+    /// `<name>`.
+    fn fleet_flight(&self, call: &TokenCall) -> Option<FleetFlight> {
+        let name = call.label.strip_prefix("token fleet:")?;
+        Some(FleetFlight { key: name.as_bytes().to_vec(), claim_ttl_secs: 3 })
+    }
+
+    /// `tok:<token>` is a token, cached as a call's would be.
+    fn fleet_found(&mut self, host: &dyn Host, call: &TokenCall, value: &[u8]) -> Found<Self::Outcome> {
+        match value.strip_prefix(b"tok:") {
+            Some(token) => {
+                let _ = host.shared_set(&cache_key(&call.key), token, None);
+                Found::Token(Ok(String::from_utf8_lossy(token).into_owned()))
+            }
+            None => Found::Unusable,
+        }
+    }
+
+    fn fleet_calls_here(&mut self, _host: &dyn Host, _call: &TokenCall, why: CallHere) {
+        self.called_here.push(why);
     }
 
     fn cached(&mut self, host: &dyn Host, key: &TokenHash) -> bool {
@@ -684,4 +717,171 @@ fn an_answer_without_a_body_is_not_held() {
     let mut worker = Worker::first(&host());
     assert_eq!(answered(&mut worker, 1, "application/json", true), Action::Continue);
     assert!(worker.runtime.held.is_empty());
+}
+
+// ---- calls made once for the fleet ----
+
+const LEASE_GRANTED: &str = r#"{"header":{"revision":"3"},"ID":"7","TTL":"3"}"#;
+
+/// etcd's answer to a read of `key` holding `value` (`None`: absent).
+fn range_answer(key: &str, value: Option<&[u8]>) -> String {
+    match value {
+        None => r#"{"header":{"revision":"3"}}"#.to_string(),
+        Some(value) => format!(
+            r#"{{"header":{{"revision":"3"}},"kvs":[{{"key":"{}","create_revision":"3","mod_revision":"3","value":"{}","lease":"7"}}],"count":"1"}}"#,
+            STANDARD.encode(key),
+            STANDARD.encode(value)
+        ),
+    }
+}
+
+/// etcd's answer to a create-if-absent of `key` that found `value` there.
+fn claim_taken(key: &str, value: &[u8]) -> String {
+    format!(
+        r#"{{"header":{{"revision":"3"}},"responses":[{{"response_range":{}}}]}}"#,
+        range_answer(key, Some(value))
+    )
+}
+
+/// The calls dispatched since `seen`, as (path, id).
+fn new_calls(worker: &Worker, seen: &mut usize) -> Vec<(String, u32)> {
+    let calls = worker.host.calls();
+    let new = calls[*seen..].iter().map(|call| (call.path.clone(), call.id)).collect();
+    *seen = calls.len();
+    new
+}
+
+/// A worker whose requests 1 and 2 need `fleet:t`, its claim's lease
+/// granted: the claim is out. Returns the claim's callout.
+fn claiming(worker: &mut Worker, seen: &mut usize) -> u32 {
+    worker.needing(1, "fleet:t");
+    worker.needing(2, "fleet:t");
+    worker.tick();
+    let [(path, lease)] = &new_calls(worker, seen)[..] else { panic!("one lease first") };
+    assert_eq!(path, "/v3/lease/grant");
+    worker.answer(*lease, 200, LEASE_GRANTED);
+    let [(path, claim)] = &new_calls(worker, seen)[..] else { panic!("then the claim, at once") };
+    assert_eq!(path, "/v3/kv/txn");
+    *claim
+}
+
+#[test]
+fn a_fleet_call_this_replica_claims_is_made_here_once() {
+    let mut worker = Worker::first(&host());
+    let mut seen = 0;
+    let claim = claiming(&mut worker, &mut seen);
+    let sent = worker.host.calls().last().unwrap().body.clone();
+    let sent = String::from_utf8(sent).unwrap();
+    assert!(sent.contains(&STANDARD.encode(crate::fleet::PENDING)), "the claim is the marker: {sent}");
+    worker.answer(claim, 200, MARK_CREATED);
+    let [(path, call)] = &new_calls(&worker, &mut seen)[..] else { panic!("then the IdP") };
+    assert_eq!(path, "/token");
+    worker.answer(*call, 200, "tok");
+    for id in [1, 2] {
+        assert_eq!(worker.token_sent(id).as_deref(), Some("tok"));
+    }
+    assert_eq!(worker.runtime.filter.called_here, [CallHere::Claimed]);
+}
+
+#[test]
+fn a_fleet_call_another_replica_claimed_is_followed_until_its_token_is_there() {
+    let mut worker = Worker::first(&host());
+    let mut seen = 0;
+    let claim = claiming(&mut worker, &mut seen);
+    worker.answer(claim, 200, &claim_taken("t", crate::fleet::PENDING));
+    assert!(new_calls(&worker, &mut seen).is_empty(), "no IdP call: another replica makes it");
+    worker.tick();
+    assert_eq!(worker.host.tick_period(), Some(FOLLOW_POLL), "and reads the key that often");
+    assert!(new_calls(&worker, &mut seen).is_empty(), "not before the poll is due");
+    // Still pending, then the token.
+    worker.host.advance_millis(30);
+    worker.tick();
+    let [(path, read)] = &new_calls(&worker, &mut seen)[..] else { panic!("a read") };
+    assert_eq!(path, "/v3/kv/range");
+    worker.answer(*read, 200, &range_answer("t", Some(crate::fleet::PENDING)));
+    worker.host.advance_millis(30);
+    worker.tick();
+    let [(_, read)] = &new_calls(&worker, &mut seen)[..] else { panic!("another read") };
+    worker.answer(*read, 200, &range_answer("t", Some(b"tok:remote")));
+    for id in [1, 2] {
+        assert_eq!(worker.token_sent(id).as_deref(), Some("remote"), "request {id}");
+    }
+    assert!(worker.host.calls().iter().all(|call| call.cluster == "etcd"), "never the IdP");
+    assert!(worker.runtime.filter.called_here.is_empty());
+    // The next request finds it cached.
+    assert_eq!(worker.needing(3, "fleet:t"), Action::Continue);
+    assert_eq!(worker.runtime.held(), 0);
+}
+
+#[test]
+fn a_claim_that_goes_away_is_claimed_again_and_a_stuck_one_is_not_waited_for() {
+    // The claimant failed: the key is gone, this replica claims and calls.
+    let mut worker = Worker::first(&host());
+    let mut seen = 0;
+    let claim = claiming(&mut worker, &mut seen);
+    worker.answer(claim, 200, &claim_taken("t", crate::fleet::PENDING));
+    worker.host.advance_millis(30);
+    worker.tick();
+    let [(_, read)] = &new_calls(&worker, &mut seen)[..] else { panic!("a read") };
+    worker.answer(*read, 200, &range_answer("t", None));
+    worker.tick();
+    let [(path, lease)] = &new_calls(&worker, &mut seen)[..] else { panic!("a new claim") };
+    assert_eq!(path, "/v3/lease/grant");
+    worker.answer(*lease, 200, LEASE_GRANTED);
+    let [(_, claim)] = &new_calls(&worker, &mut seen)[..] else { panic!("its claim") };
+    worker.answer(*claim, 200, MARK_CREATED);
+    let [(path, _)] = &new_calls(&worker, &mut seen)[..] else { panic!("the IdP") };
+    assert_eq!(path, "/token");
+    assert_eq!(worker.runtime.filter.called_here, [CallHere::Claimed]);
+
+    // A claim still there after its lease could have ended is no live
+    // call's: this replica calls.
+    let mut worker = Worker::first(&host());
+    let mut seen = 0;
+    let claim = claiming(&mut worker, &mut seen);
+    worker.answer(claim, 200, &claim_taken("t", crate::fleet::PENDING));
+    worker.host.advance_millis(4_100);
+    worker.tick();
+    let [(_, read)] = &new_calls(&worker, &mut seen)[..] else { panic!("a read") };
+    worker.answer(*read, 200, &range_answer("t", Some(crate::fleet::PENDING)));
+    let [(path, _)] = &new_calls(&worker, &mut seen)[..] else { panic!("the IdP") };
+    assert_eq!(path, "/token");
+    assert_eq!(worker.runtime.filter.called_here, [CallHere::NoUsableClaim]);
+}
+
+#[test]
+fn a_store_fault_or_an_unusable_value_makes_the_replica_call_the_idp() {
+    for (step, answer) in [
+        (0, (503, "unavailable".to_string())),
+        (1, (200, "<html>".to_string())),
+        (1, (200, claim_taken("t", b"garbage"))),
+    ] {
+        let mut worker = Worker::first(&host());
+        let mut seen = 0;
+        worker.needing(1, "fleet:t");
+        worker.tick();
+        let [(_, lease)] = &new_calls(&worker, &mut seen)[..] else { panic!("a lease") };
+        if step == 0 {
+            worker.answer(*lease, answer.0, &answer.1);
+        } else {
+            worker.answer(*lease, 200, LEASE_GRANTED);
+            let [(_, claim)] = &new_calls(&worker, &mut seen)[..] else { panic!("a claim") };
+            worker.answer(*claim, answer.0, &answer.1);
+        }
+        let [(path, call)] = &new_calls(&worker, &mut seen)[..] else { panic!("the IdP, for {answer:?}") };
+        assert_eq!(path, "/token");
+        worker.answer(*call, 200, "tok");
+        assert_eq!(worker.token_sent(1).as_deref(), Some("tok"), "{answer:?}");
+        let why = &worker.runtime.filter.called_here;
+        assert!(
+            matches!(why[..], [CallHere::StoreFault(_)] | [CallHere::NoUsableClaim]),
+            "{answer:?}: {why:?}"
+        );
+    }
+    // The store cannot even be reached: called at once.
+    let mut worker = Worker::first(&host());
+    worker.needing(1, "fleet:t");
+    worker.host.refuse_dispatch(true);
+    worker.tick();
+    assert_eq!(worker.runtime.filter.called_here, [CallHere::StoreFault("store_no_response")]);
 }
