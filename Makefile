@@ -154,7 +154,8 @@ fuzz-run:
 	done
 
 ## soak: load through claim-enforcement -> obo-credential-injection while the
-## IdP flaps (not part of test). SOAK_ARGS="--seconds 300 --clients 16" widens it.
+## IdP flaps, then on three replicas while their store (etcd) flaps (not part
+## of test). SOAK_ARGS="--seconds 300 --clients 16" widens it, "--only store" picks one.
 SOAK_ARGS ?=
 soak: build
 	$(CARGO) run --release --quiet -p baton-soak -- $(SOAK_ARGS)
