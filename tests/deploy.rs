@@ -261,7 +261,7 @@ fn both_platforms_refuse_underscored_header_names() {
 
 #[test]
 fn every_manifest_is_of_a_known_kind() {
-    let allowed: [(&str, &str, &str); 9] = [
+    let allowed: [(&str, &str, &str); 16] = [
         ("istio/", "extensions.istio.io/v1alpha1", "WasmPlugin"),
         ("istio/", "networking.istio.io/v1alpha3", "EnvoyFilter"),
         ("istio/", "networking.istio.io/v1", "ServiceEntry"),
@@ -271,6 +271,14 @@ fn every_manifest_is_of_a_known_kind() {
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "EnvoyPatchPolicy"),
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "ClientTrafficPolicy"),
         ("envoy-gateway/", "gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy"),
+        // Plain Kubernetes: the gateway fleet and its store (deploy_replicas.rs).
+        ("replicas/", "v1", "ConfigMap"),
+        ("replicas/", "v1", "Service"),
+        ("replicas/", "v1", "Secret"),
+        ("replicas/", "apps/v1", "Deployment"),
+        ("replicas/", "apps/v1", "StatefulSet"),
+        ("replicas/", "policy/v1", "PodDisruptionBudget"),
+        ("replicas/", "networking.k8s.io/v1", "NetworkPolicy"),
     ];
     for manifest in manifests() {
         if manifest.file.starts_with("istio/patches/") {
