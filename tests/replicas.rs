@@ -283,6 +283,54 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
     assert!(carol.counter("baton_itac.store.unavailable") >= 1);
 }
 
+/// Three replicas behind a round-robin balancer, as a Kubernetes Service
+/// puts them: the challenge, the bank's redirect and the next message each
+/// land on another replica, and every later message, wherever it lands,
+/// carries alice's bank token.
+#[test]
+fn through_a_round_robin_balancer_each_step_lands_on_another_replica_and_the_round_trip_completes() {
+    let fleet = Fleet::start();
+    let replicas: Vec<Envoy> = (0..3).map(|_| fleet.replica()).collect();
+    let addrs: Vec<_> = replicas.iter().map(Envoy::addr).collect();
+    let balancer = Envoy::start(&EnvoySpec::balancer(&addrs)).unwrap_or_else(|e| panic!("{e}"));
+    let served = |counter: &str| -> Vec<u64> { replicas.iter().map(|r| r.counter(counter)).collect() };
+    let one_of = |counts: Vec<u64>| -> usize {
+        assert_eq!(counts.iter().sum::<u64>(), 1, "{counts:?}");
+        counts.iter().position(|count| *count == 1).unwrap()
+    };
+
+    let (task, code, state) = fleet.challenge_and_approve(&balancer);
+    let challenged = one_of(served("baton_itac.challenges"));
+    let page = redirect(&balancer, &code, &state);
+    assert_eq!(page.status, 200, "{}", page.body_str());
+    let exchanged = one_of(served("baton_itac.codes_exchanged"));
+    assert_ne!(challenged, exchanged, "the redirect landed on the replica that challenged");
+    let answer = post(&balancer, "alice", Some(&task));
+    assert_eq!(answer.status, 200, "{}", answer.body_str());
+    assert!(!answer.body_str().contains("authorizationUrl"), "challenged again: {}", answer.body_str());
+    let injected = one_of(served("baton_itac.tokens_injected"));
+    assert!(injected != challenged && injected != exchanged, "three steps, three replicas");
+
+    // Six more messages in the agent's task: two on each replica, each with
+    // the token, none challenged, one code exchange in all.
+    let agent_task = body_json(&answer)["result"]["id"].as_str().unwrap().to_string();
+    let token = fleet.agent.requests()[0].header("authorization").unwrap().to_string();
+    for _ in 0..6 {
+        let next = post(&balancer, "alice", Some(&agent_task));
+        assert_eq!(next.status, 200, "{}", next.body_str());
+        assert!(!next.body_str().contains("authorizationUrl"), "challenged again: {}", next.body_str());
+    }
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), 7);
+    assert!(seen.iter().all(|request| request.header("authorization") == Some(token.as_str())));
+    assert!(
+        served("baton_itac.tokens_injected").iter().all(|count| *count >= 2),
+        "{:?}",
+        served("baton_itac.tokens_injected")
+    );
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 1, "one code exchange in all");
+}
+
 #[test]
 fn a_task_the_agent_completes_on_one_replica_has_its_token_deleted_from_etcd() {
     let fleet = Fleet::start();
