@@ -26,7 +26,7 @@ BENCH_ARGS ?=
 ONE_PASS := enforce-and-exchange
 WASM_FILES := $(foreach f,$(subst -,_,$(FILTERS) $(ONE_PASS)),$(WASM_DIR)/$(f).wasm)
 
-.PHONY: all setup test-tools build oci test unit-test integration-test demo bench bench-tools fuzz fuzz-smoke fuzz-tools fuzz-run soak lint fmt clean
+.PHONY: all setup test-tools store-tools build oci test unit-test integration-test demo bench bench-tools fuzz fuzz-smoke fuzz-tools fuzz-run soak lint fmt clean
 
 all: build
 
@@ -48,7 +48,7 @@ setup: $(ENVOY) $(SDK_READY)
 ## demo): kubernetes-validate in .venv-schemas, Node.js and the
 ## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29;
 ## Debian's etcd-server 3.4 for the shared store's tests
-test-tools: $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
+test-tools: store-tools $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 	@# `docker-compose config` checks integration/docker-compose.yml, no Docker
 	@# engine needed; Debian's 1.29 (the PyPI release does not install on
 	@# Python 3.11), the one the tests run.
@@ -56,8 +56,11 @@ test-tools: $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 		echo "installing: docker-compose"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q docker-compose; \
 	fi
-	@# shared/filter-kit/tests/etcd_store.rs runs the store protocol against
-	@# a real etcd (3.4, the gateway version the protocol is written to).
+
+## store-tools: a real etcd (Debian's etcd-server, 3.4, the gateway version
+## the store protocol is written to), for the tests, the bench and the soak
+## that run Baton's shared store.
+store-tools:
 	@if [ ! -x /usr/bin/etcd ]; then \
 		echo "installing: etcd-server"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q etcd-server; \
@@ -157,11 +160,11 @@ fuzz-run:
 ## IdP flaps, then on three replicas while their store (etcd) flaps (not part
 ## of test). SOAK_ARGS="--seconds 300 --clients 16" widens it, "--only store" picks one.
 SOAK_ARGS ?=
-soak: build
+soak: build store-tools
 	$(CARGO) run --release --quiet -p baton-soak -- $(SOAK_ARGS)
 
 ## bench-tools: wrk (load), binaryen (wasm-opt, for the size figures), taskset
-bench-tools:
+bench-tools: store-tools
 	@missing=""; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \

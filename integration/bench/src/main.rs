@@ -13,6 +13,7 @@ mod extras;
 mod native;
 mod report;
 mod run;
+mod store_latency;
 mod world;
 mod wrk;
 
@@ -171,7 +172,7 @@ fn bench() -> Result<bool, String> {
         );
     }
 
-    let (footprints, cache) = if options.extras {
+    let (footprints, cache, store) = if options.extras {
         println!();
         for size in &sizes {
             println!(
@@ -206,9 +207,11 @@ fn bench() -> Result<bool, String> {
             "claim-enforcement verified-token cache: {} bytes of Envoy RSS per entry ({} tokens)",
             cache.bytes_per_entry, cache.entries
         );
-        (footprints, Some(cache))
+        let store = store_latency::measure(&world, &shipped, &options.envoy_cpus)?;
+        println!("{}", store.line());
+        (footprints, Some(cache), Some(store))
     } else {
-        (Vec::new(), None)
+        (Vec::new(), None, None)
     };
 
     let all_met = rows.iter().all(|row| row.met() != Some(false))
@@ -223,6 +226,7 @@ fn bench() -> Result<bool, String> {
         "wasm_sizes": extras::sizes_json(&sizes),
         "envoy_footprint": extras::footprints_json(&footprints),
         "verified_token_cache_bytes_per_entry": cache.map(|cost| cost.bytes_per_entry),
+        "store_latency": store.map(|store| store.json()),
         "bench_envoy_start_ms": startups.iter().map(|(id, ms)| json!({"id": id, "ms": ms})).collect::<Vec<_>>(),
         "all_targets_met": all_met,
     });

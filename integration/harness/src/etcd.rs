@@ -19,6 +19,17 @@ use crate::shipped::free_port;
 const ETCD_BINARY: &str = "/usr/bin/etcd";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A fresh sealing secret for a filter's `store` section: 32 random bytes,
+/// base64.
+pub fn sealing_secret() -> Result<String, String> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut secret))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(STANDARD.encode(secret))
+}
+
 /// One etcd member (alone, or one of a cluster).
 #[derive(Debug)]
 pub struct Etcd {

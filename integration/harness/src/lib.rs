@@ -17,7 +17,7 @@ mod shipped;
 pub use browser::{Browser, BrowserError, BrowserOptions, Cookie, SameSite};
 pub use config::{Cluster, EnvoySpec, HttpFilter, WasmFilter};
 pub use envoy::{COUNTER_FLUSH_WAIT, Envoy, body_json, validate_config, validate_spec};
-pub use etcd::Etcd;
+pub use etcd::{Etcd, sealing_secret};
 pub use paths::{chromedriver_binary, chromium_binary, envoy_binary, wasm_file, workspace_root};
 pub use redirects::{Hop, RedirectWalk};
 pub use shipped::{ShippedConfig, free_port};

@@ -10,15 +10,11 @@
 //! stays bounded; once etcd is back, one new user's burst across the three
 //! replicas makes one IdP exchange.
 
-use std::fs::File;
-use std::io::Read;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use baton_harness::{Envoy, EnvoySpec, Etcd};
+use baton_harness::{Envoy, EnvoySpec, Etcd, sealing_secret};
 use mock_idp::{Endpoint, MockIdp};
 use serde_json::json;
 
@@ -123,15 +119,6 @@ pub fn run(options: &Options) -> Result<bool, String> {
     };
     let burst = burst_after(&idp, &balancer)?;
     Ok(report(&counters, &tally, &rss, &phases, elapsed, burst))
-}
-
-/// A fresh 32-byte sealing secret, base64.
-fn sealing_secret() -> Result<String, String> {
-    let mut secret = [0u8; 32];
-    File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut secret))
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
-    Ok(STANDARD.encode(secret))
 }
 
 /// With etcd healthy again: a new user's 12 concurrent requests through
