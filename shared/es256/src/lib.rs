@@ -9,11 +9,16 @@
 //!
 //! Verifying computes `R = u1·G + u2·Q` (SEC 1 §4.1.4). A generic double
 //! scalar multiplication spends most of its time on 256 point doublings.
-//! Here both points, the generator `G` (once per VM) and each key `Q` (when
-//! the key is imported), get a table of signed multiples for every 8-bit
-//! window of a scalar, so a verification is at most 2 × 33 point additions
-//! and no doubling: about five times faster in V8, which is what makes
-//! verifying every new token affordable inside Envoy.
+//! Here both points, the generator `G` (once per VM) and each key `Q`, get a
+//! table of signed multiples for every 8-bit window of a scalar, so a
+//! verification is at most 2 × 33 point additions and no doubling: about
+//! five times faster in V8, which is what makes verifying every new token
+//! affordable inside Envoy.
+//!
+//! The tables take tens of milliseconds to build in V8, in every VM: they
+//! are built by [`Es256Key::prepare`] (the filters call it from their timer
+//! once a key set is loaded, so building them does not hold Envoy's
+//! start-up) or, failing that, by the first verification with the key.
 //!
 //! The sum stays in projective coordinates `(X:Y:Z)` and is compared with
 //! `r` as `X = r·Z` (or `(r + n)·Z`), so no field inversion is computed.
@@ -240,9 +245,11 @@ fn generator() -> Option<&'static Multiples> {
     GENERATOR.get_or_init(|| Multiples::of(ProjectivePoint::generator(), GENERATOR_WINDOW)).as_ref()
 }
 
-/// An imported P-256 key with its multiples.
+/// An imported P-256 key; its multiples are built once, when prepared or
+/// first used.
 pub struct Es256Key {
-    multiples: Multiples,
+    point: ProjectivePoint,
+    multiples: OnceLock<Option<Multiples>>,
 }
 
 impl core::fmt::Debug for Es256Key {
@@ -253,16 +260,35 @@ impl core::fmt::Debug for Es256Key {
 
 impl Es256Key {
     /// Imports the point `(x, y)`: refused unless it is on the curve and not
-    /// the identity. Computes the key's multiples (and the generator's, the
-    /// first time), so the cost is paid when a key set loads, not per token.
+    /// the identity. Cheap: the tables are built by [`Es256Key::prepare`]
+    /// or the first verification.
     pub fn import(x: &[u8; 32], y: &[u8; 32]) -> Option<Self> {
         let mut sec1 = [0u8; 65];
         sec1[0] = 0x04;
         sec1[1..33].copy_from_slice(x);
         sec1[33..].copy_from_slice(y);
         let key = PublicKey::from_sec1_bytes(&sec1).ok()?;
-        generator()?;
-        Some(Self { multiples: Multiples::of(ProjectivePoint::from(*key.as_affine()), KEY_WINDOW)? })
+        Some(Self { point: ProjectivePoint::from(*key.as_affine()), multiples: OnceLock::new() })
+    }
+
+    /// Builds the key's multiples and the generator's (once per VM), if
+    /// not built yet. Returns whether it built anything.
+    pub fn prepare(&self) -> bool {
+        if self.is_prepared() {
+            return false;
+        }
+        let _ = generator();
+        let _ = self.multiples();
+        true
+    }
+
+    /// Whether the key's multiples (and so the generator's) are built.
+    pub fn is_prepared(&self) -> bool {
+        self.multiples.get().is_some()
+    }
+
+    fn multiples(&self) -> Option<&Multiples> {
+        self.multiples.get_or_init(|| Multiples::of(self.point, KEY_WINDOW)).as_ref()
     }
 
     /// Whether `signature` (JWS form: `r || s`, 32 bytes each) is valid for
@@ -287,7 +313,7 @@ impl Es256Key {
         let b = field_element(&CURVE_B)?;
         let mut sum = Sum::IDENTITY;
         generator()?.add_multiple(&(e * w), &mut sum, b)?;
-        self.multiples.add_multiple(&(r * w), &mut sum, b)?;
+        self.multiples()?.add_multiple(&(r * w), &mut sum, b)?;
         if bool::from(sum.z.is_zero()) {
             return Some(false);
         }
@@ -450,6 +476,23 @@ mod tests {
             assert!(!key.verify(message.as_bytes(), &tampered));
             assert!(!key.verify(format!("header.payload-{round}!").as_bytes(), &bytes));
         }
+    }
+
+    #[test]
+    fn a_key_is_prepared_once_by_prepare_or_by_its_first_verification() {
+        let signing = signing_key();
+        let (x, y) = key_parts(&signing);
+        let signature: Signature = signing.sign(b"m");
+        // Prepared ahead.
+        let key = Es256Key::import(&x, &y).unwrap_or_else(|| unreachable!());
+        assert!(!key.is_prepared(), "importing builds nothing");
+        assert!(key.prepare());
+        assert!(key.is_prepared() && !key.prepare(), "built once");
+        assert!(key.verify(b"m", &signature.to_bytes()));
+        // Not prepared: the first verification builds the table.
+        let key = Es256Key::import(&x, &y).unwrap_or_else(|| unreachable!());
+        assert!(key.verify(b"m", &signature.to_bytes()));
+        assert!(key.is_prepared() && !key.prepare());
     }
 
     #[test]
