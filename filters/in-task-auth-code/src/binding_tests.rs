@@ -18,6 +18,10 @@ use crate::decision::{Engine, ExchangeOutcome, Reply, Request, Round, Verdict};
 use crate::metrics;
 use baton_token::form::decode as parse_query;
 
+/// The sign-in across replicas sharing a store.
+#[path = "sealed_login_tests.rs"]
+mod fleet;
+
 const NOW: u64 = 1_800_000_000;
 const CORP: &str = "https://corp.example";
 const BANK: &str = "https://bank.example";

@@ -308,14 +308,6 @@ fn compile(raw: RawConfig, fingerprint: &str) -> Result<FilterConfig, ConfigErro
         return Err(ConfigError::new("taskLifetimeSeconds", "must be between 60 and 2592000"));
     }
     let shared_store = raw.store.map(|spec| compile_store(spec, "store")).transpose()?;
-    if shared_store.is_some() && binding.primary_login.is_some() {
-        // The browser sign-in changes the pending authorization after it is
-        // issued; a sealed `state` cannot change.
-        return Err(ConfigError::new(
-            "store",
-            "is not yet supported with userBinding.primaryLogin (its sign-in is kept in one Envoy)",
-        ));
-    }
     Ok(FilterConfig {
         providers: Rc::new(providers),
         idp,

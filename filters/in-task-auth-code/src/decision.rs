@@ -186,6 +186,9 @@ pub struct Engine {
     background: Vec<StoreCall>,
     /// Records being written in the background (one per user and task).
     sharing: Vec<TaskRecord>,
+    /// Authorizations being ended in the background (a sign-in by someone
+    /// else): their single-use mark's key, and when they expire.
+    ending: Vec<(Vec<u8>, u64)>,
 }
 
 /// Most background store calls and records waiting (beyond it, a delete
@@ -236,7 +239,7 @@ impl Engine {
             metrics::JWKS,
         );
         let store = Store::new(config.store_limits, &prefix);
-        Self { config, verifier, store, background: Vec::new(), sharing: Vec::new() }
+        Self { config, verifier, store, background: Vec::new(), sharing: Vec::new(), ending: Vec::new() }
     }
 
     /// Creates the store's slots in shared data: every VM, before its
@@ -365,6 +368,25 @@ impl Engine {
         }
     }
 
+    /// With a shared store: marks the authorization whose single-use mark
+    /// is `mark` (expiring at `expires_at`) used, in the background (a
+    /// lease, then the mark), so that no one can use it after a sign-in by
+    /// someone else. Best effort: a mark not made leaves the authorization
+    /// to its owner's browser, the only one that can still complete it.
+    pub fn end_authorization_in_background(&mut self, host: &dyn Host, mark: Vec<u8>, expires_at: u64) {
+        if self.config.shared_store.is_none() || self.ending.len() >= MAX_BACKGROUND {
+            return;
+        }
+        let left =
+            expires_at.saturating_sub(host.now_unix_secs()).saturating_add(sealed_state::MARK_MARGIN_SECS);
+        let step = ending_step_key(&mark);
+        self.background.push(StoreCall {
+            key: step,
+            operation: EtcdOperation::GrantLease { ttl_secs: u32::try_from(left).unwrap_or(u32::MAX) },
+        });
+        self.ending.push((mark, expires_at));
+    }
+
     /// The background store calls waiting (see [`Engine::end_task`],
     /// [`Engine::share_in_background`]).
     pub fn take_background(&mut self) -> Vec<StoreCall> {
@@ -384,6 +406,26 @@ impl Engine {
         let Some(store) = &self.config.shared_store else {
             return;
         };
+        if let Some(at) = self.ending.iter().position(|(mark, _)| ending_step_key(mark) == call.key) {
+            if let (EtcdOperation::GrantLease { .. }, StoreOutcome::Lease(lease)) = (&call.operation, outcome)
+            {
+                let key = self.ending[at].0.clone();
+                let value = sealed_state::MARK_VALUE.to_vec();
+                let operation = EtcdOperation::CreateIfAbsent { key, value, lease: *lease };
+                self.background.push(StoreCall { key: call.key, operation });
+                return;
+            }
+            self.ending.swap_remove(at);
+            match outcome {
+                StoreOutcome::Marked | StoreOutcome::AlreadyUsed => host.count(metrics::AUTHORIZATIONS_ENDED),
+                _ => host.log(
+                    LogLevel::Warn,
+                    "an authorization signed in by someone else could not be ended in the store: only its user's \
+                     browser can still complete it",
+                ),
+            }
+            return;
+        }
         let Some(at) = self
             .sharing
             .iter()
@@ -1327,3 +1369,9 @@ fn folded(text: &str) -> String {
 #[cfg(test)]
 #[path = "decision_tests.rs"]
 mod tests;
+
+/// What the background steps of ending the authorization marked `mark`
+/// are named by.
+fn ending_step_key(mark: &[u8]) -> TokenHash {
+    TokenHash::of_parts(&[b"end-authorization", mark])
+}

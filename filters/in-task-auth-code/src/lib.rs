@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod model;
 pub mod oauth_server;
 pub mod response;
+pub mod sealed_login;
 pub mod sealed_state;
 pub mod sealed_task;
 pub mod store;

@@ -7,6 +7,11 @@
 //! bank, and only that browser's redirect from the bank is accepted. A link
 //! forwarded to someone else stops at the sign-in: they are not the user,
 //! whatever they approve, and even if they open it willingly.
+//!
+//! Without a shared store the sign-in is kept with the pending
+//! authorization in this Envoy; with one it travels sealed in its own
+//! `state` and the bank gets a `state` bound to the browser
+//! ([`crate::sealed_login`]).
 
 use baton_filter_kit::host::Host;
 use baton_filter_kit::verifier::VerifyError;
@@ -22,6 +27,7 @@ use crate::decision::{Engine, ExchangeOutcome, MAX_ROUNDS, Request, Round, Verdi
 use crate::denial::{PageDenial, Step};
 use crate::metrics;
 use crate::model::PrimaryLogin;
+use crate::sealed_login::{self, SignIn};
 use crate::store::{PendingLogin, StateProblem};
 
 /// The token endpoint index of the users' IdP (the bank's is 0).
@@ -36,7 +42,8 @@ pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &Pr
         Ok(read) => read,
         Err(refused) => return *refused,
     };
-    let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
+    let max_state = engine.max_state_chars();
+    let Some(state) = query.single("state").filter(|s| !s.is_empty() && s.len() <= max_state) else {
         return answer.refuse(PageDenial::StateMissing(Step::Start));
     };
     answer.audit.token_as("state", state.as_bytes());
@@ -47,8 +54,13 @@ pub fn start(engine: &mut Engine, host: &dyn Host, request: &Request, login: &Pr
         return answer.refuse(PageDenial::NoRandomness);
     };
     let browser = browser_id(&cookie);
-    let login_state = format!("{state}.{suffix}");
     let verifier = pkce::verifier(&verifier);
+    if let Some(shared) = &config.shared_store {
+        let sign_in = SignIn { state: state.to_string(), browser, nonce, verifier };
+        let set_cookie = Some(set_cookie(&config.cookie, &cookie, config.state_ttl_secs));
+        return sealed_login::start(host, &config, shared, login, &sign_in, set_cookie, answer);
+    }
+    let login_state = format!("{state}.{suffix}");
     let started = engine.store.modify_state(host, state, |pending| {
         if let Some(bound) = &pending.browser {
             // Signed in already: this browser goes on to the bank again
@@ -100,6 +112,14 @@ pub fn finish(
         Ok(read) => read,
         Err(refused) => return *refused,
     };
+    if config.shared_store.is_some() {
+        let login_state =
+            query.single("state").filter(|s| !s.is_empty() && s.len() <= sealed_login::MAX_CHARS);
+        let Some(login_state) = login_state else {
+            return answer.refuse(PageDenial::StateMissing(Step::SignIn));
+        };
+        return sealed_login::finish(engine, host, request, &query, login, login_state, round, answer);
+    }
     let login_state = query.single("state").filter(|s| !s.is_empty() && s.len() <= 512);
     let Some((login_state, state)) =
         login_state.and_then(|l| l.rsplit_once('.').map(|(state, _)| (l, state)))
@@ -118,49 +138,16 @@ pub fn finish(
     let Some(outcome) = round.outcome_for(&key) else {
         return arrived(engine, host, request, &query, login, state, login_state, &started, answer);
     };
-    let id_token = match outcome {
-        ExchangeOutcome::Token { id_token: Some(id_token), .. } => id_token,
-        ExchangeOutcome::Token { id_token: None, .. } => {
-            return answer.refuse(PageDenial::NoIdToken);
-        }
-        ExchangeOutcome::Refused(why) => {
-            answer.audit.set("exchange", why);
-            return answer.refuse(PageDenial::CodeRefused(Step::SignIn));
-        }
-        ExchangeOutcome::GatewayRefused(why) => {
-            answer.audit.set("exchange", why);
-            return answer.refuse(PageDenial::GatewayRefused(Step::SignIn));
-        }
-        ExchangeOutcome::Unavailable(why) => {
-            answer.audit.set("exchange", why);
-            return answer.refuse(PageDenial::IdpUnavailable(Step::SignIn));
-        }
-        // Never under the sign-in's key (and no sign-in with a shared store).
-        ExchangeOutcome::Store(_) => return answer.refuse(PageDenial::StoreUnavailable(Step::SignIn)),
-    };
-    let verified =
-        match engine.verifier.verify(host, id_token.expose(), &login.server.provider_ids, round.keys) {
-            Ok((verified, _)) => verified,
-            Err(VerifyError::AwaitKeys(provider)) if round.number < MAX_ROUNDS => {
-                return Verdict::AwaitKeys(provider);
-            }
-            Err(VerifyError::AwaitKeys(_) | VerifyError::KeysUnavailable(_)) => {
-                return answer.refuse(PageDenial::KeysUnavailable(Step::SignIn));
-            }
-            Err(VerifyError::Invalid { reason, .. }) => {
-                answer.audit.set("refused", reason);
-                return answer.refuse(PageDenial::IdTokenRefused);
-            }
+    let (signed_in, mut answer) =
+        match signed_in_user(engine, host, login, outcome, &started.nonce, round, answer) {
+            Ok(signed_in) => signed_in,
+            Err(refused) => return *refused,
         };
-    if verified.claims.select("nonce").and_then(Value::as_str) != Some(started.nonce.as_str()) {
-        return answer.refuse(PageDenial::NonceMismatch);
-    }
-    let signed_in = verified.claims.select(&config.primary.claim).and_then(Value::as_str);
-    if signed_in != Some(pending.user.as_str()) {
+    if signed_in.as_deref() != Some(pending.user.as_str()) {
         // Someone else's link: the authorization it stands for ends here,
         // so it cannot be retried by a third person either.
         let _ = engine.store.consume_state(host, state);
-        answer.audit.set("signed_in", signed_in.unwrap_or("-"));
+        answer.audit.set("signed_in", signed_in.as_deref().unwrap_or("-"));
         return answer.refuse(PageDenial::UserMismatch);
     }
     let bound = engine.store.modify_state(host, state, |pending| {
@@ -176,6 +163,59 @@ pub fn finish(
         }
         Err(problem) => answer.refuse(PageDenial::StateUnusable(Step::SignIn, problem.reason())),
     }
+}
+
+/// Whom the sign-in's code exchange `outcome` names: its ID token verified
+/// (the users' IdP's keys), for this sign-in's `nonce`, the configured
+/// claim's value; or the page that refuses it.
+#[allow(clippy::result_large_err)]
+pub(crate) fn signed_in_user<'h>(
+    engine: &mut Engine,
+    host: &dyn Host,
+    login: &PrimaryLogin,
+    outcome: &ExchangeOutcome,
+    nonce: &str,
+    round: Round<'_>,
+    mut answer: Answer<'h>,
+) -> Result<(Option<String>, Answer<'h>), Box<Verdict>> {
+    let refuse = |answer: Answer<'_>, denial| Err(Box::new(answer.refuse(denial)));
+    let id_token = match outcome {
+        ExchangeOutcome::Token { id_token: Some(id_token), .. } => id_token,
+        ExchangeOutcome::Token { id_token: None, .. } => return refuse(answer, PageDenial::NoIdToken),
+        ExchangeOutcome::Refused(why) => {
+            answer.audit.set("exchange", why);
+            return refuse(answer, PageDenial::CodeRefused(Step::SignIn));
+        }
+        ExchangeOutcome::GatewayRefused(why) => {
+            answer.audit.set("exchange", why);
+            return refuse(answer, PageDenial::GatewayRefused(Step::SignIn));
+        }
+        ExchangeOutcome::Unavailable(why) => {
+            answer.audit.set("exchange", why);
+            return refuse(answer, PageDenial::IdpUnavailable(Step::SignIn));
+        }
+        // Never under the sign-in's key.
+        ExchangeOutcome::Store(_) => return refuse(answer, PageDenial::StoreUnavailable(Step::SignIn)),
+    };
+    let verified =
+        match engine.verifier.verify(host, id_token.expose(), &login.server.provider_ids, round.keys) {
+            Ok((verified, _)) => verified,
+            Err(VerifyError::AwaitKeys(provider)) if round.number < MAX_ROUNDS => {
+                return Err(Box::new(Verdict::AwaitKeys(provider)));
+            }
+            Err(VerifyError::AwaitKeys(_) | VerifyError::KeysUnavailable(_)) => {
+                return refuse(answer, PageDenial::KeysUnavailable(Step::SignIn));
+            }
+            Err(VerifyError::Invalid { reason, .. }) => {
+                answer.audit.set("refused", reason);
+                return refuse(answer, PageDenial::IdTokenRefused);
+            }
+        };
+    if verified.claims.select("nonce").and_then(Value::as_str) != Some(nonce) {
+        return refuse(answer, PageDenial::NonceMismatch);
+    }
+    let claim = &engine.config.primary.claim;
+    Ok((verified.claims.select(claim).and_then(Value::as_str).map(str::to_string), answer))
 }
 
 /// The sign-in's redirect as it arrives: in the browser that started it
@@ -208,6 +248,19 @@ fn arrived(
     if let Err(problem) = used {
         return answer.refuse(PageDenial::StateUnusable(Step::SignIn, problem.reason()));
     }
+    exchange_code(login, query, login_state, &started.verifier, answer)
+}
+
+/// The sign-in's redirect, once its browser and single use are settled:
+/// from the users' IdP (RFC 9207 `iss`), with a code, which is exchanged
+/// (with the sign-in's PKCE `verifier`).
+pub(crate) fn exchange_code(
+    login: &PrimaryLogin,
+    query: &RedirectQuery,
+    login_state: &str,
+    verifier: &Secret,
+    answer: Answer<'_>,
+) -> Verdict {
     if let Err(problem) = login.server.check_response_issuer(query.single("iss")) {
         return answer.refuse(PageDenial::IssuerMismatch(Step::SignIn, problem.reason()));
     }
@@ -222,7 +275,7 @@ fn arrived(
         LOGIN_ENDPOINT,
         login_state,
         &Secret::new(code),
-        &started.verifier,
+        verifier,
     )))
 }
 

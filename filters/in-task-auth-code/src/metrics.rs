@@ -30,6 +30,9 @@ baton_filter_kit::counters! {
     BINDING_REFUSED = "baton_itac.binding_refused";
     /// A redirect whose RFC 9207 `iss` names another server, or lacks it.
     ISSUER_MISMATCH = "baton_itac.issuer_mismatch";
+    /// With a shared store: authorizations ended in the store after a
+    /// sign-in by someone other than the user who asked.
+    AUTHORIZATIONS_ENDED = "baton_itac.store.authorizations_ended";
     /// An authorization or token not stored because the store is full of live
     /// ones (none is pushed out; the request gets 503).
     STORE_FULL = "baton_itac.store_full";

@@ -25,6 +25,12 @@
 //! user, task, context and server refuse the request) takes the same steps
 //! and is refused after them: a misuse ends the authorization fleet-wide,
 //! as it does in one Envoy.
+//!
+//! With `userBinding.primaryLogin` the `state` in the authorization link
+//! binds no browser; the sign-in ([`crate::login`]) issues, for the browser
+//! that signed in as the user, a bound `state` to the bank: the same
+//! authorization with that browser's id and the mark of the `state` it
+//! came from, so every `state` of one authorization shares one single use.
 
 use baton_filter_kit::host::Host;
 use baton_filter_kit::store::{
@@ -53,7 +59,7 @@ pub const MARK_MARGIN_SECS: u64 = 60;
 /// Kind of the store entry that marks a `state` used.
 const MARK_KIND: &str = "in-task state used";
 /// What a mark holds (nothing is read back from it).
-const MARK_VALUE: &[u8] = b"used";
+pub(crate) const MARK_VALUE: &[u8] = b"used";
 
 /// The sealed form: short names, the state is a URL parameter.
 #[derive(Serialize, Deserialize)]
@@ -64,6 +70,13 @@ struct Sealed {
     c: String,
     v: Secret,
     e: u64,
+    /// The browser that signed in as the user (a bound `state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    b: Option<String>,
+    /// The single-use mark of the authorization (a bound `state`: its
+    /// link's `state`'s), when not this `state`'s own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<String>,
 }
 
 /// A `state` opened: what it stands for, and where its single use is marked.
@@ -72,9 +85,17 @@ pub struct OpenedState {
     /// The pending authorization.
     pub pending: PendingAuthorization,
     /// The store key of its single-use mark.
-    mark: Vec<u8>,
+    pub(crate) mark: Vec<u8>,
     /// What the steps of its use are named by (see [`StoreCall::key`]).
     pub step_key: TokenHash,
+}
+
+impl OpenedState {
+    /// What the use of another sealed value of `pending` (a sign-in's
+    /// `state`) goes through: its own `mark`, its steps named `step_key`.
+    pub(crate) fn with_mark(pending: PendingAuthorization, mark: Vec<u8>, step_key: TokenHash) -> Self {
+        Self { pending, mark, step_key }
+    }
 }
 
 /// Why no sealed `state` was made.
@@ -91,12 +112,17 @@ pub enum SealProblem {
 /// length-prefixed), so a `state` issued by an in-task filter for another
 /// server, sharing the keys, does not open here.
 fn bound_to(idp: &AuthorizationServer) -> Vec<u8> {
+    bound_to_server(PURPOSE, idp)
+}
+
+/// `purpose`, then a hash of `server`'s issuer, client id and redirect URI.
+pub(crate) fn bound_to_server(purpose: &[u8], server: &AuthorizationServer) -> Vec<u8> {
     let server = TokenHash::of_parts(&[
-        idp.issuer.as_bytes(),
-        idp.token_endpoint.client_auth.client_id().as_bytes(),
-        idp.redirect_uri.as_bytes(),
+        server.issuer.as_bytes(),
+        server.token_endpoint.client_auth.client_id().as_bytes(),
+        server.redirect_uri.as_bytes(),
     ]);
-    [PURPOSE, server.as_bytes()].concat()
+    [purpose, server.as_bytes()].concat()
 }
 
 /// Seals `pending`, issued for `idp`, into a `state`.
@@ -106,19 +132,55 @@ pub fn seal(
     host: &dyn Host,
     pending: &PendingAuthorization,
 ) -> Result<String, SealProblem> {
+    seal_with(store, idp, host, pending, None)
+}
+
+/// Seals `pending` (whose `browser` signed in as its user) into a bound
+/// `state` that shares the single-use `mark` of the `state` it comes from.
+pub fn seal_bound(
+    store: &StoreConfig,
+    idp: &AuthorizationServer,
+    host: &dyn Host,
+    pending: &PendingAuthorization,
+    mark: &[u8],
+) -> Result<String, SealProblem> {
+    seal_with(store, idp, host, pending, Some(mark))
+}
+
+fn seal_with(
+    store: &StoreConfig,
+    idp: &AuthorizationServer,
+    host: &dyn Host,
+    pending: &PendingAuthorization,
+    mark: Option<&[u8]>,
+) -> Result<String, SealProblem> {
     let sealed = Sealed {
         u: pending.user.clone(),
         t: pending.task_id.clone(),
         c: pending.context_id.clone(),
         v: pending.verifier.clone(),
         e: pending.expires_at,
+        b: pending.browser.clone(),
+        m: mark.map(|mark| String::from_utf8_lossy(mark).into_owned()),
     };
-    // Plain strings and a number: serializing cannot fail; if it did, no
+    seal_value(store, host, &bound_to(idp), &sealed, MAX_SEALED_STATE_CHARS)
+}
+
+/// `value`, as JSON, sealed for `associated_data` into base64url of at most
+/// `max_chars`.
+pub(crate) fn seal_value(
+    store: &StoreConfig,
+    host: &dyn Host,
+    associated_data: &[u8],
+    value: &impl Serialize,
+    max_chars: usize,
+) -> Result<String, SealProblem> {
+    // Plain strings and numbers: serializing cannot fail; if it did, no
     // state would be issued.
-    let plaintext = serde_json::to_vec(&sealed).map_err(|_| SealProblem::TooLong)?;
-    let bytes = store.keys.seal(host, &bound_to(idp), &plaintext).map_err(|_| SealProblem::NoRandomness)?;
+    let plaintext = serde_json::to_vec(value).map_err(|_| SealProblem::TooLong)?;
+    let bytes = store.keys.seal(host, associated_data, &plaintext).map_err(|_| SealProblem::NoRandomness)?;
     let state = base64url::encode(&bytes);
-    if state.len() > MAX_SEALED_STATE_CHARS {
+    if state.len() > max_chars {
         return Err(SealProblem::TooLong);
     }
     Ok(state)
@@ -139,8 +201,13 @@ pub fn open(
     let bytes = base64url::decode(state).map_err(|_| StateProblem::Unknown)?;
     let plaintext = store.keys.open(&bound_to(idp), &bytes).map_err(|_| StateProblem::Unknown)?;
     let sealed: Sealed = serde_json::from_slice(&plaintext).map_err(|_| StateProblem::Unknown)?;
-    let key_id = key_id_of(&bytes).map_err(|_| StateProblem::Unknown)?;
-    let mark = store.key_under(key_id, MARK_KIND, &[&bytes]).ok_or(StateProblem::Unknown)?;
+    let mark = match sealed.m {
+        Some(mark) => mark.into_bytes(),
+        None => {
+            let key_id = key_id_of(&bytes).map_err(|_| StateProblem::Unknown)?;
+            store.key_under(key_id, MARK_KIND, &[&bytes]).ok_or(StateProblem::Unknown)?
+        }
+    };
     Ok(OpenedState {
         pending: PendingAuthorization {
             user: sealed.u,
@@ -150,7 +217,7 @@ pub fn open(
             expires_at: sealed.e,
             used: false,
             login: None,
-            browser: None,
+            browser: sealed.b,
         },
         mark,
         step_key: TokenHash::of_parts(&[b"state-mark", state.as_bytes()]),

@@ -726,8 +726,8 @@ fn the_store_section_is_checked_at_load() {
     config["store"] = store_section(&[("k1", K1)], "k2");
     let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
     assert_eq!(error.field, "store.currentKey");
-    // The browser sign-in changes a pending authorization after it is
-    // issued: not with a sealed state (yet).
+    // With the browser sign-in too: its sign-in travels sealed in its own
+    // `state` (sealed_login.rs).
     config["store"] = store_section(&[("k1", K1)], "k1");
     config["userBinding"]["primaryLogin"] = json!({
         "name": "Corp", "authorizationEndpoint": "https://corp.example/authorize",
@@ -737,8 +737,8 @@ fn the_store_section_is_checked_at_load() {
         "providers": [{"name": "corp-login", "issuer": CORP, "audiences": ["gateway-login"], "algorithms": ["ES256"],
                        "jwks": {"remote": {"cluster": "corp_idp", "path": "/jwks"}}}]
     });
-    let error = crate::config::parse(config.to_string().as_bytes()).unwrap_err();
-    assert_eq!(error.field, "store");
+    let both = crate::config::parse(config.to_string().as_bytes()).unwrap();
+    assert!(both.shared_store.is_some() && both.binding.primary_login.is_some());
     // Without it, no store: exactly as before.
     assert!(
         crate::config::parse(crate::config::tests::base().to_string().as_bytes())
