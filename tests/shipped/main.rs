@@ -11,6 +11,7 @@ mod audience;
 mod bank;
 mod consent;
 mod delegation;
+mod fleet;
 #[path = "../common/h2.rs"]
 mod h2;
 mod headers;

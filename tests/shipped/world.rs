@@ -171,15 +171,7 @@ impl TransferGateway {
     /// A browser where `user` is the one who signs in (the mock IdPs
     /// auto-approve whoever `login_hint` names) opens `link`: every hop.
     pub fn open_link_as(&self, walk: &mut RedirectWalk, link: &str, user: &str) -> Vec<Hop> {
-        let idps = [format!("127.0.0.1:{}", self.idp.port()), format!("127.0.0.1:{}", self.bank.port())];
-        walk.follow(link, 10, |url| {
-            if idps.iter().any(|idp| url.contains(&format!("//{idp}/authorize?"))) {
-                format!("{url}&login_hint={user}")
-            } else {
-                url.to_string()
-            }
-        })
-        .unwrap_or_else(|e| panic!("the authorization link: {e}"))
+        open_link(walk, link, user, &[self.idp.port(), self.bank.port()])
     }
 
     /// `user` gets a challenge for a transfer, approves at the bank, and
@@ -233,7 +225,23 @@ pub fn bearer_claims(request: &http_kit::Request) -> Option<Value> {
 }
 
 /// `config` with the shipped gateway's redirect URIs on `port`.
-fn redirecting_to(mut config: MockIdpConfig, port: u16) -> MockIdpConfig {
+/// A browser where `user` is the one who signs in at the mock IdPs on
+/// `idp_ports` (they auto-approve whoever `login_hint` names) opens `link`:
+/// every hop.
+pub fn open_link(walk: &mut RedirectWalk, link: &str, user: &str, idp_ports: &[u16]) -> Vec<Hop> {
+    let idps: Vec<String> = idp_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+    walk.follow(link, 10, |url| {
+        if idps.iter().any(|idp| url.contains(&format!("//{idp}/authorize?"))) {
+            format!("{url}&login_hint={user}")
+        } else {
+            url.to_string()
+        }
+    })
+    .unwrap_or_else(|e| panic!("the authorization link: {e}"))
+}
+
+/// `config` with every redirect URI naming the gateway's port `port`.
+pub fn redirecting_to(mut config: MockIdpConfig, port: u16) -> MockIdpConfig {
     for client in &mut config.clients {
         for uri in &mut client.redirect_uris {
             *uri = uri.replace("127.0.0.1:10003", &format!("127.0.0.1:{port}"));

@@ -66,6 +66,8 @@ pub struct EnvoySpec {
     cpus: Option<String>,
     downstream_tls: Option<Value>,
     wasm_dir: Option<PathBuf>,
+    /// The listener's port (0: Envoy picks a free one).
+    listen_port: u16,
 }
 
 impl EnvoySpec {
@@ -107,7 +109,15 @@ impl EnvoySpec {
             cpus: None,
             downstream_tls: None,
             wasm_dir: None,
+            listen_port: 0,
         }
+    }
+
+    /// Listens on `port` (a port something outside Envoy must name, as an
+    /// OAuth redirect URI does) instead of one Envoy picks.
+    pub fn listen_on(mut self, port: u16) -> Self {
+        self.listen_port = port;
+        self
     }
 
     /// Loads the Baton modules from `dir` instead of the cargo-built ones
@@ -276,7 +286,7 @@ impl EnvoySpec {
             "static_resources": {
                 "listeners": [{
                     "name": "ingress",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": self.listen_port}},
                     "filter_chains": [filter_chain]
                 }],
                 "clusters": clusters,
