@@ -15,10 +15,11 @@
 //! five times faster in V8, which is what makes verifying every new token
 //! affordable inside Envoy.
 //!
-//! The tables take tens of milliseconds to build in V8, in every VM: they
-//! are built by [`Es256Key::prepare`] (the filters call it from their timer
-//! once a key set is loaded, so building them does not hold Envoy's
-//! start-up) or, failing that, by the first verification with the key.
+//! The tables take tens of milliseconds to build in V8, in every VM that
+//! builds them: they are built by the first verification with the key (or
+//! [`Es256Key::prepare`]), not when the key is imported. So neither Envoy's
+//! start-up nor its main thread's VM, which verifies no token, pays for
+//! them (nor holds them); each worker's first token per key does.
 //!
 //! The sum stays in projective coordinates `(X:Y:Z)` and is compared with
 //! `r` as `X = r·Z` (or `(r + n)·Z`), so no field inversion is computed.

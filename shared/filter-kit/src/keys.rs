@@ -343,14 +343,6 @@ impl KeyStore {
         }
     }
 
-    /// Builds, for every key set held, what verifying needs ahead of the
-    /// first token (ES256 tables, tens of milliseconds each in V8): called
-    /// from the timer, so neither Envoy's start-up nor a request waits for
-    /// it. Returns how many keys it built for (0 once all are ready).
-    pub fn prepare(&self) -> usize {
-        self.providers.iter().filter_map(|p| p.current.as_ref()).map(|set| set.prepare()).sum()
-    }
-
     /// Whether any remote provider has no keys, or is wanted: ticks should
     /// then be frequent.
     pub fn needs_attention(&self) -> bool {
@@ -407,19 +399,6 @@ mod tests {
 
     fn store(providers: &[Provider]) -> KeyStore {
         KeyStore::new(providers, "test.", METRICS)
-    }
-
-    #[test]
-    fn a_fetched_es256_key_is_prepared_once_by_the_timer_not_by_the_fetch() {
-        let config = remote_config();
-        let host = TestHost::new(1000);
-        let mut keys = store(&config);
-        assert_eq!(keys.prepare(), 0, "no key set yet");
-        keys.start_fetch(0, &host).unwrap();
-        let two = format!(r#"{{"keys":[{},{}]}}"#, TestKey::es256("k1").jwk(), TestKey::es256("k2").jwk());
-        keys.finish_fetch(0, &host, Ok(two.as_bytes()));
-        assert_eq!(keys.prepare(), 2, "the fetch built no table; the timer's call builds both");
-        assert_eq!(keys.prepare(), 0, "once");
     }
 
     #[test]

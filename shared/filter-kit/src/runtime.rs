@@ -998,11 +998,7 @@ impl<F: Filter> Runtime<F> {
     fn poll_keys(&mut self, host: &dyn Host) {
         let user_agent = self.filter.user_agent();
         let news = match self.filter.keys() {
-            Some(keys) => {
-                let news = self.fetches.poll(keys, host, user_agent);
-                keys.prepare();
-                news
-            }
+            Some(keys) => self.fetches.poll(keys, host, user_agent),
             None => return,
         };
         for provider in news {

@@ -128,15 +128,6 @@ impl VerifyingKey {
         Ok(Self { jwk: jwk.clone(), backend })
     }
 
-    /// Builds what verifying with the key needs ahead of the first token
-    /// (an ES256 key's tables); returns whether it built anything.
-    pub fn prepare(&self) -> bool {
-        match &self.backend {
-            Backend::EcP256(key) => key.prepare(),
-            Backend::EcP384(_) | Backend::Rsa(_) | Backend::Ed25519(_) => false,
-        }
-    }
-
     /// The key's description (kid, pinned alg, material).
     pub fn jwk(&self) -> &Jwk {
         &self.jwk
@@ -237,12 +228,6 @@ impl VerifierSet {
             }
         }
         (Self { keys }, skipped)
-    }
-
-    /// Prepares every key (see [`VerifyingKey::prepare`]); returns how
-    /// many it built for.
-    pub fn prepare(&self) -> usize {
-        self.keys.iter().filter(|key| key.prepare()).count()
     }
 
     /// Number of keys.
