@@ -35,7 +35,7 @@ use crate::model::{
     AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
     is_agent_card, may_read_agent_card,
 };
-use crate::sealed_state::{self, MAX_LOCAL_STATE_CHARS, MAX_SEALED_STATE_CHARS, StoreOutcome, Use};
+use crate::sealed_state::{self, MAX_BOUND_STATE_CHARS, MAX_LOCAL_STATE_CHARS, StoreOutcome, Use};
 use crate::sealed_task::{self, Write};
 use crate::store::{PendingAuthorization, StateProblem, Store, StoreFull, TaskRecord};
 
@@ -261,7 +261,7 @@ impl Engine {
     /// Longest `state` read: a sealed one with a shared store.
     pub(crate) fn max_state_chars(&self) -> usize {
         match self.config.shared_store {
-            Some(_) => MAX_SEALED_STATE_CHARS,
+            Some(_) => MAX_BOUND_STATE_CHARS,
             None => MAX_LOCAL_STATE_CHARS,
         }
     }

@@ -28,7 +28,8 @@ use crate::store::StateProblem;
 
 /// What a sign-in's `state` is bound to (with the users' IdP).
 pub const PURPOSE: &[u8] = b"baton in-task-auth-code sign-in v1";
-/// Longest sign-in `state` accepted: the link's `state` and the sign-in.
+/// Longest sign-in `state` accepted: the link's `state` (at most
+/// [`sealed_state::MAX_BOUND_STATE_CHARS`]) and the sign-in.
 pub const MAX_CHARS: usize = 2048;
 /// Kind of the store entry that marks a sign-in's `state` used.
 const MARK_KIND: &str = "in-task sign-in used";

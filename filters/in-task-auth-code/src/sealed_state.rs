@@ -51,6 +51,11 @@ pub const PURPOSE: &[u8] = b"baton in-task-auth-code state v1";
 /// base64url. A `state` issued longer (long user, task or context ids) is
 /// refused when issued, not sent to a browser that would cut it.
 pub const MAX_SEALED_STATE_CHARS: usize = 1024;
+/// Longest bound `state` (one issued at a sign-in, see [`seal_bound`]):
+/// room for the browser's id and the mark's name on top of the longest
+/// `state` issued, so every authorization that could be issued can be
+/// completed.
+pub const MAX_BOUND_STATE_CHARS: usize = MAX_SEALED_STATE_CHARS + 320;
 /// Longest `state` accepted without a store (43 characters are issued).
 pub const MAX_LOCAL_STATE_CHARS: usize = 256;
 /// How long a single-use mark outlives its `state`, for replicas whose
@@ -163,7 +168,8 @@ fn seal_with(
         b: pending.browser.clone(),
         m: mark.map(|mark| String::from_utf8_lossy(mark).into_owned()),
     };
-    seal_value(store, host, &bound_to(idp), &sealed, MAX_SEALED_STATE_CHARS)
+    let max = if mark.is_some() { MAX_BOUND_STATE_CHARS } else { MAX_SEALED_STATE_CHARS };
+    seal_value(store, host, &bound_to(idp), &sealed, max)
 }
 
 /// `value`, as JSON, sealed for `associated_data` into base64url of at most
@@ -195,7 +201,7 @@ pub fn open(
     idp: &AuthorizationServer,
     state: &str,
 ) -> Result<OpenedState, StateProblem> {
-    if state.len() > MAX_SEALED_STATE_CHARS {
+    if state.len() > MAX_BOUND_STATE_CHARS {
         return Err(StateProblem::Unknown);
     }
     let bytes = base64url::decode(state).map_err(|_| StateProblem::Unknown)?;
@@ -376,9 +382,26 @@ mod tests {
         let long = pending("alice", &"t".repeat(800));
         assert_eq!(seal_for(&config, &host, &long), Err(SealProblem::TooLong));
         assert_eq!(
-            open_for(&config, &"A".repeat(MAX_SEALED_STATE_CHARS + 1)).unwrap_err(),
+            open_for(&config, &"A".repeat(MAX_BOUND_STATE_CHARS + 1)).unwrap_err(),
             StateProblem::Unknown
         );
+    }
+
+    #[test]
+    fn every_state_that_can_be_issued_can_be_bound_to_a_browser() {
+        let (host, config) = (TestHost::new(NOW), config());
+        // The longest task id whose `state` is still issued.
+        let longest = (1..800).rev().find_map(|len| {
+            seal_for(&config, &host, &pending("alice", &"t".repeat(len))).ok().map(|s| (len, s))
+        });
+        let (len, state) = longest.unwrap();
+        assert!(state.len() > MAX_SEALED_STATE_CHARS - 8, "{} characters", state.len());
+        let opened = open_for(&config, &state).unwrap();
+        let mut bound = pending("alice", &"t".repeat(len));
+        bound.browser = Some("b".repeat(64));
+        let bound_state = seal_bound(store(&config), &config.idp, &host, &bound, &opened.mark).unwrap();
+        let reopened = open_for(&config, &bound_state).unwrap();
+        assert_eq!((reopened.pending.browser, reopened.mark), (bound.browser, opened.mark));
     }
 
     #[test]
