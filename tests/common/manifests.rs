@@ -61,6 +61,6 @@ pub fn manifests() -> Vec<Manifest> {
             }
         }
     }
-    assert_eq!(out.len(), 29, "manifests (YAML documents) under deploy/");
+    assert_eq!(out.len(), 33, "manifests (YAML documents) under deploy/");
     out
 }
