@@ -185,3 +185,42 @@ fn a_storm_through_a_balancer_in_front_of_three_replicas_makes_one_exchange() {
         assert!(!envoy.logs().contains(&alice), "the subject token was logged");
     }
 }
+
+/// enforce-and-exchange (the chain in one pass) shares its exchanges as
+/// obo-credential-injection does: what one replica exchanged, another
+/// injects with no IdP call.
+#[test]
+fn the_one_pass_module_shares_exchanges_through_the_store_too() {
+    let (idp, backend) = (idp(), backend());
+    let etcd = Etcd::start().unwrap_or_else(|e| panic!("{e}"));
+    let mut exchange = config(&idp, &etcd);
+    exchange["subjectToken"] = json!({"validation": "claimEnforcement", "issuers": [idp.issuer()]});
+    let one_pass = json!({
+        "claimEnforcement": {
+            "providers": [{"name": "corp", "issuer": idp.issuer(), "audiences": ["agent-broker"],
+                           "algorithms": ["ES256", "RS256"],
+                           "jwks": {"remote": {"cluster": "idp", "path": "/jwks", "timeoutMs": 1000}}}],
+            "routes": [{"name": "portfolio", "match": {"pathPrefix": "/"},
+                        "require": {"scopes": {"allOf": ["portfolio:read"]}}}]
+        },
+        "oboCredentialInjection": exchange
+    });
+    let replica = || {
+        let spec = EnvoySpec::new(backend.addr())
+            .cluster("idp", idp.addr())
+            .cluster("etcd", etcd.addr())
+            .filter("enforce_and_exchange", one_pass.clone());
+        Envoy::start(&spec).unwrap_or_else(|error| panic!("Envoy did not start: {error}"))
+    };
+    let (a, b) = (replica(), replica());
+    let alice = user_token(&idp, "alice");
+    assert_eq!(call(&a, &alice).status, 200);
+    let issued = upstream_token(&backend);
+    written(&a, &etcd);
+    let response = call(&b, &alice);
+    assert_eq!(response.status, 200, "{}", response.body_str());
+    assert_eq!(upstream_token(&backend), issued, "B injected A's token");
+    assert_eq!(exchanges(&idp), 1, "no exchange on B");
+    assert_eq!(b.counter("baton_obo.store.hit"), 1);
+    assert_eq!(a.counter("baton_obo.store.flight_led"), 1);
+}

@@ -12,6 +12,8 @@ use baton_filter_kit::lease::LeaseTable;
 use baton_filter_kit::reply::Reply;
 use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{Filter, Forward, Plugin, Round, Verdict, WaitFor};
+use baton_filter_kit::fleet::{CallHere, FleetFlight, Found};
+use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_token::TokenHash;
 use claim_enforcement::filter::ClaimEnforcement;
@@ -52,6 +54,7 @@ impl Filter for EnforceAndExchange {
     type Answer = ();
 
     const MAKES_CALLS: bool = true;
+    const USES_STORE: bool = true;
 
     fn user_agent(&self) -> &'static str {
         "baton-enforce-and-exchange"
@@ -94,7 +97,7 @@ impl Filter for EnforceAndExchange {
         let Some(enforced) = enforced.as_ref() else {
             return unchecked();
         };
-        let call_overdue = round.overdue.filter(|what| matches!(what, WaitFor::Call(_)));
+        let call_overdue = round.overdue.filter(|what| matches!(what, WaitFor::Call(_) | WaitFor::Store(_)));
         let exchange_round = Round { overdue: call_overdue, ..round };
         match self.exchange.decide(host, &request.exchange.borrow(), exchange_round) {
             Verdict::Forward(exchanged) => Verdict::Forward(self.merged(enforced, exchanged)),
@@ -147,6 +150,38 @@ impl Filter for EnforceAndExchange {
 
     fn background_calls(&mut self, host: &dyn Host, pending: &dyn Fn(&TokenHash) -> bool) -> Vec<TokenCall> {
         self.exchange.background_calls(host, pending)
+    }
+
+    // The exchange's shared store (`oboCredentialInjection.store`), as
+    // obo-credential-injection uses it alone.
+
+    fn store_endpoint(&self) -> Option<&EtcdEndpoint> {
+        self.exchange.store_endpoint()
+    }
+
+    fn finish_store(
+        &mut self,
+        host: &dyn Host,
+        call: &StoreCall,
+        answer: Result<EtcdAnswer, EtcdError>,
+    ) -> Option<OboOutcome> {
+        self.exchange.finish_store(host, call, answer)
+    }
+
+    fn store_jobs(&mut self, host: &dyn Host) -> Vec<StoreCall> {
+        self.exchange.store_jobs(host)
+    }
+
+    fn fleet_flight(&self, call: &TokenCall) -> Option<FleetFlight> {
+        self.exchange.fleet_flight(call)
+    }
+
+    fn fleet_found(&mut self, host: &dyn Host, call: &TokenCall, value: &[u8]) -> Found<OboOutcome> {
+        self.exchange.fleet_found(host, call, value)
+    }
+
+    fn fleet_calls_here(&mut self, host: &dyn Host, call: &TokenCall, why: CallHere) {
+        self.exchange.fleet_calls_here(host, call, why);
     }
 }
 
@@ -211,15 +246,6 @@ impl Plugin for EnforceAndExchange {
         enforce.share_verified_token = true;
         let exchange = obo_credential_injection::config::parse(&section(SECTIONS[1])?)
             .map_err(|error| within(SECTIONS[1], error))?;
-        if exchange.store.is_some() {
-            return Err(within(
-                SECTIONS[1],
-                ConfigError::new(
-                    "store",
-                    "not supported in enforce-and-exchange yet: a shared store needs obo-credential-injection",
-                ),
-            ));
-        }
         if let Some(SubjectToken { validation, .. }) = &exchange.subject
             && !matches!(validation, SubjectValidation::ClaimEnforcement { .. })
         {

@@ -115,12 +115,17 @@ fn each_section_is_checked_and_errors_name_the_field_within_it() {
         error.contains("at oboCredentialInjection.subjectToken.validation: must be claimEnforcement"),
         "{error}"
     );
-    // No shared store in this filter yet: refused, not ignored.
+    // The exchange's shared store is checked as obo-credential-injection
+    // checks it, and named within its section.
+    let mut with_store = config(&key);
+    with_store["oboCredentialInjection"]["store"] = json!({"etcd": {"cluster": "etcd"}, "currentKey": "k1",
+        "sealingKeys": [{"id": "k1", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]});
+    assert!(configure(&with_store).is_ok());
     let error = refused(&|c| {
-        c["oboCredentialInjection"]["store"] = json!({"etcd": {"cluster": "etcd"}, "currentKey": "k1",
+        c["oboCredentialInjection"]["store"] = json!({"etcd": {"cluster": "etcd"}, "currentKey": "k2",
             "sealingKeys": [{"id": "k1", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]})
     });
-    assert!(error.contains("at oboCredentialInjection.store: not supported"), "{error}");
+    assert!(error.contains("at oboCredentialInjection.store.currentKey"), "{error}");
 }
 
 #[test]
