@@ -6,13 +6,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use baton_filter_kit::config::ConfigError;
+use baton_filter_kit::fleet::{CallHere, FleetFlight, Found};
 use baton_filter_kit::host::{CalloutResponse, Counter, Host};
 use baton_filter_kit::keys::KeyStore;
 use baton_filter_kit::lease::LeaseTable;
 use baton_filter_kit::reply::Reply;
 use baton_filter_kit::request_headers::RequestHeaders;
 use baton_filter_kit::runtime::{Filter, Forward, Plugin, Round, Verdict, WaitFor};
-use baton_filter_kit::fleet::{CallHere, FleetFlight, Found};
 use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
 use baton_token::TokenHash;
