@@ -187,8 +187,8 @@ pub struct Engine {
     /// Records being written in the background (one per user and task).
     sharing: Vec<TaskRecord>,
     /// Authorizations being ended in the background (a sign-in by someone
-    /// else): their single-use mark's key, and when they expire.
-    ending: Vec<(Vec<u8>, u64)>,
+    /// else): their single-use mark's key.
+    ending: Vec<Vec<u8>>,
 }
 
 /// Most background store calls and records waiting (beyond it, a delete
@@ -384,7 +384,7 @@ impl Engine {
             key: step,
             operation: EtcdOperation::GrantLease { ttl_secs: u32::try_from(left).unwrap_or(u32::MAX) },
         });
-        self.ending.push((mark, expires_at));
+        self.ending.push(mark);
     }
 
     /// The background store calls waiting (see [`Engine::end_task`],
@@ -406,10 +406,10 @@ impl Engine {
         let Some(store) = &self.config.shared_store else {
             return;
         };
-        if let Some(at) = self.ending.iter().position(|(mark, _)| ending_step_key(mark) == call.key) {
+        if let Some(at) = self.ending.iter().position(|mark| ending_step_key(mark) == call.key) {
             if let (EtcdOperation::GrantLease { .. }, StoreOutcome::Lease(lease)) = (&call.operation, outcome)
             {
-                let key = self.ending[at].0.clone();
+                let key = self.ending[at].clone();
                 let value = sealed_state::MARK_VALUE.to_vec();
                 let operation = EtcdOperation::CreateIfAbsent { key, value, lease: *lease };
                 self.background.push(StoreCall { key: call.key, operation });

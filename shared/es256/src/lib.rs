@@ -16,8 +16,8 @@
 //! affordable inside Envoy.
 //!
 //! The tables take tens of milliseconds to build in V8, in every VM that
-//! builds them: they are built by the first verification with the key (or
-//! [`Es256Key::prepare`]), not when the key is imported. So neither Envoy's
+//! builds them: they are built by the first verification with the key, not
+//! when the key is imported. So neither Envoy's
 //! start-up nor its main thread's VM, which verifies no token, pays for
 //! them (nor holds them); each worker's first token per key does.
 //!
@@ -246,8 +246,7 @@ fn generator() -> Option<&'static Multiples> {
     GENERATOR.get_or_init(|| Multiples::of(ProjectivePoint::generator(), GENERATOR_WINDOW)).as_ref()
 }
 
-/// An imported P-256 key; its multiples are built once, when prepared or
-/// first used.
+/// An imported P-256 key; its multiples are built once, when first used.
 pub struct Es256Key {
     point: ProjectivePoint,
     multiples: OnceLock<Option<Multiples>>,
@@ -261,8 +260,8 @@ impl core::fmt::Debug for Es256Key {
 
 impl Es256Key {
     /// Imports the point `(x, y)`: refused unless it is on the curve and not
-    /// the identity. Cheap: the tables are built by [`Es256Key::prepare`]
-    /// or the first verification.
+    /// the identity. Cheap: the tables are built by the first
+    /// verification.
     pub fn import(x: &[u8; 32], y: &[u8; 32]) -> Option<Self> {
         let mut sec1 = [0u8; 65];
         sec1[0] = 0x04;
@@ -272,19 +271,9 @@ impl Es256Key {
         Some(Self { point: ProjectivePoint::from(*key.as_affine()), multiples: OnceLock::new() })
     }
 
-    /// Builds the key's multiples and the generator's (once per VM), if
-    /// not built yet. Returns whether it built anything.
-    pub fn prepare(&self) -> bool {
-        if self.is_prepared() {
-            return false;
-        }
-        let _ = generator();
-        let _ = self.multiples();
-        true
-    }
-
     /// Whether the key's multiples (and so the generator's) are built.
-    pub fn is_prepared(&self) -> bool {
+    #[cfg(test)]
+    fn is_prepared(&self) -> bool {
         self.multiples.get().is_some()
     }
 
@@ -480,20 +469,15 @@ mod tests {
     }
 
     #[test]
-    fn a_key_is_prepared_once_by_prepare_or_by_its_first_verification() {
+    fn a_key_is_prepared_by_its_first_verification_not_by_its_import() {
         let signing = signing_key();
         let (x, y) = key_parts(&signing);
         let signature: Signature = signing.sign(b"m");
-        // Prepared ahead.
         let key = Es256Key::import(&x, &y).unwrap_or_else(|| unreachable!());
         assert!(!key.is_prepared(), "importing builds nothing");
-        assert!(key.prepare());
-        assert!(key.is_prepared() && !key.prepare(), "built once");
         assert!(key.verify(b"m", &signature.to_bytes()));
-        // Not prepared: the first verification builds the table.
-        let key = Es256Key::import(&x, &y).unwrap_or_else(|| unreachable!());
-        assert!(key.verify(b"m", &signature.to_bytes()));
-        assert!(key.is_prepared() && !key.prepare());
+        assert!(key.is_prepared(), "the first verification builds the table");
+        assert!(key.verify(b"m", &signature.to_bytes()), "and the next uses it");
     }
 
     #[test]

@@ -126,11 +126,6 @@ impl FleetFlights {
         });
     }
 
-    /// Whether any flight is not over.
-    pub fn busy(&self) -> bool {
-        !self.flights.is_empty()
-    }
-
     /// Whether any flight follows another replica's claim (the timer must
     /// tick at [`FOLLOW_POLL`]).
     pub fn following(&self) -> bool {

@@ -19,8 +19,7 @@ use std::time::Duration;
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
 
-use crate::fleet::FOLLOW_POLL;
-use crate::fleet::{CallHere, FleetFlight, FleetFlights, Found, Next};
+use crate::fleet::{CallHere, FOLLOW_POLL, FleetFlight, FleetFlights, Found, Next};
 use crate::host::{Body, CalloutResponse, HeaderMap, Host, LogLevel};
 use crate::key_fetches::KeyFetches;
 use crate::keys::{KeyStore, MAX_JWKS_BYTES};
