@@ -304,7 +304,7 @@ impl Broker {
             .start()
             .unwrap_or_else(|e| panic!("delegation-broker.yaml did not start: {e}"));
         assert!(
-            envoy.wait_for(Duration::from_secs(10), |e| e.counter("baton_obo.jwks.fetch_success") == 1),
+            envoy.wait_for(Duration::from_secs(30), |e| e.counter("baton_obo.jwks.fetch_success") >= 1),
             "the broker did not fetch the IdP's keys"
         );
         Broker { idp, backend, envoy }
