@@ -243,23 +243,14 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
         assert!(!logs.contains(&token) && !logs.contains(&state), "a log shows the token or the state");
     }
 
-    // The agent named its own task for the gateway's: A deletes the gateway
-    // task's record from etcd and writes the token under the agent's task
-    // (in the background, from its timer).
+    // The agent named its own task for the gateway's: A deleted the gateway
+    // task's record from etcd and wrote the token under the agent's task
+    // before alice got the answer (it was held for them).
     let agent_task = body_json(&answer)["result"]["id"].as_str().unwrap().to_string();
     assert_ne!(agent_task, task);
     let keys = |dump: &[(Vec<u8>, Vec<u8>)]| dump.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>();
     let before = keys(&dump);
-    let started = std::time::Instant::now();
-    let moved = loop {
-        let now = fleet.dump();
-        if (now.len() == 2 && keys(&now).iter().filter(|key| !before.contains(key)).count() == 1)
-            || started.elapsed() > Duration::from_secs(5)
-        {
-            break now;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let moved = fleet.dump();
     assert_eq!(moved.len(), 2, "the mark and the agent's task's record");
     assert_eq!(keys(&moved).iter().filter(|key| before.contains(key)).count(), 1, "only the mark stays");
     shows_none_of(&moved, &[b"alice", agent_task.as_bytes(), token.as_bytes()]);
@@ -281,6 +272,99 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
     assert_eq!(down.status, 503, "{}", down.body_str());
     assert_eq!(fleet.agent.requests().len(), 2, "forwarded while etcd was down");
     assert!(carol.counter("baton_itac.store.unavailable") >= 1);
+}
+
+/// A transfer message from `user` in `task`, streamed (`message/stream`):
+/// the events of the answer, as JSON.
+fn stream(replica: &Envoy, user: &str, task: &str, keep_open: bool) -> Vec<Value> {
+    let data = json!({"operation": "transfer", "amount": 250, "to": "bob", "keepOpen": keep_open});
+    let message = json!({"kind": "message", "role": "user", "messageId": "m-2", "taskId": task, "contextId": "ctx-1",
+                         "parts": [{"kind": "text", "text": "send 250 to bob"}, {"kind": "data", "data": data}]});
+    let body =
+        json!({"jsonrpc": "2.0", "id": "req-2", "method": "message/stream", "params": {"message": message}});
+    let answer = replica.send(
+        &ClientRequest::post("/", "application/json", body.to_string())
+            .header("authorization", &bank::bearer(user))
+            .header("accept", "text/event-stream"),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body_str());
+    let events: Vec<Value> = answer
+        .body_str()
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{}", answer.body_str());
+    events
+}
+
+/// What an agent's answer changes in etcd is there before the answer
+/// reaches the client: the token moved to the agent's own task (blocking
+/// or streamed), and the record of a task the agent ended deleted. So the
+/// message sent the moment the answer arrives, on any other replica,
+/// carries the token; a message in the ended task finds none.
+#[test]
+fn the_message_sent_the_moment_an_answer_arrives_finds_what_the_answer_changed_on_every_replica() {
+    let fleet = Fleet::start();
+    let replicas: Vec<Envoy> = (0..3).map(|_| fleet.replica()).collect();
+    let records = |fleet: &Fleet| fleet.dump().into_iter().filter(|(_, value)| value != b"used").count();
+    let rounds: usize = 8;
+    for round in 0..rounds {
+        let streamed = round % 2 == 1;
+        let (a, b, c) = (&replicas[round % 3], &replicas[(round + 1) % 3], &replicas[(round + 2) % 3]);
+        let (task, code, state) = fleet.challenge_and_approve(a);
+        let page = redirect(b, &code, &state);
+        assert_eq!(page.status, 200, "{}", page.body_str());
+        // The message in the gateway's task, on A or on C (which neither
+        // named the task nor kept the token): the agent names its own.
+        let (a, c) = if round % 4 < 2 { (a, c) } else { (c, a) };
+        let agent_task = if streamed {
+            let events = stream(a, "alice", &task, true);
+            assert_eq!(events[1]["result"]["status"]["state"], "input-required", "{events:?}");
+            events[0]["result"]["id"].as_str().unwrap().to_string()
+        } else {
+            let answer = post(a, "alice", Some(&task));
+            assert_eq!(answer.status, 200, "{}", answer.body_str());
+            body_json(&answer)["result"]["id"].as_str().unwrap().to_string()
+        };
+        assert_ne!(agent_task, task, "the gateway's task id reached the agent");
+        // At once, on C and on B: the token, not a challenge.
+        for other in [c, b] {
+            let next = post(other, "alice", Some(&agent_task));
+            assert_eq!(next.status, 200, "{}", next.body_str());
+            assert!(
+                !next.body_str().contains("authorizationUrl"),
+                "round {round} (streamed: {streamed}): challenged again: {}",
+                next.body_str()
+            );
+        }
+        assert_eq!(records(&fleet), 1, "the agent's task's record only");
+        // The agent ends the task (on C): its record is gone from etcd when
+        // alice has the answer.
+        if streamed {
+            let events = stream(c, "alice", &agent_task, false);
+            assert_eq!(events[1]["result"]["status"]["state"], "completed", "{events:?}");
+        } else {
+            let done = post_with(c, "alice", Some(&agent_task), false);
+            assert_eq!(body_json(&done)["result"]["status"]["state"], "completed", "{}", done.body_str());
+        }
+        assert_eq!(records(&fleet), 0, "round {round}: the ended task's record is still in etcd");
+    }
+    // Every message that reached the agent carried a bank token; one code
+    // exchange per authorization; nothing failed to be written.
+    let seen = fleet.agent.requests();
+    assert_eq!(seen.len(), rounds * 4);
+    for request in &seen {
+        let token = request.header("authorization").unwrap().strip_prefix("Bearer ").unwrap();
+        let claims = mock_idp::decode_claims_unverified(token).unwrap();
+        assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("alice"), Some("bank-api")));
+    }
+    assert_eq!(fleet.bank.calls(Endpoint::Token), rounds as u64);
+    for replica in &replicas {
+        assert_eq!(replica.counter("baton_itac.store.write_failed"), 0);
+    }
+    let challenges: u64 = replicas.iter().map(|replica| replica.counter("baton_itac.challenges")).sum();
+    assert_eq!(challenges, rounds as u64, "one challenge per authorization, none again");
 }
 
 /// Three replicas behind a round-robin balancer, as a Kubernetes Service
@@ -314,6 +398,7 @@ fn through_a_round_robin_balancer_each_step_lands_on_another_replica_and_the_rou
     // Six more messages in the agent's task: two on each replica, each with
     // the token, none challenged, one code exchange in all.
     let agent_task = body_json(&answer)["result"]["id"].as_str().unwrap().to_string();
+    assert_ne!(agent_task, task, "the gateway's task id reached the agent");
     let token = fleet.agent.requests()[0].header("authorization").unwrap().to_string();
     for _ in 0..6 {
         let next = post(&balancer, "alice", Some(&agent_task));
@@ -344,17 +429,14 @@ fn a_task_the_agent_completes_on_one_replica_has_its_token_deleted_from_etcd() {
     assert_eq!(fleet.dump().len(), 2, "the single-use mark and alice's record");
 
     // Her last message lands on A, with the token B kept; the agent
-    // completes the task, and A deletes the record from etcd.
+    // completes the task, and A deletes the record from etcd before the
+    // answer goes on.
     let answer = post_with(&a, "alice", Some("t-9"), false);
     assert_eq!(answer.status, 200, "{}", answer.body_str());
     assert_eq!(body_json(&answer)["result"]["status"]["state"], "completed");
     let seen = fleet.agent.requests();
     assert_eq!(seen.len(), 1);
     assert!(seen[0].header("authorization").is_some_and(|value| value.starts_with("Bearer ")));
-    let started = std::time::Instant::now();
-    while fleet.dump().len() > 1 && started.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert_eq!(fleet.dump().len(), 1, "alice's record is still in etcd");
     assert_eq!(a.counter("baton_itac.tasks_ended"), 1);
 }

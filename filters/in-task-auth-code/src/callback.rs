@@ -25,6 +25,7 @@ use crate::decision::{
     Engine, ExchangeOutcome, MAX_ROUNDS, Refusal, Request, Round, Taken, Verdict, code_exchange,
 };
 use crate::denial::{PageDenial, Step};
+use crate::gateway_task;
 use crate::metrics;
 use crate::sealed_task::{self, Write};
 use crate::store::{PendingAuthorization, TaskRecord};
@@ -204,10 +205,17 @@ fn keep(
 ) -> Verdict {
     match engine.accept_token(host, token, &pending.user, round) {
         Ok(expires_at) => {
+            // The gateway's own task: this Envoy named it, or (with a store)
+            // its id says the fleet did, whichever replica challenged.
             let gateway_task = engine
                 .store
                 .task(host, &pending.user, &pending.task_id)
-                .is_some_and(|record| record.gateway_task);
+                .is_some_and(|record| record.gateway_task)
+                || gateway_task::recognizes(
+                    engine.config().shared_store.as_ref(),
+                    &pending.user,
+                    &pending.task_id,
+                );
             let record = TaskRecord {
                 user: pending.user.clone(),
                 task_id: pending.task_id.clone(),

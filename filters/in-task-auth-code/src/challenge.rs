@@ -49,15 +49,16 @@ pub enum IssueProblem {
 }
 
 /// Creates a challenge for `user` and `ids`: remembers the state and PKCE
-/// verifier, and, for a task the gateway named itself, a task record that
-/// says so. `error` explains why an earlier credential was refused.
+/// verifier, and, for a task the gateway named itself (`gateway_task`), a
+/// task record that says so. `error` explains why an earlier credential
+/// was refused.
 pub fn issue(
     config: &FilterConfig,
     store: &Store,
     host: &dyn Host,
     user: &str,
     ids: &TaskIds,
-    new_task: bool,
+    gateway_task: bool,
     error: Option<(&str, &str)>,
 ) -> Result<IssuedChallenge, IssueProblem> {
     let now = host.now_unix_secs();
@@ -118,7 +119,7 @@ pub fn issue(
         object["error"] = json!(code);
         object["errorDescription"] = json!(description);
     }
-    if new_task {
+    if gateway_task {
         // The gateway named this task: it answers GetTask with this
         // challenge until the task continues at the agent.
         store

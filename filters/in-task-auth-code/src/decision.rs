@@ -30,6 +30,7 @@ use crate::response::{AnswerContext, RpcAnswer};
 use crate::a2a::{self, Call, CallKind, GatewayTaskState, TaskIds};
 use crate::challenge::{IssueProblem, issue, random_id};
 use crate::denial::Denial;
+use crate::gateway_task;
 use crate::metrics;
 use crate::model::{
     AuthorizationServer, ConditionSource, FilterConfig, InvalidCredential, PrimaryVerification, Rule,
@@ -189,6 +190,8 @@ pub struct Engine {
     /// Authorizations being ended in the background (a sign-in by someone
     /// else): their single-use mark's key.
     ending: Vec<Vec<u8>>,
+    /// Deletes of ended tasks' records not yet answered, by step key.
+    deleting: Vec<TokenHash>,
 }
 
 /// Most background store calls and records waiting (beyond it, a delete
@@ -239,7 +242,15 @@ impl Engine {
             metrics::JWKS,
         );
         let store = Store::new(config.store_limits, &prefix);
-        Self { config, verifier, store, background: Vec::new(), sharing: Vec::new(), ending: Vec::new() }
+        Self {
+            config,
+            verifier,
+            store,
+            background: Vec::new(),
+            sharing: Vec::new(),
+            ending: Vec::new(),
+            deleting: Vec::new(),
+        }
     }
 
     /// Creates the store's slots in shared data: every VM, before its
@@ -330,42 +341,54 @@ impl Engine {
     /// gateway named): see [`Store::end_task`]. With a shared store,
     /// `user`'s record of it in the store is deleted too, in the
     /// background (no request waits for it; one that is not deleted lapses
-    /// with its lease, the token's expiry).
-    pub fn end_task(&mut self, host: &dyn Host, user: Option<&str>, task_id: &str) {
+    /// with its lease, the token's expiry). Returns the delete's step key,
+    /// which [`Engine::still_writing`] answers for until it is done.
+    pub fn end_task(&mut self, host: &dyn Host, user: Option<&str>, task_id: &str) -> Option<TokenHash> {
         self.store.end_task(host, user, task_id);
-        if let (Some(store), Some(user)) = (&self.config.shared_store, user) {
-            if self.background.len() < MAX_BACKGROUND {
-                let key = sealed_task::key(store, user, task_id);
-                let step = TokenHash::of_parts(&[b"task-delete", &key]);
-                self.background.push(StoreCall { key: step, operation: EtcdOperation::Delete { key } });
-            } else {
-                host.log(
-                    LogLevel::Warn,
-                    "an ended task's record is left to its lease: too many deletes waiting",
-                );
-            }
+        let (Some(store), Some(user)) = (&self.config.shared_store, user) else {
+            return None;
+        };
+        if self.background.len() >= MAX_BACKGROUND {
+            host.log(LogLevel::Warn, "an ended task's record is left to its lease: too many deletes waiting");
+            return None;
         }
+        let key = sealed_task::key(store, user, task_id);
+        let step = TokenHash::of_parts(&[b"task-delete", &key]);
+        self.background.push(StoreCall { key: step, operation: EtcdOperation::Delete { key } });
+        self.deleting.push(step);
+        Some(step)
     }
 
     /// With a shared store: writes `record` (just kept in this Envoy, from
     /// an agent's answer no request waits on) to the store in the
-    /// background: a lease, then the put.
-    pub fn share_in_background(&mut self, host: &dyn Host, record: &TaskRecord) {
-        let Some(store) = &self.config.shared_store else {
-            return;
-        };
+    /// background: a lease, then the put. Returns the write's step key,
+    /// which [`Engine::still_writing`] answers for until it is done.
+    pub fn share_in_background(&mut self, host: &dyn Host, record: &TaskRecord) -> Option<TokenHash> {
+        let store = self.config.shared_store.as_ref()?;
         if self.background.len() >= MAX_BACKGROUND || self.sharing.len() >= MAX_BACKGROUND {
             // Counted and logged as a write that failed.
             let full = StoreOutcome::Unavailable("too_many_waiting");
             let _ = sealed_task::write_step(store, host, None, Some(&full), true);
-            return;
+            return None;
         }
-        if let Write::Wait(step) = sealed_task::write_step(store, host, Some(record), None, true) {
-            self.sharing
-                .retain(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) != step.key);
-            self.sharing.push(record.clone());
-            self.background.push(step);
-        }
+        let Write::Wait(step) = sealed_task::write_step(store, host, Some(record), None, true) else {
+            return None;
+        };
+        let key = step.key;
+        self.sharing.retain(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) != key);
+        self.sharing.push(record.clone());
+        self.background.push(step);
+        Some(key)
+    }
+
+    /// Whether the background write or delete whose step key is `step` is
+    /// still under way (an answer that made it is held until it is not).
+    pub fn still_writing(&self, step: &TokenHash) -> bool {
+        self.deleting.contains(step)
+            || self
+                .sharing
+                .iter()
+                .any(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) == *step)
     }
 
     /// With a shared store: marks the authorization whose single-use mark
@@ -406,6 +429,10 @@ impl Engine {
         let Some(store) = &self.config.shared_store else {
             return;
         };
+        if let Some(at) = self.deleting.iter().position(|step| *step == call.key) {
+            self.deleting.swap_remove(at);
+            return;
+        }
         if let Some(at) = self.ending.iter().position(|mark| ending_step_key(mark) == call.key) {
             if let (EtcdOperation::GrantLease { .. }, StoreOutcome::Lease(lease)) = (&call.operation, outcome)
             {
@@ -833,11 +860,14 @@ impl Engine {
             return self.challenge(host, &call, &user, None, audit);
         };
         // Kept here for the task's next messages: what this Envoy knew of
-        // the task (a task it named), with the token the store had.
-        let record = match local {
+        // the task (a task it named), with the token the store had; a task
+        // the fleet named is the gateway's whichever replica wrote it.
+        let named_by_the_fleet = gateway_task::recognizes(Some(store), &user, task);
+        let mut record = match local {
             Some(local) => TaskRecord { token: found.token.clone(), expires_at: found.expires_at, ..local },
             None => found,
         };
+        record.gateway_task |= named_by_the_fleet;
         if self.store.put_task(host, &record).is_err() || self.gate(host, &user, task).is_err() {
             // This message still carries it.
             host.count(metrics::STORE_FULL);
@@ -1081,7 +1111,7 @@ impl Engine {
             Some(TaskIds {
                 task_id: match call.task_id() {
                     Some(task) => task.to_string(),
-                    None => random_id(host)?,
+                    None => gateway_task::new_id(self.config.shared_store.as_ref(), host, user)?,
                 },
                 context_id: match call.context_id() {
                     Some(context) => context.to_string(),
@@ -1089,9 +1119,15 @@ impl Engine {
                 },
             })
         })();
-        let issued = ids.as_ref().ok_or(IssueProblem::NoRandomness).and_then(|ids| {
-            issue(&self.config, &self.store, host, user, ids, call.task_id().is_none(), error)
-        });
+        // The gateway's own task: one it names now, or one another replica
+        // named for this user (recognized by its id).
+        let gateway_task = call
+            .task_id()
+            .is_none_or(|task| gateway_task::recognizes(self.config.shared_store.as_ref(), user, task));
+        let issued = ids
+            .as_ref()
+            .ok_or(IssueProblem::NoRandomness)
+            .and_then(|ids| issue(&self.config, &self.store, host, user, ids, gateway_task, error));
         let (Some(ids), Ok(issued), Some(message_id)) = (ids, issued.as_ref(), random_id(host)) else {
             match issued.err() {
                 // Full of other users' live authorizations: none is pushed
@@ -1171,7 +1207,9 @@ impl Engine {
             {
                 let _ = self.store.consume_state(host, state);
             }
-            self.end_task(host, Some(&record.user), &record.task_id);
+            // The gateway's own answer is not held for the delete: a record
+            // left a moment longer serves its own user only.
+            let _ = self.end_task(host, Some(&record.user), &record.task_id);
             host.count(metrics::TASKS_ENDED);
             audit.allow("gateway_task_canceled").emit(host);
             a2a::gateway_task(call, &ids, GatewayTaskState::Canceled, None, &timestamp)

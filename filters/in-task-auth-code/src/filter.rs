@@ -187,6 +187,13 @@ impl Filter for InTaskAuthCode {
         response::mode(&self.engine, answer, head)
     }
 
+    fn answer_waits(&self, answer: &AnswerContext) -> bool {
+        match answer {
+            AnswerContext::Rpc(rpc) => rpc.writes.iter().any(|step| self.engine.still_writing(step)),
+            AnswerContext::Card(_) => false,
+        }
+    }
+
     fn rewrite_answer(
         &mut self,
         host: &dyn Host,

@@ -22,6 +22,7 @@ pub mod config;
 pub mod decision;
 pub mod denial;
 pub mod filter;
+pub mod gateway_task;
 pub mod login;
 pub mod metrics;
 pub mod model;

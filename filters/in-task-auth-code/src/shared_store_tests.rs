@@ -989,8 +989,9 @@ fn a_failed_write_does_not_fail_the_redirect_and_logs_nothing_secret() {
 }
 
 impl Replica {
-    /// The agent answers request `id` with its task `task` in `state`.
-    fn agent_answers(&mut self, id: u32, task: &str, state: &str) {
+    /// The agent answers request `id` with its task `task` in `state`;
+    /// what the filter does with the answer's end.
+    fn agent_answers(&mut self, id: u32, task: &str, state: &str) -> Action {
         let answer = json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "task", "id": task,
             "contextId": "ctx-1", "status": {"state": state}}})
         .to_string()
@@ -1004,7 +1005,32 @@ impl Replica {
             r.response_body = answer;
         });
         assert_eq!(self.runtime.on_response_headers(&self.host, id, false), Action::Pause);
-        assert_eq!(self.runtime.on_response_body(&self.host, id, Some(size), true), Action::Continue);
+        self.runtime.on_response_body(&self.host, id, Some(size), true)
+    }
+
+    /// The agent streams `events` to request `id`, one chunk each, the
+    /// last ending the stream; what the filter does with each chunk.
+    fn agent_streams(&mut self, id: u32, events: &[Value]) -> Vec<Action> {
+        self.host.with_request(id, |r| {
+            r.response_headers = vec![
+                (":status".into(), b"200".to_vec()),
+                ("content-type".into(), b"text/event-stream".to_vec()),
+            ];
+        });
+        assert_eq!(self.runtime.on_response_headers(&self.host, id, false), Action::Continue);
+        let mut actions = Vec::new();
+        for (at, event) in events.iter().enumerate() {
+            let chunk = format!("data: {event}\n\n").into_bytes();
+            let size = chunk.len();
+            self.host.with_request(id, |r| r.response_body = chunk);
+            actions.push(self.runtime.on_response_body(&self.host, id, Some(size), at + 1 == events.len()));
+        }
+        actions
+    }
+
+    /// How many times request `id`'s held answer was let go.
+    fn answer_resumed(&self, id: u32) -> u32 {
+        self.host.request(id).map_or(0, |request| request.answer_resumed)
     }
 }
 
@@ -1013,20 +1039,74 @@ fn a_task_the_agent_ends_has_its_record_deleted_from_the_store() {
     let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
     a.served_from_the_store(2, "t-5", &put, &token);
     // The agent completes the task: the record goes here, and its delete
-    // is sent at the next tick (from the root context: no request waits).
+    // is sent at the next tick, made at once (from the root context: a
+    // call of the request's context ends with it).
     let calls = a.host.calls().len();
-    a.agent_answers(2, "t-5", "completed");
+    assert_eq!(
+        a.agent_answers(2, "t-5", "completed"),
+        Action::Pause,
+        "the answer's end waits for the delete"
+    );
     assert_eq!(a.host.calls().len(), calls, "nothing sent from the answer's context");
+    assert_eq!(a.host.tick_period(), Some(baton_filter_kit::ticker::IMMEDIATE_TICK));
     a.runtime.on_tick(&a.host);
     let delete = a.last_call();
     assert_eq!((delete.cluster.as_str(), delete.path.as_str()), ("etcd", "/v3/kv/deleterange"));
     assert_eq!(body_json(&delete), json!({"key": put["key"]}));
-    // Once only.
+    // Once only; the answer still held.
     a.runtime.on_tick(&a.host);
     assert_eq!(a.host.calls().len(), calls + 1);
-    // Its answer is read by no one, and changes nothing.
+    assert_eq!(a.answer_resumed(2), 0);
+    // Deleted: the client gets the answer's end, once.
     a.answer(&delete, Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    assert_eq!(a.answer_resumed(2), 1);
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.answer_resumed(2), 1);
     assert_eq!(a.runtime.held(), 0);
+}
+
+#[test]
+fn an_answer_whose_delete_fails_goes_on_all_the_same() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    a.served_from_the_store(2, "t-5", &put, &token);
+    assert_eq!(a.agent_answers(2, "t-5", "completed"), Action::Pause);
+    a.runtime.on_tick(&a.host);
+    let delete = a.last_call();
+    assert_eq!(delete.path, "/v3/kv/deleterange");
+    // etcd fails the delete: the record lapses with its lease, and the
+    // agent's answer is not lost for it.
+    a.answer(&delete, Some(503), "unavailable");
+    assert_eq!(a.answer_resumed(2), 1);
+}
+
+#[test]
+fn an_answer_whose_store_work_never_ends_goes_on_after_the_store_timeouts() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    a.served_from_the_store(2, "t-5", &put, &token);
+    assert_eq!(a.agent_answers(2, "t-5", "completed"), Action::Pause);
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.last_call().path, "/v3/kv/deleterange");
+    // No answer ever comes (a host that loses it): within two store
+    // timeouts and the grace, the answer goes on.
+    a.host.advance_millis(2_000);
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.answer_resumed(2), 0, "released before the store could answer");
+    a.host.advance_millis(10_000);
+    a.runtime.on_tick(&a.host);
+    assert_eq!(a.answer_resumed(2), 1);
+    assert!(a.host.logs().iter().any(|(_, line)| line.contains("went on without them")));
+}
+
+#[test]
+fn a_client_gone_while_its_answer_is_held_leaves_nothing_to_resume() {
+    let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
+    a.served_from_the_store(2, "t-5", &put, &token);
+    assert_eq!(a.agent_answers(2, "t-5", "completed"), Action::Pause);
+    a.runtime.on_tick(&a.host);
+    let delete = a.last_call();
+    a.runtime.on_done(2);
+    a.answer(&delete, Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    assert_eq!(a.answer_resumed(2), 0);
 }
 
 #[test]
@@ -1039,22 +1119,30 @@ fn without_a_store_an_ended_task_asks_nothing_of_any_store() {
     assert!(s.host.calls().is_empty());
 }
 
-#[test]
-fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
-    // alice starts a new task on A: the gateway names it in its challenge.
+/// alice starts a new task on A, which names it in its challenge; the
+/// bank's redirect lands on B, which writes her token for the gateway's
+/// task to etcd. A, the task, the token and the record B wrote.
+fn a_gateway_task_authorized_on_another_replica() -> (Replica, String, String, Value) {
     let mut a = replica();
     let host = a.host.clone();
     let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
     let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
     let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
-    // The redirect on B: the token is kept for the gateway's task, in etcd.
     let mut b = replica();
     let token = b.redirect_exchanged(&state);
-    let first = the_record_is_written(&mut b);
+    let record = the_record_is_written(&mut b);
+    (a, gateway_task, token, record)
+}
+
+#[test]
+fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
+    let (mut a, gateway_task, token, first) = a_gateway_task_authorized_on_another_replica();
     // Her message in the gateway's task on A: the token from etcd; the
     // agent names its own task for it.
     a.served_from_the_store(2, &gateway_task, &first, &token);
-    a.agent_answers(2, "agent-7", "input-required");
+    // The answer's end waits until the token is in etcd under the agent's
+    // task: alice's next message may land on any replica.
+    assert_eq!(a.agent_answers(2, "agent-7", "input-required"), Action::Pause);
     // At the next tick: the gateway's task's record deleted, and a lease
     // for the agent's task's record; then its put.
     let before = a.host.calls().len();
@@ -1066,12 +1154,15 @@ fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
     assert_eq!(body_json(&sent[1]), json!({"TTL": "600"}));
     a.answer(&sent[0], Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
     a.answer(&sent[1], Some(200), &lease_granted());
+    assert_eq!(a.answer_resumed(2), 0, "let go before the token was written");
     a.runtime.on_tick(&a.host);
     let put = a.last_call();
     assert_eq!(put.path, "/v3/kv/put");
     let moved = body_json(&put);
     assert_ne!(moved["key"], first["key"]);
+    assert_eq!(a.answer_resumed(2), 0, "let go before the token was written");
     a.answer(&put, Some(200), &format!("{{{HEADER}}}"));
+    assert_eq!(a.answer_resumed(2), 1);
     a.runtime.on_tick(&a.host);
     assert_eq!(a.last_call().path, "/v3/kv/put", "nothing more");
     assert_eq!(a.host.counter(metrics::STORE_WRITE_FAILED), 0);
@@ -1081,11 +1172,75 @@ fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
 }
 
 #[test]
+fn a_task_the_gateway_named_is_the_gateways_on_replicas_that_never_saw_it() {
+    // alice is challenged on A, which names the task.
+    let mut a = replica();
+    let host = a.host.clone();
+    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
+    let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    // She says "continue" on C before authorizing: C never saw the task,
+    // nor does etcd have a token for it; C challenges in the same task and
+    // from then on answers GetTask for it itself (the agent never made it).
+    let mut c = replica();
+    c.send(1, "alice", &v03(Some("alice"), Some(&gateway_task), transfer()));
+    let read = c.last_call();
+    c.answer(&read, Some(200), &format!("{{{HEADER}}}"));
+    let again = c.host.request(1).unwrap().reply.unwrap();
+    let again: Value = serde_json::from_slice(&again.body).unwrap();
+    assert_eq!(again["result"]["id"], gateway_task.as_str(), "{again}");
+    let state = auth_challenge_of(&again).unwrap()["state"].as_str().unwrap().to_string();
+    let host = c.host.clone();
+    let got = reply(c.engine().decide(&host, &task_call("alice", "tasks/get", &gateway_task), Round::FIRST));
+    assert_eq!(json_body(&got)["result"]["id"], gateway_task.as_str());
+    // She authorizes through C's link; the bank's redirect lands on B,
+    // which never saw the task either: the record it writes says the task
+    // is the gateway's.
+    let mut b = replica();
+    let token = b.redirect_exchanged(&state);
+    let put = the_record_is_written(&mut b);
+    // Her next message lands on D: the token goes to the agent without the
+    // gateway's task id (the agent would not know it), and the agent's own
+    // task takes the token on.
+    let mut d = replica();
+    d.served_from_the_store(2, &gateway_task, &put, &token);
+    let forwarded: Value = serde_json::from_slice(&d.host.request(2).unwrap().request_body).unwrap();
+    assert_eq!(forwarded["params"]["message"].get("taskId"), None, "{forwarded}");
+    assert_eq!(d.agent_answers(2, "agent-7", "input-required"), Action::Pause, "the token moves on");
+}
+
+#[test]
+fn a_streamed_answer_that_moves_the_token_ends_once_the_token_is_in_etcd() {
+    let (mut a, gateway_task, token, first) = a_gateway_task_authorized_on_another_replica();
+    a.served_from_the_store(2, &gateway_task, &first, &token);
+    // The agent's stream: its own task, working (passes at once), then
+    // waiting for alice (the stream's end, which waits for the write).
+    let event = |state: &str, last: bool| {
+        json!({"jsonrpc": "2.0", "id": "req-1", "result": {"kind": "status-update", "taskId": "agent-7",
+            "contextId": "ctx-1", "status": {"state": state}, "final": last}})
+    };
+    let actions = a.agent_streams(2, &[event("working", false), event("input-required", true)]);
+    assert_eq!(actions, [Action::Continue, Action::Pause]);
+    a.runtime.on_tick(&a.host);
+    let find = |path: &str| a.host.calls().iter().rev().find(|call| call.path == path).unwrap().clone();
+    let (delete, lease) = (find("/v3/kv/deleterange"), find("/v3/lease/grant"));
+    a.answer(&delete, Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    a.answer(&lease, Some(200), &lease_granted());
+    a.runtime.on_tick(&a.host);
+    let put = a.last_call();
+    assert_eq!(put.path, "/v3/kv/put");
+    assert_eq!(a.answer_resumed(2), 0);
+    a.answer(&put, Some(200), &format!("{{{HEADER}}}"));
+    assert_eq!(a.answer_resumed(2), 1);
+    replica().served_from_the_store(1, "agent-7", &body_json(&put), &token);
+}
+
+#[test]
 fn a_background_write_that_fails_is_counted_and_the_token_stays_here() {
     let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
     a.served_from_the_store(2, "t-5", &put, &token);
-    // Not a task the gateway named: nothing moves, nothing is written.
-    a.agent_answers(2, "t-5", "input-required");
+    // Not a task the gateway named: nothing moves, nothing is written,
+    // nothing held.
+    assert_eq!(a.agent_answers(2, "t-5", "input-required"), Action::Continue);
     let before = a.host.calls().len();
     a.runtime.on_tick(&a.host);
     assert_eq!(a.host.calls().len(), before);

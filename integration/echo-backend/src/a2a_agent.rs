@@ -5,9 +5,12 @@
 //! `"operation": "needs-bank-auth"`, answers with an auth-required task of
 //! its own and no authorization URL (an agent-initiated challenge); one
 //! whose data part says `"keepOpen": true` leaves its task open for more
-//! (`input-required`).
+//! (`input-required`). Streamed (`message/stream`, `SendStreamingMessage`),
+//! the task comes first, working, then its status as the stream's last
+//! event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http_kit::{Reply, Request, Response};
 use serde_json::{Value, json};
@@ -24,7 +27,7 @@ pub fn agent_card(url: &str) -> Value {
         "url": url,
         "version": "1.0.0",
         "protocolVersion": "0.3.0",
-        "capabilities": {"streaming": false},
+        "capabilities": {"streaming": true},
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain"],
         "skills": [{"id": "transfer", "name": "Transfer", "description": "Transfer money", "tags": ["payments"]}]
@@ -42,6 +45,7 @@ pub fn reply(request: &Request) -> Reply {
     let id = call.get("id").cloned().unwrap_or(Value::Null);
     let method = call.get("method").and_then(Value::as_str).unwrap_or("");
     let v10 = matches!(method, "SendMessage" | "SendStreamingMessage");
+    let streamed = matches!(method, "message/stream" | "SendStreamingMessage");
     let Some(message) = call.pointer("/params/message") else {
         return error(&id, -32602, "Invalid params");
     };
@@ -84,8 +88,33 @@ pub fn reply(request: &Request) -> Reply {
             "kind": "message", "role": "agent", "messageId": format!("{task_id}-reply"),
             "parts": [{"kind": "text", "text": text}, {"kind": "data", "data": report}]}}})
     };
+    if streamed {
+        return stream(&id, v10, task);
+    }
     let result = if v10 { json!({"task": task}) } else { task };
     Reply::Respond(Response::json(200, &json!({"jsonrpc": "2.0", "id": id, "result": result})))
+}
+
+/// The task as a stream: itself, working; then its status, final.
+fn stream(id: &Value, v10: bool, task: Value) -> Reply {
+    let mut working = task.clone();
+    working["status"] = json!({"state": if v10 { "TASK_STATE_WORKING" } else { "working" }});
+    let (task_id, context_id, status) = (&task["id"], &task["contextId"], &task["status"]);
+    let (first, last) = if v10 {
+        (
+            json!({"task": working}),
+            json!({"statusUpdate": {"taskId": task_id, "contextId": context_id, "status": status}}),
+        )
+    } else {
+        (
+            working,
+            json!({"kind": "status-update", "taskId": task_id, "contextId": context_id, "status": status,
+                   "final": true}),
+        )
+    };
+    let events =
+        [first, last].map(|result| json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string());
+    crate::sse_reply(&[&events[0], &events[1]], Duration::from_millis(20))
 }
 
 fn error(id: &Value, code: i64, message: &str) -> Reply {

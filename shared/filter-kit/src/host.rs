@@ -175,6 +175,8 @@ pub trait Host {
     fn reset_request(&self);
     /// Lets the paused current request go on.
     fn resume_request(&self) -> Result<(), HostError>;
+    /// Lets the paused answer of the current request go on.
+    fn resume_answer(&self) -> Result<(), HostError>;
     /// Makes request `context_id` the current one; false when it is gone.
     fn enter_context(&self, context_id: u32) -> bool;
     /// Starts an HTTP call; its answer comes to the VM with the returned id.

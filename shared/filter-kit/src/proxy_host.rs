@@ -212,6 +212,10 @@ impl Host for ProxyHost<'_> {
         hostcalls::resume_http_request().map_err(|_| HostError)
     }
 
+    fn resume_answer(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_response().map_err(|_| HostError)
+    }
+
     fn enter_context(&self, context_id: u32) -> bool {
         hostcalls::set_effective_context(context_id).is_ok()
     }

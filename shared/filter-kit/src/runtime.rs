@@ -326,6 +326,13 @@ pub trait Filter {
     fn rewrite_event(&mut self, _host: &dyn Host, _answer: &mut Self::Answer, _data: &str) -> Option<String> {
         None
     }
+    /// Whether the end of `answer` (read whole or as events) waits for
+    /// store work its reading started: the client gets the end only once
+    /// every replica would find what the answer changed. Asked when the
+    /// answer is complete, then at each store answer and tick.
+    fn answer_waits(&self, _answer: &Self::Answer) -> bool {
+        false
+    }
 }
 
 /// What it takes to run a [`Filter`] in the proxy: its name, counters and
@@ -407,6 +414,9 @@ enum Reading {
     Events { carry: Vec<u8> },
     /// Refused before it was complete: what still comes is dropped.
     Dropping,
+    /// Complete (and changed as the filter chose), its end held since
+    /// `since` for the store work its reading started.
+    Ending { since: u64 },
 }
 
 /// One VM's requests, calls, key fetches and timer.
@@ -597,8 +607,7 @@ impl<F: Filter> Runtime<F> {
                 self.whole_answer(host, id, size, complete)
             }
             Some(Held::Answering { reading: Reading::Events { .. }, .. }) => {
-                self.answer_events(host, id, size, complete);
-                Action::Continue
+                self.answer_events(host, id, size, complete)
             }
             Some(Held::Answering { reading: Reading::Dropping, .. }) => {
                 if complete {
@@ -637,30 +646,70 @@ impl<F: Filter> Runtime<F> {
                 if !complete {
                     self.held.insert(id, Held::Answering { answer, reading: Reading::Dropping });
                 }
-                refuse_answer(host, &reply)
+                return refused_or_reset(host, refuse_answer(host, &reply));
             }
         };
         if applied.is_err() {
-            // Neither the answer as it came nor a half-changed one goes on.
-            host.log(LogLevel::Error, "the upstream's answer could not be rewritten; resetting it");
-            host.reset_request();
+            return refused_or_reset(host, applied);
+        }
+        if complete && self.filter.answer_waits(&answer) {
+            self.held.insert(
+                id,
+                Held::Answering { answer, reading: Reading::Ending { since: host.now_unix_secs() } },
+            );
+            // The store work goes out from the root context at once.
+            self.ticker.tick_now(host);
+            return Action::Pause;
         }
         Action::Continue
+    }
+
+    /// Lets go the answers whose store work is done (or took longer than
+    /// it can: then the answer goes on, as after a failed write).
+    fn release_answers(&mut self, host: &dyn Host) {
+        let now = host.now_unix_secs();
+        let limit = 2 * self.filter.wait_limit_secs(WaitFor::Store(0)) + WAIT_GRACE_SECS;
+        let filter = &self.filter;
+        let done: Vec<(u32, bool)> = self
+            .held
+            .iter()
+            .filter_map(|(id, held)| match held {
+                Held::Answering { answer, reading: Reading::Ending { since } } => {
+                    let overdue = now > since + limit;
+                    (overdue || !filter.answer_waits(answer)).then_some((*id, overdue))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, overdue) in done {
+            self.held.remove(&id);
+            if overdue {
+                host.log(
+                    LogLevel::Warn,
+                    "an answer held for its store writes went on without them (overdue)",
+                );
+            }
+            if host.enter_context(id) && host.resume_answer().is_err() {
+                host.reset_request();
+            }
+        }
     }
 
     /// An answer read as events: the complete events in this chunk (with
     /// the start carried from the last one) are read and forwarded now; an
     /// incomplete end is carried to the next chunk. An event larger than
     /// the filter's limit stops the reading: it and the rest pass as sent.
-    fn answer_events(&mut self, host: &dyn Host, id: u32, size: Option<usize>, complete: bool) {
+    fn answer_events(&mut self, host: &dyn Host, id: u32, size: Option<usize>, complete: bool) -> Action {
         let max = self.filter.max_body_bytes();
         let chunk = match size {
             Some(size) => host.body(Body::Response, size).unwrap_or_default(),
             None => Vec::new(),
         };
-        let Some(Held::Answering { answer, reading: Reading::Events { carry } }) = self.held.get_mut(&id)
-        else {
-            return;
+        let Some(Held::Answering { answer, reading }) = self.held.get_mut(&id) else {
+            return Action::Continue;
+        };
+        let Reading::Events { carry } = &mut *reading else {
+            return Action::Continue;
         };
         let mut seen = std::mem::take(carry);
         seen.extend_from_slice(&chunk);
@@ -680,7 +729,15 @@ impl<F: Filter> Runtime<F> {
         }
         let rest = &seen[ready..];
         let give_up = !complete && rest.len() > max;
-        if complete || give_up {
+        let mut action = Action::Continue;
+        if complete && self.filter.answer_waits(answer) {
+            // The stream's end (what a client waits for before its next
+            // message) goes on once the store work it started is done.
+            out.extend_from_slice(rest);
+            *reading = Reading::Ending { since: host.now_unix_secs() };
+            self.ticker.tick_now(host);
+            action = Action::Pause;
+        } else if complete || give_up {
             out.extend_from_slice(rest);
             self.held.remove(&id);
             if give_up {
@@ -698,7 +755,9 @@ impl<F: Filter> Runtime<F> {
                 "an event of the upstream's answer could not be forwarded; resetting it",
             );
             host.reset_request();
+            return Action::Continue;
         }
+        action
     }
 
     /// The request is over (or its client went away).
@@ -728,6 +787,9 @@ impl<F: Filter> Runtime<F> {
             }
         }
         self.answer_overdue(host);
+        if F::USES_STORE && F::READS_ANSWERS {
+            self.release_answers(host);
+        }
         if F::READS_BODIES {
             self.answer_bodiless(host);
         }
@@ -782,6 +844,10 @@ impl<F: Filter> Runtime<F> {
             }
             if F::MAKES_CALLS {
                 self.dispatch_queued(host);
+            }
+            if F::READS_ANSWERS {
+                // An answer held for this work may go on now.
+                self.release_answers(host);
             }
         }
         if F::USES_STORE {
@@ -1150,6 +1216,17 @@ impl<F: Filter> Runtime<F> {
 }
 
 /// Replaces the current answer's body (and its length).
+/// Goes on after an answer was changed, or resets it when the change could
+/// not be made: neither the answer as it came nor a half-changed one goes
+/// on.
+fn refused_or_reset(host: &dyn Host, applied: Result<(), crate::host::HostError>) -> Action {
+    if applied.is_err() {
+        host.log(LogLevel::Error, "the upstream's answer could not be rewritten; resetting it");
+        host.reset_request();
+    }
+    Action::Continue
+}
+
 fn replace_answer(host: &dyn Host, bytes: &[u8]) -> Result<(), crate::host::HostError> {
     host.replace_body(Body::Response, bytes)?;
     host.set_header(HeaderMap::ResponseHeaders, "content-length", bytes.len().to_string().as_bytes())

@@ -39,6 +39,8 @@ pub struct TestRequest {
     pub reply: Option<TestReply>,
     /// How many times the request was resumed.
     pub resumed: u32,
+    /// How many times its answer was resumed.
+    pub answer_resumed: u32,
     /// Whether the request was reset.
     pub reset: bool,
 }
@@ -387,6 +389,11 @@ impl Host for TestHost {
     fn resume_request(&self) -> Result<(), HostError> {
         self.host_calls.borrow_mut().push("resume_request");
         self.on_current(|request| request.resumed += 1)
+    }
+
+    fn resume_answer(&self) -> Result<(), HostError> {
+        self.host_calls.borrow_mut().push("resume_answer");
+        self.on_current(|request| request.answer_resumed += 1)
     }
 
     fn enter_context(&self, context_id: u32) -> bool {

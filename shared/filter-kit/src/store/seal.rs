@@ -226,6 +226,23 @@ impl StoreKeys {
         self.current().map_or_else(String::new, |key| name_with(key, kind, parts))
     }
 
+    /// Whether `name` (at least 32 hex digits) starts the name of entry
+    /// `kind` for `parts` under one of the configured keys: a name made
+    /// before a key rotation holds while its key is configured. Each
+    /// comparison reads every digit (no early exit).
+    pub fn names(&self, kind: &str, parts: &[&[u8]], name: &str) -> bool {
+        name.len() >= 32
+            && self.keys.iter().any(|key| {
+                let full = name_with(key, kind, parts);
+                full.len() >= name.len()
+                    && full.as_bytes()[..name.len()]
+                        .iter()
+                        .zip(name.as_bytes())
+                        .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+                        == 0
+            })
+    }
+
     /// As [`StoreKeys::name`] under key `key_id` (the key that sealed what
     /// the entry is about); `None` when that key is not configured.
     pub fn name_under(&self, key_id: &str, kind: &str, parts: &[&[u8]]) -> Option<String> {
@@ -394,5 +411,28 @@ mod tests {
         assert_ne!(name, other.name("token", &[b"alice", b"task-1"]));
         assert_eq!(keys.name_under("k1", "token", &[b"alice", b"task-1"]), Some(name));
         assert_eq!(keys.name_under("k9", "token", &[b"alice"]), None);
+    }
+
+    #[test]
+    fn a_name_is_recognized_under_any_configured_key_and_no_other() {
+        let mut keys = keys();
+        let name = keys.name("task", &[b"alice", b"n1"]);
+        assert!(keys.names("task", &[b"alice", b"n1"], &name));
+        assert!(keys.names("task", &[b"alice", b"n1"], &name[..32]));
+        assert!(!keys.names("task", &[b"alice", b"n1"], &name[..31]), "too short to mean anything");
+        assert!(!keys.names("task", &[b"bob", b"n1"], &name[..32]));
+        assert!(!keys.names("task", &[b"alice", b"n2"], &name[..32]));
+        assert!(!keys.names("mark", &[b"alice", b"n1"], &name[..32]));
+        let mut wrong = name[..32].to_string().into_bytes();
+        wrong[31] = if wrong[31] == b'0' { b'1' } else { b'0' };
+        assert!(!keys.names("task", &[b"alice", b"n1"], std::str::from_utf8(&wrong).unwrap()));
+        // After a rotation, the earlier key's names hold while it is
+        // configured; another fleet's keys never name it.
+        keys.add("k2", SECRET_2).unwrap();
+        assert!(keys.set_current("k2"));
+        assert_ne!(keys.name("task", &[b"alice", b"n1"]), name);
+        assert!(keys.names("task", &[b"alice", b"n1"], &name[..32]));
+        let other = StoreKeys::single("k1", SECRET_2).unwrap();
+        assert!(!other.names("task", &[b"alice", b"n1"], &name[..32]));
     }
 }
