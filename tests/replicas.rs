@@ -298,6 +298,68 @@ fn stream(replica: &Envoy, user: &str, task: &str, keep_open: bool) -> Vec<Value
     events
 }
 
+/// A task call (`tasks/get`, `tasks/cancel`) from `user` on `task`.
+fn task_call(replica: &Envoy, user: &str, method: &str, task: &str) -> http_kit::ClientResponse {
+    let body = json!({"jsonrpc": "2.0", "id": "req-3", "method": method, "params": {"id": task}});
+    replica.send(
+        &ClientRequest::post("/", "application/json", body.to_string())
+            .header("authorization", &bank::bearer(user)),
+    )
+}
+
+/// The task the gateway names in its challenge is the gateway's on every
+/// replica: written to etcd before the client learns of it, so GetTask on
+/// a replica that never saw it answers with the same link (the agent never
+/// hears of it), "continue" there is challenged in the same task, and
+/// CancelTask there ends the task and its authorization for the fleet.
+#[test]
+fn the_gateways_task_is_answered_for_by_every_replica_and_canceled_for_all() {
+    let fleet = Fleet::start();
+    let (a, b, c) = (fleet.replica(), fleet.replica(), fleet.replica());
+    let challenge = post(&a, "alice", None);
+    assert_eq!(challenge.status, 200, "{}", challenge.body_str());
+    let task = body_json(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    let context = body_json(&challenge)["result"]["contextId"].as_str().unwrap().to_string();
+    let link = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
+    assert_eq!(fleet.dump().len(), 1, "the gateway's task, in etcd when the client had the challenge");
+
+    // GetTask at once on B: the same task, context and link.
+    let got = task_call(&b, "alice", "tasks/get", &task);
+    assert_eq!(got.status, 200, "{}", got.body_str());
+    let got_json = body_json(&got);
+    assert_eq!(got_json["result"]["id"], task.as_str(), "{got_json}");
+    assert_eq!(got_json["result"]["contextId"], context.as_str());
+    assert_eq!(got_json["result"]["status"]["state"], "auth-required");
+    assert_eq!(auth_challenge(&got)["authorizationUrl"], link.as_str());
+    // bob asking for it on B: not his; the agent answers (it knows no such
+    // task), nothing of alice's is shown.
+    let bobs = task_call(&b, "bob", "tasks/get", &task);
+    assert!(!bobs.body_str().contains(&link), "{}", bobs.body_str());
+    assert_eq!(fleet.agent.requests().len(), 1, "bob's call went to the agent");
+
+    // "continue" on C before authorizing: challenged in the same task.
+    let again = post(&c, "alice", Some(&task));
+    assert_eq!(body_json(&again)["result"]["id"], task.as_str(), "{}", again.body_str());
+    assert!(auth_challenge(&again)["authorizationUrl"].is_string());
+    assert_eq!(fleet.agent.requests().len(), 1, "a message reached the agent without the token");
+
+    // CancelTask on B: canceled; the task's record and its authorizations
+    // are over on every replica. The first link, approved at the bank and
+    // redirected to A, is refused there, and nothing is exchanged.
+    let canceled = task_call(&b, "alice", "tasks/cancel", &task);
+    assert_eq!(body_json(&canceled)["result"]["status"]["state"], "canceled", "{}", canceled.body_str());
+    assert!(
+        b.wait_for(Duration::from_secs(5), |e| e.counter("baton_itac.store.authorizations_ended") == 1),
+        "the canceled task's authorization was not ended in etcd"
+    );
+    let (_, code, state) = bank::approve(&fleet.bank, &link, "alice");
+    let page = redirect(&a, &code, &state);
+    assert_ne!(page.status, 200, "{}", page.body_str());
+    assert_eq!(fleet.bank.calls(Endpoint::Token), 0, "a canceled task's code was exchanged");
+    let records = fleet.dump().into_iter().filter(|(_, value)| value != b"used").count();
+    assert_eq!(records, 0, "the canceled task's record is still in etcd");
+}
+
 /// What an agent's answer changes in etcd is there before the answer
 /// reaches the client: the token moved to the agent's own task (blocking
 /// or streamed), and the record of a task the agent ended deleted. So the

@@ -202,7 +202,7 @@ fn check_verdict(
         Verdict::AwaitCall(_) => None,
         Verdict::ReadBody => panic!("the body was given"),
         Verdict::AwaitKeys(_) => panic!("the bank's keys are inline"),
-        Verdict::AwaitStore(_) => panic!("no store is configured"),
+        Verdict::AwaitStore(_) | Verdict::ReplyWhenStored(..) => panic!("no store is configured"),
     }
 }
 

@@ -90,7 +90,12 @@ impl Filter for EnforceAndExchange {
                 Verdict::Reply(reply) => return Verdict::Reply(reply),
                 Verdict::AwaitKeys(provider) => return Verdict::AwaitKeys(provider),
                 // claim-enforcement reads no body and makes no call.
-                Verdict::ReadBody | Verdict::AwaitCall(_) | Verdict::AwaitStore(_) => return unchecked(),
+                Verdict::ReadBody
+                | Verdict::AwaitCall(_)
+                | Verdict::AwaitStore(_)
+                | Verdict::ReplyWhenStored(..) => {
+                    return unchecked();
+                }
             }
         }
         let enforced = request.enforced.borrow();

@@ -668,7 +668,7 @@ impl Engine {
                 return self.forward(self.identity(user.as_deref()), None, Some(AnswerContext::Rpc(answer)));
             }
             CallKind::GetTask | CallKind::CancelTask | CallKind::SubscribeToTask => {
-                return self.task_call(host, &call, user, audit);
+                return self.task_call(host, &call, user, round, audit);
             }
             CallKind::Other => return self.pass(user),
         }
@@ -1157,12 +1157,15 @@ impl Engine {
         host.count(metrics::CHALLENGES);
         audit.set("task", &ids.task_id).token_as("state", issued.state.as_bytes());
         audit.deny(self.config.challenge_status, "auth_required").emit(host);
-        Verdict::Reply(a2a::result_reply(
-            self.config.challenge_status,
-            &call.id,
-            &answer.result,
-            answer.stream,
-        ))
+        let reply = a2a::result_reply(self.config.challenge_status, &call.id, &answer.result, answer.stream);
+        // With a store, the gateway's task (its context and challenge) is
+        // written for every replica before the client learns of it: its
+        // next call may land anywhere.
+        let shared = gateway_task.then(|| self.store.task(host, user, &ids.task_id)).flatten();
+        match shared.and_then(|record| self.share_in_background(host, &record)) {
+            Some(step) => Verdict::ReplyWhenStored(reply, vec![step]),
+            None => Verdict::Reply(reply),
+        }
     }
 
     /// What an auth-required status says.
@@ -1183,12 +1186,22 @@ impl Engine {
         host: &dyn Host,
         call: &Call,
         user: Option<String>,
+        round: Round<'_>,
         audit: &mut AuditLine,
     ) -> Verdict {
         let record = match (&user, call.named_task()) {
-            (Some(user), Some(task)) => {
-                self.store.task(host, user, task).filter(|record| record.gateway_task)
-            }
+            (Some(user), Some(task)) => match self.store.task(host, user, task).filter(|r| r.gateway_task) {
+                Some(record) => Some(record),
+                // A task another replica named for this user: its record
+                // is in the store.
+                None if gateway_task::recognizes(self.config.shared_store.as_ref(), user, task) => {
+                    match self.gateway_task_elsewhere(host, call, user, task, round, audit) {
+                        Ok(record) => record,
+                        Err(verdict) => return *verdict,
+                    }
+                }
+                None => None,
+            },
             _ => None,
         };
         let Some(record) = record else {
@@ -1206,6 +1219,13 @@ impl Engine {
                 record.challenge.as_ref().and_then(|c| c.get("state")).and_then(Value::as_str)
             {
                 let _ = self.store.consume_state(host, state);
+                // A sealed `state` is used up in the store, for every
+                // replica (best effort, as after someone else's sign-in).
+                if let Some(store) = &self.config.shared_store
+                    && let Ok(opened) = sealed_state::open(store, &self.config.idp, state)
+                {
+                    self.end_authorization_in_background(host, opened.mark, opened.pending.expires_at);
+                }
             }
             // The gateway's own answer is not held for the delete: a record
             // left a moment longer serves its own user only.
@@ -1229,6 +1249,51 @@ impl Engine {
             a2a::gateway_task(call, &ids, GatewayTaskState::AuthRequired, message, &timestamp)
         };
         Verdict::Reply(a2a::result_reply(a2a::RESULT_STATUS, &call.id, &result, call.streams()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// The record of `user`'s task `task` that another replica named (see
+    /// [`gateway_task`]), read from the store (a round the call waits
+    /// for) and kept here: `Ok(None)` when the store has none (the task
+    /// is over, or its record was never written); `Err` with the verdict
+    /// while it waits, or a 503 when the store fails.
+    fn gateway_task_elsewhere(
+        &mut self,
+        host: &dyn Host,
+        call: &Call,
+        user: &str,
+        task: &str,
+        round: Round<'_>,
+        audit: &mut AuditLine,
+    ) -> Result<Option<TaskRecord>, Box<Verdict>> {
+        let config = Rc::clone(&self.config);
+        let Some(store) = &config.shared_store else {
+            return Ok(None);
+        };
+        let read = sealed_task::read(store, user, task);
+        let found = match round.store_step(&read.key) {
+            None => return Err(Box::new(Verdict::AwaitStore(Box::new(read)))),
+            Some(StoreOutcome::Unused) => return Ok(None),
+            Some(StoreOutcome::Found(value)) => {
+                let key = sealed_task::key(store, user, task);
+                sealed_task::open(store, &key, value, user, task, host.now_unix_secs())
+            }
+            Some(StoreOutcome::Unavailable(why)) => {
+                return Err(Box::new(self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why))));
+            }
+            Some(_) => {
+                let denial = Denial::StoreUnavailable("store_malformed");
+                return Err(Box::new(self.deny(host, audit, &call.id, &denial)));
+            }
+        };
+        let Some(mut record) = found else {
+            return Ok(None);
+        };
+        record.gateway_task = true;
+        if self.store.put_task(host, &record).is_err() {
+            host.count(metrics::STORE_FULL);
+        }
+        Ok(Some(record))
     }
 
     /// Interprets the answer to code exchange `call`. Only `invalid_grant`

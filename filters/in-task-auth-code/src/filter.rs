@@ -18,6 +18,7 @@ use baton_filter_kit::runtime::{
 };
 use baton_filter_kit::store::{EtcdAnswer, EtcdEndpoint, EtcdError, StoreCall};
 use baton_filter_kit::token_calls::{TokenCall, TokenEndpoint};
+use baton_token::TokenHash;
 use serde_json::Value;
 
 use baton_filter_kit::audit::AuditLine;
@@ -185,6 +186,10 @@ impl Filter for InTaskAuthCode {
 
     fn answer_mode(&self, answer: &mut AnswerContext, head: &AnswerHead<'_>) -> AnswerMode {
         response::mode(&self.engine, answer, head)
+    }
+
+    fn store_work_pending(&self, step: &TokenHash) -> bool {
+        self.engine.still_writing(step)
     }
 
     fn answer_waits(&self, answer: &AnswerContext) -> bool {

@@ -1,7 +1,9 @@
 //! A user's task record shared by a fleet of Envoys (issue 16; with a
 //! `store` section): the bank token kept for (user, task) after the
 //! redirect or a code exchange, so the next message of the task is served
-//! on whichever replica it lands.
+//! on whichever replica it lands; and, before that, a task the gateway
+//! named in a challenge (its context and the challenge, no token), so any
+//! replica answers the task's calls as the one that named it.
 //!
 //! In etcd the record is sealed (ChaCha20-Poly1305, see
 //! [`baton_filter_kit::store::seal`]), bound to [`PURPOSE`] and to its own
@@ -22,6 +24,7 @@ use baton_filter_kit::store::{EtcdOperation, StoreCall, StoreConfig};
 use baton_token::TokenHash;
 use baton_token::secret::Secret;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::metrics;
 use crate::sealed_state::StoreOutcome;
@@ -43,14 +46,24 @@ struct Sealed {
     u: String,
     /// The task.
     t: String,
-    /// The bank token.
-    k: Secret,
+    /// The bank token (none yet in a gateway's task waiting for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<Secret>,
     /// Last second it may be used.
     e: u64,
     /// The task's context.
     c: String,
     /// The gateway named the task (as the writer knew it).
     g: bool,
+    /// The gateway's challenge, while its task waits for authorization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ch: Option<Value>,
+}
+
+/// Whether `record` is worth sharing at `now`: a usable token, or a task
+/// the gateway named still waiting for authorization.
+pub fn shareable(record: &TaskRecord, now: u64) -> bool {
+    now < record.expires_at && (record.token.is_some() || (record.gateway_task && record.challenge.is_some()))
 }
 
 /// The store key of `user`'s record of `task_id`.
@@ -75,25 +88,31 @@ fn bound_to(key: &[u8]) -> Vec<u8> {
     [PURPOSE, key].concat()
 }
 
-/// Seals `record` (with a token) for store key `key`; `None` without a
-/// token or randomness.
+/// Seals `record` for store key `key`; `None` when it is not worth
+/// sharing ([`shareable`]) or without randomness.
 pub fn seal(store: &StoreConfig, host: &dyn Host, key: &[u8], record: &TaskRecord) -> Option<Vec<u8>> {
+    if !shareable(record, host.now_unix_secs()) {
+        return None;
+    }
     let sealed = Sealed {
         u: record.user.clone(),
         t: record.task_id.clone(),
-        k: record.token.clone()?,
+        k: record.token.clone(),
         e: record.expires_at,
         c: record.context_id.clone(),
         g: record.gateway_task,
+        // Only while it waits: a token ends the challenge.
+        ch: record.token.is_none().then(|| record.challenge.clone()).flatten(),
     };
     let plaintext = serde_json::to_vec(&sealed).ok()?;
     store.keys.seal(host, &bound_to(key), &plaintext).ok()
 }
 
 /// Opens `value` found under `key` as `user`'s record of `task_id`, usable
-/// at `now`: anything else (not authentic, another purpose or key, sealed
-/// with a key no longer configured, another user or task inside, expired,
-/// no token) is no record.
+/// at `now` (a token, or the gateway's challenge): anything else (not
+/// authentic, another purpose or key, sealed with a key no longer
+/// configured, another user or task inside, expired, neither) is no
+/// record.
 pub fn open(
     store: &StoreConfig,
     key: &[u8],
@@ -108,12 +127,12 @@ pub fn open(
         user: sealed.u,
         task_id: sealed.t,
         gateway_task: sealed.g,
-        token: Some(sealed.k),
+        token: sealed.k,
         expires_at: sealed.e,
         context_id: sealed.c,
-        challenge: None,
+        challenge: sealed.ch,
     };
-    (record.user == user && record.task_id == task_id && record.usable_token(now).is_some()).then_some(record)
+    (record.user == user && record.task_id == task_id && shareable(&record, now)).then_some(record)
 }
 
 /// The read of `user`'s record of `task_id`.
@@ -152,14 +171,14 @@ pub fn write_step(
         host.log(
             LogLevel::Warn,
             &format!(
-                "cluster={} a task's token was kept in this Envoy only (store write failed: {why}); \
-                 its next message on another replica is challenged again",
+                "cluster={} a task's record was kept in this Envoy only (store write failed: {why}); \
+                 on another replica its next message is challenged again",
                 store.endpoint.cluster
             ),
         );
         Write::Done
     };
-    let Some(record) = record.filter(|record| record.usable_token(now).is_some()) else {
+    let Some(record) = record.filter(|record| shareable(record, now)) else {
         return match last {
             None => Write::Done, // nothing to share
             Some(_) => failed("the record was no longer held here"),

@@ -1028,6 +1028,34 @@ impl Replica {
         actions
     }
 
+    /// alice's message naming no task, as request `id`: the gateway names
+    /// a task and challenges, and the reply waits until the task's record
+    /// (its context and challenge, no token) is in etcd, where any replica
+    /// finds it. The reply's JSON.
+    fn challenged_in_a_new_task(&mut self, id: u32) -> Value {
+        self.send(id, "alice", &v03(Some("alice"), None, transfer()));
+        self.the_reply_waits_for_the_gateways_task(id)
+    }
+
+    /// Request `id`'s challenge is held until the gateway's task record is
+    /// written (a lease, then the put); then sent. The reply's JSON.
+    fn the_reply_waits_for_the_gateways_task(&mut self, id: u32) -> Value {
+        let held = |r: &Replica| r.host.request(id).unwrap().reply.is_none();
+        assert!(held(self), "answered before the gateway's task was in etcd");
+        self.runtime.on_tick(&self.host);
+        let grant = self.last_call();
+        assert_eq!(grant.path, "/v3/lease/grant");
+        self.answer(&grant, Some(200), &lease_granted());
+        assert!(held(self), "answered before the gateway's task was in etcd");
+        self.runtime.on_tick(&self.host);
+        let put = self.last_call();
+        assert_eq!(put.path, "/v3/kv/put");
+        self.answer(&put, Some(200), &format!("{{{HEADER}}}"));
+        let (status, body) = self.reply_of(id);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     /// How many times request `id`'s held answer was let go.
     fn answer_resumed(&self, id: u32) -> u32 {
         self.host.request(id).map_or(0, |request| request.answer_resumed)
@@ -1124,10 +1152,9 @@ fn without_a_store_an_ended_task_asks_nothing_of_any_store() {
 /// task to etcd. A, the task, the token and the record B wrote.
 fn a_gateway_task_authorized_on_another_replica() -> (Replica, String, String, Value) {
     let mut a = replica();
-    let host = a.host.clone();
-    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
-    let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
-    let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
+    let challenge = a.challenged_in_a_new_task(90);
+    let state = auth_challenge_of(&challenge).unwrap()["state"].as_str().unwrap().to_string();
+    let gateway_task = challenge["result"]["id"].as_str().unwrap().to_string();
     let mut b = replica();
     let token = b.redirect_exchanged(&state);
     let record = the_record_is_written(&mut b);
@@ -1173,25 +1200,40 @@ fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
 
 #[test]
 fn a_task_the_gateway_named_is_the_gateways_on_replicas_that_never_saw_it() {
-    // alice is challenged on A, which names the task.
+    // alice is challenged on A, which names the task and writes its record.
     let mut a = replica();
-    let host = a.host.clone();
-    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
-    let gateway_task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
-    // She says "continue" on C before authorizing: C never saw the task,
-    // nor does etcd have a token for it; C challenges in the same task and
-    // from then on answers GetTask for it itself (the agent never made it).
+    let challenge = a.challenged_in_a_new_task(90);
+    let gateway_task = challenge["result"]["id"].as_str().unwrap().to_string();
+    let context = challenge["result"]["contextId"].as_str().unwrap().to_string();
+    let sealed =
+        body_json(&a.host.calls().iter().rev().find(|call| call.path == "/v3/kv/put").unwrap().clone());
+    // Her client asks C for the task (GetTask): C never saw it and reads
+    // A's record from etcd: the gateway's task, waiting, with A's link.
     let mut c = replica();
+    c.send(3, "alice", &task_call("alice", "tasks/get", &gateway_task));
+    let read = c.last_call();
+    assert_eq!(body_json(&read), json!({"key": sealed["key"]}));
+    c.answer(&read, Some(200), &record_found(&sealed["key"], &sealed["value"]));
+    let (status, got) = c.reply_of(3);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        (got["result"]["id"].as_str(), got["result"]["contextId"].as_str()),
+        (Some(&*gateway_task), Some(&*context))
+    );
+    assert_eq!(auth_challenge_of(&got), auth_challenge_of(&challenge), "{got}");
+    assert!(
+        !c.host.calls().iter().any(|call| call.cluster != "etcd"),
+        "asked the agent about the gateway's task"
+    );
+    // She says "continue" on C before authorizing: C has the task's record
+    // but no token, nor has etcd; it challenges in the same task.
     c.send(1, "alice", &v03(Some("alice"), Some(&gateway_task), transfer()));
     let read = c.last_call();
-    c.answer(&read, Some(200), &format!("{{{HEADER}}}"));
-    let again = c.host.request(1).unwrap().reply.unwrap();
-    let again: Value = serde_json::from_slice(&again.body).unwrap();
+    assert_eq!(read.path, "/v3/kv/range");
+    c.answer(&read, Some(200), &record_found(&sealed["key"], &sealed["value"]));
+    let again = c.the_reply_waits_for_the_gateways_task(1);
     assert_eq!(again["result"]["id"], gateway_task.as_str(), "{again}");
     let state = auth_challenge_of(&again).unwrap()["state"].as_str().unwrap().to_string();
-    let host = c.host.clone();
-    let got = reply(c.engine().decide(&host, &task_call("alice", "tasks/get", &gateway_task), Round::FIRST));
-    assert_eq!(json_body(&got)["result"]["id"], gateway_task.as_str());
     // She authorizes through C's link; the bank's redirect lands on B,
     // which never saw the task either: the record it writes says the task
     // is the gateway's.
@@ -1206,6 +1248,29 @@ fn a_task_the_gateway_named_is_the_gateways_on_replicas_that_never_saw_it() {
     let forwarded: Value = serde_json::from_slice(&d.host.request(2).unwrap().request_body).unwrap();
     assert_eq!(forwarded["params"]["message"].get("taskId"), None, "{forwarded}");
     assert_eq!(d.agent_answers(2, "agent-7", "input-required"), Action::Pause, "the token moves on");
+}
+
+#[test]
+fn a_call_on_a_gateway_task_named_elsewhere_is_503_while_etcd_fails_and_the_agents_once_it_is_gone() {
+    let mut a = replica();
+    let task = a.challenged_in_a_new_task(90)["result"]["id"].as_str().unwrap().to_string();
+    let mut c = replica();
+    c.send(1, "alice", &task_call("alice", "tasks/get", &task));
+    let read = c.last_call();
+    c.answer(&read, Some(503), "unavailable");
+    let (status, body) = c.reply_of(1);
+    assert_eq!(status, 503, "{body}");
+    // Gone from etcd (ended, or its lease over): the call goes to the
+    // agent, as on the replica that named it once its record is gone.
+    c.send(2, "alice", &task_call("alice", "tasks/get", &task));
+    let read = c.last_call();
+    c.answer(&read, Some(200), &format!("{{{HEADER}}}"));
+    assert!(c.host.request(2).unwrap().reply.is_none(), "answered by the gateway");
+    // bob naming it: not a task the fleet named for him; no store read.
+    let calls = c.host.calls().len();
+    c.send(3, "bob", &task_call("bob", "tasks/get", &task));
+    assert_eq!(c.host.calls().len(), calls);
+    assert!(c.host.request(3).unwrap().reply.is_none());
 }
 
 #[test]
@@ -1268,13 +1333,18 @@ fn a_background_write_that_fails_is_counted_and_the_token_stays_here() {
 #[test]
 fn canceling_a_task_the_gateway_named_deletes_its_record_from_the_store() {
     let mut a = replica();
+    let challenge = a.challenged_in_a_new_task(90);
+    let task = challenge["result"]["id"].as_str().unwrap().to_string();
     let host = a.host.clone();
-    let challenge = reply(a.engine().decide(&host, &v03(Some("alice"), None, transfer()), Round::FIRST));
-    let task = json_body(&challenge)["result"]["id"].as_str().unwrap().to_string();
     let canceled = reply(a.engine().decide(&host, &task_call("alice", "tasks/cancel", &task), Round::FIRST));
     assert_eq!(json_body(&canceled)["result"]["status"]["state"], "canceled");
     assert!(a.engine().has_background());
+    let before = a.host.calls().len();
     a.runtime.on_tick(&a.host);
+    // Its authorization is ended for every replica (a lease, then its
+    // single-use mark), and its record deleted.
+    let sent: Vec<String> = a.host.calls()[before..].iter().map(|call| call.path.clone()).collect();
+    assert_eq!(sent, ["/v3/lease/grant", "/v3/kv/deleterange"]);
     let delete = a.last_call();
     assert_eq!(delete.path, "/v3/kv/deleterange");
     let key = String::from_utf8(crate::sealed_task::key(

@@ -129,6 +129,10 @@ pub enum Verdict<A> {
     /// Hold it until this store operation is answered (dispatched at once,
     /// for this request alone).
     AwaitStore(Box<StoreCall>),
+    /// Answer it once the store work the filter started for it (named by
+    /// these step keys, see [`Filter::store_work_pending`]) is done, or
+    /// took longer than it can.
+    ReplyWhenStored(Reply, Vec<TokenHash>),
 }
 
 /// The upstream's answer, as its headers describe it.
@@ -326,6 +330,11 @@ pub trait Filter {
     fn rewrite_event(&mut self, _host: &dyn Host, _answer: &mut Self::Answer, _data: &str) -> Option<String> {
         None
     }
+    /// Whether the store work named by `step` (queued by the filter as
+    /// background store jobs) is still under way.
+    fn store_work_pending(&self, _step: &TokenHash) -> bool {
+        false
+    }
     /// Whether the end of `answer` (read whole or as events) waits for
     /// store work its reading started: the client gets the end only once
     /// every replica would find what the answer changed. Asked when the
@@ -401,6 +410,8 @@ enum Held<R, O, A> {
     },
     /// Forwarded; the filter may read the upstream's answer.
     Answering { answer: A, reading: Reading },
+    /// Decided; its reply waits for store work (named by step keys).
+    Replying { reply: Reply, work: Vec<TokenHash>, since: u64 },
 }
 
 /// How far an answer is read.
@@ -512,7 +523,7 @@ impl<F: Filter> Runtime<F> {
             None | Some(Held::Answering { .. }) => return Action::Continue,
             // Data going on while the headers wait would let the request
             // through unchecked: hold it (Envoy buffers it) until decided.
-            Some(Held::Waiting { .. }) => return Action::Pause,
+            Some(Held::Waiting { .. } | Held::Replying { .. }) => return Action::Pause,
             Some(Held::ReadingBody { body_seen, .. }) => *body_seen = true,
         }
         if !F::READS_BODIES {
@@ -547,7 +558,7 @@ impl<F: Filter> Runtime<F> {
         }
         match self.held.get(&id) {
             Some(Held::ReadingBody { .. }) => self.on_request_body(host, id, None, true),
-            Some(Held::Waiting { .. }) => Action::Pause,
+            Some(Held::Waiting { .. } | Held::Replying { .. }) => Action::Pause,
             None | Some(Held::Answering { .. }) => Action::Continue,
         }
     }
@@ -664,33 +675,47 @@ impl<F: Filter> Runtime<F> {
         Action::Continue
     }
 
-    /// Lets go the answers whose store work is done (or took longer than
-    /// it can: then the answer goes on, as after a failed write).
-    fn release_answers(&mut self, host: &dyn Host) {
+    /// Lets go the answers and replies whose store work is done (or took
+    /// longer than it can: then they go on, as after a failed write).
+    fn release_held_for_store(&mut self, host: &dyn Host) {
         let now = host.now_unix_secs();
         let limit = 2 * self.filter.wait_limit_secs(WaitFor::Store(0)) + WAIT_GRACE_SECS;
         let filter = &self.filter;
         let done: Vec<(u32, bool)> = self
             .held
             .iter()
-            .filter_map(|(id, held)| match held {
-                Held::Answering { answer, reading: Reading::Ending { since } } => {
-                    let overdue = now > since + limit;
-                    (overdue || !filter.answer_waits(answer)).then_some((*id, overdue))
-                }
-                _ => None,
+            .filter_map(|(id, held)| {
+                let (since, waits) = match held {
+                    Held::Answering { answer, reading: Reading::Ending { since } } => {
+                        (*since, filter.answer_waits(answer))
+                    }
+                    Held::Replying { work, since, .. } => {
+                        (*since, work.iter().any(|step| filter.store_work_pending(step)))
+                    }
+                    _ => return None,
+                };
+                let overdue = now > since + limit;
+                (overdue || !waits).then_some((*id, overdue))
             })
             .collect();
         for (id, overdue) in done {
-            self.held.remove(&id);
+            let held = self.held.remove(&id);
             if overdue {
                 host.log(
                     LogLevel::Warn,
                     "an answer held for its store writes went on without them (overdue)",
                 );
             }
-            if host.enter_context(id) && host.resume_answer().is_err() {
-                host.reset_request();
+            if !host.enter_context(id) {
+                continue;
+            }
+            match held {
+                Some(Held::Replying { reply, .. }) => send(host, &reply),
+                _ => {
+                    if host.resume_answer().is_err() {
+                        host.reset_request();
+                    }
+                }
             }
         }
     }
@@ -787,8 +812,8 @@ impl<F: Filter> Runtime<F> {
             }
         }
         self.answer_overdue(host);
-        if F::USES_STORE && F::READS_ANSWERS {
-            self.release_answers(host);
+        if F::USES_STORE {
+            self.release_held_for_store(host);
         }
         if F::READS_BODIES {
             self.answer_bodiless(host);
@@ -845,10 +870,8 @@ impl<F: Filter> Runtime<F> {
             if F::MAKES_CALLS {
                 self.dispatch_queued(host);
             }
-            if F::READS_ANSWERS {
-                // An answer held for this work may go on now.
-                self.release_answers(host);
-            }
+            // An answer or reply held for this work may go on now.
+            self.release_held_for_store(host);
         }
         if F::USES_STORE {
             // What the answer (a token obtained, a lease granted) queued
@@ -901,6 +924,16 @@ impl<F: Filter> Runtime<F> {
                 send(host, &reply);
                 return Action::Pause;
             }
+            Verdict::ReplyWhenStored(reply, work) if F::USES_STORE => {
+                if work.iter().any(|step| self.filter.store_work_pending(step)) {
+                    self.held.insert(id, Held::Replying { reply, work, since: now });
+                    // The work goes out from the root context at once.
+                    self.ticker.tick_now(host);
+                } else {
+                    send(host, &reply);
+                }
+                return Action::Pause;
+            }
             Verdict::ReadBody if F::READS_BODIES => {
                 self.held.insert(id, Held::ReadingBody { request, headers, since: now, body_seen: false });
                 self.ticker.tick_now(host);
@@ -940,7 +973,10 @@ impl<F: Filter> Runtime<F> {
                     return self.handle(host, id, request, headers, verdict, round + 1, outcome, resume);
                 }
             }
-            Verdict::ReadBody | Verdict::AwaitCall(_) | Verdict::AwaitStore(_) => {
+            Verdict::ReadBody
+            | Verdict::AwaitCall(_)
+            | Verdict::AwaitStore(_)
+            | Verdict::ReplyWhenStored(..) => {
                 return fail_closed(host, "the filter asked for what it does not declare");
             }
         };
@@ -1008,7 +1044,8 @@ impl<F: Filter> Runtime<F> {
                 Held::Waiting { waiting_for, since, .. } => {
                     now > since + filter.wait_limit_secs(*waiting_for) + WAIT_GRACE_SECS
                 }
-                Held::ReadingBody { .. } | Held::Answering { .. } => false,
+                // A reply held for store work: see release_held_for_store.
+                Held::ReadingBody { .. } | Held::Answering { .. } | Held::Replying { .. } => false,
             })
             .map(|(id, _)| *id)
             .collect();
