@@ -212,7 +212,7 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
     assert_eq!(page.status, 200, "{}", page.body_str());
     assert_eq!(b.counter("baton_itac.store.write_failed"), 0);
     let dump = fleet.dump();
-    assert_eq!(dump.len(), 2, "the single-use mark and alice's record");
+    assert_eq!(dump.len(), 3, "the single-use mark, alice's record and the task's gate");
 
     // Her next message, in the gateway's task, lands on A: it reads the
     // token B wrote to etcd and carries it to the agent, not a challenge.
@@ -251,8 +251,10 @@ fn the_next_message_on_the_replica_that_challenged_carries_the_token_the_other_k
     let keys = |dump: &[(Vec<u8>, Vec<u8>)]| dump.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>();
     let before = keys(&dump);
     let moved = fleet.dump();
-    assert_eq!(moved.len(), 2, "the mark and the agent's task's record");
-    assert_eq!(keys(&moved).iter().filter(|key| before.contains(key)).count(), 1, "only the mark stays");
+    // The mark; the agent's task's record and gate; and the gate of the
+    // gateway's task, which bob's challenge in it set again.
+    assert_eq!(moved.len(), 4, "the mark, the agent's task's record and gate, the gate bob's challenge set");
+    assert_eq!(keys(&moved).iter().filter(|key| before.contains(key)).count(), 2, "alice's record stayed");
     shows_none_of(&moved, &[b"alice", agent_task.as_bytes(), token.as_bytes()]);
     assert_eq!(a.counter("baton_itac.store.write_failed"), 0);
     // alice's next message, in the agent's task, lands on B: the token A
@@ -321,7 +323,11 @@ fn the_gateways_task_is_answered_for_by_every_replica_and_canceled_for_all() {
     let task = body_json(&challenge)["result"]["id"].as_str().unwrap().to_string();
     let context = body_json(&challenge)["result"]["contextId"].as_str().unwrap().to_string();
     let link = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
-    assert_eq!(fleet.dump().len(), 1, "the gateway's task, in etcd when the client had the challenge");
+    assert_eq!(
+        fleet.dump().len(),
+        2,
+        "the gateway's task and its gate, in etcd when the client had the challenge"
+    );
 
     // GetTask at once on B: the same task, context and link.
     let got = task_call(&b, "alice", "tasks/get", &task);
@@ -400,7 +406,7 @@ fn the_message_sent_the_moment_an_answer_arrives_finds_what_the_answer_changed_o
                 next.body_str()
             );
         }
-        assert_eq!(records(&fleet), 1, "the agent's task's record only");
+        assert_eq!(records(&fleet), 2, "the agent's task's record and gate only");
         // The agent ends the task (on C): its record is gone from etcd when
         // alice has the answer.
         if streamed {
@@ -488,7 +494,7 @@ fn a_task_the_agent_completes_on_one_replica_has_its_token_deleted_from_etcd() {
     let url = auth_challenge(&challenge)["authorizationUrl"].as_str().unwrap().to_string();
     let (_, code, state) = bank::approve(&fleet.bank, &url, "alice");
     assert_eq!(redirect(&b, &code, &state).status, 200);
-    assert_eq!(fleet.dump().len(), 2, "the single-use mark and alice's record");
+    assert_eq!(fleet.dump().len(), 3, "the single-use mark, alice's record and the task's gate");
 
     // Her last message lands on A, with the token B kept; the agent
     // completes the task, and A deletes the record from etcd before the
@@ -499,7 +505,7 @@ fn a_task_the_agent_completes_on_one_replica_has_its_token_deleted_from_etcd() {
     let seen = fleet.agent.requests();
     assert_eq!(seen.len(), 1);
     assert!(seen[0].header("authorization").is_some_and(|value| value.starts_with("Bearer ")));
-    assert_eq!(fleet.dump().len(), 1, "alice's record is still in etcd");
+    assert_eq!(fleet.dump().len(), 1, "alice's record or the task's gate is still in etcd");
     assert_eq!(a.counter("baton_itac.tasks_ended"), 1);
 }
 

@@ -136,6 +136,7 @@ fn request(body: &[u8], version: Option<&str>, user: Option<&str>) -> Request {
         format!("{}.{}.c2ln", base64url::encode(br#"{"alg":"ES256"}"#), base64url::encode(claims.as_bytes()))
     });
     Request {
+        store_work: Default::default(),
         method: "POST".into(),
         path: "/".into(),
         authority: "transfer-agent".into(),

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::sdk::{SdkAgent, body, client, header};
+use crate::sdk::{SdkAgent, a2a_call, body, header};
 use crate::world::TransferGateway;
 
 struct World {
@@ -27,12 +27,7 @@ impl World {
 
     /// One SDK call of `user` (`op` and the rest of `spec`).
     fn call(&self, user: Option<&str>, version: &str, stream: bool, spec: Value) -> Value {
-        let mut spec = spec;
-        spec["url"] = json!(self.url());
-        spec["token"] = json!(user.map(|user| self.gateway.token(user)));
-        spec["version"] = json!(version);
-        spec["stream"] = json!(stream);
-        client(&spec)
+        a2a_call(&self.url(), user.map(|user| self.gateway.token(user)), version, stream, spec)
     }
 
     fn send(&self, user: &str, version: &str, stream: bool, message: Value) -> Value {
@@ -43,7 +38,7 @@ impl World {
 }
 
 /// The task state the SDK's last event reports.
-fn last_state(answer: &Value) -> String {
+pub(crate) fn last_state(answer: &Value) -> String {
     let events = answer["events"].as_array().unwrap_or_else(|| panic!("no events: {answer}"));
     let event = events.last().unwrap_or_else(|| panic!("no events: {answer}"));
     let status = event.pointer("/task/status").or_else(|| event.pointer("/statusUpdate/status"));
@@ -54,7 +49,7 @@ fn last_state(answer: &Value) -> String {
 }
 
 /// The task (and context) the SDK's first event names.
-fn task_of(answer: &Value) -> (String, String) {
+pub(crate) fn task_of(answer: &Value) -> (String, String) {
     let event = &answer["events"][0];
     let (task, context) = match event.get("task") {
         Some(task) => (&task["id"], &task["contextId"]),
@@ -64,7 +59,7 @@ fn task_of(answer: &Value) -> (String, String) {
 }
 
 /// The `authChallenge` in the SDK's last event's status message.
-fn challenge_of(answer: &Value) -> Value {
+pub(crate) fn challenge_of(answer: &Value) -> Value {
     let event = answer["events"].as_array().unwrap().last().unwrap().clone();
     let status =
         event.pointer("/task/status").or_else(|| event.pointer("/statusUpdate/status")).unwrap().clone();
@@ -77,12 +72,12 @@ fn challenge_of(answer: &Value) -> Value {
 }
 
 /// The claims of the bearer token a logged request carried.
-fn bearer_claims(request: &Value) -> Value {
+pub(crate) fn bearer_claims(request: &Value) -> Value {
     let token = header(request, "authorization").unwrap();
     mock_idp::decode_claims_unverified(token.strip_prefix("Bearer ").unwrap()).unwrap()
 }
 
-fn transfer() -> Value {
+pub(crate) fn transfer() -> Value {
     json!({"text": "send 250 EUR to bob", "data": {"operation": "transfer", "amount": 250, "to": "bob"}})
 }
 

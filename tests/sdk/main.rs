@@ -8,6 +8,9 @@
 #[path = "../common/bank.rs"]
 mod bank;
 mod conversation;
+mod fleet_conversation;
+#[path = "../shipped/fleet_world.rs"]
+mod fleet_world;
 mod mcp;
 mod sdk;
 #[path = "../shipped/world.rs"]

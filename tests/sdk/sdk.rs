@@ -137,6 +137,17 @@ pub fn client(spec: &Value) -> Value {
     run_client("client.py", spec)
 }
 
+/// One A2A SDK call (`op` and the rest of `spec`) to the gateway at `url`,
+/// with `token` as the user's bearer (none: anonymous).
+pub fn a2a_call(url: &str, token: Option<String>, version: &str, stream: bool, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["url"] = serde_json::json!(url);
+    spec["token"] = serde_json::json!(token);
+    spec["version"] = serde_json::json!(version);
+    spec["stream"] = serde_json::json!(stream);
+    client(&spec)
+}
+
 /// One MCP SDK tool call (see `mcp_client.py`).
 pub fn mcp_client(spec: &Value) -> Value {
     run_client("mcp_client.py", spec)

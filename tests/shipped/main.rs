@@ -12,6 +12,7 @@ mod bank;
 mod consent;
 mod delegation;
 mod fleet;
+mod fleet_world;
 #[path = "../common/h2.rs"]
 mod h2;
 mod headers;

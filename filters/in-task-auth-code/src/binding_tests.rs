@@ -73,6 +73,7 @@ fn primary_login() -> Value {
 
 fn get(path: &str, cookie: Option<&str>) -> Request {
     Request {
+        store_work: Default::default(),
         method: "GET".into(),
         path: path.into(),
         authority: "gw.example".into(),
@@ -113,6 +114,7 @@ impl World {
         let body =
             json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": message}});
         Request {
+            store_work: Default::default(),
             method: "POST".into(),
             path: "/".into(),
             authority: "gw.example".into(),

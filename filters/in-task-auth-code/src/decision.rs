@@ -5,6 +5,7 @@
 //! task. The OAuth redirect is in `callback`, agents' own challenges in
 //! `response`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use baton_filter_kit::audit::AuditLine;
@@ -65,6 +66,9 @@ pub struct Request {
     pub cookie: Option<String>,
     /// The body, once read (protected routes only).
     pub body: Option<Vec<u8>>,
+    /// Store work the decision of this request started, across its rounds
+    /// (step keys): its reply or the agent's answer waits for it.
+    pub store_work: RefCell<Vec<TokenHash>>,
 }
 
 /// A token to remember for the task the agent's answer names.
@@ -192,6 +196,12 @@ pub struct Engine {
     ending: Vec<Vec<u8>>,
     /// Deletes of ended tasks' records not yet answered, by step key.
     deleting: Vec<TokenHash>,
+    /// Gates being written in the background: task, until.
+    gating: Vec<(String, u64)>,
+    /// The background store work started since the last
+    /// [`Engine::take_fresh`] (step keys): what the request being decided
+    /// (or the answer being read) waits for before the client has it.
+    fresh: Vec<TokenHash>,
 }
 
 /// Most background store calls and records waiting (beyond it, a delete
@@ -250,6 +260,8 @@ impl Engine {
             sharing: Vec::new(),
             ending: Vec::new(),
             deleting: Vec::new(),
+            gating: Vec::new(),
+            fresh: Vec::new(),
         }
     }
 
@@ -338,25 +350,30 @@ impl Engine {
     }
 
     /// The agent ended `task_id` (or the user canceled the task the
-    /// gateway named): see [`Store::end_task`]. With a shared store,
-    /// `user`'s record of it in the store is deleted too, in the
-    /// background (no request waits for it; one that is not deleted lapses
-    /// with its lease, the token's expiry). Returns the delete's step key,
-    /// which [`Engine::still_writing`] answers for until it is done.
-    pub fn end_task(&mut self, host: &dyn Host, user: Option<&str>, task_id: &str) -> Option<TokenHash> {
+    /// gateway named): see [`Store::end_task`]. With a shared store, the
+    /// task's gate and `user`'s record of it are deleted there too, from
+    /// the root context (what the client gets next waits for it, see
+    /// [`Engine::take_fresh`]; one not deleted lapses with its lease).
+    pub fn end_task(&mut self, host: &dyn Host, user: Option<&str>, task_id: &str) {
         self.store.end_task(host, user, task_id);
-        let (Some(store), Some(user)) = (&self.config.shared_store, user) else {
-            return None;
+        let Some(store) = &self.config.shared_store else {
+            return;
         };
-        if self.background.len() >= MAX_BACKGROUND {
-            host.log(LogLevel::Warn, "an ended task's record is left to its lease: too many deletes waiting");
-            return None;
+        let mut keys = vec![sealed_task::gate_key(store, task_id)];
+        keys.extend(user.map(|user| sealed_task::key(store, user, task_id)));
+        for key in keys {
+            if self.background.len() >= MAX_BACKGROUND {
+                host.log(
+                    LogLevel::Warn,
+                    "an ended task's record is left to its lease: too many deletes waiting",
+                );
+                return;
+            }
+            let step = TokenHash::of_parts(&[b"task-delete", &key]);
+            self.background.push(StoreCall { key: step, operation: EtcdOperation::Delete { key } });
+            self.deleting.push(step);
+            self.fresh.push(step);
         }
-        let key = sealed_task::key(store, user, task_id);
-        let step = TokenHash::of_parts(&[b"task-delete", &key]);
-        self.background.push(StoreCall { key: step, operation: EtcdOperation::Delete { key } });
-        self.deleting.push(step);
-        Some(step)
     }
 
     /// With a shared store: writes `record` (just kept in this Envoy, from
@@ -378,13 +395,21 @@ impl Engine {
         self.sharing.retain(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) != key);
         self.sharing.push(record.clone());
         self.background.push(step);
+        self.fresh.push(key);
         Some(key)
+    }
+
+    /// The background store work started since the last call (see
+    /// [`Engine::fresh`]).
+    pub fn take_fresh(&mut self) -> Vec<TokenHash> {
+        std::mem::take(&mut self.fresh)
     }
 
     /// Whether the background write or delete whose step key is `step` is
     /// still under way (an answer that made it is held until it is not).
     pub fn still_writing(&self, step: &TokenHash) -> bool {
         self.deleting.contains(step)
+            || self.gating.iter().any(|(task, _)| sealed_task::gate_step_key(task) == *step)
             || self
                 .sharing
                 .iter()
@@ -433,6 +458,18 @@ impl Engine {
             self.deleting.swap_remove(at);
             return;
         }
+        if let Some(at) =
+            self.gating.iter().position(|(task, _)| sealed_task::gate_step_key(task) == call.key)
+        {
+            let (task, until) = &self.gating[at];
+            match sealed_task::gate_write_step(store, host, task, *until, Some(outcome)) {
+                Some(next) => self.background.push(next),
+                None => {
+                    self.gating.swap_remove(at);
+                }
+            }
+            return;
+        }
         if let Some(at) = self.ending.iter().position(|mark| ending_step_key(mark) == call.key) {
             if let (EtcdOperation::GrantLease { .. }, StoreOutcome::Lease(lease)) = (&call.operation, outcome)
             {
@@ -469,9 +506,32 @@ impl Engine {
     }
 
     /// From now on every message of `task_id` needs the credential, for
-    /// `taskLifetimeSeconds` (or until the agent ends the task).
-    pub fn gate(&self, host: &dyn Host, user: &str, task_id: &str) -> Result<(), StoreFull> {
+    /// `taskLifetimeSeconds` (or until the agent ends the task); with a
+    /// shared store, on every replica (the gate is written in the
+    /// background, and what the client gets next waits for it).
+    pub fn gate(&mut self, host: &dyn Host, user: &str, task_id: &str) -> Result<(), StoreFull> {
         let until = host.now_unix_secs() + self.config.task_lifetime_secs;
+        self.store.gate_task(host, user, task_id, until)?;
+        let Some(store) = &self.config.shared_store else {
+            return Ok(());
+        };
+        if self.background.len() >= MAX_BACKGROUND || self.gating.len() >= MAX_BACKGROUND {
+            host.count(metrics::STORE_WRITE_FAILED);
+            host.log(LogLevel::Warn, "a task's gate was kept in this Envoy only: too many writes waiting");
+            return Ok(());
+        }
+        if let Some(step) = sealed_task::gate_write_step(store, host, task_id, until, None) {
+            self.gating.retain(|(task, _)| task != task_id);
+            self.gating.push((task_id.to_string(), until));
+            self.fresh.push(step.key);
+            self.background.push(step);
+        }
+        Ok(())
+    }
+
+    /// The gate another replica wrote for `task_id` (until `until`), kept
+    /// here.
+    fn gate_here(&self, host: &dyn Host, user: &str, task_id: &str, until: u64) -> Result<(), StoreFull> {
         self.store.gate_task(host, user, task_id, until)
     }
 
@@ -712,13 +772,24 @@ impl Engine {
         // The user's own record of the task says it is gated (one read
         // fewer); otherwise the task's gate, whoever was challenged.
         let record = call.task_id().and_then(|task| self.store.task(host, &user, task));
-        let gated = !condition
+        let mut gated = !condition
             && (record.is_some() || call.task_id().is_some_and(|task| self.store.task_gated(host, task)));
+        // Counted once per message (a later round finds the gate kept).
+        let mut count_gated = gated && round.number == 0;
         if !condition && !gated && !call.mentions_credentials() {
-            return self.forward(identity, None, Some(AnswerContext::Rpc(RpcAnswer::of(Some(user)))));
+            // With a shared store, another replica may have gated the task.
+            match self.gated_elsewhere(host, &call, &user, round, audit) {
+                Ok(true) => (gated, count_gated) = (true, true),
+                Ok(false) => {
+                    return self.forward(identity, None, Some(AnswerContext::Rpc(RpcAnswer::of(Some(user)))));
+                }
+                Err(verdict) => return *verdict,
+            }
         }
         if gated {
-            host.count(metrics::GATED_FOLLOW_UPS);
+            if count_gated {
+                host.count(metrics::GATED_FOLLOW_UPS);
+            }
             audit.set("gated", "task");
         }
         if call.mentions_credentials() && call.credentials().len() != 1 {
@@ -815,6 +886,48 @@ impl Engine {
         }
     }
 
+    /// Whether the task of `call` (whose rule does not hold, on a replica
+    /// that does not know it gated) was gated by another replica: its gate
+    /// read from the shared store (a round the message waits for) and kept
+    /// here. `Err` with the verdict while it waits, or a 503 when the store
+    /// fails: a message of a gated task never goes without the token.
+    fn gated_elsewhere(
+        &mut self,
+        host: &dyn Host,
+        call: &Call,
+        user: &str,
+        round: Round<'_>,
+        audit: &mut AuditLine,
+    ) -> Result<bool, Box<Verdict>> {
+        let config = Rc::clone(&self.config);
+        let (Some(store), Some(task)) = (&config.shared_store, call.task_id()) else {
+            return Ok(false);
+        };
+        let read = sealed_task::read_gate(store, task);
+        let until = match round.store_step(&read.key) {
+            None => return Err(Box::new(Verdict::AwaitStore(Box::new(read)))),
+            Some(StoreOutcome::Unused) => None,
+            Some(StoreOutcome::Found(value)) => {
+                let key = sealed_task::gate_key(store, task);
+                sealed_task::open_gate(store, &key, value, task, host.now_unix_secs())
+            }
+            Some(StoreOutcome::Unavailable(why)) => {
+                return Err(Box::new(self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why))));
+            }
+            Some(_) => {
+                let denial = Denial::StoreUnavailable("store_malformed");
+                return Err(Box::new(self.deny(host, audit, &call.id, &denial)));
+            }
+        };
+        let Some(until) = until else {
+            return Ok(false);
+        };
+        if self.gate_here(host, user, task, until).is_err() {
+            host.count(metrics::STORE_FULL);
+        }
+        Ok(true)
+    }
+
     /// A message that needs the credential, brings none, and finds no token
     /// for its task in this Envoy: with a shared store and a task, the
     /// store's record is read (a round the message waits for), opened and
@@ -868,7 +981,8 @@ impl Engine {
             None => found,
         };
         record.gateway_task |= named_by_the_fleet;
-        if self.store.put_task(host, &record).is_err() || self.gate(host, &user, task).is_err() {
+        let until = host.now_unix_secs() + self.config.task_lifetime_secs;
+        if self.store.put_task(host, &record).is_err() || self.gate_here(host, &user, task, until).is_err() {
             // This message still carries it.
             host.count(metrics::STORE_FULL);
         }
@@ -1157,15 +1271,18 @@ impl Engine {
         host.count(metrics::CHALLENGES);
         audit.set("task", &ids.task_id).token_as("state", issued.state.as_bytes());
         audit.deny(self.config.challenge_status, "auth_required").emit(host);
-        let reply = a2a::result_reply(self.config.challenge_status, &call.id, &answer.result, answer.stream);
         // With a store, the gateway's task (its context and challenge) is
-        // written for every replica before the client learns of it: its
-        // next call may land anywhere.
-        let shared = gateway_task.then(|| self.store.task(host, user, &ids.task_id)).flatten();
-        match shared.and_then(|record| self.share_in_background(host, &record)) {
-            Some(step) => Verdict::ReplyWhenStored(reply, vec![step]),
-            None => Verdict::Reply(reply),
+        // written for every replica; the reply waits for it (its next call
+        // may land anywhere).
+        if let Some(record) = gateway_task.then(|| self.store.task(host, user, &ids.task_id)).flatten() {
+            self.share_in_background(host, &record);
         }
+        Verdict::Reply(a2a::result_reply(
+            self.config.challenge_status,
+            &call.id,
+            &answer.result,
+            answer.stream,
+        ))
     }
 
     /// What an auth-required status says.
@@ -1229,7 +1346,7 @@ impl Engine {
             }
             // The gateway's own answer is not held for the delete: a record
             // left a moment longer serves its own user only.
-            let _ = self.end_task(host, Some(&record.user), &record.task_id);
+            self.end_task(host, Some(&record.user), &record.task_id);
             host.count(metrics::TASKS_ENDED);
             audit.allow("gateway_task_canceled").emit(host);
             a2a::gateway_task(call, &ids, GatewayTaskState::Canceled, None, &timestamp)

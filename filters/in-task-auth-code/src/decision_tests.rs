@@ -88,6 +88,7 @@ fn v10(user: Option<&str>, method: &str, task: Option<&str>, parts: Value) -> Re
 fn request(user: Option<&str>, method: &str, message: Value) -> Request {
     let body = json!({"jsonrpc": "2.0", "id": "req-1", "method": method, "params": {"message": message}});
     Request {
+        store_work: Default::default(),
         method: "POST".into(),
         path: "/".into(),
         authority: "transfer-agent".into(),
@@ -449,6 +450,7 @@ fn the_redirect_is_served_and_the_task_continues_with_nothing_in_the_body() {
     let challenge = reply(s.decide(&v03(Some("alice"), Some("t-5"), transfer())));
     let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
     let callback = Request {
+        store_work: Default::default(),
         method: "GET".into(),
         path: format!("/a2a/oauth/callback?code=c0de&state={state}"),
         authority: "gw".into(),
@@ -479,6 +481,7 @@ fn bad_redirects_are_refused() {
     let challenge = reply(s.decide(&v03(Some("alice"), Some("t-5"), transfer())));
     let state = auth_challenge(&challenge)["state"].as_str().unwrap().to_string();
     let get = |path: String| Request {
+        store_work: Default::default(),
         method: "GET".into(),
         path,
         authority: "gw".into(),

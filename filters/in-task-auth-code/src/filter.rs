@@ -96,7 +96,27 @@ impl Filter for InTaskAuthCode {
             return self.engine.deny(host, &mut audit, &Value::Null, &denial);
         }
         let engine_round = Round { number: round.number, keys: round.keys, exchange: round.call };
-        self.engine.decide(host, request, engine_round)
+        let verdict = self.engine.decide(host, request, engine_round);
+        // What the decision wrote for the other replicas (over all its
+        // rounds), the client gets the reply or the agent's answer after.
+        let mut work = request.store_work.borrow_mut();
+        work.extend(self.engine.take_fresh());
+        match verdict {
+            runtime::Verdict::Reply(reply) if !work.is_empty() => {
+                runtime::Verdict::ReplyWhenStored(reply, std::mem::take(&mut *work))
+            }
+            runtime::Verdict::ReplyWhenStored(reply, mut steps) => {
+                steps.append(&mut work);
+                runtime::Verdict::ReplyWhenStored(reply, steps)
+            }
+            runtime::Verdict::Forward(mut forward) => {
+                if let Some(AnswerContext::Rpc(rpc)) = &mut forward.answer {
+                    rpc.writes.append(&mut work);
+                }
+                runtime::Verdict::Forward(forward)
+            }
+            other => other,
+        }
     }
 
     /// The identity header is no more accepted in trailers than among the
@@ -205,11 +225,25 @@ impl Filter for InTaskAuthCode {
         answer: &mut AnswerContext,
         body: Option<&[u8]>,
     ) -> AnswerChange {
-        response::whole(&mut self.engine, host, answer, body)
+        let change = response::whole(&mut self.engine, host, answer, body);
+        self.answer_waits_for_fresh_work(answer);
+        change
     }
 
     fn rewrite_event(&mut self, host: &dyn Host, answer: &mut AnswerContext, data: &str) -> Option<String> {
-        response::event(&mut self.engine, host, answer, data)
+        let change = response::event(&mut self.engine, host, answer, data);
+        self.answer_waits_for_fresh_work(answer);
+        change
+    }
+}
+
+impl InTaskAuthCode {
+    /// The store work reading `answer` started, its end waits for.
+    fn answer_waits_for_fresh_work(&mut self, answer: &mut AnswerContext) {
+        let fresh = self.engine.take_fresh();
+        if let AnswerContext::Rpc(rpc) = answer {
+            rpc.writes.extend(fresh);
+        }
     }
 }
 
@@ -233,6 +267,7 @@ fn gather(
     };
     let path = text(":path").unwrap_or_default();
     Request {
+        store_work: Default::default(),
         method: text(":method").unwrap_or_default(),
         method_override: method_override(&path, |name| headers.iter().any(|(header, _)| header == name)),
         path,

@@ -57,10 +57,10 @@ pub struct RpcAnswer {
     pub card: bool,
     /// The headers.
     pub seen: Seen,
-    /// Store writes and deletes this answer made (a token moved to the
-    /// agent's task, an ended task's record): the answer's end is held
-    /// until they are done, so the client's next message finds them on
-    /// every replica.
+    /// Store work the request's decision and the answer's reading started
+    /// (a token moved to the agent's task, a gate, an ended task's record
+    /// deleted): the answer's end is held until it is done, so the
+    /// client's next message finds it on every replica.
     pub writes: Vec<TokenHash>,
 }
 
@@ -210,13 +210,13 @@ fn on_result(engine: &mut Engine, host: &dyn Host, rpc: &mut RpcAnswer, response
     if let Some(rebind) = rpc.rebind.take() {
         // The agent made its own task of the one only the gateway knew:
         // that one is done, its token moves on (unless the task is over).
-        rpc.writes.extend(engine.end_task(host, Some(&rebind.user), &rebind.from_task));
+        engine.end_task(host, Some(&rebind.user), &rebind.from_task);
         if !found.is_final() {
-            rpc.writes.extend(rebind_token(engine, host, &rebind, &found.ids));
+            rebind_token(engine, host, &rebind, &found.ids);
         }
     }
     if found.is_final() {
-        rpc.writes.extend(engine.end_task(host, rpc.user.as_deref(), &found.ids.task_id));
+        engine.end_task(host, rpc.user.as_deref(), &found.ids.task_id);
         host.count(metrics::TASKS_ENDED);
         return false;
     }
@@ -230,9 +230,10 @@ fn on_result(engine: &mut Engine, host: &dyn Host, rpc: &mut RpcAnswer, response
 }
 
 /// Keeps the token obtained for a task only the gateway knew under the
-/// task the agent made for it, which from then on needs the credential;
-/// with a shared store, returns the key of its write there.
-fn rebind_token(engine: &mut Engine, host: &dyn Host, rebind: &Rebind, ids: &TaskIds) -> Option<TokenHash> {
+/// task the agent made for it, which from then on needs the credential
+/// (with a shared store, on every replica: what the reading of the answer
+/// writes, the answer's end waits for).
+fn rebind_token(engine: &mut Engine, host: &dyn Host, rebind: &Rebind, ids: &TaskIds) {
     let record = TaskRecord {
         user: rebind.user.clone(),
         task_id: ids.task_id.clone(),
@@ -245,12 +246,9 @@ fn rebind_token(engine: &mut Engine, host: &dyn Host, rebind: &Rebind, ids: &Tas
     if engine.store.put_task(host, &record).is_err() || engine.gate(host, &rebind.user, &ids.task_id).is_err()
     {
         host.count(metrics::STORE_FULL);
-        return None;
+        return;
     }
-    // With a shared store, for every replica too: dispatched from the root
-    // context (a call of the request's own context ends with it), the
-    // answer's end waiting for it.
-    engine.share_in_background(host, &record)
+    engine.share_in_background(host, &record);
 }
 
 /// Completes an agent's own auth-required answer with a challenge.

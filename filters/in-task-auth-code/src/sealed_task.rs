@@ -15,6 +15,11 @@
 //! written with a lease of the record's remaining lifetime (the token's
 //! expiry; at least etcd's 2 s), so nothing outlives its token.
 //!
+//! A task's gate (every message of the task needs the credential, until
+//! a time) is shared too, under a keyed hash of the task alone: a replica
+//! that never saw the task reads it before it lets a message whose rule
+//! does not hold go without the token (see [`gate_key`]).
+//!
 //! Writes take two steps a request waits for (a lease, then the put); a
 //! read one. What a step brought arrives as a [`StoreOutcome`] under the
 //! step's own key ([`read_step_key`], [`write_step_key`]).
@@ -64,6 +69,92 @@ struct Sealed {
 /// the gateway named still waiting for authorization.
 pub fn shareable(record: &TaskRecord, now: u64) -> bool {
     now < record.expires_at && (record.token.is_some() || (record.gateway_task && record.challenge.is_some()))
+}
+
+/// What a sealed gate is bound to (with its store key).
+const GATE_PURPOSE: &[u8] = b"baton in-task-auth-code gate v1";
+/// Kind of a gate's store entry.
+const GATE_KIND: &str = "in-task gate";
+
+/// The sealed form of a gate.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedGate {
+    /// The task.
+    t: String,
+    /// Until when its messages need the credential.
+    u: u64,
+}
+
+/// The store key of `task_id`'s gate.
+pub fn gate_key(store: &StoreConfig, task_id: &str) -> Vec<u8> {
+    store.key(GATE_KIND, &[task_id.as_bytes()])
+}
+
+/// What the steps of writing `task_id`'s gate are named by.
+pub fn gate_step_key(task_id: &str) -> TokenHash {
+    TokenHash::of_parts(&[b"gate-write", task_id.as_bytes()])
+}
+
+/// The read of `task_id`'s gate.
+pub fn read_gate(store: &StoreConfig, task_id: &str) -> StoreCall {
+    StoreCall {
+        key: TokenHash::of_parts(&[b"gate-read", task_id.as_bytes()]),
+        operation: EtcdOperation::Get { key: gate_key(store, task_id) },
+    }
+}
+
+/// Opens the gate `value` found under `key` for `task_id`: until when the
+/// task is gated, if it still is at `now`.
+pub fn open_gate(store: &StoreConfig, key: &[u8], value: &[u8], task_id: &str, now: u64) -> Option<u64> {
+    let plaintext = store.keys.open(&[GATE_PURPOSE, key].concat(), value).ok()?;
+    let sealed: SealedGate = serde_json::from_slice(&plaintext).ok()?;
+    (sealed.t == task_id && now < sealed.u).then_some(sealed.u)
+}
+
+/// The next step of writing `task_id`'s gate (until `until`) after `last`
+/// (`None` before the first): a lease, then the put; `None` when done
+/// (a failure counted and logged).
+pub fn gate_write_step(
+    store: &StoreConfig,
+    host: &dyn Host,
+    task_id: &str,
+    until: u64,
+    last: Option<&StoreOutcome>,
+) -> Option<StoreCall> {
+    let now = host.now_unix_secs();
+    let call = |operation| Some(StoreCall { key: gate_step_key(task_id), operation });
+    let failed = |why: &str| {
+        host.count(metrics::STORE_WRITE_FAILED);
+        host.log(
+            LogLevel::Warn,
+            &format!(
+                "cluster={} a task's gate was kept in this Envoy only (store write failed: {why})",
+                store.endpoint.cluster
+            ),
+        );
+        None
+    };
+    match last {
+        None => {
+            let ttl = until.saturating_sub(now).max(MIN_LEASE_SECS);
+            call(EtcdOperation::GrantLease { ttl_secs: u32::try_from(ttl).unwrap_or(u32::MAX) })
+        }
+        Some(StoreOutcome::Lease(lease)) => {
+            let key = gate_key(store, task_id);
+            let sealed = SealedGate { t: task_id.to_string(), u: until };
+            let value = serde_json::to_vec(&sealed)
+                .ok()
+                .and_then(|plaintext| store.keys.seal(host, &[GATE_PURPOSE, &key].concat(), &plaintext).ok());
+            match value {
+                Some(value) => call(EtcdOperation::Put { key, value, lease: *lease }),
+                None => failed("not sealed"),
+            }
+        }
+        Some(StoreOutcome::Written) => None,
+        Some(StoreOutcome::Unavailable(why)) => failed(why),
+        Some(_) => failed("store_malformed"),
+    }
 }
 
 /// The store key of `user`'s record of `task_id`.

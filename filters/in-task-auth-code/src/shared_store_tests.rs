@@ -60,11 +60,18 @@ struct Replica {
     runtime: Runtime<InTaskAuthCode>,
     host: TestHost,
     bank: TestKey,
+    /// The calls answered so far.
+    answered: Vec<u32>,
 }
 
 fn replica_with(store: Value) -> Replica {
     let s = setup_with(|c| c["store"] = store);
-    Replica { runtime: Runtime::new(InTaskAuthCode { engine: s.engine }, None), host: s.host, bank: s.bank }
+    Replica {
+        runtime: Runtime::new(InTaskAuthCode { engine: s.engine }, None),
+        host: s.host,
+        bank: s.bank,
+        answered: Vec::new(),
+    }
 }
 
 fn replica() -> Replica {
@@ -80,6 +87,10 @@ impl Replica {
     fn issue(&mut self, task: &str) -> String {
         let host = self.host.clone();
         let challenge = reply(self.decide_past_a_miss(&host, &v03(Some("alice"), Some(task), transfer())));
+        // The task's gate, written for every replica (as the runtime does
+        // before the reply goes).
+        self.engine().take_fresh();
+        self.settle();
         auth_challenge(&challenge)["state"].as_str().unwrap().to_string()
     }
 
@@ -149,6 +160,7 @@ impl Replica {
 
     /// Answers call `call` with `status` and `body`.
     fn answer(&mut self, call: &DispatchedCall, status: Option<u16>, body: &str) {
+        self.answered.push(call.id);
         self.host.set_callout_response(CalloutResponse {
             status,
             body: body.as_bytes().to_vec(),
@@ -161,7 +173,61 @@ impl Replica {
         self.host.calls().iter().filter(|call| call.cluster == cluster).count()
     }
 
-    fn reply_of(&self, id: u32) -> (u16, Value) {
+    /// The background writes (the store's leases, puts and deletes no
+    /// request asked for), sent at each tick and answered as etcd does
+    /// until none is left, `check` run before each answer; the writes, in
+    /// the order sent.
+    fn answer_background_writes(&mut self, check: impl Fn(&Replica, &DispatchedCall)) -> Vec<DispatchedCall> {
+        let mut sent = Vec::new();
+        for _ in 0..8 {
+            self.runtime.on_tick(&self.host);
+            let pending: Vec<DispatchedCall> = self
+                .host
+                .calls()
+                .into_iter()
+                .filter(|call| call.cluster == "etcd" && !self.answered.contains(&call.id))
+                .filter(|call| {
+                    ["/v3/lease/grant", "/v3/kv/put", "/v3/kv/deleterange"].contains(&call.path.as_str())
+                })
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            for call in pending {
+                check(self, &call);
+                let body = match call.path.as_str() {
+                    "/v3/lease/grant" => lease_granted(),
+                    "/v3/kv/deleterange" => format!(r#"{{{HEADER},"deleted":"1"}}"#),
+                    _ => format!("{{{HEADER}}}"),
+                };
+                self.answer(&call, Some(200), &body);
+                sent.push(call);
+            }
+        }
+        sent
+    }
+
+    /// [`Replica::answer_background_writes`], checking nothing.
+    fn settle(&mut self) -> Vec<DispatchedCall> {
+        self.answer_background_writes(|_, _| {})
+    }
+
+    /// Request `id`'s held answer goes on only once the last background
+    /// write it waits for is answered; the writes, in the order sent.
+    fn answer_waits_for_every_write(&mut self, id: u32) -> Vec<DispatchedCall> {
+        let sent = self.answer_background_writes(|r, call| {
+            assert_eq!(r.answer_resumed(id), 0, "let go before {} was answered", call.path);
+        });
+        assert_eq!(self.answer_resumed(id), 1);
+        sent
+    }
+
+    /// Request `id`'s reply, once the background writes it waits for are
+    /// done.
+    fn reply_of(&mut self, id: u32) -> (u16, Value) {
+        if self.host.request(id).unwrap().reply.is_none() {
+            self.settle();
+        }
         let reply = self.host.request(id).unwrap().reply.expect("answered");
         (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
     }
@@ -597,7 +663,7 @@ fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
         (Some(200), r#"{"header":{"revision":"2"},"succeeded":"yes"}"#),
     ];
     let mut a = replica();
-    let check = |r: &Replica, case: &str| {
+    let check = |r: &mut Replica, case: &str| {
         let (status, body) = r.reply_of(1);
         assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")), "{case}: {body}");
         assert_eq!(r.calls_to("bank_idp"), 0, "{case}");
@@ -620,7 +686,7 @@ fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
             }
             assert_eq!(call.path, path);
             b.answer(&call, status, body);
-            check(&b, body);
+            check(&mut b, body);
             assert_eq!(b.last_call().path, path, "{body}: no step after a fault");
         }
     }
@@ -629,14 +695,14 @@ fn a_store_fault_is_a_503_and_no_code_is_exchanged() {
     let mut b = replica();
     b.host.refuse_dispatch(true);
     assert_eq!(b.callback(1, &state), Action::Pause);
-    check(&b, "dispatch refused");
+    check(&mut b, "dispatch refused");
     // etcd never answers: the request is answered when its wait is over.
     let state = a.issue("t-5");
     let mut b = replica();
     assert_eq!(b.callback(1, &state), Action::Pause);
     b.host.set_now(NOW + 10);
     b.runtime.on_tick(&b.host);
-    check(&b, "etcd never answered");
+    check(&mut b, "etcd never answered");
     // A message's code: 503, the JSON-RPC way, with nothing exchanged.
     let state = a.issue("t-5");
     let mut b = replica();
@@ -988,6 +1054,26 @@ fn a_failed_write_does_not_fail_the_redirect_and_logs_nothing_secret() {
     }
 }
 
+/// The body of the put of store key `key` among `sent`.
+fn put_of(sent: &[DispatchedCall], key: &[u8]) -> Value {
+    let decoded = |body: &Value| {
+        // etcd's standard base64, read as base64url.
+        let text = body["key"].as_str().unwrap_or("").replace('+', "-").replace('/', "_");
+        baton_token::base64url::decode(text.trim_end_matches('=')).unwrap_or_default()
+    };
+    sent.iter()
+        .filter(|call| call.path == "/v3/kv/put")
+        .map(body_json)
+        .find(|body| decoded(body) == key)
+        .unwrap_or_else(|| panic!("no put of the key among {sent:?}"))
+}
+
+/// The store keys of alice's record of `task` and of its gate.
+fn record_and_gate_keys(r: &mut Replica, task: &str) -> (Vec<u8>, Vec<u8>) {
+    let store = r.engine().config().shared_store.as_ref().unwrap();
+    (crate::sealed_task::key(store, "alice", task), crate::sealed_task::gate_key(store, task))
+}
+
 impl Replica {
     /// The agent answers request `id` with its task `task` in `state`;
     /// what the filter does with the answer's end.
@@ -1037,22 +1123,25 @@ impl Replica {
         self.the_reply_waits_for_the_gateways_task(id)
     }
 
-    /// Request `id`'s challenge is held until the gateway's task record is
-    /// written (a lease, then the put); then sent. The reply's JSON.
+    /// Request `id`'s challenge is held until the gateway's task record and
+    /// the task's gate are written (each a lease, then the put); then
+    /// sent. The reply's JSON.
     fn the_reply_waits_for_the_gateways_task(&mut self, id: u32) -> Value {
-        let held = |r: &Replica| r.host.request(id).unwrap().reply.is_none();
-        assert!(held(self), "answered before the gateway's task was in etcd");
-        self.runtime.on_tick(&self.host);
-        let grant = self.last_call();
-        assert_eq!(grant.path, "/v3/lease/grant");
-        self.answer(&grant, Some(200), &lease_granted());
-        assert!(held(self), "answered before the gateway's task was in etcd");
-        self.runtime.on_tick(&self.host);
-        let put = self.last_call();
-        assert_eq!(put.path, "/v3/kv/put");
-        self.answer(&put, Some(200), &format!("{{{HEADER}}}"));
+        let sent = self.answer_background_writes(|r, call| {
+            assert!(
+                r.host.request(id).unwrap().reply.is_none(),
+                "answered before {} was answered",
+                call.path
+            );
+        });
+        let paths: Vec<&str> = sent.iter().map(|call| call.path.as_str()).collect();
+        assert_eq!(paths, ["/v3/lease/grant", "/v3/lease/grant", "/v3/kv/put", "/v3/kv/put"]);
         let (status, body) = self.reply_of(id);
         assert_eq!(status, 200, "{body}");
+        let task = body["result"]["id"].as_str().unwrap().to_string();
+        let (record, gate) = record_and_gate_keys(self, &task);
+        put_of(&sent, &record);
+        put_of(&sent, &gate);
         body
     }
 
@@ -1078,15 +1167,28 @@ fn a_task_the_agent_ends_has_its_record_deleted_from_the_store() {
     assert_eq!(a.host.calls().len(), calls, "nothing sent from the answer's context");
     assert_eq!(a.host.tick_period(), Some(baton_filter_kit::ticker::IMMEDIATE_TICK));
     a.runtime.on_tick(&a.host);
-    let delete = a.last_call();
-    assert_eq!((delete.cluster.as_str(), delete.path.as_str()), ("etcd", "/v3/kv/deleterange"));
-    assert_eq!(body_json(&delete), json!({"key": put["key"]}));
-    // Once only; the answer still held.
+    // The task's gate and alice's record, each deleted once.
+    let deletes: Vec<DispatchedCall> = a.host.calls()[calls..].to_vec();
+    let (_, gate) = record_and_gate_keys(&mut a, "t-5");
+    let keys: Vec<Value> = deletes.iter().map(body_json).collect();
+    assert!(
+        deletes
+            .iter()
+            .all(|call| (call.cluster.as_str(), call.path.as_str()) == ("etcd", "/v3/kv/deleterange"))
+    );
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.contains(&json!({"key": put["key"]})), "{keys:?}");
+    assert!(
+        keys.iter().any(|key| key["key"].as_str().is_some_and(|k| k.len() > 20) && key["key"] != put["key"])
+    );
+    assert_ne!(gate, Vec::<u8>::new());
     a.runtime.on_tick(&a.host);
-    assert_eq!(a.host.calls().len(), calls + 1);
+    assert_eq!(a.host.calls().len(), calls + 2);
     assert_eq!(a.answer_resumed(2), 0);
-    // Deleted: the client gets the answer's end, once.
-    a.answer(&delete, Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    // Both deleted: the client gets the answer's end, once.
+    a.answer(&deletes[0], Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
+    assert_eq!(a.answer_resumed(2), 0, "let go before the second delete was done");
+    a.answer(&deletes[1], Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
     assert_eq!(a.answer_resumed(2), 1);
     a.runtime.on_tick(&a.host);
     assert_eq!(a.answer_resumed(2), 1);
@@ -1098,12 +1200,14 @@ fn an_answer_whose_delete_fails_goes_on_all_the_same() {
     let (mut a, _b, token, _, put) = authorized_on_another_replica("t-5");
     a.served_from_the_store(2, "t-5", &put, &token);
     assert_eq!(a.agent_answers(2, "t-5", "completed"), Action::Pause);
+    let before = a.host.calls().len();
     a.runtime.on_tick(&a.host);
-    let delete = a.last_call();
-    assert_eq!(delete.path, "/v3/kv/deleterange");
-    // etcd fails the delete: the record lapses with its lease, and the
+    // etcd fails the deletes: the records lapse with their leases, and the
     // agent's answer is not lost for it.
-    a.answer(&delete, Some(503), "unavailable");
+    for delete in a.host.calls()[before..].to_vec() {
+        assert_eq!(delete.path, "/v3/kv/deleterange");
+        a.answer(&delete, Some(503), "unavailable");
+    }
     assert_eq!(a.answer_resumed(2), 1);
 }
 
@@ -1170,28 +1274,33 @@ fn a_token_the_agent_moves_to_its_own_task_is_written_for_every_replica() {
     // The answer's end waits until the token is in etcd under the agent's
     // task: alice's next message may land on any replica.
     assert_eq!(a.agent_answers(2, "agent-7", "input-required"), Action::Pause);
-    // At the next tick: the gateway's task's record deleted, and a lease
-    // for the agent's task's record; then its put.
-    let before = a.host.calls().len();
-    a.runtime.on_tick(&a.host);
-    let sent: Vec<DispatchedCall> = a.host.calls()[before..].to_vec();
+    // From the root context at once: the gateway's task's record deleted;
+    // the agent's task's record (a lease of the token's lifetime, then its
+    // put) and its gate written. The answer goes on after the last.
+    let sent = a.answer_waits_for_every_write(2);
     let paths: Vec<&str> = sent.iter().map(|call| call.path.as_str()).collect();
-    assert_eq!(paths, ["/v3/kv/deleterange", "/v3/lease/grant"]);
-    assert_eq!(body_json(&sent[0]), json!({"key": first["key"]}));
-    assert_eq!(body_json(&sent[1]), json!({"TTL": "600"}));
-    a.answer(&sent[0], Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
-    a.answer(&sent[1], Some(200), &lease_granted());
-    assert_eq!(a.answer_resumed(2), 0, "let go before the token was written");
+    assert_eq!(
+        paths,
+        [
+            "/v3/kv/deleterange",
+            "/v3/kv/deleterange",
+            "/v3/lease/grant",
+            "/v3/lease/grant",
+            "/v3/kv/put",
+            "/v3/kv/put"
+        ]
+    );
+    // The gateway's task's gate and record.
+    assert_eq!(body_json(&sent[1]), json!({"key": first["key"]}));
+    let leases: Vec<Value> =
+        sent.iter().filter(|call| call.path == "/v3/lease/grant").map(body_json).collect();
+    assert!(leases.contains(&json!({"TTL": "600"})), "the token's lifetime: {leases:?}");
+    assert!(leases.contains(&json!({"TTL": "86400"})), "the task's (taskLifetimeSeconds): {leases:?}");
+    let (record, gate) = record_and_gate_keys(&mut a, "agent-7");
+    let moved = put_of(&sent, &record);
+    put_of(&sent, &gate);
     a.runtime.on_tick(&a.host);
-    let put = a.last_call();
-    assert_eq!(put.path, "/v3/kv/put");
-    let moved = body_json(&put);
-    assert_ne!(moved["key"], first["key"]);
-    assert_eq!(a.answer_resumed(2), 0, "let go before the token was written");
-    a.answer(&put, Some(200), &format!("{{{HEADER}}}"));
-    assert_eq!(a.answer_resumed(2), 1);
-    a.runtime.on_tick(&a.host);
-    assert_eq!(a.last_call().path, "/v3/kv/put", "nothing more");
+    assert_eq!(a.host.calls().len(), a.answered.len(), "nothing more");
     assert_eq!(a.host.counter(metrics::STORE_WRITE_FAILED), 0);
     // alice's next message, in the agent's task, on a third replica: the
     // token from etcd.
@@ -1205,8 +1314,10 @@ fn a_task_the_gateway_named_is_the_gateways_on_replicas_that_never_saw_it() {
     let challenge = a.challenged_in_a_new_task(90);
     let gateway_task = challenge["result"]["id"].as_str().unwrap().to_string();
     let context = challenge["result"]["contextId"].as_str().unwrap().to_string();
-    let sealed =
-        body_json(&a.host.calls().iter().rev().find(|call| call.path == "/v3/kv/put").unwrap().clone());
+    let (record, _) = record_and_gate_keys(&mut a, &gateway_task);
+    let puts: Vec<DispatchedCall> =
+        a.host.calls().into_iter().filter(|call| call.path == "/v3/kv/put").collect();
+    let sealed = put_of(&puts, &record);
     // Her client asks C for the task (GetTask): C never saw it and reads
     // A's record from etcd: the gateway's task, waiting, with A's link.
     let mut c = replica();
@@ -1274,6 +1385,53 @@ fn a_call_on_a_gateway_task_named_elsewhere_is_503_while_etcd_fails_and_the_agen
 }
 
 #[test]
+fn a_follow_up_whose_rule_does_not_hold_reads_the_tasks_gate_on_a_replica_that_never_saw_it() {
+    let (mut a, gateway_task, token, first) = a_gateway_task_authorized_on_another_replica();
+    a.served_from_the_store(2, &gateway_task, &first, &token);
+    assert_eq!(a.agent_answers(2, "agent-7", "input-required"), Action::Pause);
+    let sent = a.answer_waits_for_every_write(2);
+    let (record, gate) = record_and_gate_keys(&mut a, "agent-7");
+    let (record, gate) = (put_of(&sent, &record), put_of(&sent, &gate));
+    let plain = || json!([{"kind": "text", "text": "and again"}]);
+    // "and again" in the agent's task on C (no transfer in it): C reads the
+    // task's gate, then alice's record, and sends the bank's token.
+    let mut c = replica();
+    c.send(1, "alice", &v03(Some("alice"), Some("agent-7"), plain()));
+    let read = c.last_call();
+    assert_eq!(body_json(&read), json!({"key": gate["key"]}));
+    c.answer(&read, Some(200), &record_found(&gate["key"], &gate["value"]));
+    let read = c.last_call();
+    assert_eq!(body_json(&read), json!({"key": record["key"]}));
+    c.answer(&read, Some(200), &record_found(&record["key"], &record["value"]));
+    assert_eq!(c.forwarded_with(1), Some(format!("Bearer {token}")));
+    assert_eq!(c.host.counter(metrics::GATED_FOLLOW_UPS), 1);
+    // bob's plain message in it on D: gated for him too; challenged, not
+    // sent without the credential.
+    let mut d = replica();
+    d.send(1, "bob", &v03(Some("bob"), Some("agent-7"), plain()));
+    let read = d.last_call();
+    d.answer(&read, Some(200), &record_found(&gate["key"], &gate["value"]));
+    let read = d.last_call();
+    d.answer(&read, Some(200), &format!("{{{HEADER}}}"));
+    let (status, body) = d.reply_of(1);
+    assert_eq!(status, 200, "{body}");
+    assert!(auth_challenge_of(&body).is_some(), "{body}");
+    // A task nobody gated: one read, then to the agent as is.
+    let mut e = replica();
+    e.send(1, "alice", &v03(Some("alice"), Some("chat-1"), plain()));
+    let read = e.last_call();
+    e.answer(&read, Some(200), &format!("{{{HEADER}}}"));
+    assert_eq!(e.calls_to("etcd"), 1);
+    assert!(e.host.request(1).unwrap().reply.is_none(), "answered: not forwarded");
+    // etcd failing: 503, nothing forwarded (it may be gated).
+    let mut f = replica();
+    f.send(1, "alice", &v03(Some("alice"), Some("agent-7"), plain()));
+    let read = f.last_call();
+    f.answer(&read, Some(503), "unavailable");
+    assert_eq!(f.reply_of(1).0, 503);
+}
+
+#[test]
 fn a_streamed_answer_that_moves_the_token_ends_once_the_token_is_in_etcd() {
     let (mut a, gateway_task, token, first) = a_gateway_task_authorized_on_another_replica();
     a.served_from_the_store(2, &gateway_task, &first, &token);
@@ -1285,18 +1443,9 @@ fn a_streamed_answer_that_moves_the_token_ends_once_the_token_is_in_etcd() {
     };
     let actions = a.agent_streams(2, &[event("working", false), event("input-required", true)]);
     assert_eq!(actions, [Action::Continue, Action::Pause]);
-    a.runtime.on_tick(&a.host);
-    let find = |path: &str| a.host.calls().iter().rev().find(|call| call.path == path).unwrap().clone();
-    let (delete, lease) = (find("/v3/kv/deleterange"), find("/v3/lease/grant"));
-    a.answer(&delete, Some(200), &format!(r#"{{{HEADER},"deleted":"1"}}"#));
-    a.answer(&lease, Some(200), &lease_granted());
-    a.runtime.on_tick(&a.host);
-    let put = a.last_call();
-    assert_eq!(put.path, "/v3/kv/put");
-    assert_eq!(a.answer_resumed(2), 0);
-    a.answer(&put, Some(200), &format!("{{{HEADER}}}"));
-    assert_eq!(a.answer_resumed(2), 1);
-    replica().served_from_the_store(1, "agent-7", &body_json(&put), &token);
+    let sent = a.answer_waits_for_every_write(2);
+    let moved = put_of(&sent, &record_and_gate_keys(&mut a, "agent-7").0);
+    replica().served_from_the_store(1, "agent-7", &moved, &token);
 }
 
 #[test]
@@ -1344,7 +1493,7 @@ fn canceling_a_task_the_gateway_named_deletes_its_record_from_the_store() {
     // Its authorization is ended for every replica (a lease, then its
     // single-use mark), and its record deleted.
     let sent: Vec<String> = a.host.calls()[before..].iter().map(|call| call.path.clone()).collect();
-    assert_eq!(sent, ["/v3/lease/grant", "/v3/kv/deleterange"]);
+    assert_eq!(sent, ["/v3/lease/grant", "/v3/kv/deleterange", "/v3/kv/deleterange"]);
     let delete = a.last_call();
     assert_eq!(delete.path, "/v3/kv/deleterange");
     let key = String::from_utf8(crate::sealed_task::key(

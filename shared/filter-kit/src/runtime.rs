@@ -905,6 +905,16 @@ impl<F: Filter> Runtime<F> {
         resume: bool,
     ) -> Action {
         let now = host.now_unix_secs();
+        if F::USES_STORE {
+            // What the decision queued for the store goes out at once (from
+            // the root context, at the tick): its reply or answer may wait
+            // for it.
+            let jobs = self.filter.store_jobs(host);
+            if !jobs.is_empty() {
+                self.detached.extend(jobs);
+                self.ticker.tick_now(host);
+            }
+        }
         let waiting_for = match verdict {
             Verdict::Forward(forward) => {
                 if let Err(why) = apply_forward::<F>(host, &forward, headers.as_ref()) {
