@@ -7,9 +7,10 @@
 
 use baton_harness::{RedirectWalk, body_json};
 use mock_idp::Endpoint;
+use serde_json::json;
 
 use crate::fleet_world::Fleet;
-use crate::world::{auth_challenge, open_link, transfer};
+use crate::world::{auth_challenge, message, open_link, transfer};
 
 #[test]
 fn the_browser_sign_in_holds_across_three_replicas_behind_a_balancer() {
@@ -40,11 +41,17 @@ fn the_browser_sign_in_holds_across_three_replicas_behind_a_balancer() {
     );
     assert_eq!(fleet.bank.calls(Endpoint::Token), 1);
 
-    // Her next messages, wherever they land, carry the bank's token.
+    // Her next messages, wherever they land, carry the bank's token: the
+    // first in the gateway's task, the others in the task the agent made
+    // of it (the gateway's task is over once the agent has its own).
+    let mut task = task;
     for _ in 0..3 {
-        let answer = fleet.send_as("alice", &transfer(Some(&task)));
+        let parts = json!([{"kind": "text", "text": "send 250 EUR to bob"},
+                           {"kind": "data", "data": {"operation": "transfer", "amount": 250, "to": "bob", "keepOpen": true}}]);
+        let answer = fleet.send_as("alice", &message(Some(&task), parts));
         assert_eq!(answer.status, 200, "{}", answer.body_str());
         assert!(!answer.body_str().contains("authorizationUrl"), "challenged again: {}", answer.body_str());
+        task = body_json(&answer)["result"]["id"].as_str().unwrap().to_string();
     }
     let seen = fleet.agent.requests();
     assert_eq!(seen.len(), 3);
