@@ -443,8 +443,9 @@ pub struct Runtime<F: Filter> {
     leases: Option<LeaseTable>,
     /// Calls another worker is making: this worker waits for their result.
     remote: Vec<TokenCall>,
-    /// Store operations in flight, by callout.
-    store_calls: Vec<(u32, StoreCall)>,
+    /// Store operations in flight, by callout; whether dispatched from the
+    /// root context (no request waits for it).
+    store_calls: Vec<(u32, StoreCall, bool)>,
     /// Store operations no request waits for, to dispatch at the next tick.
     detached: Vec<StoreCall>,
     /// Calls taken to the fleet before they are made.
@@ -860,11 +861,17 @@ impl<F: Filter> Runtime<F> {
             let answer = read_answer(host, &operation, num_headers, body_size);
             self.fleet_answered(host, &key, &operation, answer);
         } else if F::USES_STORE
-            && let Some(at) = self.store_calls.iter().position(|(callout, _)| *callout == token)
+            && let Some(at) = self.store_calls.iter().position(|(callout, ..)| *callout == token)
         {
-            let (_, call) = self.store_calls.swap_remove(at);
+            let (_, call, from_root) = self.store_calls.swap_remove(at);
             let answer = read_answer(host, &call.operation, num_headers, body_size);
-            if let Some(outcome) = self.filter.finish_store(host, &call, answer) {
+            let outcome = self.filter.finish_store(host, &call, answer);
+            if from_root {
+                // Its answer came to the root context, still current: the
+                // next step of that work goes out now, not at a tick.
+                self.dispatch_store_jobs(host);
+            }
+            if let Some(outcome) = outcome {
                 self.wake(host, WaitFor::Store(token), Some((call.key, outcome)));
             }
             if F::MAKES_CALLS {
@@ -959,7 +966,7 @@ impl<F: Filter> Runtime<F> {
                 let dispatched =
                     self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
                 if let Some(Ok(token)) = dispatched {
-                    self.store_calls.push((token, *call));
+                    self.store_calls.push((token, *call, false));
                     WaitFor::Store(token)
                 } else {
                     // Decided again at once, as after a store that did not
@@ -1232,7 +1239,7 @@ impl<F: Filter> Runtime<F> {
             let dispatched =
                 self.filter.store_endpoint().map(|endpoint| endpoint.dispatch(host, &call.operation));
             if let Some(Ok(token)) = dispatched {
-                self.store_calls.push((token, call));
+                self.store_calls.push((token, call, true));
             } else {
                 host.log(LogLevel::Warn, &format!("store call ({}) dispatch failed", call.operation.path()));
                 let _ = self.filter.finish_store(host, &call, Err(EtcdError::NoResponse));
