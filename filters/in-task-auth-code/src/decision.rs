@@ -125,17 +125,17 @@ pub struct Round<'a> {
     pub exchange: Option<(&'a TokenHash, &'a ExchangeOutcome)>,
 }
 
-impl Round<'_> {
+impl<'a> Round<'a> {
     /// The first pass.
     pub const FIRST: Round<'static> = Round { number: 0, keys: KeyWait::Allowed, exchange: None };
 
     /// The outcome of the exchange keyed `key`, if this pass follows it.
-    pub fn outcome_for(&self, key: &TokenHash) -> Option<&ExchangeOutcome> {
+    pub fn outcome_for(&self, key: &TokenHash) -> Option<&'a ExchangeOutcome> {
         self.exchange.filter(|(k, _)| *k == key).map(|(_, outcome)| outcome)
     }
 
     /// The outcome of the store step keyed `key`, if this pass follows it.
-    pub fn store_step(&self, key: &TokenHash) -> Option<&StoreOutcome> {
+    pub fn store_step(&self, key: &TokenHash) -> Option<&'a StoreOutcome> {
         match self.outcome_for(key) {
             Some(ExchangeOutcome::Store(outcome)) => Some(outcome),
             _ => None,
@@ -376,27 +376,27 @@ impl Engine {
         }
     }
 
-    /// With a shared store: writes `record` (just kept in this Envoy, from
-    /// an agent's answer no request waits on) to the store in the
-    /// background: a lease, then the put. Returns the write's step key,
-    /// which [`Engine::still_writing`] answers for until it is done.
-    pub fn share_in_background(&mut self, host: &dyn Host, record: &TaskRecord) -> Option<TokenHash> {
-        let store = self.config.shared_store.as_ref()?;
+    /// With a shared store: writes `record` (just kept in this Envoy) to
+    /// the store from the root context: a lease, then the put (what the
+    /// client gets next waits for it, see [`Engine::take_fresh`]).
+    pub fn share_in_background(&mut self, host: &dyn Host, record: &TaskRecord) {
+        let Some(store) = &self.config.shared_store else {
+            return;
+        };
         if self.background.len() >= MAX_BACKGROUND || self.sharing.len() >= MAX_BACKGROUND {
             // Counted and logged as a write that failed.
             let full = StoreOutcome::Unavailable("too_many_waiting");
             let _ = sealed_task::write_step(store, host, None, Some(&full), true);
-            return None;
+            return;
         }
         let Write::Wait(step) = sealed_task::write_step(store, host, Some(record), None, true) else {
-            return None;
+            return;
         };
         let key = step.key;
         self.sharing.retain(|held| sealed_task::write_step_key(&held.user, &held.task_id, true) != key);
         self.sharing.push(record.clone());
         self.background.push(step);
         self.fresh.push(key);
-        Some(key)
     }
 
     /// The background store work started since the last call (see
@@ -903,22 +903,10 @@ impl Engine {
         let (Some(store), Some(task)) = (&config.shared_store, call.task_id()) else {
             return Ok(false);
         };
-        let read = sealed_task::read_gate(store, task);
-        let until = match round.store_step(&read.key) {
-            None => return Err(Box::new(Verdict::AwaitStore(Box::new(read)))),
-            Some(StoreOutcome::Unused) => None,
-            Some(StoreOutcome::Found(value)) => {
-                let key = sealed_task::gate_key(store, task);
-                sealed_task::open_gate(store, &key, value, task, host.now_unix_secs())
-            }
-            Some(StoreOutcome::Unavailable(why)) => {
-                return Err(Box::new(self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why))));
-            }
-            Some(_) => {
-                let denial = Denial::StoreUnavailable("store_malformed");
-                return Err(Box::new(self.deny(host, audit, &call.id, &denial)));
-            }
-        };
+        let found = self.read_shared(host, call, sealed_task::read_gate(store, task), round, audit)?;
+        let key = sealed_task::gate_key(store, task);
+        let until =
+            found.and_then(|value| sealed_task::open_gate(store, &key, value, task, host.now_unix_secs()));
         let Some(until) = until else {
             return Ok(false);
         };
@@ -952,23 +940,18 @@ impl Engine {
         let (Some(store), Some(task)) = (&config.shared_store, call.task_id()) else {
             return self.challenge(host, &call, &user, None, audit);
         };
-        let read = sealed_task::read(store, &user, task);
-        let found = match round.store_step(&read.key) {
-            None => return Verdict::AwaitStore(Box::new(read)),
-            Some(StoreOutcome::Unused) => None,
-            Some(StoreOutcome::Found(value)) => {
-                let key = sealed_task::key(store, &user, task);
-                let opened = sealed_task::open(store, &key, value, &user, task, host.now_unix_secs());
-                if opened.is_none() {
-                    host.log(LogLevel::Info, "a task record in the store did not open for this message");
-                }
-                opened
-            }
-            Some(StoreOutcome::Unavailable(why)) => {
-                return self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why));
-            }
-            Some(_) => return self.deny(host, audit, &call.id, &Denial::StoreUnavailable("store_malformed")),
+        let found = match self.read_shared(host, &call, sealed_task::read(store, &user, task), round, audit) {
+            Ok(found) => found,
+            Err(verdict) => return *verdict,
         };
+        let found = found.and_then(|value| {
+            let key = sealed_task::key(store, &user, task);
+            let opened = sealed_task::open(store, &key, value, &user, task, host.now_unix_secs());
+            if opened.is_none() {
+                host.log(LogLevel::Info, "a task record in the store did not open for this message");
+            }
+            opened
+        });
         let Some(found) = found else {
             return self.challenge(host, &call, &user, None, audit);
         };
@@ -1368,7 +1351,32 @@ impl Engine {
         Verdict::Reply(a2a::result_reply(a2a::RESULT_STATUS, &call.id, &result, call.streams()))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// What the shared store holds under `read`'s key, read in a round the
+    /// request waits for: `Ok(None)` when absent; `Err` with the verdict
+    /// while it waits, or a 503 when the store fails, answers garbage or
+    /// does not answer (nothing forwarded).
+    fn read_shared<'r>(
+        &mut self,
+        host: &dyn Host,
+        call: &Call,
+        read: StoreCall,
+        round: Round<'r>,
+        audit: &mut AuditLine,
+    ) -> Result<Option<&'r [u8]>, Box<Verdict>> {
+        match round.store_step(&read.key) {
+            None => Err(Box::new(Verdict::AwaitStore(Box::new(read)))),
+            Some(StoreOutcome::Unused) => Ok(None),
+            Some(StoreOutcome::Found(value)) => Ok(Some(value)),
+            Some(StoreOutcome::Unavailable(why)) => {
+                Err(Box::new(self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why))))
+            }
+            Some(_) => {
+                let denial = Denial::StoreUnavailable("store_malformed");
+                Err(Box::new(self.deny(host, audit, &call.id, &denial)))
+            }
+        }
+    }
+
     /// The record of `user`'s task `task` that another replica named (see
     /// [`gateway_task`]), read from the store (a round the call waits
     /// for) and kept here: `Ok(None)` when the store has none (the task
@@ -1387,22 +1395,10 @@ impl Engine {
         let Some(store) = &config.shared_store else {
             return Ok(None);
         };
-        let read = sealed_task::read(store, user, task);
-        let found = match round.store_step(&read.key) {
-            None => return Err(Box::new(Verdict::AwaitStore(Box::new(read)))),
-            Some(StoreOutcome::Unused) => return Ok(None),
-            Some(StoreOutcome::Found(value)) => {
-                let key = sealed_task::key(store, user, task);
-                sealed_task::open(store, &key, value, user, task, host.now_unix_secs())
-            }
-            Some(StoreOutcome::Unavailable(why)) => {
-                return Err(Box::new(self.deny(host, audit, &call.id, &Denial::StoreUnavailable(why))));
-            }
-            Some(_) => {
-                let denial = Denial::StoreUnavailable("store_malformed");
-                return Err(Box::new(self.deny(host, audit, &call.id, &denial)));
-            }
-        };
+        let found = self.read_shared(host, call, sealed_task::read(store, user, task), round, audit)?;
+        let key = sealed_task::key(store, user, task);
+        let found =
+            found.and_then(|value| sealed_task::open(store, &key, value, user, task, host.now_unix_secs()));
         let Some(mut record) = found else {
             return Ok(None);
         };

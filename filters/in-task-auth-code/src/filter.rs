@@ -105,10 +105,6 @@ impl Filter for InTaskAuthCode {
             runtime::Verdict::Reply(reply) if !work.is_empty() => {
                 runtime::Verdict::ReplyWhenStored(reply, std::mem::take(&mut *work))
             }
-            runtime::Verdict::ReplyWhenStored(reply, mut steps) => {
-                steps.append(&mut work);
-                runtime::Verdict::ReplyWhenStored(reply, steps)
-            }
             runtime::Verdict::Forward(mut forward) => {
                 if let Some(AnswerContext::Rpc(rpc)) = &mut forward.answer {
                     rpc.writes.append(&mut work);
@@ -212,10 +208,10 @@ impl Filter for InTaskAuthCode {
         self.engine.still_writing(step)
     }
 
-    fn answer_waits(&self, answer: &AnswerContext) -> bool {
+    fn answer_store_work<'a>(&self, answer: &'a AnswerContext) -> &'a [TokenHash] {
         match answer {
-            AnswerContext::Rpc(rpc) => rpc.writes.iter().any(|step| self.engine.still_writing(step)),
-            AnswerContext::Card(_) => false,
+            AnswerContext::Rpc(rpc) => &rpc.writes,
+            AnswerContext::Card(_) => &[],
         }
     }
 

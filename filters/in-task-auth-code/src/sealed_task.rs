@@ -122,39 +122,56 @@ pub fn gate_write_step(
     until: u64,
     last: Option<&StoreOutcome>,
 ) -> Option<StoreCall> {
-    let now = host.now_unix_secs();
-    let call = |operation| Some(StoreCall { key: gate_step_key(task_id), operation });
-    let failed = |why: &str| {
-        host.count(metrics::STORE_WRITE_FAILED);
-        host.log(
-            LogLevel::Warn,
-            &format!(
-                "cluster={} a task's gate was kept in this Envoy only (store write failed: {why})",
-                store.endpoint.cluster
-            ),
-        );
-        None
-    };
+    leased_put(store, host, gate_step_key(task_id), until, last, "gate", || {
+        let key = gate_key(store, task_id);
+        let plaintext = serde_json::to_vec(&SealedGate { t: task_id.to_string(), u: until }).ok()?;
+        let value = store.keys.seal(host, &[GATE_PURPOSE, &key].concat(), &plaintext).ok()?;
+        Some((key, value))
+    })
+}
+
+/// The next step, named `step_key`, of a write after `last` (`None` before
+/// the first): a lease lasting until `until` (at least etcd's shortest),
+/// then the put of what `sealed` gives (key, value) with it. `None` once
+/// written, or when it failed: counted (`baton_itac.store.write_failed`)
+/// and logged with the cluster and the fault's kind, never the value.
+fn leased_put(
+    store: &StoreConfig,
+    host: &dyn Host,
+    step_key: TokenHash,
+    until: u64,
+    last: Option<&StoreOutcome>,
+    what: &str,
+    sealed: impl FnOnce() -> Option<(Vec<u8>, Vec<u8>)>,
+) -> Option<StoreCall> {
+    let call = |operation| Some(StoreCall { key: step_key, operation });
     match last {
         None => {
-            let ttl = until.saturating_sub(now).max(MIN_LEASE_SECS);
+            let ttl = until.saturating_sub(host.now_unix_secs()).max(MIN_LEASE_SECS);
             call(EtcdOperation::GrantLease { ttl_secs: u32::try_from(ttl).unwrap_or(u32::MAX) })
         }
-        Some(StoreOutcome::Lease(lease)) => {
-            let key = gate_key(store, task_id);
-            let sealed = SealedGate { t: task_id.to_string(), u: until };
-            let value = serde_json::to_vec(&sealed)
-                .ok()
-                .and_then(|plaintext| store.keys.seal(host, &[GATE_PURPOSE, &key].concat(), &plaintext).ok());
-            match value {
-                Some(value) => call(EtcdOperation::Put { key, value, lease: *lease }),
-                None => failed("not sealed"),
-            }
-        }
+        Some(StoreOutcome::Lease(lease)) => match sealed() {
+            Some((key, value)) => call(EtcdOperation::Put { key, value, lease: *lease }),
+            None => write_failed(store, host, what, "not sealed"),
+        },
         Some(StoreOutcome::Written) => None,
-        Some(StoreOutcome::Unavailable(why)) => failed(why),
-        Some(_) => failed("store_malformed"),
+        Some(StoreOutcome::Unavailable(why)) => write_failed(store, host, what, why),
+        Some(_) => write_failed(store, host, what, "store_malformed"),
     }
+}
+
+/// Counts and logs a write of a task's `what` that failed for `why`.
+fn write_failed(store: &StoreConfig, host: &dyn Host, what: &str, why: &str) -> Option<StoreCall> {
+    host.count(metrics::STORE_WRITE_FAILED);
+    host.log(
+        LogLevel::Warn,
+        &format!(
+            "cluster={} a task's {what} was kept in this Envoy only (store write failed: {why}); \
+             on another replica its next message does not find it",
+            store.endpoint.cluster
+        ),
+    );
+    None
 }
 
 /// The store key of `user`'s record of `task_id`.
@@ -256,43 +273,21 @@ pub fn write_step(
     last: Option<&StoreOutcome>,
     detached: bool,
 ) -> Write {
-    let now = host.now_unix_secs();
-    let failed = |why: &str| {
-        host.count(metrics::STORE_WRITE_FAILED);
-        host.log(
-            LogLevel::Warn,
-            &format!(
-                "cluster={} a task's record was kept in this Envoy only (store write failed: {why}); \
-                 on another replica its next message is challenged again",
-                store.endpoint.cluster
-            ),
-        );
-        Write::Done
-    };
-    let Some(record) = record.filter(|record| shareable(record, now)) else {
-        return match last {
-            None => Write::Done, // nothing to share
-            Some(_) => failed("the record was no longer held here"),
-        };
-    };
-    let call = |operation| {
-        Write::Wait(StoreCall { key: write_step_key(&record.user, &record.task_id, detached), operation })
-    };
-    match last {
-        None => {
-            let ttl = record.expires_at.saturating_sub(now).max(MIN_LEASE_SECS);
-            call(EtcdOperation::GrantLease { ttl_secs: u32::try_from(ttl).unwrap_or(u32::MAX) })
+    let Some(record) = record.filter(|record| shareable(record, host.now_unix_secs())) else {
+        if last.is_some() {
+            write_failed(store, host, "record", "the record was no longer held here");
         }
-        Some(StoreOutcome::Lease(lease)) => {
-            let key = key(store, &record.user, &record.task_id);
-            match seal(store, host, &key, record) {
-                Some(value) => call(EtcdOperation::Put { key, value, lease: *lease }),
-                None => failed("not sealed"),
-            }
-        }
-        Some(StoreOutcome::Written) => Write::Done,
-        Some(StoreOutcome::Unavailable(why)) => failed(why),
-        Some(_) => failed("store_malformed"),
+        return Write::Done; // nothing (more) to share
+    };
+    let step_key = write_step_key(&record.user, &record.task_id, detached);
+    let next = leased_put(store, host, step_key, record.expires_at, last, "record", || {
+        let key = key(store, &record.user, &record.task_id);
+        let value = seal(store, host, &key, record)?;
+        Some((key, value))
+    });
+    match next {
+        Some(call) => Write::Wait(call),
+        None => Write::Done,
     }
 }
 

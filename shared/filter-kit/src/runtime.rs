@@ -335,12 +335,12 @@ pub trait Filter {
     fn store_work_pending(&self, _step: &TokenHash) -> bool {
         false
     }
-    /// Whether the end of `answer` (read whole or as events) waits for
-    /// store work its reading started: the client gets the end only once
-    /// every replica would find what the answer changed. Asked when the
-    /// answer is complete, then at each store answer and tick.
-    fn answer_waits(&self, _answer: &Self::Answer) -> bool {
-        false
+    /// The store work (step keys) the request's decision and the reading
+    /// of `answer` started: the end of the answer (read whole or as
+    /// events) is held while any is pending, so the client gets it only
+    /// once every replica would find what the answer changed.
+    fn answer_store_work<'a>(&self, _answer: &'a Self::Answer) -> &'a [TokenHash] {
+        &[]
     }
 }
 
@@ -658,19 +658,18 @@ impl<F: Filter> Runtime<F> {
                 if !complete {
                     self.held.insert(id, Held::Answering { answer, reading: Reading::Dropping });
                 }
-                return refused_or_reset(host, refuse_answer(host, &reply));
+                return go_on_or_reset(host, refuse_answer(host, &reply));
             }
         };
         if applied.is_err() {
-            return refused_or_reset(host, applied);
+            return go_on_or_reset(host, applied);
         }
-        if complete && self.filter.answer_waits(&answer) {
+        if complete && work_pending(&self.filter, self.filter.answer_store_work(&answer)) {
             self.held.insert(
                 id,
                 Held::Answering { answer, reading: Reading::Ending { since: host.now_unix_secs() } },
             );
-            // The store work goes out from the root context at once.
-            self.ticker.tick_now(host);
+            self.queue_store_jobs(host);
             return Action::Pause;
         }
         Action::Continue
@@ -686,17 +685,15 @@ impl<F: Filter> Runtime<F> {
             .held
             .iter()
             .filter_map(|(id, held)| {
-                let (since, waits) = match held {
+                let (since, work) = match held {
                     Held::Answering { answer, reading: Reading::Ending { since } } => {
-                        (*since, filter.answer_waits(answer))
+                        (*since, filter.answer_store_work(answer))
                     }
-                    Held::Replying { work, since, .. } => {
-                        (*since, work.iter().any(|step| filter.store_work_pending(step)))
-                    }
+                    Held::Replying { work, since, .. } => (*since, work.as_slice()),
                     _ => return None,
                 };
                 let overdue = now > since + limit;
-                (overdue || !waits).then_some((*id, overdue))
+                (overdue || !work_pending(filter, work)).then_some((*id, overdue))
             })
             .collect();
         for (id, overdue) in done {
@@ -756,12 +753,12 @@ impl<F: Filter> Runtime<F> {
         let rest = &seen[ready..];
         let give_up = !complete && rest.len() > max;
         let mut action = Action::Continue;
-        if complete && self.filter.answer_waits(answer) {
+        if complete && work_pending(&self.filter, self.filter.answer_store_work(answer)) {
             // The stream's end (what a client waits for before its next
             // message) goes on once the store work it started is done.
             out.extend_from_slice(rest);
             *reading = Reading::Ending { since: host.now_unix_secs() };
-            self.ticker.tick_now(host);
+            self.queue_store_jobs(host);
             action = Action::Pause;
         } else if complete || give_up {
             out.extend_from_slice(rest);
@@ -881,16 +878,19 @@ impl<F: Filter> Runtime<F> {
             self.release_held_for_store(host);
         }
         if F::USES_STORE {
-            // What the answer (a token obtained, a lease granted) queued
-            // goes out at the next tick, from the root context: a call
-            // dispatched here could belong to the request context just
-            // woken (or delivering this answer), and Envoy cancels a
-            // context's calls when its request ends.
-            let jobs = self.filter.store_jobs(host);
-            if !jobs.is_empty() {
-                self.detached.extend(jobs);
-                self.ticker.tick_now(host);
-            }
+            self.queue_store_jobs(host);
+        }
+    }
+
+    /// Queues the filter's store jobs for the next tick, made at once: they
+    /// go out from the root context, since a call dispatched from a
+    /// request's context (the one just woken, or delivering an answer) is
+    /// cancelled by Envoy when that request ends.
+    fn queue_store_jobs(&mut self, host: &dyn Host) {
+        let jobs = self.filter.store_jobs(host);
+        if !jobs.is_empty() {
+            self.detached.extend(jobs);
+            self.ticker.tick_now(host);
         }
     }
 
@@ -913,14 +913,8 @@ impl<F: Filter> Runtime<F> {
     ) -> Action {
         let now = host.now_unix_secs();
         if F::USES_STORE {
-            // What the decision queued for the store goes out at once (from
-            // the root context, at the tick): its reply or answer may wait
-            // for it.
-            let jobs = self.filter.store_jobs(host);
-            if !jobs.is_empty() {
-                self.detached.extend(jobs);
-                self.ticker.tick_now(host);
-            }
+            // Its reply or answer may wait for what the decision queued.
+            self.queue_store_jobs(host);
         }
         let waiting_for = match verdict {
             Verdict::Forward(forward) => {
@@ -942,10 +936,8 @@ impl<F: Filter> Runtime<F> {
                 return Action::Pause;
             }
             Verdict::ReplyWhenStored(reply, work) if F::USES_STORE => {
-                if work.iter().any(|step| self.filter.store_work_pending(step)) {
+                if work_pending(&self.filter, &work) {
                     self.held.insert(id, Held::Replying { reply, work, since: now });
-                    // The work goes out from the root context at once.
-                    self.ticker.tick_now(host);
                 } else {
                     send(host, &reply);
                 }
@@ -1269,11 +1261,16 @@ impl<F: Filter> Runtime<F> {
     }
 }
 
-/// Replaces the current answer's body (and its length).
+/// Whether any of the store work named by `work` is still under way (a
+/// free function: what names it may be borrowed from the runtime's table).
+fn work_pending<F: Filter>(filter: &F, work: &[TokenHash]) -> bool {
+    work.iter().any(|step| filter.store_work_pending(step))
+}
+
 /// Goes on after an answer was changed, or resets it when the change could
 /// not be made: neither the answer as it came nor a half-changed one goes
 /// on.
-fn refused_or_reset(host: &dyn Host, applied: Result<(), crate::host::HostError>) -> Action {
+fn go_on_or_reset(host: &dyn Host, applied: Result<(), crate::host::HostError>) -> Action {
     if applied.is_err() {
         host.log(LogLevel::Error, "the upstream's answer could not be rewritten; resetting it");
         host.reset_request();
@@ -1281,6 +1278,7 @@ fn refused_or_reset(host: &dyn Host, applied: Result<(), crate::host::HostError>
     Action::Continue
 }
 
+/// Replaces the current answer's body (and its length).
 fn replace_answer(host: &dyn Host, bytes: &[u8]) -> Result<(), crate::host::HostError> {
     host.replace_body(Body::Response, bytes)?;
     host.set_header(HeaderMap::ResponseHeaders, "content-length", bytes.len().to_string().as_bytes())
